@@ -1,0 +1,74 @@
+import pytest
+
+from workbench.core.config import Config
+from workbench.core.registry import ConfigError
+
+
+def test_defaults_round_trip_through_toml(tmp_path):
+    cfg = Config().with_overrides(["loss.temperature=0.3", "train.batch_size=96", "augment.preset=simclr_cifar"])
+    path = tmp_path / "c.toml"
+    cfg.save(path, meta={"seed": 0})
+    again = Config.load(path)
+    assert again.to_dict() == cfg.to_dict()
+    text = path.read_text()
+    assert "temperature = 0.3" in text and "[augment]" in text and "random_resized_crop" in text
+
+
+def test_every_default_is_written_out():
+    d = Config().to_dict()
+    assert d["loss"]["temperature"] == 0.5 and d["loss"]["similarity"] == "cosine"
+    assert d["augment"]["recipe"][0]["scale"] == [0.2, 1.0]
+    assert d["model"]["width"] == 16
+
+
+def test_set_parses_toml_literals_and_types():
+    cfg = Config().with_overrides(["optim.lr=3e-4", "train.epochs=2", "data.name=bundled", "train.bf16=false"])
+    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.train.epochs == 2 and cfg.train.bf16 is False
+
+
+@pytest.mark.parametrize("override, needle", [
+    (["loss.temperature=0"], "temperature"),
+    (["loss.temperature=-1"], "temperature"),
+    (["train.batch_size=1"], "train.batch_size"),
+    (["train.epochs=0"], "train.epochs"),
+    (["optim.lr=-1"], "optim.lr"),
+    (["loss.name=nope"], "choose from"),
+    (["model.encoder=vgg"], "unknown encoder 'vgg'"),
+    (["data.name=imagenet"], "unknown dataset 'imagenet'"),
+    (["optim.name=rmsprop"], "unknown optimizer"),
+    (["train.batch_sise=4"], "train.batch_sise"),
+    (["loss.temprature=0.1"], "loss.temprature"),
+    (["train.epochs=many"], "train.epochs: expected an integer"),
+    (["nonsense"], "section.key=value"),
+    (["trian.epochs=1"], "unknown section 'trian'"),
+])
+def test_bad_values_name_the_field(override, needle):
+    with pytest.raises(ConfigError) as info:
+        Config().with_overrides(override)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("scale", [[0.0, 1.0], [0.5, 1.5], [0.9, 0.2]])
+def test_crop_scale_outside_unit_interval_is_rejected(scale):
+    with pytest.raises(ConfigError, match=r"augment.recipe\[0\].*scale"):
+        Config.from_dict({"augment": {"recipe": [{"name": "random_resized_crop", "scale": scale}]}})
+
+
+def test_unknown_augmentation_parameter_and_probability():
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        Config.from_dict({"augment": {"recipe": [{"name": "horizontal_flip", "prob": 0.5}]}})
+    with pytest.raises(ConfigError, match="probability"):
+        Config.from_dict({"augment": {"recipe": [{"name": "horizontal_flip", "p": 1.5}]}})
+
+
+def test_load_reports_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Config.load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Config.load(tmp_path / "missing.toml")
+    unknown = tmp_path / "u.toml"
+    unknown.write_text("[trainer]\nepochs = 3\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        Config.load(unknown)

@@ -1,0 +1,112 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent, PausedEvent,
+                                   RunStarted, StepEvent)
+from workbench.core.registry import ConfigError
+from workbench.core.runs import load_checkpoint, read_metrics
+from workbench.core.train import Control, prepare, evaluate, train
+
+
+def run_all(cfg, control=None, **kw):
+    return list(train(cfg, control, **kw))
+
+
+@pytest.mark.slow
+def test_short_training_on_real_data_lowers_loss_and_beats_untrained_encoder(tmp_path, quick_cfg):
+    cfg = quick_cfg("data.subset=4096", "train.batch_size=128", "train.epochs=4", "loss.temperature=0.2",
+                    "eval.bank_size=4096", "eval.test_size=1000", "optim.lr=0.002")
+    untrained, _ = evaluate(prepare(cfg))
+    events = run_all(cfg, runs_root=tmp_path)
+    losses = [e.loss for e in events if isinstance(e, StepEvent)]
+    evals = [e.metrics for e in events if isinstance(e, EvalEvent)]
+    assert isinstance(events[-1], DoneEvent) and events[-1].reason == "finished"
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    assert evals[-1]["knn_acc"] > untrained["knn_acc"] + 0.03
+    assert evals[-1]["knn_acc"] > 0.7
+    run = events[0].run_dir
+    rows = read_metrics(run)
+    assert any(r["knn_acc"] is not None for r in rows) and any(r["loss"] is not None for r in rows)
+    assert (tmp_path / run.split("/")[-1] / "config.toml").is_file()
+
+
+def test_events_are_plain_data(tmp_path, quick_cfg):
+    events = run_all(quick_cfg(), runs_root=tmp_path)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is RunStarted and kinds[-1] is DoneEvent
+    for k in (StepEvent, EvalEvent, EmbeddingEvent, CheckpointEvent):
+        assert k in kinds
+    emb = next(e for e in events if isinstance(e, EmbeddingEvent))
+    assert emb.xy.shape == (200, 2) and emb.xy.dtype == np.float32 and emb.labels.shape == (200,)
+    for e in events:
+        for v in vars(e).values():
+            assert not isinstance(v, torch.Tensor)
+
+
+def test_seeded_cpu_runs_repeat(tmp_path, quick_cfg):
+    cfg = quick_cfg("train.max_steps=6", "train.log_every=1")
+    a = [e.loss for e in run_all(cfg, runs_root=tmp_path / "a") if isinstance(e, StepEvent)]
+    b = [e.loss for e in run_all(cfg, runs_root=tmp_path / "b") if isinstance(e, StepEvent)]
+    assert a == b and len(a) == 6
+
+
+def test_stop_then_resume_continues_the_same_run(tmp_path, quick_cfg):
+    cfg = quick_cfg("train.epochs=2", "train.log_every=1")
+    straight = [e.loss for e in run_all(cfg, runs_root=tmp_path / "straight") if isinstance(e, StepEvent)]
+    control = Control()
+    first = []
+    run_dir = None
+    for ev in train(cfg, control, runs_root=tmp_path / "split"):
+        if isinstance(ev, RunStarted):
+            run_dir = ev.run_dir
+        if isinstance(ev, StepEvent):
+            first.append(ev.loss)
+            if ev.step == 21:  # mid-way through the second epoch (16 steps an epoch)
+                control.stop()
+        last = ev
+    assert isinstance(last, DoneEvent) and last.reason == "stopped"
+    assert load_checkpoint(f"{run_dir}/checkpoints/last.pt")["step"] == 21
+    rest = [e.loss for e in train(None, runs_root=tmp_path, resume=run_dir) if isinstance(e, StepEvent)]
+    assert len(first) + len(rest) == len(straight)
+    np.testing.assert_allclose(first + rest, straight, rtol=1e-4)
+
+
+def test_pause_blocks_between_steps_until_resumed(tmp_path, quick_cfg):
+    control = Control()
+    seen = []
+    gen = train(quick_cfg("train.log_every=1", "train.max_steps=6"), control, runs_root=tmp_path)
+    for ev in gen:
+        seen.append(ev)
+        if isinstance(ev, StepEvent) and ev.step == 2:
+            control.pause()
+            threading.Timer(0.3, control.resume).start()
+    steps = [e.step for e in seen if isinstance(e, StepEvent)]
+    pauses = [e for e in seen if isinstance(e, PausedEvent)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert [p.paused for p in pauses] == [True, False] and pauses[0].step == 2
+
+
+def test_nan_loss_ends_with_a_clear_error(tmp_path, quick_cfg):
+    cfg = quick_cfg("optim.lr=1e30", "optim.warmup_epochs=0", "optim.name=sgd", "train.log_every=1")
+    events = run_all(cfg, runs_root=tmp_path)
+    assert isinstance(events[-1], ErrorEvent) and "lower optim.lr" in events[-1].message
+
+
+def test_setup_errors_raise_before_training(tmp_path, quick_cfg):
+    with pytest.raises(ConfigError, match="larger than the"):
+        run_all(quick_cfg("train.batch_size=2048"), runs_root=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_corrupt_checkpoint_gives_a_clear_message(tmp_path, quick_cfg):
+    events = run_all(quick_cfg("train.max_steps=2"), runs_root=tmp_path)
+    ckpt = f"{events[0].run_dir}/checkpoints/last.pt"
+    from pathlib import Path
+
+    data = Path(ckpt).read_bytes()
+    Path(ckpt).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="corrupted or truncated"):
+        run_all(None, runs_root=tmp_path, resume=events[0].run_dir)

@@ -1,0 +1,77 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+
+def wb(*args, cwd=None, timeout=300):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+QUICK = ["--set", "data.subset=512", "--set", "train.batch_size=64", "--set", "train.epochs=1",
+         "--set", "eval.test_size=300", "--set", "eval.embed_points=100"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    res = wb("train", str(ROOT / "examples" / "bundled_quick.toml"), *QUICK, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    runs = list(out.iterdir())
+    assert len(runs) == 1
+    return runs[0], res
+
+
+def test_train_writes_a_reproducible_run_folder(trained_run):
+    run, res = trained_run
+    assert "knn_acc" in res.stderr and "img/s" in res.stderr and "finished" in res.stderr
+    assert (run / "config.toml").is_file() and (run / "metrics.csv").is_file()
+    assert (run / "checkpoints" / "last.pt").is_file()
+    text = (run / "config.toml").read_text()
+    assert "[meta]" in text and "torch" in text and "subset = 512" in text
+
+
+def test_embed_writes_npz(trained_run, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "emb.npz"
+    res = wb("embed", str(run), "--split", "test", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    z = np.load(out)
+    assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape == (1000, 128)
+    assert z["labels"].dtype == np.int64 and z["indices"].shape == (1000,)
+
+
+def test_resume_a_finished_run_is_a_no_op_that_still_reports(trained_run):
+    run, _ = trained_run
+    res = wb("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr
+    assert "finished" in res.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "missing.toml"], "does not exist"),
+    (["train", "CFG", "--set", "loss.temperature=0"], "temperature"),
+    (["train", "CFG", "--set", "train.batch_size=1"], "train.batch_size"),
+    (["train", "CFG", "--set", "loss.name=infonse"], "choose from"),
+    (["train", "CFG", "--set", "data.name=image_folder", "--set", "data.root=/nonexistent"], "does not exist"),
+    (["embed", "/nonexistent", "--out", "x.npz"], "not a run folder"),
+])
+def test_bad_input_gives_one_line_error_and_nonzero_exit(args, needle, tmp_path):
+    args = [str(ROOT / "examples" / "bundled_quick.toml") if a == "CFG" else a for a in args]
+    res = wb(*args, "--out", str(tmp_path)) if args[0] == "train" else wb(*args, cwd=tmp_path)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    assert needle in res.stderr and res.stderr.strip().startswith("error:")
+
+
+def test_registry_listings():
+    for name, needle in (("losses", "ntxent"), ("datasets", "image_folder"), ("models", "resnet18_cifar"),
+                         ("augmentations", "random_resized_crop")):
+        res = wb(name)
+        assert res.returncode == 0 and needle in res.stdout
+    assert "temperature = 0.5" in wb("losses").stdout

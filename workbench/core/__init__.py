@@ -1,0 +1,1 @@
+"""Headless engine of the workbench. Nothing in this package imports Qt."""

@@ -1,0 +1,95 @@
+"""Use a trained run: load its encoder, embed images or a dataset split, find nearest neighbours."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workbench.core.config import Config
+from workbench.core.data import ImageData, load_splits
+from workbench.core.losses import LOSSES
+from workbench.core.models import Network, build_network
+from workbench.core.registry import ConfigError
+from workbench.core.runs import find_run, load_checkpoint
+
+
+@dataclass
+class RunModel:
+    """A run's trained network in eval mode plus what is needed to feed it.
+
+    ``embed(images (N, C, H, W) uint8) -> (N, D) float32`` representations (before the head).
+    """
+
+    run_dir: Path
+    cfg: Config
+    net: Network
+    mean: list
+    std: list
+    channels: int
+    image_size: int
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> "RunModel":
+        run = find_run(run_dir)
+        cfg = Config.load(run / "config.toml")
+        state = load_checkpoint(run / "checkpoints" / "last.pt")
+        for key in ("model", "mean", "std", "channels", "image_size"):
+            if key not in state:
+                raise ConfigError(f"checkpoint in '{run}' lacks '{key}'; it was not written by this version of the workbench")
+        net = build_network(cfg, state["channels"], state["image_size"], LOSSES.get(cfg.loss.name).meta)
+        try:
+            net.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint in '{run}' does not match its config.toml ({str(exc).splitlines()[0]})") from None
+        dev = torch.device(device)
+        return cls(run, cfg, net.to(dev).eval(), state["mean"], state["std"], state["channels"], state["image_size"], dev)
+
+    def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
+        x = images_u8.to(self.device).float() / 255
+        if x.shape[1] != self.channels:
+            x = x.mean(1, keepdim=True).expand(-1, self.channels, -1, -1) if self.channels in (1, 3) else x
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
+        mean = x.new_tensor(self.mean).view(1, -1, 1, 1)
+        std = x.new_tensor(self.std).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    @torch.no_grad()
+    def embed(self, images_u8: torch.Tensor, batch: int = 512, project: bool = False) -> np.ndarray:
+        out = []
+        for chunk in images_u8.split(batch):
+            h, z = self.net(self.preprocess(chunk))
+            out.append((z if project else h).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.net.encoder.out_dim), np.float32)
+
+    def splits(self, overrides: list[str] | None = None) -> tuple[ImageData, ImageData]:
+        cfg = self.cfg.with_overrides(overrides or [])
+        return load_splits(cfg.data)
+
+
+def load_image_file(path: str | Path, channels: int) -> torch.Tensor:
+    """One image file -> (1, C, H, W) uint8."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"image '{p}' does not exist")
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ConfigError(f"image '{p}' cannot be read ({exc}); use a PNG or JPEG file") from None
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(arr.copy())[None]
+
+
+def neighbours(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine nearest neighbours: query (Q, D), bank (N, D) -> (indices (Q, k), similarities (Q, k))."""
+    q = F.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
+    b = F.normalize(torch.from_numpy(np.asarray(bank, np.float32)), dim=1)
+    sim, idx = (q @ b.T).topk(min(k, len(b)), dim=1)
+    return idx.numpy(), sim.numpy()

@@ -1,0 +1,60 @@
+"""What every loss receives and returns.
+
+A loss is an ``nn.Module`` called as ``loss(views, report=False) -> LossOut``. ``views`` holds
+the online projections of the two augmented views of N images (and, for the methods that need
+them, predictor outputs, momentum-target projections and labels). With ``report=True`` the loss
+also fills in what it computed for the inspector: the similarity matrix it used, a per-sample
+loss, each anchor's positive and its hardest negative. With ``report=False`` none of that is
+materialised beyond what the loss itself needs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Views:
+    z1: torch.Tensor  # (N, D) online projections of view 1
+    z2: torch.Tensor  # (N, D) online projections of view 2
+    p1: torch.Tensor | None = None  # (N, D) predictor outputs (BYOL, SimSiam)
+    p2: torch.Tensor | None = None
+    t1: torch.Tensor | None = None  # (N, D) target projections (momentum encoder), no gradient
+    t2: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  # (N,) int64, -1 = unknown
+    gather: object = None  # callable (N, D) -> (world*N, D) with gradients, for DDP; None = single process
+    rank: int = 0
+
+
+@dataclass
+class LossOut:
+    loss: torch.Tensor  # scalar
+    terms: dict = field(default_factory=dict)  # name -> detached scalar tensor, for the plots
+    similarity: torch.Tensor | None = None  # (M, K) the similarities the loss used (report only)
+    per_sample: torch.Tensor | None = None  # (M,) loss of each anchor (report only)
+    positive: torch.Tensor | None = None  # (M,) column of each anchor's positive in ``similarity`` (-1 = none)
+    hardest_negative: torch.Tensor | None = None  # (M,) column of each anchor's most similar negative
+    mined: dict = field(default_factory=dict)  # pair/triplet losses: the pairs or triplets they mined
+
+
+def both(views: Views):
+    """Stack the two views' projections: (2N, D), rows i and i+N are a positive pair."""
+    return torch.cat([views.z1, views.z2]).float()
+
+
+def gather_all(views: Views, z: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All ranks' rows of ``z`` (with gradients) and the offset of this rank's rows in them."""
+    if views.gather is None:
+        return z, 0
+    return views.gather(z), views.rank * z.shape[0]
+
+
+def hardest_excluding(sim: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+    """Column of the highest similarity per row, ignoring entries where ``exclude`` (bool, same shape) is True."""
+    return sim.detach().masked_fill(exclude, float("-inf")).argmax(1)
+
+
+def check_temperature(t: float) -> None:
+    if not 1e-3 <= t <= 10:
+        raise ValueError(f"temperature must be in [0.001, 10], got {t}")

@@ -1,0 +1,132 @@
+"""Encoder registry and projection / prediction heads.
+
+An encoder maps images (B, C, H, W) to representations (B, D) and exposes ``out_dim = D``.
+Representations are taken before the projection head (SimCLR, Chen et al. 2020).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from workbench.core.registry import Registry
+
+ENCODERS = Registry("encoder", skip=("in_channels", "image_size"))
+
+
+def _check(cond, msg):
+    if not cond:
+        raise ValueError(msg)
+
+
+@ENCODERS.register("small_cnn")
+class SmallCNN(nn.Module):
+    """Four conv blocks (BatchNorm, ReLU, stride-2 downsampling) and global average pooling; fast on a 2-core CPU."""
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, width: int = 16):
+        super().__init__()
+        _check(4 <= width <= 512, f"width must be in 4..512, got {width}")
+        w = width
+
+        def block(cin, cout, stride):
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *block(in_channels, w, 1), *block(w, 2 * w, 2), *block(2 * w, 4 * w, 2), *block(4 * w, 8 * w, 2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.out_dim = 8 * w
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def _torchvision_resnet(arch: str, in_channels: int, cifar_stem: bool) -> nn.Module:
+    import torchvision
+
+    net = getattr(torchvision.models, arch)(weights=None)
+    if cifar_stem:
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    out_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    net.out_dim = out_dim
+    return net
+
+
+@ENCODERS.register("resnet18_cifar")
+def resnet18_cifar(in_channels: int = 3, image_size: int = 32):
+    """ResNet-18, CIFAR variant: 3x3 stride-1 stem and no max-pool (for 32x32 images); 512-d output."""
+    return _torchvision_resnet("resnet18", in_channels, cifar_stem=True)
+
+
+@ENCODERS.register("resnet18")
+def resnet18(in_channels: int = 3, image_size: int = 96):
+    """torchvision ResNet-18 (ImageNet stem) for larger images (64 px and up); 512-d output."""
+    return _torchvision_resnet("resnet18", in_channels, cifar_stem=False)
+
+
+@ENCODERS.register("resnet34")
+def resnet34(in_channels: int = 3, image_size: int = 96):
+    """torchvision ResNet-34 (ImageNet stem); 512-d output."""
+    return _torchvision_resnet("resnet34", in_channels, cifar_stem=False)
+
+
+@ENCODERS.register("resnet50")
+def resnet50(in_channels: int = 3, image_size: int = 96):
+    """torchvision ResNet-50 (ImageNet stem); 2048-d output."""
+    return _torchvision_resnet("resnet50", in_channels, cifar_stem=False)
+
+
+def mlp(in_dim: int, hidden: int, out: int, layers: int, bn: bool, last_bn: bool = False) -> nn.Module:
+    """``layers`` linear layers (in -> hidden ... -> out) with BatchNorm/ReLU between; 0 layers = identity."""
+    if layers == 0:
+        return nn.Identity()
+    mods: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        mods += [nn.Linear(dim, hidden, bias=not bn)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(inplace=True)]
+        dim = hidden
+    mods.append(nn.Linear(dim, out, bias=not last_bn))
+    if last_bn:
+        mods.append(nn.BatchNorm1d(out, affine=False))
+    return nn.Sequential(*mods)
+
+
+class Network(nn.Module):
+    """Encoder + projection head (+ predictor for BYOL/SimSiam).
+
+    forward(x (B, C, H, W)) -> (h (B, D_rep), z (B, D_proj)).
+    """
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, predictor: nn.Module | None = None):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.predictor = predictor if predictor is not None else nn.Identity()
+
+    def forward(self, x):
+        h = self.encoder(x)
+        return h, self.head(h)
+
+
+def build_network(cfg, in_channels: int, image_size: int, loss_meta: dict) -> Network:
+    m = cfg.model
+    enc = ENCODERS.build(m.encoder, m.params, in_channels=in_channels, image_size=image_size)
+    out = m.head_out if m.head_layers else enc.out_dim
+    head = mlp(enc.out_dim, m.head_hidden, out, m.head_layers, m.head_bn, last_bn=loss_meta.get("head_last_bn", False))
+    predictor = mlp(out, m.predictor_hidden, out, 2, True) if loss_meta.get("predictor") else None
+    return Network(enc, head, predictor)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
+    """target <- m * target + (1 - m) * online, over parameters; buffers copied."""
+    for po, pt in zip(online.parameters(), target.parameters()):
+        pt.mul_(m).add_(po.detach(), alpha=1 - m)
+    for bo, bt in zip(online.buffers(), target.buffers()):
+        bt.copy_(bo)

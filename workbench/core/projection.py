@@ -1,0 +1,67 @@
+"""2-D projections of embeddings for the live scatter.
+
+PCA is the default: each refresh is rotated/reflected onto the previous frame (orthogonal
+Procrustes over the shared points) so the picture does not flip or jump between epochs.
+UMAP and t-SNE are optional (umap-learn / scikit-learn) and meant to run off the GUI thread;
+t-SNE starts from the previous layout when there is one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, 2) principal-component coordinates."""
+    x = x.astype(np.float64) - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return (x @ vt[:2].T).astype(np.float32) if vt.shape[0] >= 2 else np.pad(x @ vt.T, ((0, 0), (0, 1))).astype(np.float32)
+
+
+def align_to(prev: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Rotate/reflect and scale ``new`` (N, 2) to best match ``prev`` (N, 2), same points in the same order."""
+    a, b = prev - prev.mean(0), new - new.mean(0)
+    u, _, vt = np.linalg.svd(b.T @ a)
+    r = u @ vt
+    scale = np.linalg.norm(a) / max(np.linalg.norm(b), 1e-12)
+    return (b @ r * scale + prev.mean(0)).astype(np.float32)
+
+
+class StableProjector:
+    """Keeps successive projections of the same points visually stable."""
+
+    def __init__(self, method: str = "pca", seed: int = 0):
+        if method not in METHODS:
+            raise ValueError(f"unknown projection '{method}'; choose from: {', '.join(METHODS)}")
+        self.method, self.seed, self.prev = method, seed, None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        init = self.prev if self.prev is not None and len(self.prev) == len(x) else None
+        xy = METHODS[self.method](x, init, self.seed)
+        if init is not None:
+            xy = align_to(init, xy)
+        self.prev = xy
+        return xy
+
+
+def _pca(x, init, seed):
+    return pca_2d(x)
+
+
+def _umap(x, init, seed):
+    try:
+        import umap
+    except ImportError:
+        raise RuntimeError("UMAP needs the optional package umap-learn: pip install umap-learn") from None
+    return umap.UMAP(n_components=2, random_state=seed, init=init if init is not None else "spectral").fit_transform(x).astype(np.float32)
+
+
+def _tsne(x, init, seed):
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise RuntimeError("t-SNE needs the optional package scikit-learn: pip install scikit-learn") from None
+    start = init if init is not None else pca_2d(x) / max(np.std(pca_2d(x)[:, 0]), 1e-6) * 1e-4
+    return TSNE(2, init=start.astype(np.float32), random_state=seed, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3))).fit_transform(x).astype(np.float32)
+
+
+METHODS = {"pca": _pca, "umap": _umap, "tsne": _tsne}
