@@ -58,3 +58,28 @@ def hardest_excluding(sim: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
 def check_temperature(t: float) -> None:
     if not 1e-3 <= t <= 10:
         raise ValueError(f"temperature must be in [0.001, 10], got {t}")
+
+
+def cross_view_report(out: LossOut, z1: torch.Tensor, z2: torch.Tensor, per_pair: torch.Tensor) -> LossOut:
+    """Fill the inspector fields from cosine similarities of [z1; z2] (2N, 2N): row i's positive is its other view."""
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]).detach().float(), dim=1)
+    n = len(z1)
+    sim = z @ z.T
+    rows = torch.arange(2 * n, device=z.device)
+    pos = torch.where(rows < n, rows + n, rows - n)
+    exclude = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    exclude[rows, pos] = True
+    out.similarity, out.positive = sim, pos
+    out.hardest_negative = hardest_excluding(sim, exclude)
+    out.per_sample = torch.cat([per_pair, per_pair]).detach().float()
+    return out
+
+
+def instance_labels(views: Views, use_labels: bool) -> torch.Tensor:
+    """(2N,) labels for [z1; z2]: the class when ``use_labels`` and known, else a unique id per image."""
+    n = views.z1.shape[0]
+    ids = torch.arange(n, device=views.z1.device)
+    if use_labels and views.labels is not None:
+        known = views.labels >= 0
+        ids = torch.where(known, views.labels.to(ids.device), ids + 1_000_000)
+    return torch.cat([ids, ids])

@@ -1,0 +1,141 @@
+"""The non-contrastive family, for comparison: BYOL, SimSiam, Barlow Twins, VICReg.
+
+None of them uses negatives; for the inspector they report the cross-view cosine similarity
+matrix of the batch (2N, 2N) so the same views work for every loss.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.core.losses.base import LossOut, Views, cross_view_report
+
+
+def _neg_cos(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return -(F.normalize(p.float(), dim=1) * F.normalize(z.float(), dim=1)).sum(1)
+
+
+class BYOL(nn.Module):
+    """BYOL (Grill et al. 2020, arXiv:2006.07733): online predictions regress momentum-target projections,
+
+        L = (2 - 2 cos(p1, t2)) + (2 - 2 cos(p2, t1)),  averaged over the batch,
+
+    target momentum raised from ``momentum`` to 1 on a cosine schedule. Shapes: p1, p2, t1, t2 (N, D) -> scalar.
+    """
+
+    term_names = ("cos_p1_t2", "cos_p2_t1")
+
+    def __init__(self, momentum: float = 0.99):
+        super().__init__()
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+
+    def momentum_at(self, step: int, total: int) -> float:
+        return 1 - (1 - self.momentum) * (math.cos(math.pi * step / max(1, total)) + 1) / 2
+
+    def forward(self, views: Views, report: bool = False) -> LossOut:
+        if views.p1 is None or views.t1 is None:
+            raise ValueError("BYOL needs predictor outputs and momentum-target projections")
+        a, b = _neg_cos(views.p1, views.t2.detach()), _neg_cos(views.p2, views.t1.detach())
+        per = (2 + 2 * a) + (2 + 2 * b)
+        out = LossOut(per.mean(), {"cos_p1_t2": -a.detach().mean(), "cos_p2_t1": -b.detach().mean()})
+        return cross_view_report(out, views.z1, views.z2, per) if report else out
+
+
+class SimSiam(nn.Module):
+    """SimSiam (Chen & He 2021, arXiv:2011.10566): predictions regress the other view's stopped-gradient projection,
+
+        L = D(p1, sg(z2))/2 + D(p2, sg(z1))/2,  D(p, z) = -cos(p, z);  minimum -1.
+
+    Shapes: p1, p2, z1, z2 (N, D) -> scalar.
+    """
+
+    term_names = ("cos",)
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, views: Views, report: bool = False) -> LossOut:
+        if views.p1 is None:
+            raise ValueError("SimSiam needs predictor outputs")
+        per = _neg_cos(views.p1, views.z2.detach()) / 2 + _neg_cos(views.p2, views.z1.detach()) / 2
+        out = LossOut(per.mean(), {"cos": -2 * per.detach().mean()})
+        return cross_view_report(out, views.z1, views.z2, per) if report else out
+
+
+class BarlowTwins(nn.Module):
+    """Barlow Twins (Zbontar et al. 2021, arXiv:2103.03230): the cross-correlation C of the batch-standardised
+    projections is pushed to the identity,
+
+        L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2,   C = z1n^T z2n / N.
+
+    Shapes: z1, z2 (N, D) -> scalar; terms on_diagonal, off_diagonal.
+    """
+
+    term_names = ("on_diagonal", "off_diagonal")
+
+    def __init__(self, lambda_offdiag: float = 0.005):
+        super().__init__()
+        if lambda_offdiag < 0:
+            raise ValueError(f"lambda_offdiag must be >= 0, got {lambda_offdiag}")
+        self.lam = lambda_offdiag
+
+    def forward(self, views: Views, report: bool = False) -> LossOut:
+        z1, z2 = views.z1.float(), views.z2.float()
+        n = len(z1)
+
+        def std(z):
+            return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5)
+
+        c = std(z1).T @ std(z2) / n
+        on = (1 - torch.diagonal(c)).pow(2).sum()
+        off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+        out = LossOut(on + self.lam * off, {"on_diagonal": on.detach(), "off_diagonal": off.detach()})
+        if report:
+            per = (F.normalize(z1, dim=1) - F.normalize(z2, dim=1)).pow(2).sum(1)
+            cross_view_report(out, z1, z2, per)
+        return out
+
+
+class VICReg(nn.Module):
+    """VICReg (Bardes, Ponce & LeCun 2022, arXiv:2105.04906):
+
+        L = lambda * inv + mu * (var(z1) + var(z2)) + nu * (cov(z1) + cov(z2)),
+        inv = mean ||z1 - z2||^2 / D,  var(z) = mean_d relu(1 - sqrt(Var z_d + eps)),
+        cov(z) = sum_{i != j} Cov(z)_ij^2 / D.
+
+    Shapes: z1, z2 (N, D) -> scalar; terms invariance, variance, covariance.
+    """
+
+    term_names = ("invariance", "variance", "covariance")
+
+    def __init__(self, sim_coeff: float = 25.0, std_coeff: float = 25.0, cov_coeff: float = 1.0):
+        super().__init__()
+        for k, v in (("sim_coeff", sim_coeff), ("std_coeff", std_coeff), ("cov_coeff", cov_coeff)):
+            if v < 0:
+                raise ValueError(f"{k} must be >= 0, got {v}")
+        self.l, self.mu, self.nu = sim_coeff, std_coeff, cov_coeff
+
+    def forward(self, views: Views, report: bool = False) -> LossOut:
+        z1, z2 = views.z1.float(), views.z2.float()
+        n, d = z1.shape
+        inv = F.mse_loss(z1, z2)
+
+        def var(z):
+            return F.relu(1 - torch.sqrt(z.var(0) + 1e-4)).mean()
+
+        def cov(z):
+            zc = z - z.mean(0)
+            c = zc.T @ zc / max(n - 1, 1)
+            return (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / d
+
+        v, c = var(z1) + var(z2), cov(z1) + cov(z2)
+        out = LossOut(self.l * inv + self.mu * v + self.nu * c,
+                      {"invariance": inv.detach(), "variance": v.detach(), "covariance": c.detach()})
+        if report:
+            cross_view_report(out, z1, z2, (z1 - z2).pow(2).mean(1))
+        return out
