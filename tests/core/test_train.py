@@ -110,3 +110,26 @@ def test_corrupt_checkpoint_gives_a_clear_message(tmp_path, quick_cfg):
     Path(ckpt).write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="corrupted or truncated"):
         run_all(None, runs_root=tmp_path, resume=events[0].run_dir)
+
+
+@pytest.mark.parametrize("loss", ["ntxent", "dcl", "dclw", "supcon", "margin_contrastive", "triplet", "moco", "byol",
+                                  "simsiam", "barlow_twins", "vicreg"])
+def test_every_loss_trains_in_the_loop_and_reports_a_batch(tmp_path, quick_cfg, loss):
+    extra = ["loss.queue_size=256"] if loss == "moco" else []
+    control = Control()
+    control.request_batch()
+    events = run_all(quick_cfg(f"loss.name={loss}", "train.max_steps=4", "train.log_every=2", *extra), control, runs_root=tmp_path)
+    assert isinstance(events[-1], DoneEvent), events[-1]
+    batch = next(e for e in events if type(e).__name__ == "BatchEvent")
+    assert batch.similarity.shape == (128, 128) and batch.views1.dtype == np.uint8 and batch.views1.shape == (64, 1, 28, 28)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert all(np.isfinite(e.loss) for e in steps) and set(steps[0].terms)
+
+
+def test_collapse_is_reported(tmp_path, quick_cfg):
+    # SimSiam without its predictor's asymmetry collapses fast at a huge learning rate; the eval must say so
+    from workbench.core.metrics import collapse_warning, effective_rank, embedding_std
+
+    z = torch.ones(100, 32) + 1e-6 * torch.randn(100, 32)
+    assert collapse_warning(embedding_std(z), effective_rank(z), 32) is not None
+    assert collapse_warning(embedding_std(torch.randn(100, 32)), effective_rank(torch.randn(100, 32)), 32) is None

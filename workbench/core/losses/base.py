@@ -62,7 +62,7 @@ def check_temperature(t: float) -> None:
 
 def cross_view_report(out: LossOut, z1: torch.Tensor, z2: torch.Tensor, per_pair: torch.Tensor) -> LossOut:
     """Fill the inspector fields from cosine similarities of [z1; z2] (2N, 2N): row i's positive is its other view."""
-    z = torch.nn.functional.normalize(torch.cat([z1, z2]).detach().float(), dim=1)
+    z = l2n(torch.cat([z1, z2]).detach())
     n = len(z1)
     sim = z @ z.T
     rows = torch.arange(2 * n, device=z.device)
@@ -83,3 +83,8 @@ def instance_labels(views: Views, use_labels: bool) -> torch.Tensor:
         known = views.labels >= 0
         ids = torch.where(known, views.labels.to(ids.device), ids + 1_000_000)
     return torch.cat([ids, ids])
+
+
+def l2n(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation in float32; eps 1e-3 keeps the gradient of a (near-)zero row finite, even in fp16."""
+    return torch.nn.functional.normalize(x.float(), dim=1, eps=1e-3)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, check_temperature, cross_view_report
+from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, cross_view_report
 
 
 class MoCo(nn.Module):
@@ -63,11 +63,11 @@ class MoCo(nn.Module):
     def forward(self, views: Views, report: bool = False) -> LossOut:
         if views.t1 is None:
             raise ValueError("MoCo needs momentum-encoder keys (views.t1, views.t2)")
-        q = F.normalize(torch.cat([views.z1, views.z2]).float(), dim=1)
-        k = F.normalize(torch.cat([views.t2, views.t1]).float(), dim=1).detach()  # key of q1 is view 2
+        q = l2n(torch.cat([views.z1, views.z2]))
+        k = l2n(torch.cat([views.t2, views.t1])).detach()  # key of q1 is view 2
         self._ensure_queue(q.shape[1], q.device)
         pos = (q * k).sum(1, keepdim=True)
-        neg = q @ self.queue.T
+        neg = q @ self.queue.clone().T  # the queue is updated in place below
         logits = torch.cat([pos, neg], 1) / self.temperature
         per = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device), reduction="none")
         out = LossOut(per.mean(), {"pos_sim": pos.detach().mean(), "queue_sim": neg.detach().mean()})
@@ -77,6 +77,6 @@ class MoCo(nn.Module):
             out.mined = {"queue_similarity": neg.detach()}
         if self.training:
             n = len(views.z1)
-            self._enqueue(F.normalize(views.t1.float(), dim=1).detach(), views)
-            self._enqueue(F.normalize(views.t2.float(), dim=1).detach(), views)
+            self._enqueue(l2n(views.t1.float()).detach(), views)
+            self._enqueue(l2n(views.t2.float()).detach(), views)
         return out

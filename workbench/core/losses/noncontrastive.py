@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, cross_view_report
+from workbench.core.losses.base import l2n, LossOut, Views, cross_view_report
 
 
 def _neg_cos(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    return -(F.normalize(p.float(), dim=1) * F.normalize(z.float(), dim=1)).sum(1)
+    return -(l2n(p.float()) * l2n(z.float())).sum(1)
 
 
 class BYOL(nn.Module):
@@ -96,7 +96,7 @@ class BarlowTwins(nn.Module):
         off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
         out = LossOut(on + self.lam * off, {"on_diagonal": on.detach(), "off_diagonal": off.detach()})
         if report:
-            per = (F.normalize(z1, dim=1) - F.normalize(z2, dim=1)).pow(2).sum(1)
+            per = (l2n(z1) - l2n(z2)).pow(2).sum(1)
             cross_view_report(out, z1, z2, per)
         return out
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, check_temperature, gather_all, hardest_excluding
+from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, gather_all, hardest_excluding
 
 
 def pair_logits(views: Views, similarity: str, temperature: torch.Tensor):
@@ -18,7 +18,7 @@ def pair_logits(views: Views, similarity: str, temperature: torch.Tensor):
     """
     q = torch.cat([views.z1, views.z2]).float()  # (2N, D), local
     if similarity == "cosine":
-        q = F.normalize(q, dim=1)
+        q = l2n(q)
     n = views.z1.shape[0]
     k1, off = gather_all(views, q[:n])
     k2, _ = gather_all(views, q[n:])

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, instance_labels
+from workbench.core.losses.base import l2n, LossOut, Views, instance_labels
 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -22,7 +22,7 @@ def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _embed(views: Views, normalize: bool):
     z1, z2 = views.z1.float(), views.z2.float()
-    return (F.normalize(z1, dim=1), F.normalize(z2, dim=1)) if normalize else (z1, z2)
+    return (l2n(z1), l2n(z2)) if normalize else (z1, z2)
 
 
 def _check_margin(margin):
@@ -143,7 +143,7 @@ class Triplet(nn.Module):
         out = LossOut(loss, {"active_fraction": active.detach(),
                              "pos_dist": d.detach()[pos_mask].mean(), "neg_dist": d.detach()[neg_mask].mean()})
         if report:
-            sims = (F.normalize(z, dim=1) @ F.normalize(z, dim=1).T).detach()
+            sims = (l2n(z) @ l2n(z).T).detach()
             n = m // 2
             rows = torch.arange(m, device=z.device)
             out.similarity, out.per_sample = sims, per.detach()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, check_temperature, instance_labels
+from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, instance_labels
 
 
 class SupCon(nn.Module):
@@ -27,7 +27,7 @@ class SupCon(nn.Module):
         self.temperature = temperature
 
     def forward(self, views: Views, report: bool = False) -> LossOut:
-        z = F.normalize(torch.cat([views.z1, views.z2]).float(), dim=1)
+        z = l2n(torch.cat([views.z1, views.z2]))
         y = instance_labels(views, use_labels=True)
         m = len(z)
         sims = z @ z.T
