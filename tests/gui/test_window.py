@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from workbench.core.inspect import view_labels
+
+
+def test_invalid_inputs_disable_start_and_explain(window, qtbot):
+    s = window.setup
+    assert window.start_btn.isEnabled()
+    s.loss_form.editors["temperature"].setValue(0.0)
+    qtbot.waitUntil(lambda: not window.start_btn.isEnabled())
+    assert "temperature" in s.error.text()
+    s.loss_form.editors["temperature"].setValue(0.2)
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    s.batch.setValue(1)
+    qtbot.waitUntil(lambda: "batch_size" in s.error.text())
+    assert not window.start_btn.isEnabled()
+    s.batch.setValue(64)
+    s.dataset.setCurrentText("image_folder")
+    qtbot.waitUntil(lambda: "root" in s.error.text())
+    assert not window.start_btn.isEnabled()
+    s.dataset.setCurrentText("bundled")
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    s.device.setCurrentText("cuda")  # greyed in the list; forced, it is still rejected without a GPU
+    import torch
+
+    if not torch.cuda.is_available():
+        qtbot.waitUntil(lambda: not window.start_btn.isEnabled())
+
+
+def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
+    s = window.setup
+    n = len(s._recipe)
+    s.add_op.setCurrentText("solarize")
+    from PySide6.QtWidgets import QPushButton
+
+    qtbot.mouseClick(s.findChild(QPushButton, "aug_Add"), Qt.LeftButton)
+    assert [r["name"] for r in s._recipe][-1] == "solarize" and len(s._recipe) == n + 1
+    s.step_form.editors["threshold"].setValue(0.7)
+    qtbot.waitUntil(lambda: s.cfg.augment.recipe[-1].get("threshold") == pytest.approx(0.7))
+    qtbot.mouseClick(s.findChild(QPushButton, "aug_▲"), Qt.LeftButton)
+    assert s._recipe[-2]["name"] == "solarize"
+    s.step_form.editors["threshold"].setValue(1.7)  # out of range
+    qtbot.waitUntil(lambda: "threshold" in s.error.text())
+    qtbot.mouseClick(s.findChild(QPushButton, "aug_Remove"), Qt.LeftButton)
+    qtbot.waitUntil(lambda: s.error.text() == "")
+    assert len(s._recipe) == n
+    assert s.preview.count() == 18  # 6 images x (original + two views)
+
+
+def test_train_pause_resume_stop_from_the_window(window, qtbot):
+    with qtbot.waitSignal(window.setup.validityChanged, timeout=5000, raising=False):
+        window.setup.loss_form.editors["temperature"].setValue(0.2)
+    assert window.start_btn.isEnabled()
+    window.start_btn.trigger()
+    assert window.running and not window.setup.isEnabled()
+    with qtbot.waitSignal(window.epochEvaluated, timeout=120000) as ev:
+        pass
+    assert 0 <= ev.args[0].metrics["knn_acc"] <= 1
+    qtbot.waitUntil(lambda: window.embedding.latest is not None, timeout=10000)
+    window.plots.redraw()
+    xs, ys = window.plots.raw.getData()
+    assert len(xs) > 3 and np.isfinite(ys).all()
+    kx, ky = window.plots.knn_curve.getData()
+    assert len(kx) == 1
+    assert len(window.embedding.scatter.data) == 150
+    assert "epoch" in window.progress.format()
+    with qtbot.waitSignal(window.pauseChanged, timeout=30000) as p:
+        window.pause_btn.trigger()
+    assert p.args == [True] and window.resume_btn.isEnabled() and not window.pause_btn.isEnabled()
+    with qtbot.waitSignal(window.pauseChanged, timeout=30000) as p:
+        window.resume_btn.trigger()
+    assert p.args == [False]
+    with qtbot.waitSignal(window.trainingDone, timeout=60000) as done:
+        window.stop_btn.trigger()
+    assert done.args[0].reason in ("stopped", "finished")
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)
+    assert window.start_btn.isEnabled() and window.setup.isEnabled()
+    assert window.runs.list.count() == 1
+
+
+def test_inspector_shows_true_hardest_negatives_and_retrieval(window, qtbot):
+    window.start_btn.trigger()
+    with qtbot.waitSignal(window.batchShown, timeout=120000) as b:
+        window.inspector.capture.click()
+    batch = b.args[0]
+    rows = window.inspector.rows()
+    sim = batch.similarity
+    for r in rows[:10]:
+        others = [c for c in range(sim.shape[0]) if c not in (r.row, r.positive)]
+        assert r.hardest[0][1] == pytest.approx(max(sim[r.row, c] for c in others))
+        assert r.positive_sim == pytest.approx(sim[r.row, r.positive])
+        labels = view_labels(batch)
+        assert all(labels[c] == labels[r.row] for c, _ in r.false_negatives)
+    assert [r.loss for r in rows] == sorted([r.loss for r in rows], reverse=True)
+    assert window.inspector.grid.count() > 0
+    qtbot.waitUntil(lambda: window.embedding.latest is not None, timeout=120000)
+    ev = window.embedding.latest
+    got = window.inspector.show_retrieval(int(ev.indices[5]), ev, window.held_out, window.embedding.classes)
+    assert got[0][0] == int(ev.indices[5]) and got[0][1] == pytest.approx(1.0, abs=1e-5)
+    window.stop()
+    qtbot.waitUntil(lambda: not window.running, timeout=60000)
+
+
+def test_errors_in_training_show_in_the_window(window, qtbot):
+    window.setup.loss.setCurrentText("moco")
+    window.setup.loss_form.editors["queue_size"].setValue(100000)  # valid on its own, larger than the dataset
+    qtbot.waitUntil(lambda: window.setup.cfg.loss.params.get("queue_size") == 100000)
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    window.start_btn.trigger()
+    qtbot.waitUntil(lambda: any("queue_size" in m for m in window.messages), timeout=60000)
+    qtbot.waitUntil(lambda: not window.running, timeout=30000)
+    assert "error" in window.status.text() and window.start_btn.isEnabled()
+
+
+def test_close_during_training_stops_and_keeps_checkpoint_and_remembers_config(window, qtbot, tmp_path):
+    window.setup.epochs.setValue(5)
+    qtbot.waitUntil(lambda: window.setup.cfg.train.epochs == 5)
+    window.start_btn.trigger()
+    qtbot.waitUntil(lambda: window.plots.steps != [], timeout=120000)
+    run_dir = window.run_dir
+    window.close()
+    assert not window.running
+    from pathlib import Path
+
+    assert (Path(run_dir) / "checkpoints" / "last.pt").is_file()
+    from workbench.gui.main_window import MainWindow
+
+    again = MainWindow(runs_root=str(tmp_path / "runs"))
+    qtbot.addWidget(again)
+    assert again.setup.epochs.value() == 5 and again.setup.subset.value() == 1024

@@ -1,0 +1,81 @@
+"""What the loss sees in a batch, computed from a BatchEvent (plain numpy, no Qt).
+
+Rows/columns of ``similarity`` index [view1 of the N anchors; view2 of the N anchors] (2N).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AnchorRow:
+    row: int  # row in the (2N, 2N) similarity matrix
+    loss: float  # the anchor's per-sample loss
+    positive: int
+    positive_sim: float
+    hardest: list  # [(column, similarity)] of the k most similar negatives, most similar first
+    false_negatives: list  # [(column, similarity)] negatives that share the anchor's label
+
+
+def view_labels(batch) -> np.ndarray:
+    return np.concatenate([batch.labels, batch.labels])
+
+
+def view_image(batch, col: int) -> np.ndarray:
+    """(C, H, W) uint8 image of column ``col`` of the similarity matrix."""
+    n = len(batch.views1)
+    return batch.views1[col] if col < n else batch.views2[col - n]
+
+
+def anchor_rows(batch, k: int = 5, sort_by_loss: bool = True) -> list[AnchorRow]:
+    sim = batch.similarity
+    m = sim.shape[0]
+    labels = view_labels(batch)
+    rows = []
+    for i in range(m):
+        pos = int(batch.positive[i])
+        mask = np.ones(m, bool)
+        mask[[i, pos]] = False
+        cols = np.nonzero(mask)[0]
+        order = cols[np.argsort(-sim[i, cols], kind="stable")]
+        hardest = [(int(c), float(sim[i, c])) for c in order[:k]]
+        same = order[(labels[order] == labels[i]) & (labels[i] >= 0)]
+        rows.append(AnchorRow(i, float(batch.per_sample[i]) if batch.per_sample is not None else float("nan"),
+                              pos, float(sim[i, pos]), hardest, [(int(c), float(sim[i, c])) for c in same[:k]]))
+    if sort_by_loss:
+        rows.sort(key=lambda r: -r.loss)
+    return rows
+
+
+def pos_neg_similarities(batch) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities of positive pairs (2N,) and of all negative pairs."""
+    sim = batch.similarity
+    m = sim.shape[0]
+    rows = np.arange(m)
+    mask = np.ones_like(sim, bool)
+    mask[rows, rows] = False
+    mask[rows, batch.positive] = False
+    return sim[rows, batch.positive], sim[mask]
+
+
+def positive_probability(sim: np.ndarray, positive: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax over each row (self excluded) of sim / temperature, taken at the positive: (M,)."""
+    logits = sim / temperature
+    m = sim.shape[0]
+    logits = logits.copy()
+    logits[np.arange(m), np.arange(m)] = -np.inf
+    logits -= logits.max(1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(1, keepdims=True)
+    return p[np.arange(m), positive]
+
+
+def retrieve(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine nearest neighbours of query (D,) in bank (N, D): (indices (k,), similarities (k,))."""
+    q = query / max(np.linalg.norm(query), 1e-12)
+    b = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
+    s = b @ q
+    idx = np.argsort(-s, kind="stable")[:k]
+    return idx, s[idx]

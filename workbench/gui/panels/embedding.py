@@ -1,0 +1,130 @@
+"""Live 2-D embedding of the held-out set, coloured by label; hover shows the image, click selects it.
+
+PCA comes from the training loop (already aligned frame to frame); UMAP and t-SNE are
+computed here in a thread pool from the latest embeddings, never on the GUI thread.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from workbench.core.projection import StableProjector
+from workbench.gui.panels.plots import COLORS
+from workbench.gui.widgets import to_pixmap
+
+
+class _Job(QRunnable):
+    class Sig(QObject):
+        done = Signal(object, int)
+        failed = Signal(str)
+
+    def __init__(self, projector, x, token):
+        super().__init__()
+        self.projector, self.x, self.token, self.sig = projector, x, token, _Job.Sig()
+
+    def run(self):
+        try:
+            self.sig.done.emit(self.projector(self.x), self.token)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel
+            self.sig.failed.emit(str(exc))
+
+
+class EmbeddingPanel(QWidget):
+    pointSelected = Signal(int)  # row of the held-out split
+
+    def __init__(self):
+        super().__init__()
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.method = QComboBox()
+        self.method.addItems(["pca", "umap", "tsne"])
+        self.method.setObjectName("projection")
+        self.status = QLabel("")
+        top.addWidget(QLabel("projection"))
+        top.addWidget(self.method)
+        top.addWidget(self.status, 1)
+        lay.addLayout(top)
+        self.plot = pg.PlotWidget(title="held-out embedding")
+        self.plot.addLegend()
+        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True, hoverSize=11)
+        self.plot.addItem(self.scatter)
+        lay.addWidget(self.plot, 1)
+        self.hover = QLabel()
+        self.hover.setObjectName("hover")
+        self.hover.setMinimumHeight(70)
+        lay.addWidget(self.hover)
+        self.legend_items: list = []
+        self.images = None  # held-out images (N, C, H, W) uint8
+        self.classes: list = []
+        self.latest = None
+        self.xy = np.zeros((0, 2))
+        self.pool = QThreadPool.globalInstance()
+        self.projectors: dict[str, StableProjector] = {}
+        self.token = 0
+        self.scatter.sigHovered.connect(self._hovered)
+        self.scatter.sigClicked.connect(self._clicked)
+        self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
+
+    def set_dataset(self, images: np.ndarray | None, classes: list):
+        self.images, self.classes = images, classes
+
+    def show_embedding(self, ev):
+        self.latest = ev
+        m = self.method.currentText()
+        if m == "pca":
+            self._draw(ev.xy)
+            return
+        self.token += 1
+        proj = self.projectors.setdefault(m, StableProjector(m))
+        job = _Job(proj, ev.embeddings, self.token)
+        job.sig.done.connect(self._projected)
+        job.sig.failed.connect(self.status.setText)
+        self.status.setText(f"computing {m}…")
+        self.pool.start(job)
+
+    def _projected(self, xy, token):
+        if token == self.token:
+            self.status.setText("")
+            self._draw(xy)
+
+    def _draw(self, xy):
+        ev = self.latest
+        self.xy = xy
+        labels = ev.labels
+        brushes = [pg.mkBrush(COLORS[l % len(COLORS)] if l >= 0 else "#999999") for l in labels]
+        self.scatter.setData(pos=xy, brush=brushes, data=np.arange(len(xy)))
+        if not self.legend_items:
+            legend = self.plot.plotItem.legend
+            for c in sorted(set(int(l) for l in labels)):
+                name = self.classes[c] if 0 <= c < len(self.classes) else "unlabeled"
+                item = pg.ScatterPlotItem(pen=None, brush=pg.mkBrush(COLORS[c % len(COLORS)] if c >= 0 else "#999"))
+                legend.addItem(item, name)
+                self.legend_items.append(item)
+
+    def point_info(self, i: int) -> tuple[int, int]:
+        """(held-out row, label) of scatter point i."""
+        return int(self.latest.indices[i]), int(self.latest.labels[i])
+
+    def _hovered(self, item, points, ev=None):
+        if len(points) == 0:
+            return
+        row, label = self.point_info(int(points[0].data()))
+        name = self.classes[label] if 0 <= label < len(self.classes) else "unlabeled"
+        self.hover.setText(f"held-out #{row}: {name}")
+        if self.images is not None:
+            self.hover.setPixmap(to_pixmap(self.images[row], 64))
+            self.hover.setToolTip(name)
+
+    def _clicked(self, item, points, ev=None):
+        if len(points):
+            self.pointSelected.emit(self.point_info(int(points[0].data()))[0])
+
+    def reset(self):
+        self.latest, self.projectors = None, {}
+        self.scatter.clear()
+        legend = self.plot.plotItem.legend
+        for it in self.legend_items:
+            legend.removeItem(it)
+        self.legend_items = []

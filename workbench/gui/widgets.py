@@ -1,0 +1,129 @@
+"""Small reusable widgets: registry parameter forms, a log-scale temperature control, image conversion."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit, QSlider, QSpinBox,
+                               QWidget)
+
+
+def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:
+    """(C, H, W) uint8 -> QPixmap scaled to ``size`` pixels."""
+    arr = np.ascontiguousarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        q = QImage(arr.data, w, h, w, QImage.Format_Grayscale8)
+    else:
+        q = QImage(arr.data, w, h, 3 * w, QImage.Format_RGB888)
+    return QPixmap.fromImage(q.copy()).scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation)
+
+
+class LogSlider(QWidget):
+    """A spin box with a log-scale slider, for temperatures and learning rates."""
+
+    valueChanged = Signal(float)
+
+    def __init__(self, value: float, lo: float, hi: float, decimals: int = 4):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setRange(0, 1000)
+        self.spin = QDoubleSpinBox()
+        self.spin.setDecimals(decimals)
+        self.spin.setRange(0.0, hi)  # values below lo are shown and then rejected by validation
+        self.spin.setSingleStep(lo)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.slider, 2)
+        lay.addWidget(self.spin, 1)
+        self.slider.valueChanged.connect(self._from_slider)
+        self.spin.valueChanged.connect(self._from_spin)
+        self.setValue(value)
+
+    def _from_slider(self, pos: int):
+        v = math.exp(math.log(self.lo) + pos / 1000 * (math.log(self.hi) - math.log(self.lo)))
+        self.spin.blockSignals(True)
+        self.spin.setValue(round(v, self.spin.decimals()))
+        self.spin.blockSignals(False)
+        self.valueChanged.emit(self.spin.value())
+
+    def _from_spin(self, v: float):
+        self.slider.blockSignals(True)
+        if v > 0:
+            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo)) * 1000)))
+        self.slider.blockSignals(False)
+        self.valueChanged.emit(v)
+
+    def value(self) -> float:
+        return self.spin.value()
+
+    def setValue(self, v: float):
+        self.spin.setValue(v)
+        self._from_spin(v)
+
+
+class ParamForm(QWidget):
+    """Editors for a registry entry's parameters; ``values()`` returns what the user set."""
+
+    changed = Signal()
+
+    def __init__(self):
+        super().__init__()
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.editors: dict[str, QWidget] = {}
+        self.kinds: dict[str, type] = {}
+
+    def set_params(self, params, values: dict | None = None):
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors, self.kinds = {}, {}
+        values = values or {}
+        for p in params:
+            v = values.get(p.name, p.default)
+            ed = self._editor(p.name, p.kind, v)
+            self.editors[p.name], self.kinds[p.name] = ed, p.kind
+            self.form.addRow(p.name.replace("_", " "), ed)
+
+    def _editor(self, name, kind, v):
+        if name == "temperature":
+            ed = LogSlider(float(v), 0.001, 10.0)
+            ed.valueChanged.connect(lambda *_: self.changed.emit())
+        elif kind is bool:
+            ed = QCheckBox()
+            ed.setChecked(bool(v))
+            ed.toggled.connect(lambda *_: self.changed.emit())
+        elif kind is int:
+            ed = QSpinBox()
+            ed.setRange(-1, 10_000_000)
+            ed.setValue(int(v))
+            ed.valueChanged.connect(lambda *_: self.changed.emit())
+        elif kind is float:
+            ed = QDoubleSpinBox()
+            ed.setDecimals(4)
+            ed.setRange(-1e6, 1e6)
+            ed.setSingleStep(0.05)
+            ed.setValue(float(v))
+            ed.valueChanged.connect(lambda *_: self.changed.emit())
+        else:
+            ed = QLineEdit(", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+            ed.textChanged.connect(lambda *_: self.changed.emit())
+        ed.setObjectName(f"param_{name}")
+        return ed
+
+    def values(self) -> dict:
+        out = {}
+        for name, ed in self.editors.items():
+            kind = self.kinds[name]
+            if isinstance(ed, (LogSlider, QDoubleSpinBox, QSpinBox)):
+                out[name] = ed.value()
+            elif isinstance(ed, QCheckBox):
+                out[name] = ed.isChecked()
+            elif kind is tuple:
+                out[name] = [t.strip() for t in ed.text().split(",") if t.strip()]
+            else:
+                out[name] = ed.text()
+        return out
