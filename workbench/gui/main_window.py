@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
         tb.addAction("Save config…", self.save_config)
         tb.addAction("Multi-GPU command…", self.show_torchrun)
         self.progress = QProgressBar()
-        self.progress.setMinimumWidth(260)
+        self.progress.setMinimumWidth(480)
         self.status = QLabel("ready")
         self.status.setObjectName("status")
         self.statusBar().addWidget(self.progress)

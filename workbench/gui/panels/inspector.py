@@ -19,6 +19,8 @@ def _tile(img, caption, color=None, size=56):
     v.setContentsMargins(2, 2, 2, 2)
     pic = QLabel()
     pic.setPixmap(to_pixmap(img, size))
+    pic.setFixedSize(size + 6, size + 6)
+    pic.setAlignment(Qt.AlignCenter)
     if color:
         pic.setStyleSheet(f"border: 3px solid {color}")
     cap = QLabel(caption)

@@ -13,12 +13,14 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
-    out = np.empty_like(values)
-    acc = values[0] if len(values) else 0.0
+def ema(values: np.ndarray, alpha: float = 0.2) -> np.ndarray:
+    """Bias-corrected exponential moving average (as TensorBoard's smoothing)."""
+    out = np.empty(len(values), float)
+    acc, weight = 0.0, 0.0
     for i, v in enumerate(values):
         acc = alpha * v + (1 - alpha) * acc
-        out[i] = acc
+        weight = alpha + (1 - alpha) * weight
+        out[i] = acc / weight
     return out
 
 
