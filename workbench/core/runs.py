@@ -81,7 +81,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"checkpoint '{path}' is corrupted or truncated ({first}); use another checkpoint or start a new run") from None
     except Exception as exc:  # pickle.UnpicklingError for disallowed globals and the like
-        raise ConfigError(f"checkpoint '{path}' cannot be loaded safely ({type(exc).__name__}); it is not a workbench checkpoint") from None
+        raise ConfigError(f"checkpoint '{path}' cannot be loaded safely: it is corrupted or not a workbench checkpoint ({type(exc).__name__}); nothing in it was executed") from None
 
 
 def find_run(path: str | Path) -> Path:
@@ -92,10 +92,18 @@ def find_run(path: str | Path) -> Path:
 
 
 class MetricsLog:
-    """Append-only metrics.csv with a fixed header (METRIC_COLUMNS + the loss's own terms)."""
+    """Append-only metrics.csv with a fixed header (METRIC_COLUMNS + the loss's own terms),
+    mirrored into TensorBoard event files under ``tensorboard/`` when asked."""
 
-    def __init__(self, path: Path, terms: tuple[str, ...]):
+    def __init__(self, path: Path, terms: tuple[str, ...], tensorboard: bool = False):
         self.path = path
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("eval.tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
         self.columns = METRIC_COLUMNS + [f"term_{t}" for t in terms]
         new = not path.exists() or path.stat().st_size == 0
         self._f = open(path, "a", newline="", encoding="utf-8")
@@ -107,11 +115,17 @@ class MetricsLog:
         for k, v in row.pop("terms", {}).items():
             row[f"term_{k}"] = v
         row.setdefault("time", round(time.time(), 3))
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("time", "epoch", "step") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, row.get("step", 0))
         self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         self._f.flush()
 
     def close(self) -> None:
         self._f.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -259,7 +259,7 @@ def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "
         if state.get("world_size", 1) == ddp.world_size() and "rng" in state:
             g.set_state(state["rng"].to(g.get_state().device) if s.device.type == "cpu" else state["rng"])
     epoch = step // max(1, s.steps_per_epoch) if state is None else state["epoch"]
-    log = MetricsLog(run_dir / "metrics.csv", getattr(s.loss, "term_names", ())) if is_main else None
+    log = MetricsLog(run_dir / "metrics.csv", getattr(s.loss, "term_names", ()), cfg.eval.tensorboard) if is_main else None
     terms = getattr(s.loss, "term_names", ())
     projector = StableProjector("pca", cfg.train.seed)
     n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
