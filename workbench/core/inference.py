@@ -62,7 +62,7 @@ class RunModel:
     def embed(self, images_u8: torch.Tensor, batch: int = 512, project: bool = False) -> np.ndarray:
         out = []
         for chunk in images_u8.split(batch):
-            h, z = self.net(self.preprocess(chunk))
+            h, z, _ = self.net(self.preprocess(chunk))
             out.append((z if project else h).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.encoder.out_dim), np.float32)
 

@@ -97,7 +97,8 @@ def mlp(in_dim: int, hidden: int, out: int, layers: int, bn: bool, last_bn: bool
 class Network(nn.Module):
     """Encoder + projection head (+ predictor for BYOL/SimSiam).
 
-    forward(x (B, C, H, W)) -> (h (B, D_rep), z (B, D_proj)).
+    forward(x (B, C, H, W)) -> (h (B, D_rep), z (B, D_proj), p (B, D_proj)); p = predictor(z)
+    (p is z when there is no predictor). Everything runs inside forward so DDP sees every parameter.
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Module, predictor: nn.Module | None = None):
@@ -107,7 +108,8 @@ class Network(nn.Module):
 
     def forward(self, x):
         h = self.encoder(x)
-        return h, self.head(h)
+        z = self.head(h)
+        return h, z, self.predictor(z)
 
 
 def build_network(cfg, in_channels: int, image_size: int, loss_meta: dict) -> Network:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import threading
 import time
@@ -36,6 +37,9 @@ from workbench.core.optim import OPTIMIZERS, lr_factor
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
 from workbench.core.runs import MetricsLog, load_checkpoint, new_run_dir, save_checkpoint, versions
+
+
+log = logging.getLogger("workbench")
 
 
 class Control:
@@ -128,7 +132,10 @@ def prepare(cfg: Config, device: torch.device | None = None) -> Setup:
         train_data = train_data.to(device)
     net = build_network(cfg, train_data.channels, aug.out_size(train_data.size), meta).to(device)
     if cfg.model.sync_bn and world > 1:
-        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        else:
+            log.warning("model.sync_bn needs GPUs (NCCL); on the CPU each process keeps its own BatchNorm statistics")
     if device.type == "cuda" and cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     target = None
@@ -166,8 +173,8 @@ def make_views(s: Setup, idx: torch.Tensor, g: torch.Generator):
 def forward_views(s: Setup, v1, v2, labels) -> Views:
     n = len(v1)
     with autocast(s):
-        _, z = s.model(torch.cat([v1, v2]))
-        p = s.net.predictor(z) if s.meta.get("predictor") else None
+        _, z, p = s.model(torch.cat([v1, v2]))
+        p = p if s.meta.get("predictor") else None
         t = None
         if s.target is not None:
             with torch.no_grad():
@@ -189,7 +196,7 @@ def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = Fal
         if x.shape[-1] != size:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         with autocast(s):
-            h, z = s.net(x)
+            h, z, _ = s.net(x)
         out.append((z if project else h).float())
     s.net.train(was)
     return torch.cat(out)
