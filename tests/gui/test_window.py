@@ -64,7 +64,7 @@ def test_train_pause_resume_stop_from_the_window(window, qtbot):
     assert len(xs) > 3 and np.isfinite(ys).all()
     kx, ky = window.plots.knn_curve.getData()
     assert len(kx) == 1
-    assert len(window.embedding.scatter.data) == 150
+    assert window.embedding.n_points == 150
     assert "epoch" in window.progress.format()
     with qtbot.waitSignal(window.pauseChanged, timeout=30000) as p:
         window.pause_btn.trigger()

@@ -32,6 +32,13 @@ class TrainWorker(QObject):
 
     @Slot()
     def run(self):
+        import os
+
+        import torch
+
+        if self.cfg is None or not self.cfg.train.threads:
+            # leave a core to the window so it stays responsive (CPU training only; a GPU run barely uses them)
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         try:
             for ev in train(self.cfg, self.control, runs_root=self.runs_root, resume=self.resume):
                 if isinstance(ev, E.PausedEvent):

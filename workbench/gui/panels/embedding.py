@@ -48,14 +48,12 @@ class EmbeddingPanel(QWidget):
         lay.addLayout(top)
         self.plot = pg.PlotWidget(title="held-out embedding")
         self.plot.addLegend()
-        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True, hoverSize=11)
-        self.plot.addItem(self.scatter)
+        self.items: dict[int, pg.ScatterPlotItem] = {}  # one item per class: a single brush each, fast to update
         lay.addWidget(self.plot, 1)
         self.hover = QLabel()
         self.hover.setObjectName("hover")
         self.hover.setMinimumHeight(70)
         lay.addWidget(self.hover)
-        self.legend_items: list = []
         self.images = None  # held-out images (N, C, H, W) uint8
         self.classes: list = []
         self.latest = None
@@ -63,8 +61,6 @@ class EmbeddingPanel(QWidget):
         self.pool = QThreadPool.globalInstance()
         self.projectors: dict[str, StableProjector] = {}
         self.token = 0
-        self.scatter.sigHovered.connect(self._hovered)
-        self.scatter.sigClicked.connect(self._clicked)
         self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
 
     def set_dataset(self, images: np.ndarray | None, classes: list):
@@ -92,16 +88,24 @@ class EmbeddingPanel(QWidget):
     def _draw(self, xy):
         ev = self.latest
         self.xy = xy
-        labels = ev.labels
-        brushes = [pg.mkBrush(COLORS[l % len(COLORS)] if l >= 0 else "#999999") for l in labels]
-        self.scatter.setData(pos=xy, brush=brushes, data=np.arange(len(xy)))
-        if not self.legend_items:
-            legend = self.plot.plotItem.legend
-            for c in sorted(set(int(l) for l in labels)):
+        labels = np.asarray(ev.labels)
+        for c in sorted(set(labels.tolist()) | set(self.items)):
+            item = self.items.get(c)
+            if item is None:
+                color = COLORS[c % len(COLORS)] if c >= 0 else "#999999"
+                item = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(color), hoverable=True, hoverSize=11)
+                item.sigHovered.connect(self._hovered)
+                item.sigClicked.connect(self._clicked)
+                self.plot.addItem(item)
                 name = self.classes[c] if 0 <= c < len(self.classes) else "unlabeled"
-                item = pg.ScatterPlotItem(pen=None, brush=pg.mkBrush(COLORS[c % len(COLORS)] if c >= 0 else "#999"))
-                legend.addItem(item, name)
-                self.legend_items.append(item)
+                self.plot.plotItem.legend.addItem(item, name)
+                self.items[c] = item
+            rows = np.nonzero(labels == c)[0]
+            item.setData(pos=xy[rows], data=rows)
+
+    @property
+    def n_points(self) -> int:
+        return sum(len(i.data) for i in self.items.values())
 
     def point_info(self, i: int) -> tuple[int, int]:
         """(held-out row, label) of scatter point i."""
@@ -123,8 +127,7 @@ class EmbeddingPanel(QWidget):
 
     def reset(self):
         self.latest, self.projectors = None, {}
-        self.scatter.clear()
-        legend = self.plot.plotItem.legend
-        for it in self.legend_items:
-            legend.removeItem(it)
-        self.legend_items = []
+        for item in self.items.values():
+            self.plot.plotItem.legend.removeItem(item)
+            self.plot.removeItem(item)
+        self.items = {}

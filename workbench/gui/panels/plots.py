@@ -27,7 +27,7 @@ def ema(values: np.ndarray, alpha: float = 0.2) -> np.ndarray:
 class PlotsPanel(QWidget):
     def __init__(self):
         super().__init__()
-        pg.setConfigOptions(antialias=True, background="w", foreground="k")
+        pg.setConfigOptions(antialias=False, background="w", foreground="k")
         lay = QGridLayout(self)
         self.loss_plot = pg.PlotWidget(title="loss")
         self.lr_plot = pg.PlotWidget(title="learning rate")
@@ -36,6 +36,8 @@ class PlotsPanel(QWidget):
         for p in (self.loss_plot, self.lr_plot, self.knn_plot, self.terms_plot):
             p.showGrid(x=True, y=True, alpha=0.3)
             p.setLabel("bottom", "step")
+            p.setDownsampling(auto=True, mode="peak")  # long runs stay cheap to paint
+            p.setClipToView(True)
         self.knn_plot.setLabel("bottom", "epoch")
         self.terms_plot.addLegend()
         self.loss_plot.addLegend()
@@ -44,13 +46,13 @@ class PlotsPanel(QWidget):
         lay.addWidget(self.lr_plot, 1, 0)
         lay.addWidget(self.terms_plot, 1, 1)
         self.raw = self.loss_plot.plot(pen=pg.mkPen("#aab7c4", width=1), name="loss")
-        self.smooth = self.loss_plot.plot(pen=pg.mkPen("#1f77b4", width=2), name="smoothed")
-        self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#2ca02c", width=2))
+        self.smooth = self.loss_plot.plot(pen=pg.mkPen("#1f77b4", width=1), name="smoothed")
+        self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#2ca02c", width=1))
         self.knn_curve = self.knn_plot.plot(pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=6)
         self.term_curves: dict[str, pg.PlotDataItem] = {}
         self.overlays: list = []
         self.reset()
-        self.timer = QTimer(self, interval=250)
+        self.timer = QTimer(self, interval=500)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
 
@@ -77,8 +79,8 @@ class PlotsPanel(QWidget):
         self.dirty = True
 
     def redraw(self):
-        if not self.dirty:
-            return
+        if not self.dirty or not self.isVisible():
+            return  # hidden tabs catch up when shown
         self.dirty = False
         if self.steps:
             x, y = np.asarray(self.steps), np.asarray(self.losses, float)
@@ -88,7 +90,7 @@ class PlotsPanel(QWidget):
         self.knn_curve.setData(np.asarray(self.epochs, float), np.asarray(self.knn, float))
         for i, (k, pts) in enumerate(self.terms.items()):
             if k not in self.term_curves:
-                self.term_curves[k] = self.terms_plot.plot(pen=pg.mkPen(COLORS[i % len(COLORS)], width=2), name=k)
+                self.term_curves[k] = self.terms_plot.plot(pen=pg.mkPen(COLORS[i % len(COLORS)], width=1), name=k)
             arr = np.asarray(pts, float)
             self.term_curves[k].setData(arr[:, 0], arr[:, 1])
 

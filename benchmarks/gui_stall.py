@@ -1,0 +1,70 @@
+"""Responsiveness of the window while training: longest stalls of the GUI event loop.
+
+    python benchmarks/gui_stall.py [--seconds 30]
+
+A 10 ms QTimer records when it actually fires; the stall is the lateness of each tick. The
+same measurement on the idle window (no training) in the same run is the baseline. Target:
+99th percentile under 50 ms while training.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("WORKBENCH_SETTINGS", "/tmp/wb-stall-settings.ini")
+os.environ["WORKBENCH_NO_DIALOGS"] = "1"
+
+
+def measure(app, seconds: float) -> np.ndarray:
+    from PySide6.QtCore import QElapsedTimer, QTimer
+
+    ticks, clock = [], QElapsedTimer()
+    clock.start()
+    timer = QTimer(interval=10)
+    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
+    timer.start()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    return np.clip(np.diff(ticks) - 10.0, 0, None)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30)
+    a = ap.parse_args()
+    from PySide6.QtWidgets import QApplication
+
+    from workbench.core.config import Config
+    from workbench.gui.main_window import MainWindow
+
+    app = QApplication([])
+    cfg = Config().with_overrides(["train.epochs=50", "train.batch_size=128", "train.log_every=5"])
+    win = MainWindow(cfg, runs_root="/tmp/wb-stall-runs")
+    win.resize(1500, 950)
+    win.show()
+    idle = measure(app, a.seconds / 3)
+    win.start()
+    while not win.plots.steps:
+        app.processEvents()
+        time.sleep(0.01)
+    busy = measure(app, a.seconds)
+    steps = win.plots.steps[-1]
+    win.stop()
+    win.thread.wait(60000)
+    for name, s in (("idle window (baseline)", idle), ("while training", busy)):
+        print(f"{name:<24} ticks {len(s):>5}  p50 {np.percentile(s, 50):6.1f} ms  p99 {np.percentile(s, 99):6.1f} ms  max {s.max():6.1f} ms")
+    print(f"training reached step {steps}; p99 stall ratio training/idle: {np.percentile(busy, 99) / max(np.percentile(idle, 99), 0.1):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
