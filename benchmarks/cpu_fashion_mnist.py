@@ -90,7 +90,7 @@ def baseline(data: str, budget: float) -> dict:
     while not done:
         tl, nl = time.perf_counter(), 0
         for v1, v2 in loader:
-            _, z = net(torch.cat([v1, v2]))
+            _, z, _ = net(torch.cat([v1, v2]))
             loss = loss_fn(Views(z[:256], z[256:])).loss
             opt.zero_grad()
             loss.backward()

@@ -75,3 +75,38 @@ def test_registry_listings():
         res = wb(name)
         assert res.returncode == 0 and needle in res.stdout
     assert "temperature = 0.5" in wb("losses").stdout
+
+
+def test_neighbours_returns_the_image_itself_first(trained_run, tmp_path):
+    from PIL import Image
+
+    from workbench.core.config import Config
+    from workbench.core.data import load_splits
+
+    run, _ = trained_run
+    train, _ = load_splits(Config.load(run / "config.toml").data)
+    Image.fromarray(train.images[7, 0].numpy()).save(tmp_path / "q.png")
+    res = wb("neighbours", str(run), "--image", str(tmp_path / "q.png"), "-k", "5")
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.splitlines()[1].split()
+    assert int(first[1]) == int(train.indices[7]) and float(first[2]) > 0.999
+    bad = wb("neighbours", str(run), "--image", str(tmp_path / "nope.png"))
+    assert bad.returncode != 0 and "does not exist" in bad.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import signal
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "train", str(ROOT / "examples" / "bundled_quick.toml"),
+                             "--set", "train.epochs=50", "--set", "train.log_every=1", "--out", str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if "img/s" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    assert "stopped" in rest and "resume with: workbench train --resume" in rest and "Traceback" not in rest
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert (run / "checkpoints" / "last.pt").is_file()

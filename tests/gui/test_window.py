@@ -130,3 +130,48 @@ def test_close_during_training_stops_and_keeps_checkpoint_and_remembers_config(w
     again = MainWindow(runs_root=str(tmp_path / "runs"))
     qtbot.addWidget(again)
     assert again.setup.epochs.value() == 5 and again.setup.subset.value() == 1024
+
+
+def test_runs_browser_open_overlay_clone_and_torchrun_command(window, qtbot, tmp_path):
+    from workbench.core.train import train
+
+    cfg = window.setup.build_config().with_overrides(["train.max_steps=6", "loss.temperature=0.3"])
+    run_dir = [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
+    window.runs.refresh()
+    assert window.runs.list.count() == 1
+    text = window.runs.list.item(0).text()
+    assert "ntxent" in text and "kNN" in text and "checkpoint" in text
+    window.runs.list.setCurrentRow(0)
+    window.open_run(run_dir)
+    window.plots.redraw()
+    assert len(window.plots.steps) >= 1 and window.embedding.n_points > 0
+    window.overlay_run(run_dir)
+    assert len(window.plots.overlays) == 2
+    with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
+        window.inspector.capture.click()  # not training: the batch comes from the checkpoint
+    assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.count() > 0
+    window.setup.loss_form.editors["temperature"].setValue(0.9)
+    window.clone_run(run_dir)
+    assert window.setup.loss_form.editors["temperature"].value() == pytest.approx(0.3)
+    cmd = window.torchrun_command(str(tmp_path / "exp.toml"), 4)
+    assert cmd.startswith("torchrun --standalone --nproc_per_node=4 -m workbench train") and "exp.toml" in cmd
+    window.save_config(str(tmp_path / "exp.toml"))
+    from workbench.core.config import Config
+
+    assert Config.load(tmp_path / "exp.toml").loss.params["temperature"] == pytest.approx(0.3)
+
+
+def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
+    from PIL import Image
+
+    from workbench.core.train import train
+
+    cfg = window.setup.build_config().with_overrides(["train.max_steps=4"])
+    run_dir = [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
+    window.open_run(run_dir)
+    img = window.held_out[3]
+    Image.fromarray(img[0]).save(tmp_path / "q.png")
+    window.retrieve_file(str(tmp_path / "q.png"))
+    assert window.inspector.retrieval.count() == 11 and window.tabs.currentWidget() is window.inspector
+    window.retrieve_file(str(tmp_path / "missing.png"))
+    assert "does not exist" in window.messages[-1]

@@ -93,3 +93,38 @@ def neighbours(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.nda
     b = F.normalize(torch.from_numpy(np.asarray(bank, np.float32)), dim=1)
     sim, idx = (q @ b.T).topk(min(k, len(b)), dim=1)
     return idx.numpy(), sim.numpy()
+
+
+@torch.no_grad()
+def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
+    """A BatchEvent for ``n`` training images of a saved run: two fresh augmented views through the
+    trained network and the run's loss with reporting on (momentum targets are the online projections)."""
+    from workbench.core.augment import Augmenter
+    from workbench.core.events import BatchEvent
+    from workbench.core.losses import Views
+
+    train, _ = rm.splits()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=g)[: min(n, len(train))].sort().values
+    aug = Augmenter(rm.cfg.augment.recipe, rm.mean, rm.std)
+    x = train.images[idx]
+    v1, v2 = aug.views(x, g), aug.views(x, g)
+    size = rm.image_size
+    if v1.shape[-1] != size:
+        v1, v2 = (F.interpolate(v, size=(size, size), mode="bilinear", antialias=True) for v in (v1, v2))
+    _, z, p = rm.net(torch.cat([v1, v2]).to(rm.device))
+    k = len(idx)
+    loss = LOSSES.build(rm.cfg.loss.name, rm.cfg.loss.params).to(rm.device).eval()
+    labels = train.labels[idx].to(rm.device)
+    out = loss(Views(z[:k], z[k:], p[:k], p[k:], z[:k], z[k:], labels=labels), report=True)
+
+    def to_u8(v):
+        mean = v.new_tensor(rm.mean).view(1, -1, 1, 1)
+        std = v.new_tensor(rm.std).view(1, -1, 1, 1)
+        return ((v * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+    temp = out.terms.get("temperature")
+    return BatchEvent(-1, to_u8(v1), to_u8(v2), train.indices[idx].numpy(), train.labels[idx].numpy(),
+                      out.similarity.float().cpu().numpy(), out.per_sample.float().cpu().numpy(),
+                      out.positive.cpu().numpy(), out.hardest_negative.cpu().numpy(),
+                      float(temp) if temp is not None else None, rm.cfg.loss.name)

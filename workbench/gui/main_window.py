@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
         self.messages: list[str] = []
         self.held_out = None
         self.setup.validityChanged.connect(self._validity)
-        self.inspector.captureRequested.connect(lambda: self.worker and self.worker.control.request_batch())
+        self.inspector.captureRequested.connect(self.capture_batch)
         self.embedding.pointSelected.connect(self._retrieve)
         self.runs.openRun.connect(self.open_run)
         self.runs.overlayRun.connect(self.overlay_run)
@@ -223,6 +223,21 @@ class MainWindow(QMainWindow):
         self.status.setText(f"error: {msg}")
         if not os.environ.get("WORKBENCH_NO_DIALOGS"):
             QMessageBox.warning(self, "Contrastive Workbench", msg)
+
+    def capture_batch(self):
+        """Live batch from the running training, else one from the open run's checkpoint."""
+        if self.running:
+            self.worker.control.request_batch()
+            return
+        if not self.run_dir:
+            self.show_error("start training or open a run first")
+            return
+        from workbench.core.inference import RunModel, batch_from_checkpoint
+
+        try:
+            self._on_batch(batch_from_checkpoint(RunModel.load(self.run_dir)))
+        except ConfigError as exc:
+            self.show_error(str(exc))
 
     # ----- retrieval -----
     def _retrieve(self, row: int):
