@@ -303,6 +303,12 @@ class Augmenter:
         std = x.new_tensor(self.std).view(1, -1, 1, 1)
         return (x - mean) / std
 
+    def to_uint8(self, x: torch.Tensor) -> "np.ndarray":
+        """Undo ``normalize``: float views (B, C, H, W) -> uint8 numpy images for display."""
+        mean = x.new_tensor(self.mean).view(1, -1, 1, 1)
+        std = x.new_tensor(self.std).view(1, -1, 1, 1)
+        return ((x.detach().float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
     def plain(self, images_u8: torch.Tensor) -> torch.Tensor:
         """The un-augmented, normalised batch (for evaluation and embedding)."""
         return self.normalize(images_u8.float().div_(255))

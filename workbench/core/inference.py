@@ -118,13 +118,8 @@ def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
     labels = train.labels[idx].to(rm.device)
     out = loss(Views(z[:k], z[k:], p[:k], p[k:], z[:k], z[k:], labels=labels), report=True)
 
-    def to_u8(v):
-        mean = v.new_tensor(rm.mean).view(1, -1, 1, 1)
-        std = v.new_tensor(rm.std).view(1, -1, 1, 1)
-        return ((v * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
     temp = out.terms.get("temperature")
-    return BatchEvent(-1, to_u8(v1), to_u8(v2), train.indices[idx].numpy(), train.labels[idx].numpy(),
+    return BatchEvent(-1, aug.to_uint8(v1), aug.to_uint8(v2), train.indices[idx].numpy(), train.labels[idx].numpy(),
                       out.similarity.float().cpu().numpy(), out.per_sample.float().cpu().numpy(),
                       out.positive.cpu().numpy(), out.hardest_negative.cpu().numpy(),
                       float(temp) if temp is not None else None, rm.cfg.loss.name)

@@ -397,15 +397,10 @@ def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "
 
 
 def batch_event(s: Setup, step: int, idx, v1, v2, labels, out) -> BatchEvent:
-    def to_u8(v):
-        mean = v.new_tensor(s.aug.mean).view(1, -1, 1, 1)
-        std = v.new_tensor(s.aug.std).view(1, -1, 1, 1)
-        return ((v.float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
     def np_or_none(t):
         return None if t is None else t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
 
     temp = out.terms.get("temperature")
-    return BatchEvent(step, to_u8(v1), to_u8(v2), idx.cpu().numpy(), labels.cpu().numpy(),
+    return BatchEvent(step, s.aug.to_uint8(v1), s.aug.to_uint8(v2), idx.cpu().numpy(), labels.cpu().numpy(),
                       np_or_none(out.similarity), np_or_none(out.per_sample), np_or_none(out.positive),
                       np_or_none(out.hardest_negative), float(temp) if temp is not None else None, s.cfg.loss.name)

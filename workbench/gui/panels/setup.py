@@ -327,7 +327,7 @@ class SetupPanel(QScrollArea):
         aug = Augmenter(self.cfg.augment.recipe, [0.0] * train.channels, [1.0] * train.channels)
         x = train.images[:6]
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()).item()))
-        views = [x.numpy()] + [(aug.views(x, g).clamp(0, 1) * 255).round().to(torch.uint8).numpy() for _ in range(2)]
+        views = [x.numpy()] + [aug.to_uint8(aug.views(x, g)) for _ in range(2)]
         for col in range(len(x)):
             for r in range(3):
                 lab = QLabel()
