@@ -98,15 +98,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     import signal
 
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench", "train", str(ROOT / "examples" / "bundled_quick.toml"),
-                             "--set", "train.epochs=50", "--set", "train.log_every=1", "--out", str(tmp_path)],
-                            stderr=subprocess.PIPE, text=True, env=env)
-    for line in proc.stderr:
-        if "img/s" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=120) == 0
+    with subprocess.Popen([sys.executable, "-m", "workbench", "train", str(ROOT / "examples" / "bundled_quick.toml"),
+                           "--set", "train.epochs=50", "--set", "train.log_every=1", "--out", str(tmp_path)],
+                          stderr=subprocess.PIPE, text=True, env=env) as proc:
+        for line in proc.stderr:
+            if "img/s" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0
     assert "stopped" in rest and "resume with: workbench train --resume" in rest and "Traceback" not in rest
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert (run / "checkpoints" / "last.pt").is_file()

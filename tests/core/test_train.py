@@ -133,3 +133,17 @@ def test_collapse_is_reported(tmp_path, quick_cfg):
     z = torch.ones(100, 32) + 1e-6 * torch.randn(100, 32)
     assert collapse_warning(embedding_std(z), effective_rank(z), 32) is not None
     assert collapse_warning(embedding_std(torch.randn(100, 32)), effective_rank(torch.randn(100, 32)), 32) is None
+
+
+def test_triplet_batch_event_carries_the_mined_triplets(tmp_path, quick_cfg):
+    control = Control()
+    control.request_batch()
+    events = run_all(quick_cfg("loss.name=triplet", "train.max_steps=2"), control, runs_root=tmp_path)
+    batch = next(e for e in events if type(e).__name__ == "BatchEvent")
+    t = batch.mined["triplets"]
+    assert t.shape == (128, 3)
+    sim = batch.similarity
+    for a, p, n in t[:20]:
+        assert p == (a + 64) % 128  # the other view is the only positive
+        others = [c for c in range(128) if c not in (a, p)]
+        assert sim[a, n] == max(sim[a, c] for c in others)  # batch-hard = most similar negative

@@ -60,6 +60,7 @@ class BatchEvent:
     hardest_negative: np.ndarray | None  # (M,)
     temperature: float | None
     loss_name: str = ""
+    mined: dict = field(default_factory=dict)  # pair/triplet losses: "pairs" (P, 3) or "triplets" (T, 3) as numpy
 
 
 @dataclass(frozen=True)

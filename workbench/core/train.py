@@ -403,4 +403,5 @@ def batch_event(s: Setup, step: int, idx, v1, v2, labels, out) -> BatchEvent:
     temp = out.terms.get("temperature")
     return BatchEvent(step, s.aug.to_uint8(v1), s.aug.to_uint8(v2), idx.cpu().numpy(), labels.cpu().numpy(),
                       np_or_none(out.similarity), np_or_none(out.per_sample), np_or_none(out.positive),
-                      np_or_none(out.hardest_negative), float(temp) if temp is not None else None, s.cfg.loss.name)
+                      np_or_none(out.hardest_negative), float(temp) if temp is not None else None, s.cfg.loss.name,
+                      {k: np_or_none(v) for k, v in out.mined.items() if k in ("pairs", "triplets")})

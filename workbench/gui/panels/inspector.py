@@ -108,7 +108,8 @@ class InspectorPanel(QWidget):
         self.history.append((ev.step, float(pos.mean()), float(neg.mean())))
         if ev.temperature:
             self.temp.setValue(ev.temperature)
-        self.info.setText(f"batch at step {ev.step}: {len(ev.views1)} images, {2 * len(ev.views1)} views, loss '{ev.loss_name}'")
+        mined = "".join(f", {len(v)} mined {k}" for k, v in ev.mined.items())
+        self.info.setText(f"batch at step {ev.step}: {len(ev.views1)} images, {2 * len(ev.views1)} views, loss '{ev.loss_name}'{mined}")
         self.redraw()
 
     def rows(self):
@@ -121,12 +122,18 @@ class InspectorPanel(QWidget):
         while self.grid.count():
             self.grid.takeAt(0).widget().deleteLater()
         labels = view_labels(ev)
+        mined_neg = set()
+        if "triplets" in ev.mined:
+            mined_neg = {(int(a), int(n)) for a, _, n in ev.mined["triplets"]}
+        elif "pairs" in ev.mined:
+            mined_neg = {(int(a), int(b)) for a, b, y in ev.mined["pairs"] if y == 0}
         for r, row in enumerate(self.rows()[:24]):
             self.grid.addWidget(_tile(view_image(ev, row.row), f"anchor\nloss {row.loss:.3f}", "#1f77b4"), r, 0)
             self.grid.addWidget(_tile(view_image(ev, row.positive), f"positive\n{row.positive_sim:+.3f}", "#2ca02c"), r, 1)
             for j, (c, s) in enumerate(row.hardest):
                 false_neg = labels[c] == labels[row.row] and labels[c] >= 0
-                self.grid.addWidget(_tile(view_image(ev, c), f"{'false neg' if false_neg else 'negative'}\n{s:+.3f}",
+                kind = ("mined " if (row.row, c) in mined_neg else "") + ("false neg" if false_neg else "negative")
+                self.grid.addWidget(_tile(view_image(ev, c), f"{kind}\n{s:+.3f}",
                                           "#ff7f0e" if false_neg else "#d62728"), r, 2 + j)
         self.heat_img.setImage(ev.similarity.T, levels=(-1, 1))
         pos, neg = pos_neg_similarities(ev)
