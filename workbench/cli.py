@@ -92,7 +92,7 @@ def cmd_train(args) -> int:
         elif isinstance(ev, StepEvent):
             progress.update(ev)
         elif isinstance(ev, EvalEvent):
-            progress.message(f"epoch {ev.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
+            progress.message(f"epoch {ev.epoch} (step {ev.step}): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
         elif isinstance(ev, WarningEvent):
             progress.message(f"warning: {ev.message}")
         elif isinstance(ev, CheckpointEvent) and args.verbose:

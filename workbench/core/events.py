@@ -17,6 +17,7 @@ class RunStarted:
     device: str
     classes: list
     start_step: int = 0
+    held_out_images: np.ndarray | None = None  # (N, C, H, W) uint8, a view of the held-out split for display
 
 
 @dataclass(frozen=True)

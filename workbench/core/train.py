@@ -273,7 +273,7 @@ def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "
     embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
     warmup = int(round(cfg.optim.warmup_epochs * s.steps_per_epoch))
     yield RunStarted(str(run_dir), cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
-                     str(s.device), list(s.train.classes), step)
+                     str(s.device), list(s.train.classes), step, s.test.images.cpu().numpy())
 
     def checkpoint():
         nonlocal last_ckpt

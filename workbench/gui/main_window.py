@@ -170,13 +170,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(ev.start_step)
         self.status.setText(f"training on {ev.device}: {ev.n_train} images, run folder {ev.run_dir}")
         self.classes = ev.classes
-        from workbench.core.data import load_splits
-
-        try:
-            _, test = load_splits(Config.from_dict(ev.config).data)
-            self.held_out = test.images.numpy()
-        except ConfigError:
-            self.held_out = None
+        self.held_out = ev.held_out_images
         self.embedding.set_dataset(self.held_out, ev.classes)
         self.runs.refresh()
 
