@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def overrides(a, extra=()):
-    return [f"data.name=image_folder", f"data.root={a.data}", "augment.preset=simclr_cifar", "model.encoder=resnet18_cifar",
+    return ["data.name=image_folder", f"data.root={a.data}", "augment.preset=simclr_cifar", "model.encoder=resnet18_cifar",
             "model.head_hidden=2048", f"train.batch_size={a.batch}", f"train.device={a.device}", "loss.temperature=0.2",
             "optim.name=lars", "optim.lr=1.0", "optim.weight_decay=1e-6", f"train.compile={str(a.compile).lower()}",
             "train.log_every=10", "eval.every=1000000", *extra]

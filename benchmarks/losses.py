@@ -30,7 +30,7 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
     ap.add_argument("--losses", default=",".join(LOSSES.names()))
     a = ap.parse_args()
-    base = [f"data.name=fashion_mnist", f"data.root={a.data}", "train.batch_size=256", "optim.lr=0.002",
+    base = ["data.name=fashion_mnist", f"data.root={a.data}", "train.batch_size=256", "optim.lr=0.002",
             "optim.warmup_epochs=0.2", "train.epochs=1", f"train.time_budget_s={a.budget}", "eval.every=1000"]
     rows = []
     untrained, _ = evaluate(prepare(Config().with_overrides(base)))

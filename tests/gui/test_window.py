@@ -144,7 +144,8 @@ def test_runs_browser_open_overlay_clone_and_torchrun_command(window, qtbot, tmp
     window.runs.list.setCurrentRow(0)
     window.open_run(run_dir)
     window.plots.redraw()
-    assert len(window.plots.steps) >= 1 and window.embedding.n_points > 0
+    assert len(window.plots.steps) >= 1
+    qtbot.waitUntil(lambda: window.embedding.n_points > 0, timeout=60000)  # embedded off the GUI thread
     window.overlay_run(run_dir)
     assert len(window.plots.overlays) == 2
     with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
@@ -169,9 +170,11 @@ def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
     cfg = window.setup.build_config().with_overrides(["train.max_steps=4"])
     run_dir = [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
     window.open_run(run_dir)
+    qtbot.waitUntil(lambda: window.embedding.latest is not None, timeout=60000)
     img = window.held_out[3]
     Image.fromarray(img[0]).save(tmp_path / "q.png")
     window.retrieve_file(str(tmp_path / "q.png"))
-    assert window.inspector.retrieval.count() == 11 and window.tabs.currentWidget() is window.inspector
+    qtbot.waitUntil(lambda: window.inspector.retrieval.count() == 11, timeout=60000)
+    assert window.tabs.currentWidget() is window.inspector
     window.retrieve_file(str(tmp_path / "missing.png"))
-    assert "does not exist" in window.messages[-1]
+    qtbot.waitUntil(lambda: any("does not exist" in m for m in window.messages), timeout=60000)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -303,7 +305,7 @@ class Augmenter:
         std = x.new_tensor(self.std).view(1, -1, 1, 1)
         return (x - mean) / std
 
-    def to_uint8(self, x: torch.Tensor) -> "np.ndarray":
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """Undo ``normalize``: float views (B, C, H, W) -> uint8 numpy images for display."""
         mean = x.new_tensor(self.mean).view(1, -1, 1, 1)
         std = x.new_tensor(self.std).view(1, -1, 1, 1)

@@ -267,7 +267,6 @@ def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "
             g.set_state(state["rng"].to(g.get_state().device) if s.device.type == "cpu" else state["rng"])
     epoch = step // max(1, s.steps_per_epoch) if state is None else state["epoch"]
     log = MetricsLog(run_dir / "metrics.csv", getattr(s.loss, "term_names", ()), cfg.eval.tensorboard) if is_main else None
-    terms = getattr(s.loss, "term_names", ())
     projector = StableProjector("pca", cfg.train.seed)
     n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
     embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values

@@ -18,6 +18,7 @@ from workbench.gui.panels.inspector import InspectorPanel
 from workbench.gui.panels.plots import PlotsPanel
 from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
+from workbench.gui.widgets import Task
 from workbench.gui.worker import TrainWorker, start_worker
 
 
@@ -228,10 +229,18 @@ class MainWindow(QMainWindow):
             return
         from workbench.core.inference import RunModel, batch_from_checkpoint
 
-        try:
-            self._on_batch(batch_from_checkpoint(RunModel.load(self.run_dir)))
-        except ConfigError as exc:
-            self.show_error(str(exc))
+        run = self.run_dir
+        self.background(lambda: batch_from_checkpoint(RunModel.load(run)), self._on_batch, "capturing a batch")
+
+    def background(self, fn, on_done, what: str):
+        """Model work (loading, embedding, exporting) off the GUI thread; errors end up in show_error."""
+        self.status.setText(f"{what}…")
+
+        def done(result):
+            self.status.setText("ready")
+            on_done(result)
+
+        Task(fn, done, self.show_error).start()
 
     # ----- retrieval -----
     def _retrieve(self, row: int):
@@ -247,15 +256,19 @@ class MainWindow(QMainWindow):
         if ev is None or not self.run_dir:
             self.show_error("train or open a run first: retrieval needs an embedding")
             return
-        try:
-            rm = RunModel.load(self.run_dir)
+        run = self.run_dir
+
+        def work():
+            rm = RunModel.load(run)
             img = load_image_file(path, rm.channels)
-            vec = rm.embed(img)[0]
-        except ConfigError as exc:
-            self.show_error(str(exc))
-            return
-        self.tabs.setCurrentWidget(self.inspector)
-        self.inspector.show_query(vec, img[0].numpy(), -1, ev, self.held_out, self.embedding.classes)
+            return img[0].numpy(), rm.embed(img)[0]
+
+        def show(result):
+            image, vec = result
+            self.tabs.setCurrentWidget(self.inspector)
+            self.inspector.show_query(vec, image, -1, ev, self.held_out, self.embedding.classes)
+
+        self.background(work, show, "embedding the image")
 
     def dragEnterEvent(self, e):
         if e.mimeData().hasUrls():
@@ -324,18 +337,21 @@ class MainWindow(QMainWindow):
         from workbench.core.inference import RunModel
         from workbench.core.projection import pca_2d
 
-        try:
+        def work():
             rm = RunModel.load(run)
             _, test = rm.splits()
-        except ConfigError as exc:
-            self.show_error(str(exc))
-            return
-        n = min(cfg.eval.embed_points or 2000, len(test))
-        emb = rm.embed(test.images[:n])
-        self.held_out = test.images.numpy()
-        self.embedding.reset()
-        self.embedding.set_dataset(self.held_out, test.classes)
-        self.embedding.show_embedding(EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[:n].numpy(), np.arange(n)))
+            n = min(cfg.eval.embed_points or 2000, len(test))
+            emb = rm.embed(test.images[:n])
+            return test, EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[:n].numpy(), np.arange(n))
+
+        def show(result):
+            test, ev = result
+            self.held_out = test.images.numpy()
+            self.embedding.reset()
+            self.embedding.set_dataset(self.held_out, test.classes)
+            self.embedding.show_embedding(ev)
+
+        self.background(work, show, "embedding the held-out set")
 
     def overlay_run(self, run: str):
         rows = read_metrics(run)
@@ -360,11 +376,8 @@ class MainWindow(QMainWindow):
             return
         folder = QFileDialog.getExistingDirectory(self, "Export into folder", str(Path(run) / "export"))
         if folder:
-            try:
-                paths = export_run(run, fmt, folder)
-                self.status.setText("exported: " + ", ".join(str(p) for p in paths))
-            except (ConfigError, OSError, RuntimeError) as exc:
-                self.show_error(str(exc))
+            self.background(lambda: export_run(run, fmt, folder),
+                            lambda paths: self.status.setText("exported: " + ", ".join(str(p) for p in paths)), f"exporting {fmt}")
 
     # ----- closing -----
     def confirm_close(self) -> bool:

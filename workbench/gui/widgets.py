@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit, QSlider, QSpinBox,
                                QWidget)
@@ -127,3 +127,40 @@ class ParamForm(QWidget):
             else:
                 out[name] = ed.text()
         return out
+
+
+class Task(QObject):
+    """Run ``fn()`` in the global thread pool; ``on_done(result)`` / ``on_failed(message)`` run on the GUI thread.
+
+    The signals are connected to this object's own methods and the object lives on the GUI
+    thread, so Qt queues the callbacks there whatever thread emits.
+    """
+
+    done = Signal(object)
+    failed = Signal(str)
+    running: set = set()  # keeps tasks alive until they report
+
+    def __init__(self, fn, on_done, on_failed):
+        super().__init__()
+        self.fn, self.on_done, self.on_failed = fn, on_done, on_failed
+        self.done.connect(self._finish)
+        self.failed.connect(self._fail)
+
+    def start(self) -> "Task":
+        Task.running.add(self)
+        QThreadPool.globalInstance().start(self._run)
+        return self
+
+    def _run(self):
+        try:
+            self.done.emit(self.fn())
+        except Exception as exc:  # noqa: BLE001 - reported in the window, never a crash
+            self.failed.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _finish(self, result):
+        Task.running.discard(self)
+        self.on_done(result)
+
+    def _fail(self, message):
+        Task.running.discard(self)
+        self.on_failed(message)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workbench.core.losses.base import LossOut, Views, check_temperature, hardest_excluding

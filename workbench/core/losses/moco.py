@@ -2,7 +2,6 @@
 Chen et al. 2020, arXiv:2003.04297)."""
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +75,6 @@ class MoCo(nn.Module):
             out.per_sample = per.detach()
             out.mined = {"queue_similarity": neg.detach()}
         if self.training:
-            n = len(views.z1)
             self._enqueue(l2n(views.t1.float()).detach(), views)
             self._enqueue(l2n(views.t2.float()).detach(), views)
         return out

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import l2n, LossOut, Views, instance_labels
+from workbench.core.losses.base import LossOut, Views, cross_view_report, instance_labels, l2n
 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -64,8 +64,6 @@ class MarginContrastive(nn.Module):
         per = torch.cat([per_pos, per_neg])
         out = LossOut(per.mean(), {"pos_dist": d_pos.detach().mean(), "neg_dist": d_neg.detach().mean()})
         if report:
-            from workbench.core.losses.base import cross_view_report
-
             cross_view_report(out, views.z1, views.z2, per_pos)
             out.per_sample = per.detach()
             rows = torch.arange(n, device=z1.device)

@@ -7,28 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from workbench.core.projection import StableProjector
 from workbench.gui.panels.plots import COLORS
-from workbench.gui.widgets import to_pixmap
-
-
-class _Job(QRunnable):
-    class Sig(QObject):
-        done = Signal(object, int)
-        failed = Signal(str)
-
-    def __init__(self, projector, x, token):
-        super().__init__()
-        self.projector, self.x, self.token, self.sig = projector, x, token, _Job.Sig()
-
-    def run(self):
-        try:
-            self.sig.done.emit(self.projector(self.x), self.token)
-        except Exception as exc:  # noqa: BLE001 - shown in the panel
-            self.sig.failed.emit(str(exc))
+from workbench.gui.widgets import Task, to_pixmap
 
 
 class EmbeddingPanel(QWidget):
@@ -58,7 +42,6 @@ class EmbeddingPanel(QWidget):
         self.classes: list = []
         self.latest = None
         self.xy = np.zeros((0, 2))
-        self.pool = QThreadPool.globalInstance()
         self.projectors: dict[str, StableProjector] = {}
         self.token = 0
         self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
@@ -73,15 +56,12 @@ class EmbeddingPanel(QWidget):
             self._draw(ev.xy)
             return
         self.token += 1
-        proj = self.projectors.setdefault(m, StableProjector(m))
-        job = _Job(proj, ev.embeddings, self.token)
-        job.sig.done.connect(self._projected)
-        job.sig.failed.connect(self.status.setText)
+        token, proj = self.token, self.projectors.setdefault(m, StableProjector(m))
         self.status.setText(f"computing {m}…")
-        self.pool.start(job)
+        Task(lambda: proj(ev.embeddings), lambda xy: self._projected(xy, token), self.status.setText).start()
 
     def _projected(self, xy, token):
-        if token == self.token:
+        if token == self.token:  # a newer embedding has arrived meanwhile: drop this layout
             self.status.setText("")
             self._draw(xy)
 
