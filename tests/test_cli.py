@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
+from workbench.core.inference import RunModel
 
 
 def wb(*args, cwd=None, timeout=300):
@@ -42,7 +43,8 @@ def test_embed_writes_npz(trained_run, tmp_path):
     res = wb("embed", str(run), "--split", "test", "--out", str(out))
     assert res.returncode == 0, res.stderr
     z = np.load(out)
-    assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape == (1000, 128)
+    dim = RunModel.load(run).net.encoder.out_dim
+    assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape == (1000, dim)
     assert z["labels"].dtype == np.int64 and z["indices"].shape == (1000,)
 
 

@@ -18,7 +18,7 @@ def test_every_default_is_written_out():
     d = Config().to_dict()
     assert d["loss"]["temperature"] == 0.5 and d["loss"]["similarity"] == "cosine"
     assert d["augment"]["recipe"][0]["scale"] == [0.2, 1.0]
-    assert d["model"]["width"] == 16
+    assert d["model"]["width"] == 32
 
 
 def test_set_parses_toml_literals_and_types():

@@ -15,12 +15,16 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, k: int = 20,
-                temperature: float = 0.07, n_classes: int | None = None, chunk: int = 1024) -> torch.Tensor:
-    """Weighted kNN labels for ``query`` (Q, D) given ``bank`` (N, D) and its labels (N,) -> (Q,)."""
+                temperature: float = 0.07, n_classes: int | None = None, chunk: int = 0) -> torch.Tensor:
+    """Weighted kNN labels for ``query`` (Q, D) given ``bank`` (N, D) and its labels (N,) -> (Q,).
+
+    Queries go in chunks whose (chunk, N) similarity block stays near 64 MB.
+    """
     bank = F.normalize(bank.float(), dim=1)
     query = F.normalize(query.float(), dim=1)
     n_classes = n_classes or int(bank_labels.max()) + 1
     k = min(k, len(bank))
+    chunk = chunk or max(1, min(1024, 2 ** 24 // len(bank)))
     preds = []
     for q in query.split(chunk):
         sim, idx = (q @ bank.T).topk(k, dim=1)
@@ -36,8 +40,12 @@ def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07)
     if not keep.any() or not qkeep.any():
         return float("nan")
     n_classes = int(max(bank_labels.max(), query_labels.max())) + 1
-    pred = knn_predict(bank[keep], bank_labels[keep], query[qkeep], k, temperature, n_classes)
-    return (pred == query_labels[qkeep]).float().mean().item()
+    if not keep.all():
+        bank, bank_labels = bank[keep], bank_labels[keep]
+    if not qkeep.all():
+        query, query_labels = query[qkeep], query_labels[qkeep]
+    pred = knn_predict(bank, bank_labels, query, k, temperature, n_classes)
+    return (pred == query_labels).float().mean().item()
 
 
 def linear_probe(train_x, train_y, test_x, test_y, epochs: int = 50, lr: float = 0.1, seed: int = 0) -> float:

@@ -114,6 +114,8 @@ def prepare(cfg: Config, device: torch.device | None = None) -> Setup:
     device = ddp.local_device(device or resolve_device(cfg.train.device))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
     torch.manual_seed(cfg.train.seed)
     train_data, test_data = load_splits(cfg.data)
     meta = LOSSES.get(cfg.loss.name).meta
@@ -136,7 +138,7 @@ def prepare(cfg: Config, device: torch.device | None = None) -> Setup:
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         else:
             log.warning("model.sync_bn needs GPUs (NCCL); on the CPU each process keeps its own BatchNorm statistics")
-    if device.type == "cuda" and cfg.train.channels_last:
+    if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     target = None
     if meta.get("momentum"):
@@ -165,7 +167,7 @@ def autocast(s: Setup):
 def make_views(s: Setup, idx: torch.Tensor, g: torch.Generator):
     x = s.train.images[idx.to(s.train.images.device)].to(s.device, non_blocking=True)
     v1, v2 = s.aug.views(x, g), s.aug.views(x, g)
-    if s.device.type == "cuda" and s.cfg.train.channels_last:
+    if s.cfg.train.channels_last:
         v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
     return v1, v2
 
@@ -189,17 +191,20 @@ def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = Fal
     """Representations (N, D) (or projections with ``project``) of un-augmented images, on the device."""
     was = s.net.training
     s.net.eval()
-    out = []
+    out = None
     size = s.aug.out_size(images.shape[-1])
-    for chunk in images.split(batch):
-        x = s.aug.plain(chunk.to(s.device))
+    for i in range(0, len(images), batch):
+        x = s.aug.plain(images[i:i + batch].to(s.device))
         if x.shape[-1] != size:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         with autocast(s):
             h, z, _ = s.net(x)
-        out.append((z if project else h).float())
+        y = z if project else h
+        if out is None:
+            out = torch.empty(len(images), y.shape[1], device=s.device)
+        out[i:i + len(y)] = y
     s.net.train(was)
-    return torch.cat(out)
+    return out
 
 
 def evaluate(s: Setup) -> tuple[dict, torch.Tensor]:
