@@ -9,7 +9,8 @@ the usual kind: per-image torchvision transforms on PIL images in a DataLoader (
 A third row gives that baseline the engine's CPU kernel settings (channels-last weights and
 inputs, denormals flushed to zero), so the share of the speed-up that comes from the data path
 alone is visible.
-Each pipeline runs in its own process so its peak memory (max RSS) is its own. Raw-pixel kNN
+Each pipeline runs in its own process so its peak memory (max RSS) is its own (for the baseline,
+that of its main process: the two DataLoader workers come on top). Raw-pixel kNN
 is printed as the floor a learned representation should beat.
 """
 from __future__ import annotations

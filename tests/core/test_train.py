@@ -8,7 +8,7 @@ from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, E
                                    RunStarted, StepEvent)
 from workbench.core.registry import ConfigError
 from workbench.core.runs import load_checkpoint, read_metrics
-from workbench.core.train import Control, prepare, evaluate, train
+from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train
 
 
 def run_all(cfg, control=None, **kw):
@@ -147,3 +147,41 @@ def test_triplet_batch_event_carries_the_mined_triplets(tmp_path, quick_cfg):
         assert p == (a + 64) % 128  # the other view is the only positive
         others = [c for c in range(128) if c not in (a, p)]
         assert sim[a, n] == max(sim[a, c] for c in others)  # batch-hard = most similar negative
+
+
+def test_channels_last_is_a_layout_choice_not_a_numerical_one(quick_cfg):
+    """The same seeded first step gives the same loss and gradients in NCHW and NHWC."""
+    results = []
+    for cl in ("true", "false"):
+        s = prepare(quick_cfg(f"train.channels_last={cl}"))
+        g = torch.Generator().manual_seed(0)
+        idx = torch.arange(32)
+        v1, v2 = make_views(s, idx, g)
+        out = s.loss(forward_views(s, v1, v2, s.train.labels[idx]))
+        out.loss.backward()
+        conv = s.net.encoder.features[3].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == (cl == "true")
+        results.append((out.loss.item(), conv.grad.clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_training_flushes_denormals(quick_cfg):
+    """Denormal floats (below 1.2e-38) slow CPU kernels as training settles; the engine flushes them to zero."""
+    torch.set_flush_denormal(False)
+    assert (torch.tensor([1e-39]) * 0.5).item() > 0
+    prepare(quick_cfg())
+    assert (torch.tensor([1e-39]) * 0.5).item() == 0.0
+
+
+def test_small_cnn_output_size():
+    """small_cnn: (B, C, H, W) -> (B, 4 * width * pool**2) for any input size; pool=1 is global average pooling."""
+    from workbench.core.models import ENCODERS
+
+    x = torch.randn(3, 1, 28, 28)
+    for width, pool in ((32, 2), (16, 1), (8, 3)):
+        enc = ENCODERS.build("small_cnn", {"width": width, "pool": pool}, in_channels=1, image_size=28)
+        assert enc(x).shape == (3, 4 * width * pool * pool) and enc.out_dim == 4 * width * pool * pool
+    assert ENCODERS.build("small_cnn", {}, in_channels=3, image_size=96)(torch.randn(2, 3, 96, 96)).shape == (2, 512)
+    with pytest.raises(ValueError, match="pool"):
+        ENCODERS.build("small_cnn", {"pool": 0}, in_channels=1, image_size=28)

@@ -50,9 +50,8 @@ def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
 
 
 def test_train_pause_resume_stop_from_the_window(window, qtbot):
-    with qtbot.waitSignal(window.setup.validityChanged, timeout=5000, raising=False):
-        window.setup.loss_form.editors["temperature"].setValue(0.2)
-    assert window.start_btn.isEnabled()
+    window.setup.loss_form.editors["temperature"].setValue(0.2)
+    qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)  # once the dataset has loaded in the background
     window.start_btn.trigger()
     assert window.running and not window.setup.isEnabled()
     with qtbot.waitSignal(window.epochEvaluated, timeout=120000) as ev:

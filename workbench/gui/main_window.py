@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.progress)
         self.statusBar().addWidget(self.status, 1)
         self.worker = self.thread = None
+        self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
         self.run_dir = None
         self.messages: list[str] = []
         self.held_out = None
@@ -109,7 +110,8 @@ class MainWindow(QMainWindow):
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        """True from Start until the worker thread has finished and the buttons say so."""
+        return self._running
 
     def _set_running(self, running: bool, paused: bool = False):
         self.start_btn.setEnabled(not running and self.setup.valid)
@@ -148,6 +150,7 @@ class MainWindow(QMainWindow):
         w.done.connect(self._on_done)
         self.thread = start_worker(w)
         self.thread.finished.connect(self._on_finished)
+        self._running = True
         self._set_running(True)
         self.status.setText("loading data…")
 
@@ -202,6 +205,7 @@ class MainWindow(QMainWindow):
         self.batchShown.emit(ev)
 
     def _on_finished(self):
+        self._running = False
         self._set_running(False)
 
     def _on_warning(self, msg: str):
@@ -390,7 +394,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
             self.worker.control.stop()
-            self.thread.wait(60000)
+            self._running = not self.thread.wait(60000)
         try:
             self.settings.setValue("last_config", self.setup.build_config().to_toml())
         except ConfigError:
