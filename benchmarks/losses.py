@@ -1,6 +1,6 @@
-"""Every loss side by side: same encoder, data, augmentations and wall-clock budget.
+"""Every loss side by side: same encoder, data, augmentations, epochs and wall-clock cap.
 
-    python benchmarks/losses.py [--budget 60] [--data ../shared/data/fashion-mnist] [--losses ntxent,vicreg]
+    python benchmarks/losses.py [--epochs 1] [--budget 60] [--data ../shared/data/fashion-mnist] [--losses ntxent,vicreg]
 
 Prints kNN accuracy (k=20, full 60k bank, 10k test), alignment and uniformity (Wang & Isola),
 std of normalised embeddings and effective rank, and flags collapse. The untrained encoder is
@@ -26,12 +26,13 @@ EXTRA = {"moco": ["loss.queue_size=4096"], "margin_contrastive": [], "supcon": [
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=float, default=60)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--budget", type=float, default=60, help="training seconds at most per loss")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
     ap.add_argument("--losses", default=",".join(LOSSES.names()))
     a = ap.parse_args()
     base = ["data.name=fashion_mnist", f"data.root={a.data}", "train.batch_size=256", "optim.lr=0.002",
-            "optim.warmup_epochs=0.2", "train.epochs=1", f"train.time_budget_s={a.budget}", "eval.every=1000"]
+            "optim.warmup_epochs=0.2", f"train.epochs={a.epochs}", f"train.time_budget_s={a.budget}", "eval.every=1000"]
     rows = []
     untrained, _ = evaluate(prepare(Config().with_overrides(base)))
     rows.append(("untrained encoder", untrained, 0, 0.0, ""))
@@ -49,7 +50,7 @@ def main():
                 warn = f"error: {ev.message}"
         rows.append((name, metrics, steps, sum(ips) / max(1, len(ips)), warn))
         print(f"done {name} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    print(f"Fashion-MNIST, small_cnn, batch 256, {a.budget:.0f} s of training per loss (CPU)")
+    print(f"Fashion-MNIST, small_cnn, batch 256, {a.epochs} epoch(s) per loss, at most {a.budget:.0f} s (CPU)")
     print(f"{'loss':<20}{'steps':>6}{'img/s':>8}{'kNN':>8}{'align':>8}{'unif':>8}{'std':>8}{'rank':>7}  note")
     for name, m, steps, ips, warn in rows:
         if not m:

@@ -112,6 +112,23 @@ def test_corrupt_checkpoint_gives_a_clear_message(tmp_path, quick_cfg):
         run_all(None, runs_root=tmp_path, resume=events[0].run_dir)
 
 
+def test_checkpoint_that_does_not_fit_its_config_gives_a_clear_message(tmp_path, quick_cfg):
+    from pathlib import Path
+
+    from workbench.core.inference import RunModel
+
+    events = run_all(quick_cfg("train.max_steps=2"), runs_root=tmp_path)
+    run = Path(events[0].run_dir)
+    ckpt = (run / "checkpoints" / "last.pt").read_bytes()
+    cfg_file = run / "config.toml"
+    cfg_file.write_text(cfg_file.read_text().replace("width = 32", "width = 16"))
+    with pytest.raises(ConfigError, match="does not match its config.toml"):
+        run_all(None, runs_root=tmp_path, resume=run)
+    with pytest.raises(ConfigError, match="does not match its config.toml"):
+        RunModel.load(run)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == ckpt  # nothing saved is lost
+
+
 @pytest.mark.parametrize("loss", ["ntxent", "dcl", "dclw", "supcon", "margin_contrastive", "triplet", "moco", "byol",
                                   "simsiam", "barlow_twins", "vicreg"])
 def test_every_loss_trains_in_the_loop_and_reports_a_batch(tmp_path, quick_cfg, loss):

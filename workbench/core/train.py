@@ -259,7 +259,11 @@ def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "
     g = torch.Generator(device=s.device).manual_seed(cfg.train.seed * 1000 + ddp.rank())
     step, images_done, elapsed, best = 0, 0, 0.0, {}
     if state is not None:
-        s.net.load_state_dict(state["model"])
+        try:
+            s.net.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint in '{run_dir}' does not match its config.toml ({str(exc).splitlines()[0]}); "
+                              "it was written by another version of the workbench: start a new run") from None
         s.loss.load_state_dict(state["loss"])
         if s.target is not None and "target" in state:
             s.target.load_state_dict(state["target"])
