@@ -93,7 +93,15 @@ def test_inspector_shows_true_hardest_negatives_and_retrieval(window, qtbot):
         labels = view_labels(batch)
         assert all(labels[c] == labels[r.row] for c, _ in r.false_negatives)
     assert [r.loss for r in rows] == sorted([r.loss for r in rows], reverse=True)
-    assert window.inspector.grid.count() > 0
+    insp = window.inspector
+    assert insp.grid.shown() == min(24, len(rows)) * (2 + insp.k.value())
+    tiles = dict(insp.grid.tiles)
+    insp.k.setValue(2)  # fewer negatives: the same tiles, the extra ones hidden
+    assert insp.grid.shown() == min(24, len(rows)) * 4 and insp.grid.tiles == tiles
+    assert sum(t.isVisibleTo(insp) for t in tiles.values()) == insp.grid.shown()
+    shown_rows = insp.rows()
+    assert f"{shown_rows[0].positive_sim:+.3f}" in tiles[(0, 1)].cap.text()
+    assert f"{shown_rows[0].hardest[1][1]:+.3f}" in tiles[(0, 3)].cap.text()
     qtbot.waitUntil(lambda: window.embedding.latest is not None, timeout=120000)
     ev = window.embedding.latest
     got = window.inspector.show_retrieval(int(ev.indices[5]), ev, window.held_out, window.embedding.classes)
@@ -149,7 +157,7 @@ def test_runs_browser_open_overlay_clone_and_torchrun_command(window, qtbot, tmp
     assert len(window.plots.overlays) == 2
     with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
         window.inspector.capture.click()  # not training: the batch comes from the checkpoint
-    assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.count() > 0
+    assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.shown() > 0
     window.setup.loss_form.editors["temperature"].setValue(0.9)
     window.clone_run(run_dir)
     assert window.setup.loss_form.editors["temperature"].value() == pytest.approx(0.3)
@@ -173,7 +181,7 @@ def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
     img = window.held_out[3]
     Image.fromarray(img[0]).save(tmp_path / "q.png")
     window.retrieve_file(str(tmp_path / "q.png"))
-    qtbot.waitUntil(lambda: window.inspector.retrieval.count() == 11, timeout=60000)
+    qtbot.waitUntil(lambda: window.inspector.retrieval.shown() == 11, timeout=60000)
     assert window.tabs.currentWidget() is window.inspector
     window.retrieve_file(str(tmp_path / "missing.png"))
     qtbot.waitUntil(lambda: any("does not exist" in m for m in window.messages), timeout=60000)

@@ -13,22 +13,56 @@ from workbench.core.inspect import anchor_rows, pos_neg_similarities, positive_p
 from workbench.gui.widgets import LogSlider, to_pixmap
 
 
-def _tile(img, caption, color=None, size=56):
-    w = QWidget()
-    v = QVBoxLayout(w)
-    v.setContentsMargins(2, 2, 2, 2)
-    pic = QLabel()
-    pic.setPixmap(to_pixmap(img, size))
-    pic.setFixedSize(size + 6, size + 6)
-    pic.setAlignment(Qt.AlignCenter)
-    if color:
-        pic.setStyleSheet(f"border: 3px solid {color}")
-    cap = QLabel(caption)
-    cap.setAlignment(Qt.AlignCenter)
-    cap.setStyleSheet("font-size: 10px")
-    v.addWidget(pic)
-    v.addWidget(cap)
-    return w
+class Tile(QWidget):
+    """An image with a caption under it and an optional coloured border, updated in place."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        v = QVBoxLayout(self)
+        v.setContentsMargins(2, 2, 2, 2)
+        self.size, self.color = size, None
+        self.pic, self.cap = QLabel(), QLabel()
+        self.pic.setFixedSize(size + 6, size + 6)
+        self.pic.setAlignment(Qt.AlignCenter)
+        self.cap.setAlignment(Qt.AlignCenter)
+        self.cap.setStyleSheet("font-size: 10px")
+        v.addWidget(self.pic)
+        v.addWidget(self.cap)
+
+    def set(self, img, caption: str, color: str | None):
+        self.pic.setPixmap(to_pixmap(img, self.size))
+        self.cap.setText(caption)
+        if color != self.color:  # restyling is the expensive part; most tiles keep their colour
+            self.pic.setStyleSheet(f"border: 3px solid {color}" if color else "")
+            self.color = color
+        self.setVisible(True)
+
+
+class TileGrid:
+    """Tiles in a grid layout that live across redraws: building a few hundred widgets for every
+    batch stalled the window for ~120 ms; updating pixmaps and captions in place does not."""
+
+    def __init__(self, layout: QGridLayout, size: int):
+        self.layout, self.size, self.tiles, self.used = layout, size, {}, set()
+
+    def begin(self):
+        self.used = set()
+
+    def put(self, r: int, c: int, img, caption: str, color: str | None = None):
+        tile = self.tiles.get((r, c))
+        if tile is None:
+            tile = self.tiles[(r, c)] = Tile(self.size)
+            self.layout.addWidget(tile, r, c)
+        tile.set(img, caption, color)
+        self.used.add((r, c))
+
+    def end(self):
+        for key, tile in self.tiles.items():
+            if key not in self.used:
+                tile.setVisible(False)
+
+    def shown(self) -> int:
+        return len(self.used)
 
 
 class InspectorPanel(QWidget):
@@ -55,7 +89,7 @@ class InspectorPanel(QWidget):
         lay.addWidget(self.tabs, 1)
         # pairs grid
         self.grid_host = QWidget()
-        self.grid = QGridLayout(self.grid_host)
+        self.grid = TileGrid(QGridLayout(self.grid_host), 56)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid_host)
@@ -90,7 +124,7 @@ class InspectorPanel(QWidget):
         self.tabs.addTab(sims, "Similarities")
         # retrieval
         self.retrieval_host = QWidget()
-        self.retrieval = QGridLayout(self.retrieval_host)
+        self.retrieval = TileGrid(QGridLayout(self.retrieval_host), 72)
         self.tabs.addTab(self.retrieval_host, "Retrieval")
         self.batch = None
         self.history: list[tuple[int, float, float]] = []
@@ -119,8 +153,7 @@ class InspectorPanel(QWidget):
         if self.batch is None:
             return
         ev = self.batch
-        while self.grid.count():
-            self.grid.takeAt(0).widget().deleteLater()
+        self.grid.begin()
         labels = view_labels(ev)
         mined_neg = set()
         if "triplets" in ev.mined:
@@ -128,13 +161,13 @@ class InspectorPanel(QWidget):
         elif "pairs" in ev.mined:
             mined_neg = {(int(a), int(b)) for a, b, y in ev.mined["pairs"] if y == 0}
         for r, row in enumerate(self.rows()[:24]):
-            self.grid.addWidget(_tile(view_image(ev, row.row), f"anchor\nloss {row.loss:.3f}", "#1f77b4"), r, 0)
-            self.grid.addWidget(_tile(view_image(ev, row.positive), f"positive\n{row.positive_sim:+.3f}", "#2ca02c"), r, 1)
+            self.grid.put(r, 0, view_image(ev, row.row), f"anchor\nloss {row.loss:.3f}", "#1f77b4")
+            self.grid.put(r, 1, view_image(ev, row.positive), f"positive\n{row.positive_sim:+.3f}", "#2ca02c")
             for j, (c, s) in enumerate(row.hardest):
                 false_neg = labels[c] == labels[row.row] and labels[c] >= 0
                 kind = ("mined " if (row.row, c) in mined_neg else "") + ("false neg" if false_neg else "negative")
-                self.grid.addWidget(_tile(view_image(ev, c), f"{kind}\n{s:+.3f}",
-                                          "#ff7f0e" if false_neg else "#d62728"), r, 2 + j)
+                self.grid.put(r, 2 + j, view_image(ev, c), f"{kind}\n{s:+.3f}", "#ff7f0e" if false_neg else "#d62728")
+        self.grid.end()
         self.heat_img.setImage(ev.similarity.T, levels=(-1, 1))
         pos, neg = pos_neg_similarities(ev)
         bins = np.linspace(-1, 1, 41)
@@ -162,17 +195,17 @@ class InspectorPanel(QWidget):
         return self.show_query(emb_event.embeddings[pos[0]], images[query_row], int(emb_event.labels[pos[0]]), emb_event, images, classes, k)
 
     def show_query(self, vector, image, label, emb_event, images, classes, k: int = 10):
-        while self.retrieval.count():
-            self.retrieval.takeAt(0).widget().deleteLater()
+        self.retrieval.begin()
         idx, sims = retrieve(vector, emb_event.embeddings, k)
         name = classes[label] if 0 <= label < len(classes) else "?"
-        self.retrieval.addWidget(_tile(image, f"query\n{name}", "#1f77b4", 72), 0, 0)
+        self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4")
         out = []
         for j, (i, s) in enumerate(zip(idx, sims)):
             row, lab = int(emb_event.indices[i]), int(emb_event.labels[i])
             agree = lab == label
-            self.retrieval.addWidget(_tile(images[row], f"{'✓' if agree else '✗'} {classes[lab] if 0 <= lab < len(classes) else '?'}\n{s:+.3f}",
-                                           "#2ca02c" if agree else "#d62728", 72), 1 + j // 5, j % 5)
+            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {classes[lab] if 0 <= lab < len(classes) else '?'}\n{s:+.3f}",
+                               "#2ca02c" if agree else "#d62728")
             out.append((row, float(s), lab))
+        self.retrieval.end()
         self.tabs.setCurrentIndex(2)
         return out

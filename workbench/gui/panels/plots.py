@@ -1,7 +1,9 @@
 """Live curves: loss per step (raw and smoothed), learning rate, kNN accuracy per epoch, the loss's own terms.
 
-Data accumulate in lists; a timer redraws at most a few times a second with ``setData`` on
-existing curves (never rebuilding items).
+Data accumulate in lists; a timer redraws twice a second with ``setData`` on existing curves
+(never rebuilding items). The step plots keep their view with headroom (``GrowingRange``):
+re-rendering an axis's tick labels is most of a plot's paint cost, so the axes change a few
+times per run rather than at every redraw.
 """
 from __future__ import annotations
 
@@ -22,6 +24,39 @@ def ema(values: np.ndarray, alpha: float = 0.2) -> np.ndarray:
         weight = alpha + (1 - alpha) * weight
         out[i] = acc / weight
     return out
+
+
+class GrowingRange:
+    """Keeps a plot's view around its data with headroom; hands the view to the user once they
+    pan or zoom, and takes it back when they press the plot's auto-range ("A") button."""
+
+    def __init__(self, plot: pg.PlotWidget):
+        self.vb = plot.getViewBox()
+        self.vb.disableAutoRange()
+        self.follow = True
+        self.vb.sigRangeChangedManually.connect(self._manual)
+        self.vb.sigStateChanged.connect(self._state)
+
+    def _manual(self, *_):
+        self.follow = False
+
+    def _state(self, *_):
+        if any(self.vb.state["autoRange"]):  # the auto-range button
+            self.vb.disableAutoRange()
+            self.follow = True
+
+    def update(self, x1: float, y0: float, y1: float):
+        if not self.follow or not (np.isfinite(y0) and np.isfinite(y1)):
+            return
+        (_, vx1), (vy0, vy1) = self.vb.viewRange()
+        xr = yr = None
+        if x1 > vx1 or x1 < 0.4 * vx1:
+            xr = (0, max(10.0, 1.5 * x1))
+        span = max(y1 - y0, 1e-6 * abs(y1), 1e-12)
+        if y0 < vy0 or y1 > vy1 or span < 0.4 * (vy1 - vy0):
+            yr = (y0 - 0.1 * span, y1 + 0.1 * span)
+        if xr or yr:
+            self.vb.setRange(xRange=xr, yRange=yr, padding=0)
 
 
 class PlotsPanel(QWidget):
@@ -50,6 +85,7 @@ class PlotsPanel(QWidget):
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#2ca02c", width=1))
         self.knn_curve = self.knn_plot.plot(pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=6)
         self.term_curves: dict[str, pg.PlotDataItem] = {}
+        self.ranges = {p: GrowingRange(p) for p in (self.loss_plot, self.lr_plot, self.terms_plot)}
         self.overlays: list = []
         self.reset()
         self.timer = QTimer(self, interval=500)
@@ -60,6 +96,7 @@ class PlotsPanel(QWidget):
         self.steps, self.losses, self.lrs = [], [], []
         self.epochs, self.knn = [], []
         self.terms: dict[str, list] = {}
+        self.knn_dirty = True
         for c in self.term_curves.values():
             self.terms_plot.removeItem(c)
         self.term_curves = {}
@@ -76,23 +113,30 @@ class PlotsPanel(QWidget):
     def add_eval(self, ev):
         self.epochs.append(ev.epoch)
         self.knn.append(ev.metrics.get("knn_acc", np.nan))
-        self.dirty = True
+        self.dirty = self.knn_dirty = True
 
     def redraw(self):
         if not self.dirty or not self.isVisible():
             return  # hidden tabs catch up when shown
         self.dirty = False
         if self.steps:
-            x, y = np.asarray(self.steps), np.asarray(self.losses, float)
+            x, y, lr = np.asarray(self.steps), np.asarray(self.losses, float), np.asarray(self.lrs, float)
             self.raw.setData(x, y)
             self.smooth.setData(x, ema(y))
-            self.lr_curve.setData(x, np.asarray(self.lrs))
-        self.knn_curve.setData(np.asarray(self.epochs, float), np.asarray(self.knn, float))
+            self.lr_curve.setData(x, lr)
+            self.ranges[self.loss_plot].update(x[-1], np.nanmin(y), np.nanmax(y))
+            self.ranges[self.lr_plot].update(x[-1], 0.0, np.nanmax(lr))
+        if self.knn_dirty:  # every setData repaints its plot (~10 ms); the kNN curve changes once an epoch
+            self.knn_dirty = False
+            self.knn_curve.setData(np.asarray(self.epochs, float), np.asarray(self.knn, float))
         for i, (k, pts) in enumerate(self.terms.items()):
             if k not in self.term_curves:
                 self.term_curves[k] = self.terms_plot.plot(pen=pg.mkPen(COLORS[i % len(COLORS)], width=1), name=k)
             arr = np.asarray(pts, float)
             self.term_curves[k].setData(arr[:, 0], arr[:, 1])
+        if self.terms:
+            vals = np.concatenate([np.asarray(pts, float)[:, 1] for pts in self.terms.values()])
+            self.ranges[self.terms_plot].update(self.steps[-1] if self.steps else 1, np.nanmin(vals), np.nanmax(vals))
 
     def overlay(self, name: str, steps, losses, epochs, knn, color_index: int):
         """Add another run's curves (runs browser comparison)."""

@@ -1,0 +1,40 @@
+import numpy as np
+
+from workbench.core.events import StepEvent
+from workbench.gui.panels.plots import PlotsPanel
+
+
+def feed(panel, steps, loss=lambda s: 5.0 / (1 + s / 50)):
+    for s in steps:
+        panel.add_step(StepEvent(0, s, loss(s), 1e-3, 1000.0, 1.0, {"pos": -0.5 * loss(s), "neg": loss(s)}))
+    panel.redraw()
+
+
+def test_step_plots_keep_their_view_with_headroom_and_respect_the_user(qtbot):
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    vb = panel.loss_plot.getViewBox()
+    feed(panel, range(0, 100, 5))
+    (x0, x1), (y0, y1) = vb.viewRange()
+    ys = np.asarray(panel.losses)
+    assert x0 <= 0 and x1 >= 95 and y0 <= ys.min() and y1 >= ys.max()  # all data in view
+    feed(panel, range(100, 120, 5))  # a little more data: the view (and its axis labels) stays
+    assert vb.viewRange() == [[x0, x1], [y0, y1]]
+    feed(panel, range(120, 400, 5))  # past the headroom: the view grows to hold it all
+    (_, x1b), (y0b, _) = vb.viewRange()
+    assert x1b >= 395 and y0b <= min(panel.losses)
+    lr_vb = panel.lr_plot.getViewBox()
+    assert lr_vb.viewRange()[1][1] >= 1e-3
+    terms = np.concatenate([np.asarray(v)[:, 1] for v in panel.terms.values()])
+    t_range = panel.terms_plot.getViewBox().viewRange()[1]
+    assert t_range[0] <= terms.min() and t_range[1] >= terms.max()
+
+    vb.setRange(xRange=(10, 20), yRange=(1, 2), padding=0)
+    vb.sigRangeChangedManually.emit(vb.state["mouseEnabled"])  # what a pan or zoom with the mouse emits
+    feed(panel, range(400, 900, 5))
+    assert np.allclose(vb.viewRange(), [[10, 20], [1, 2]])  # the user's zoom is kept
+    vb.enableAutoRange()  # the plot's "A" button
+    feed(panel, range(900, 905, 5))
+    (x0c, x1c), _ = vb.viewRange()
+    assert x1c >= 900 and panel.ranges[panel.loss_plot].follow
