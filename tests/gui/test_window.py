@@ -46,7 +46,7 @@ def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
     qtbot.mouseClick(s.findChild(QPushButton, "aug_Remove"), Qt.LeftButton)
     qtbot.waitUntil(lambda: s.error.text() == "")
     assert len(s._recipe) == n
-    assert s.preview.count() == 18  # 6 images x (original + two views)
+    assert s.preview.shown() == 18  # 6 images x (original + two views)
 
 
 def test_train_pause_resume_stop_from_the_window(window, qtbot):

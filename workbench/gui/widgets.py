@@ -1,4 +1,5 @@
-"""Small reusable widgets: registry parameter forms, a log-scale temperature control, image conversion."""
+"""Small reusable widgets: registry parameter forms, a log-scale temperature control, image conversion,
+image tiles in a grid that is updated in place."""
 from __future__ import annotations
 
 import math
@@ -6,8 +7,8 @@ import math
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit, QSlider, QSpinBox,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QSlider, QSpinBox, QVBoxLayout, QWidget)
 
 
 def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:
@@ -164,3 +165,57 @@ class Task(QObject):
     def _fail(self, message):
         Task.running.discard(self)
         self.on_failed(message)
+
+
+class Tile(QWidget):
+    """An image with an optional caption under it, coloured border and tooltip, updated in place."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        v = QVBoxLayout(self)
+        v.setContentsMargins(2, 2, 2, 2)
+        self.size, self.color = size, None
+        self.pic, self.cap = QLabel(), QLabel()
+        self.pic.setFixedSize(size + 6, size + 6)
+        self.pic.setAlignment(Qt.AlignCenter)
+        self.cap.setAlignment(Qt.AlignCenter)
+        self.cap.setStyleSheet("font-size: 10px")
+        v.addWidget(self.pic)
+        v.addWidget(self.cap)
+
+    def set(self, img, caption: str = "", color: str | None = None, tooltip: str = ""):
+        self.pic.setPixmap(to_pixmap(img, self.size))
+        self.cap.setText(caption)
+        self.cap.setVisible(bool(caption))
+        self.pic.setToolTip(tooltip)
+        if color != self.color:  # restyling is the expensive part; most tiles keep their colour
+            self.pic.setStyleSheet(f"border: 3px solid {color}" if color else "")
+            self.color = color
+        self.setVisible(True)
+
+
+class TileGrid:
+    """Tiles in a grid layout that live across redraws (begin, put..., end): building a few hundred
+    widgets for every inspector batch stalled the window for ~120 ms; updating them in place does not."""
+
+    def __init__(self, layout: QGridLayout, size: int):
+        self.layout, self.size, self.tiles, self.used = layout, size, {}, set()
+
+    def begin(self):
+        self.used = set()
+
+    def put(self, r: int, c: int, img, caption: str = "", color: str | None = None, tooltip: str = ""):
+        tile = self.tiles.get((r, c))
+        if tile is None:
+            tile = self.tiles[(r, c)] = Tile(self.size)
+            self.layout.addWidget(tile, r, c)
+        tile.set(img, caption, color, tooltip)
+        self.used.add((r, c))
+
+    def end(self):
+        for key, tile in self.tiles.items():
+            if key not in self.used:
+                tile.setVisible(False)
+
+    def shown(self) -> int:
+        return len(self.used)

@@ -10,59 +10,7 @@ from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPus
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from workbench.core.inspect import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
-from workbench.gui.widgets import LogSlider, to_pixmap
-
-
-class Tile(QWidget):
-    """An image with a caption under it and an optional coloured border, updated in place."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        v = QVBoxLayout(self)
-        v.setContentsMargins(2, 2, 2, 2)
-        self.size, self.color = size, None
-        self.pic, self.cap = QLabel(), QLabel()
-        self.pic.setFixedSize(size + 6, size + 6)
-        self.pic.setAlignment(Qt.AlignCenter)
-        self.cap.setAlignment(Qt.AlignCenter)
-        self.cap.setStyleSheet("font-size: 10px")
-        v.addWidget(self.pic)
-        v.addWidget(self.cap)
-
-    def set(self, img, caption: str, color: str | None):
-        self.pic.setPixmap(to_pixmap(img, self.size))
-        self.cap.setText(caption)
-        if color != self.color:  # restyling is the expensive part; most tiles keep their colour
-            self.pic.setStyleSheet(f"border: 3px solid {color}" if color else "")
-            self.color = color
-        self.setVisible(True)
-
-
-class TileGrid:
-    """Tiles in a grid layout that live across redraws: building a few hundred widgets for every
-    batch stalled the window for ~120 ms; updating pixmaps and captions in place does not."""
-
-    def __init__(self, layout: QGridLayout, size: int):
-        self.layout, self.size, self.tiles, self.used = layout, size, {}, set()
-
-    def begin(self):
-        self.used = set()
-
-    def put(self, r: int, c: int, img, caption: str, color: str | None = None):
-        tile = self.tiles.get((r, c))
-        if tile is None:
-            tile = self.tiles[(r, c)] = Tile(self.size)
-            self.layout.addWidget(tile, r, c)
-        tile.set(img, caption, color)
-        self.used.add((r, c))
-
-    def end(self):
-        for key, tile in self.tiles.items():
-            if key not in self.used:
-                tile.setVisible(False)
-
-    def shown(self) -> int:
-        return len(self.used)
+from workbench.gui.widgets import LogSlider, TileGrid
 
 
 class InspectorPanel(QWidget):

@@ -19,7 +19,7 @@ from workbench.core.losses import LOSSES
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
-from workbench.gui.widgets import LogSlider, ParamForm, to_pixmap
+from workbench.gui.widgets import LogSlider, ParamForm, TileGrid
 
 
 def _combo(names, name):
@@ -62,13 +62,13 @@ class SetupPanel(QScrollArea):
         self.subset.setSpecialValueText("all")
         self.data_info = QLabel("")
         self.data_info.setObjectName("data_info")
-        self.thumbs = QGridLayout()
+        self.thumbs = TileGrid(QGridLayout(), 40)
         f.addRow("dataset", self.dataset)
         f.addRow("root", row)
         f.addRow("image size", self.image_size)
         f.addRow("training images", self.subset)
         f.addRow(self.data_info)
-        f.addRow(self.thumbs)
+        f.addRow(self.thumbs.layout)
         lay.addWidget(g)
 
         # --- augmentations ---
@@ -90,9 +90,9 @@ class SetupPanel(QScrollArea):
         v.addLayout(btns)
         self.step_form = ParamForm()
         v.addWidget(self.step_form)
-        self.preview = QGridLayout()
+        self.preview = TileGrid(QGridLayout(), 48)
         v.addWidget(QLabel("Preview: original, view 1, view 2"))
-        v.addLayout(self.preview)
+        v.addLayout(self.preview.layout)
         lay.addWidget(g)
 
         # --- loss ---
@@ -253,16 +253,12 @@ class SetupPanel(QScrollArea):
         self._show_thumbs(train)
 
     def _show_thumbs(self, data):
-        while self.thumbs.count():
-            self.thumbs.takeAt(0).widget().deleteLater()
-        if data is None:
-            return
-        for i in range(min(16, len(data))):
-            lab = QLabel()
-            lab.setPixmap(to_pixmap(data.images[i].numpy(), 40))
+        self.thumbs.begin()
+        for i in range(min(16, len(data)) if data is not None else 0):
             c = int(data.labels[i])
-            lab.setToolTip(data.classes[c] if 0 <= c < len(data.classes) else "unlabeled")
-            self.thumbs.addWidget(lab, i // 8, i % 8)
+            self.thumbs.put(i // 8, i % 8, data.images[i].numpy(),
+                            tooltip=data.classes[c] if 0 <= c < len(data.classes) else "unlabeled")
+        self.thumbs.end()
 
     # ----- augmentation recipe -----
     def _refresh_recipe(self, select: int = 0):
@@ -319,9 +315,9 @@ class SetupPanel(QScrollArea):
             self.changed()
 
     def _update_preview(self):
-        while self.preview.count():
-            self.preview.takeAt(0).widget().deleteLater()
+        self.preview.begin()
         if self.data_cache is None:
+            self.preview.end()
             return
         train = self.data_cache[0]
         aug = Augmenter(self.cfg.augment.recipe, [0.0] * train.channels, [1.0] * train.channels)
@@ -330,9 +326,8 @@ class SetupPanel(QScrollArea):
         views = [x.numpy()] + [aug.to_uint8(aug.views(x, g)) for _ in range(2)]
         for col in range(len(x)):
             for r in range(3):
-                lab = QLabel()
-                lab.setPixmap(to_pixmap(views[r][col], 48))
-                self.preview.addWidget(lab, r, col)
+                self.preview.put(r, col, views[r][col])
+        self.preview.end()
 
     # ----- loss / encoder -----
     def _loss_changed(self, name: str):
