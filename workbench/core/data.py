@@ -14,6 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -36,10 +37,16 @@ class ImageData:
     classes: list[str]
     indices: torch.Tensor = None  # (N,) int64, position in the source
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
+    in_memory: bool = True  # False: ``images`` is a memory-mapped store, read batch by batch
 
     def __post_init__(self):
         if self.indices is None:
             self.indices = torch.arange(len(self.images))
+
+    def batches(self, idx_batches, device) -> Iterator[torch.Tensor]:
+        """Yield ``images[idx]`` (B, C, H, W) uint8 on ``device`` for each LongTensor ``idx`` (B,)."""
+        for idx in idx_batches:
+            yield self.images[idx.to(self.images.device)].to(device, non_blocking=True)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -67,8 +74,18 @@ class ImageData:
         return sample.mean((0, 2, 3)).tolist(), sample.std((0, 2, 3)).clamp_min(1e-3).tolist()
 
 
-def load_splits(cfg) -> tuple[ImageData, ImageData]:
-    """Return (train, held-out) for a DataConfig; the held-out split drives kNN and the projection."""
+class Cancelled(Exception):
+    """Raised by ``load_splits`` when its ``cancel`` event is set."""
+
+
+def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:
+    """Return (train, held-out) for a DataConfig; the held-out split drives kNN and the projection.
+
+    ``progress(done, total, message)`` is called from the loading thread; ``cancel.is_set()`` is
+    polled between steps and raises ``Cancelled``.
+    """
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("loading cancelled")
     train = DATASETS.get(cfg.name).factory(cfg, "train")
     test = DATASETS.get(cfg.name).factory(cfg, "test")
     if train is None or len(train) == 0:
