@@ -109,15 +109,18 @@ class Setup:
     global_batch: int
 
 
-def prepare(cfg: Config, device: torch.device | None = None) -> Setup:
-    """Build data, model, loss and optimiser; raise ConfigError for anything that cannot work."""
+def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageData, ImageData] | None = None) -> Setup:
+    """Build data, model, loss and optimiser; raise ConfigError for anything that cannot work.
+
+    ``data = (train, test)`` already loaded (e.g. by the window) skips loading.
+    """
     device = ddp.local_device(device or resolve_device(cfg.train.device))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
     torch.manual_seed(cfg.train.seed)
-    train_data, test_data = load_splits(cfg.data)
+    train_data, test_data = data if data is not None else load_splits(cfg.data)
     meta = LOSSES.get(cfg.loss.name).meta
     if meta.get("labels") and not train_data.has_labels:
         raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); choose a self-supervised loss such as ntxent")
@@ -241,7 +244,7 @@ def evaluate(s: Setup) -> tuple[dict, torch.Tensor]:
 
 
 def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "runs",
-          resume: str | Path | None = None) -> Iterator:
+          resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None) -> Iterator:
     """Run (or resume) an experiment, yielding events; see the module docstring."""
     control = control or Control()
     state = None
@@ -249,7 +252,7 @@ def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "
         run_dir = Path(resume)
         cfg = Config.load(run_dir / "config.toml")
         state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    s = prepare(cfg)
+    s = prepare(cfg, data=data)
     is_main = ddp.rank() == 0
     if resume is None:
         run_dir = new_run_dir(runs_root, cfg) if is_main else Path(runs_root) / "_rank"
