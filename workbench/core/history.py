@@ -1,0 +1,112 @@
+"""A run's history from its folder: the events its metrics.csv records, a one-row summary for
+the runs table, and the last 2-D layout shown of its embedding.
+
+    events = read_history("runs/2026-11-22_143015_bundled-ntxent")   # [StepEvent, ..., EvalEvent, ...]
+    row = run_summary(run_dir)                                        # status, dataset, loss, kNN, ...
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from workbench.core.events import EvalEvent, StepEvent
+from workbench.core.runs import atomic_write_bytes, read_metrics
+
+EVAL_KEYS = ("knn_acc", "linear_acc", "alignment", "uniformity", "emb_std", "eff_rank")
+RUNNING_WITHIN_S = 120  # a run without a final state whose files changed this recently is still running
+
+
+def read_history(run_dir: str | Path) -> list:
+    """StepEvent / EvalEvent objects rebuilt from ``metrics.csv``, in the order they were logged.
+
+    A step row has a loss; an evaluation row has a kNN accuracy. Steps logged before a resume
+    are kept, so a resumed run shows its whole history. ``eta_s`` is not stored and reads 0.
+    """
+    events = []
+    for r in read_metrics(run_dir):
+        if r.get("step") is None:
+            continue
+        epoch, step = int(r.get("epoch") or 0), int(r["step"])
+        if r.get("loss") is not None:
+            terms = {k[5:]: v for k, v in r.items() if k.startswith("term_") and v is not None}
+            events.append(StepEvent(epoch, step, r["loss"], r.get("lr") or 0.0, r.get("images_per_s") or 0.0, 0.0, terms))
+        if r.get("knn_acc") is not None:
+            events.append(EvalEvent(epoch, step, {k: r[k] for k in EVAL_KEYS if r.get(k) is not None}))
+    return events
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """The run's own ``status.json`` when it wrote one, else {}."""
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _infer_state(run: Path, cfg, rows: list[dict]) -> str:
+    log = run / "run.log"
+    try:
+        failed = log.is_file() and any(w in log.read_text(encoding="utf-8", errors="replace") for w in ("ERROR", "Traceback"))
+    except OSError:
+        failed = False
+    if failed:
+        return "failed"
+    evals = [r for r in rows if r.get("knn_acc") is not None]
+    newest = max((p.stat().st_mtime for p in (run / "metrics.csv", run / "config.toml") if p.exists()), default=0)
+    if evals and int(evals[-1].get("epoch") or 0) >= cfg.train.epochs:
+        return "finished"
+    if time.time() - newest < RUNNING_WITHIN_S:
+        return "running"
+    return "stopped"
+
+
+def run_summary(run_dir: str | Path) -> dict:
+    """One row for the runs table; ``error`` is set (and the rest mostly empty) when the config cannot be read."""
+    from workbench.core.config import Config
+    from workbench.core.registry import ConfigError
+
+    run = Path(run_dir)
+    row = {"run": str(run), "name": run.name, "date": run.name[:17].replace("_", " ", 1), "status": "?", "dataset": "",
+           "loss": "", "temperature": None, "encoder": "", "batch": None, "epochs": None, "final_knn": None,
+           "best_knn": None, "duration_s": None, "step": 0, "error": ""}
+    try:
+        cfg = Config.load(run / "config.toml")
+    except ConfigError as exc:
+        row.update(status="unreadable", error=str(exc))
+        return row
+    rows = read_metrics(run)
+    knn = [r["knn_acc"] for r in rows if r.get("knn_acc") is not None]
+    times = [r["time"] for r in rows if r.get("time") is not None]
+    steps = [r["step"] for r in rows if r.get("step") is not None]
+    status = read_status(run)
+    state = status.get("state") or _infer_state(run, cfg, rows)
+    if state == "running" and time.time() - float(status.get("updated", time.time())) > 3600:
+        state = "stopped"  # the process that wrote it is gone (killed); the checkpoint stays resumable
+    row.update(status=state, dataset=cfg.data.name, loss=cfg.loss.name, temperature=cfg.loss.params.get("temperature"),
+               encoder=cfg.model.encoder, batch=cfg.train.batch_size, epochs=cfg.train.epochs,
+               final_knn=knn[-1] if knn else None, best_knn=max(knn) if knn else None,
+               duration_s=(times[-1] - times[0]) if len(times) > 1 else None, step=int(max(steps)) if steps else 0,
+               error=status.get("message", "") if state == "failed" else "")
+    return row
+
+
+def save_view(run_dir: str | Path, xy: np.ndarray, indices: np.ndarray) -> Path:
+    """Keep the 2-D layout last shown of a run's held-out embedding: ``xy`` (N, 2), ``indices`` (N,) held-out rows."""
+    buf = io.BytesIO()
+    np.savez(buf, xy=np.asarray(xy, np.float32), indices=np.asarray(indices, np.int64))
+    path = Path(run_dir) / "embedding_view.npz"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read_view(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(xy, indices) saved by ``save_view``, or None."""
+    try:
+        with np.load(Path(run_dir) / "embedding_view.npz") as f:
+            return f["xy"], f["indices"]
+    except (OSError, KeyError, ValueError):
+        return None
