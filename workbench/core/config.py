@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,7 +27,33 @@ def _check_fields(obj, section: str) -> None:
             continue
         kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type))
         if kind is not None:
-            setattr(obj, f.name, coerce(getattr(obj, f.name), kind, f"{section}.{f.name}"))
+            value = coerce(getattr(obj, f.name), kind, f"{section}.{f.name}")
+            if kind is float and not math.isfinite(value):
+                raise ConfigError(f"{section}.{f.name}: must be a finite number, got {value}")
+            setattr(obj, f.name, value)
+
+
+def _check_finite(value, where: str) -> None:
+    """Reject NaN / infinity anywhere in a registry parameter value (numbers, lists, tables)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value}")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_finite(v, where)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}")
+
+
+def _in_range(obj, section: str, name: str, lo, hi, note: str = "") -> None:
+    v = getattr(obj, name)
+    _require(lo <= v <= hi, f"{section}.{name}", f"must be in {lo}..{hi}{note}, got {v}")
+
+
+def max_threads() -> int:
+    """Most CPU threads a config may ask for: 4x this machine's cores (more only thrashes, and a
+    huge count crashes the OpenMP runtime)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def _require(cond: bool, where: str, msg: str) -> None:
@@ -51,7 +78,7 @@ class DataConfig:
         DATASETS.get(self.name)
         _require(self.image_size == 0 or 8 <= self.image_size <= 1024, "data.image_size", f"must be 0 (native) or 8..1024, got {self.image_size}")
         _require(0.0 < self.holdout < 1.0, "data.holdout", f"must be in (0, 1), got {self.holdout}")
-        _require(self.subset >= 0, "data.subset", f"must be >= 0 (0 = all), got {self.subset}")
+        _in_range(self, "data", "subset", 0, 10**9, " (0 = all)")
 
 
 @dataclass
@@ -66,6 +93,12 @@ class AugmentConfig:
         if not self.recipe:
             _require(self.preset in PRESETS, "augment.preset", f"unknown preset '{self.preset}'; choose from: {', '.join(PRESETS)}")
             self.recipe = copy.deepcopy(PRESETS[self.preset])
+        if not isinstance(self.recipe, list):
+            raise ConfigError(f"augment.recipe: expected a list of steps like [{{name = \"horizontal_flip\", p = 0.5}}], got {self.recipe!r}")
+        for i, step in enumerate(self.recipe):
+            if not isinstance(step, dict):
+                raise ConfigError(f"augment.recipe[{i}]: expected a table like {{name = \"horizontal_flip\", p = 0.5}}, got {step!r}")
+            _check_finite(step, f"augment.recipe[{i}]")
         self.recipe = check_recipe(self.recipe)
 
 
@@ -85,10 +118,11 @@ class ModelConfig:
         from workbench.core.models import ENCODERS
 
         params = ENCODERS.check_params(self.encoder, self.params, "model")
+        _check_finite(params, "model")
         self.params = {p.name: p.default for p in ENCODERS.get(self.encoder).params} | params
-        _require(self.head_layers >= 0, "model.head_layers", f"must be >= 0 (0 = no head), got {self.head_layers}")
+        _in_range(self, "model", "head_layers", 0, 8, " (0 = no head)")
         for k in ("head_hidden", "head_out", "predictor_hidden"):
-            _require(getattr(self, k) >= 1, f"model.{k}", f"must be >= 1, got {getattr(self, k)}")
+            _in_range(self, "model", k, 1, 65536)
 
 
 @dataclass
@@ -101,6 +135,7 @@ class LossConfig:
         from workbench.core.losses import LOSSES
 
         self.params = LOSSES.check_params(self.name, self.params, "loss")
+        _check_finite(self.params, "loss")
         full = {p.name: p.default for p in LOSSES.get(self.name).params}
         full.update(self.params)
         self.params = full
@@ -125,10 +160,10 @@ class OptimConfig:
         from workbench.core.optim import OPTIMIZERS
 
         OPTIMIZERS.get(self.name)
-        _require(self.lr > 0 and math.isfinite(self.lr), "optim.lr", f"must be > 0, got {self.lr}")
-        _require(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(0 < self.lr <= 10, "optim.lr", f"must be > 0 and at most 10, got {self.lr}")
+        _require(0 <= self.weight_decay <= 10, "optim.weight_decay", f"must be in 0..10 (typically 1e-6..0.1), got {self.weight_decay}")
         _require(0 <= self.momentum < 1, "optim.momentum", f"must be in [0, 1), got {self.momentum}")
-        _require(self.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
+        _require(0 <= self.warmup_epochs <= 10000, "optim.warmup_epochs", f"must be in 0..10000, got {self.warmup_epochs}")
         _require(self.schedule in ("cosine", "constant"), "optim.schedule", f"choose from: cosine, constant; got '{self.schedule}'")
         _require(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
 
@@ -145,18 +180,24 @@ class TrainConfig:
     max_steps: int = 0  # 0 = no limit
     time_budget_s: float = 0.0  # 0 = no limit
     log_every: int = 10
-    checkpoint_every: int = 1  # epochs
+    checkpoint_every: int = 1  # epochs between epoch-end checkpoints
+    checkpoint_minutes: float = 5.0  # also a checkpoint every this many minutes of training (the first after 1 minute at most)
     threads: int = 0  # CPU threads, 0 = torch default
 
     def __post_init__(self):
         _check_fields(self, "train")
-        _require(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
+        _in_range(self, "train", "epochs", 1, 100000)
         _require(self.batch_size >= 2, "train.batch_size", f"a contrastive loss needs at least 2 samples a batch, got {self.batch_size}")
-        _require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "train.device", f"choose from: auto, cpu, cuda; got '{self.device}'")
-        for k in ("max_steps", "log_every", "checkpoint_every", "threads"):
-            _require(getattr(self, k) >= 0, f"train.{k}", f"must be >= 0, got {getattr(self, k)}")
-        _require(self.log_every >= 1, "train.log_every", "must be >= 1")
-        _require(self.time_budget_s >= 0, "train.time_budget_s", f"must be >= 0, got {self.time_budget_s}")
+        _in_range(self, "train", "batch_size", 2, 65536)
+        _require(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+                 "train.device", f"choose from: auto, cpu, cuda, cuda:N; got '{self.device}'")
+        _in_range(self, "train", "seed", 0, 2**31 - 1)
+        _in_range(self, "train", "max_steps", 0, 10**9, " (0 = no limit)")
+        _in_range(self, "train", "log_every", 1, 10**6)
+        _in_range(self, "train", "checkpoint_every", 1, 100000, " (epochs)")
+        _require(0.01 <= self.checkpoint_minutes <= 1440, "train.checkpoint_minutes", f"must be in 0.01..1440 minutes, got {self.checkpoint_minutes}")
+        _in_range(self, "train", "threads", 0, max_threads(), f" on this machine ({os.cpu_count()} cores; 0 = torch's default)")
+        _require(self.time_budget_s >= 0, "train.time_budget_s", f"must be >= 0 (0 = no limit), got {self.time_budget_s}")
 
 
 @dataclass
@@ -174,12 +215,13 @@ class EvalConfig:
 
     def __post_init__(self):
         _check_fields(self, "eval")
-        _require(self.every >= 1, "eval.every", f"must be >= 1, got {self.every}")
-        _require(self.knn_k >= 1, "eval.knn_k", f"must be >= 1, got {self.knn_k}")
-        _require(self.knn_temperature > 0, "eval.knn_temperature", f"must be > 0, got {self.knn_temperature}")
-        for k in ("bank_size", "test_size", "embed_points", "embed_every_steps"):
-            _require(getattr(self, k) >= 0, f"eval.{k}", f"must be >= 0, got {getattr(self, k)}")
-        _require(self.linear_probe_epochs >= 1, "eval.linear_probe_epochs", "must be >= 1")
+        _in_range(self, "eval", "every", 1, 100000, " (epochs)")
+        _in_range(self, "eval", "knn_k", 1, 10000)
+        _require(0 < self.knn_temperature <= 100, "eval.knn_temperature", f"must be > 0 and at most 100, got {self.knn_temperature}")
+        for k in ("bank_size", "test_size", "embed_every_steps"):
+            _in_range(self, "eval", k, 0, 10**9, " (0 = all)" if k != "embed_every_steps" else " (0 = per epoch only)")
+        _in_range(self, "eval", "embed_points", 0, 100000)
+        _in_range(self, "eval", "linear_probe_epochs", 1, 10000)
 
 
 SECTIONS = {
@@ -225,14 +267,16 @@ class Config:
     def from_dict(cls, raw: dict) -> "Config":
         if not isinstance(raw, dict):
             raise ConfigError("config: expected a table of sections")
+        for name in SECTIONS:
+            if name in raw and not isinstance(raw[name], dict):
+                raise ConfigError(f"{name}: expected a table ([{name}] with keys below it), got {raw[name]!r}; "
+                                  f"e.g. [{name}] then {_example_key(name)}")
         unknown = set(raw) - set(SECTIONS) - {"meta"}
         if unknown:
             raise ConfigError(f"config: unknown section(s) {', '.join(sorted(unknown))}; choose from: {', '.join(SECTIONS)}")
         built = {}
         for name, klass in SECTIONS.items():
             sec = dict(raw.get(name, {}))
-            if not isinstance(sec, dict):
-                raise ConfigError(f"{name}: expected a table, got {sec!r}")
             known = {f.name for f in fields(klass)}
             if name in FLAT_PARAMS:
                 known.discard("params")
@@ -290,6 +334,11 @@ class Config:
         d = self.to_dict()
         d[section].update(changes)
         return Config.from_dict(d)
+
+
+def _example_key(section: str) -> str:
+    return {"data": 'name = "bundled"', "augment": 'preset = "simclr_small_grey"', "model": 'encoder = "small_cnn"',
+            "loss": 'name = "ntxent"', "optim": "lr = 0.001", "train": "epochs = 10", "eval": "every = 1"}[section]
 
 
 def _loss_keys(name: str) -> set[str]:

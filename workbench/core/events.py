@@ -1,6 +1,8 @@
 """Events yielded by the training generator: plain Python / numpy data, never live tensors."""
 from __future__ import annotations
 
+import errno
+import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,5 +93,50 @@ class DoneEvent:
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    message: str
+    message: str  # one line for the user: what went wrong and what to do
     run_dir: str = ""
+    traceback: str = ""  # the full traceback text ("" for expected errors such as a bad config)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, run_dir: str = "") -> "ErrorEvent":
+        """The user's line (``explain(exc)``) plus the full traceback of ``exc``."""
+        return cls(explain(exc), str(run_dir), format_traceback(exc))
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The full traceback text of ``exc`` (as Python prints it), for run.log and the window's Details."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def where(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc``'s traceback ("" when it has none)."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    return f"{tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+
+
+_CPU_OOM = ("DefaultCPUAllocator", "can't allocate memory", "not enough memory", "Cannot allocate memory")
+
+
+def explain(exc: BaseException) -> str:
+    """One line for the user naming what went wrong and what to change.
+
+    Expected problems (ConfigError, FloatingPointError from the non-finite guard, disk full, out of
+    memory) get advice; anything else is a bug: its type, first line and ``file:line``.
+    """
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    name = type(exc).__name__
+    if name == "ConfigError" or isinstance(exc, FloatingPointError):
+        return first
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == errno.ENOSPC:
+        return first if name == "DiskFullError" else f"disk full ({first}); free some space or write elsewhere (--out)"
+    if name == "OutOfMemoryError" or "CUDA out of memory" in text:
+        return ("out of GPU memory; lower train.batch_size, use a smaller model.encoder, keep train.bf16 = true, "
+                "or lower eval.bank_size / eval.test_size if it happened while evaluating")
+    if isinstance(exc, MemoryError) or any(s in text for s in _CPU_OOM):
+        return ("out of CPU memory; lower train.batch_size or data.subset, set data.in_memory = false, "
+                "or lower eval.bank_size / eval.test_size")
+    if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
+        return first
+    loc = where(exc)
+    return f"unexpected {name}: {first}" + (f" (at {loc})" if loc else "")

@@ -1,16 +1,25 @@
-"""Run folders: resolved config, metrics.csv, atomic checkpoints, resume.
+"""Run folders: resolved config, metrics.csv, run.log, atomic checkpoints, resume.
 
     runs/2026-11-22_143015_bundled-ntxent/
       config.toml            resolved config (every default) + [meta] versions and seed
       metrics.csv            one row per logged step and per evaluation
+      run.log                warnings, errors and their full tracebacks
       checkpoints/last.pt    written atomically (temp file + rename); loaded with weights_only=True
+      checkpoints/prev.pt    the checkpoint before it
+
+Files are written through a temporary file in the same folder, fsynced, then renamed over the
+target, with the permissions a plain ``open`` would give (the user's umask), so a crash at any
+moment leaves either the old file or the new one, never a torn one.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import logging
 import os
 import platform
+import shutil
 import tempfile
 import time
 import zipfile
@@ -24,17 +33,64 @@ METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_ac
                   "alignment", "uniformity", "emb_std", "eff_rank"]
 
 
+class DiskFullError(OSError):
+    """No space left while writing ``filename``; ``str()`` is the user's line with path and sizes."""
+
+    def __init__(self, path: Path, needed: int):
+        super().__init__(errno.ENOSPC, "No space left on device", str(path))
+        self.needed = needed
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = -1
+        self.text = (f"disk full writing '{path}': it needs about {_mb(needed)}"
+                     + (f" and {_mb(free)} is free" if free >= 0 else "")
+                     + f"; free some space on that disk or write elsewhere (--out)")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+_UMASK: int | None = None
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask); mkstemp would give 0o600."""
+    global _UMASK
+    if _UMASK is None:
+        try:  # read it without changing it (os.umask would race with other threads)
+            with open("/proc/self/status", encoding="ascii") as f:
+                _UMASK = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` atomically; errors name ``path`` (never the temporary file)."""
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError):
+            if exc.errno == errno.ENOSPC:
+                raise DiskFullError(path, len(data)) from exc
+            raise OSError(exc.errno, f"cannot write '{path}': {exc.strerror or exc}") from exc
         raise
 
 
@@ -64,24 +120,171 @@ def versions(seed: int) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
+CHECKPOINT_KEYS = ("model", "loss", "optim", "step", "epoch", "images_in_epoch", "elapsed", "mean", "std",
+                   "channels", "image_size")
+
+
+def nonfinite_tensors(tensors: dict, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a (nested) state dict holding NaN or infinity.
+
+    One host sync for the whole dict (a single stacked ``isfinite`` reduction), not one per tensor.
+    """
+    names, flags = [], []
+    for k, v in tensors.items():
+        if isinstance(v, dict):
+            names_sub = nonfinite_tensors(v, f"{prefix}{k}.")
+            if names_sub:
+                return names_sub
+        elif isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+            names.append(f"{prefix}{k}")
+            flags.append(torch.isfinite(v).all())
+    if not flags:
+        return []
+    ok = torch.stack([f.to(flags[0].device) for f in flags]).cpu().tolist()
+    return [n for n, good in zip(names, ok) if not good]
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically, keeping the checkpoint it replaces as ``prev.pt``.
+
+    Refuses (FloatingPointError, nothing written) when the model's weights are not finite, so the
+    last good checkpoint always survives. At every instant ``path`` holds a complete checkpoint.
+    """
+    path = Path(path)
+    bad = nonfinite_tensors(state.get("model", {}))
+    if bad:
+        raise FloatingPointError(f"the weights became non-finite (e.g. {bad[0]}) by step {state.get('step', '?')}; "
+                                 f"'{path}' was not overwritten; lower optim.lr or raise loss.temperature")
     buf = io.BytesIO()
     torch.save(state, buf)
+    if path.is_file():
+        prev = path.with_name("prev.pt")
+        tmp = path.with_name(f".prev.pt.{os.getpid()}.tmp")
+        try:  # a hard link keeps last.pt in place until the new one replaces it
+            tmp.unlink(missing_ok=True)
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, prev)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint without unpickling arbitrary objects; clear ConfigError when damaged."""
+    """Load a checkpoint without unpickling arbitrary objects; clear ConfigError when damaged,
+    not a workbench checkpoint, or holding non-finite weights."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"checkpoint '{path}' does not exist; has this run finished an epoch or been stopped yet?")
+        raise ConfigError(f"checkpoint '{path}' does not exist; has this run written a checkpoint yet?")
     try:
-        return torch.load(io.BytesIO(path.read_bytes()), map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"checkpoint '{path}' is corrupted or truncated ({first}); use another checkpoint or start a new run") from None
+        raise ConfigError(f"checkpoint '{path}' is corrupted or truncated ({first}); use prev.pt beside it or start a new run") from None
     except Exception as exc:  # pickle.UnpicklingError for disallowed globals and the like
         raise ConfigError(f"checkpoint '{path}' cannot be loaded safely: it is corrupted or not a workbench checkpoint ({type(exc).__name__}); nothing in it was executed") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"checkpoint '{path}' holds a {type(state).__name__}, not a workbench checkpoint (a dict of model, optimiser and progress); use prev.pt beside it or start a new run")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ConfigError(f"checkpoint '{path}' is not a workbench checkpoint: it lacks {', '.join(repr(k) for k in missing[:4])}")
+    if not isinstance(state["model"], dict):
+        raise ConfigError(f"checkpoint '{path}': 'model' is a {type(state['model']).__name__}, not a state dict")
+    bad = nonfinite_tensors(state["model"])
+    if bad:
+        raise ConfigError(f"checkpoint '{path}' holds non-finite weights ({bad[0]}); use prev.pt beside it or start a new run")
+    return state
+
+
+def clean_orphans(run_dir: str | Path) -> list[Path]:
+    """Remove temporary files a killed process left in the run folder (``.*.tmp``); returns them."""
+    run = Path(run_dir)
+    gone = []
+    for folder in (run, run / "checkpoints", run / "export"):
+        for p in folder.glob(".*.tmp") if folder.is_dir() else ():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def truncate_metrics(run_dir: str | Path, step: int) -> int:
+    """Drop metrics.csv rows logged after ``step`` (and torn rows), so a resumed run does not repeat
+    steps; returns how many rows were dropped. Rewritten atomically."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return 0
+    header = lines[0]
+    cols = next(csv.reader([header]))
+    width, at = len(cols), cols.index("step") if "step" in cols else None
+    keep, dropped = [header], 0
+    for line in lines[1:]:
+        row = next(csv.reader([line]), [])
+        try:
+            good = line.endswith("\n") and len(row) == width and (at is None or float(row[at]) <= step)
+        except ValueError:
+            good = False
+        if good:
+            keep.append(line)
+        else:
+            dropped += 1
+    if not header.endswith("\n"):
+        keep[0] = header + "\n"
+    if dropped or not header.endswith("\n"):
+        atomic_write_text(path, "".join(keep))
+    return dropped
+
+
+class RunLog:
+    """``with RunLog(run_dir) as rl:`` appends the workbench's warnings and errors, with their full
+    tracebacks, to ``run_dir/run.log`` while the block runs; an exception escaping the block is
+    logged with its traceback before it propagates. ``rl.info(msg)`` records a line (run started,
+    resumed, checkpoint) without printing it anywhere else; ``rl.exception(exc)`` logs a handled one.
+    """
+
+    def __init__(self, run_dir: str | Path, logger: str = "workbench"):
+        self.path = Path(run_dir) / "run.log"
+        self.logger = logging.getLogger(logger)
+        self.handler: logging.Handler | None = None
+
+    def __enter__(self) -> "RunLog":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.path, encoding="utf-8", delay=True)
+        self.handler.setLevel(logging.INFO)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        self.logger.addHandler(self.handler)
+        return self
+
+    def _emit(self, level: int, msg: str, exc: BaseException | None = None) -> None:
+        if self.handler is None:
+            return
+        info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        record = self.logger.makeRecord(self.logger.name, level, "(run)", 0, msg, (), info)
+        self.handler.handle(record)
+        self.handler.flush()
+
+    def info(self, msg: str) -> None:
+        self._emit(logging.INFO, msg)
+
+    def exception(self, exc: BaseException, msg: str = "") -> None:
+        from workbench.core.events import explain
+
+        self._emit(logging.ERROR, msg or explain(exc), exc)
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            if isinstance(exc, KeyboardInterrupt):
+                self._emit(logging.WARNING, "interrupted (Ctrl-C twice): stopped without saving")
+            else:
+                self.exception(exc)
+        if self.handler is not None:
+            self.logger.removeHandler(self.handler)
+            self.handler.close()
+            self.handler = None
 
 
 def find_run(path: str | Path) -> Path:
@@ -137,3 +340,83 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         for r in csv.DictReader(f):
             rows.append({k: (float(v) if v not in ("", None) else None) for k, v in r.items()})
         return rows
+
+
+# ----- resume: everything checked before anything is written -----
+_STATE_SECTIONS = ("model", "loss")  # sections whose change makes a checkpoint unusable
+
+
+def config_change(saved: dict, now: dict) -> str:
+    """The first change between a checkpoint's config and config.toml that its state depends on,
+    in words ("the loss was changed from ntxent to dcl"), or "" when they agree."""
+    if saved.get("loss", {}).get("name") != now.get("loss", {}).get("name"):
+        return f"the loss was changed from {saved['loss'].get('name')} to {now['loss'].get('name')}"
+    if saved.get("model", {}).get("encoder") != now.get("model", {}).get("encoder"):
+        return f"the encoder was changed from {saved['model'].get('encoder')} to {now['model'].get('encoder')}"
+    if saved.get("optim", {}).get("name") != now.get("optim", {}).get("name"):
+        return f"the optimiser was changed from {saved['optim'].get('name')} to {now['optim'].get('name')}"
+    for sec in _STATE_SECTIONS:
+        old, new = saved.get(sec, {}), now.get(sec, {})
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return f"{sec}.{key} was changed from {old.get(key, '(unset)')!r} to {new.get(key, '(unset)')!r}"
+    return ""
+
+
+def state_mismatch(expected: dict, found: dict) -> str:
+    """What differs between a freshly built state dict's tensors and a checkpoint's, in a few words."""
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [k for k in expected if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) the config needs are missing (e.g. {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} tensor(s) the config does not have (e.g. {extra[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{k} has shape {tuple(found[k].shape)} in the checkpoint but {tuple(expected[k].shape)} for config.toml")
+    return "; ".join(parts)
+
+
+def check_resume(run_dir: str | Path):
+    """Validate a resume completely before anything is written: the run folder, its config.toml,
+    its checkpoint (a workbench checkpoint dict, finite weights), the config the checkpoint was
+    written with against config.toml, and the model's tensors (names and shapes, built on the meta
+    device, so no memory and no data). Returns ``(Config, state)``; raises ConfigError naming what
+    differs and what to do."""
+    from workbench.core.config import Config
+
+    run = find_run(run_dir)
+    cfg = Config.load(run / "config.toml")
+    ckpt = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(ckpt)
+    for key in ("step", "epoch", "images_in_epoch"):
+        if not isinstance(state[key], int) or state[key] < 0:
+            raise ConfigError(f"checkpoint '{ckpt}': '{key}' is {state[key]!r}, not a step count; use prev.pt beside it or start a new run")
+    advice = f"restore config.toml as it was, or start a new run from it (workbench train {run / 'config.toml'})"
+    saved = state.get("config")
+    if isinstance(saved, dict):
+        change = config_change(saved, cfg.to_dict())
+        if change:
+            raise ConfigError(f"cannot resume '{run}': {change} in config.toml after the checkpoint was written; {advice}")
+    expected = _model_shapes(cfg, state)
+    if expected is not None:
+        diff = state_mismatch(expected, state["model"])
+        if diff:
+            raise ConfigError(f"cannot resume '{run}': the checkpoint does not fit config.toml's model ({diff}); {advice}")
+    return cfg, state
+
+
+def _model_shapes(cfg, state: dict) -> dict | None:
+    """The model's state dict for ``cfg`` built on the meta device (shapes only), or None when the
+    network cannot be built from the checkpoint's recorded input (left to the loader to report)."""
+    from workbench.core.losses import LOSSES
+    from workbench.core.models import build_network
+
+    try:
+        with torch.device("meta"):
+            net = build_network(cfg, int(state["channels"]), int(state["image_size"]), LOSSES.get(cfg.loss.name).meta)
+    except (ConfigError, TypeError, ValueError, RuntimeError, NotImplementedError):
+        return None
+    return net.state_dict()
