@@ -90,6 +90,12 @@ def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:
     test = DATASETS.get(cfg.name).factory(cfg, "test")
     if train is None or len(train) == 0:
         raise ConfigError(f"data: dataset '{cfg.name}' has no training images; check data.root")
+    return finish_splits(cfg, train, test)
+
+
+def finish_splits(cfg, train: ImageData, test: ImageData | None) -> tuple[ImageData, ImageData]:
+    """Apply a DataConfig to loaded splits: carve ``holdout`` from train when there is no test
+    split, keep ``subset`` training images, resize to ``image_size``."""
     if test is None:
         g = torch.Generator().manual_seed(0)
         perm = torch.randperm(len(train), generator=g)
@@ -111,6 +117,13 @@ def resize(data: ImageData, size: int) -> ImageData:
         x = torch.nn.functional.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     return ImageData(torch.cat(out), data.labels, data.classes, data.indices, data.skipped)
+
+
+@DATASETS.register("python", hidden=True, channels=0, labelled=None)
+def python(cfg, split):
+    """Images passed to workbench.fit() from Python; a config cannot load them again."""
+    raise ConfigError("data: this run was trained on images passed to workbench.fit() from Python; embed them with "
+                      "workbench.load_run(RUN_DIR).embed(images), or set data.name to a dataset (--set data.name=...)")
 
 
 # ----- IDX (MNIST-style) files -----
