@@ -7,7 +7,13 @@ import torch
 
 from workbench.core.registry import Registry
 
-OPTIMIZERS = Registry("optimizer")
+OPTIMIZERS = Registry("optimizer", context=("model",))
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.name`` (an OptimConfig) over ``model``'s parameters, with the config's values
+    for the parameters that optimiser declares."""
+    return OPTIMIZERS.build(cfg.name, OPTIMIZERS.select(cfg.name, cfg), model=model)
 
 
 def _split_decay(model):
@@ -25,27 +31,45 @@ def _groups(model, wd):
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(model, cfg):
-    """SGD with Nesterov-free momentum."""
-    return torch.optim.SGD(_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+def sgd(model, lr: float = 1e-3, weight_decay: float = 1e-4, momentum: float = 0.9):
+    """SGD with (heavy-ball, not Nesterov) momentum.
+
+    lr: peak learning rate (after warm-up).
+    weight_decay: L2 penalty on weights (not on biases or normalisation parameters).
+    momentum: momentum factor in [0, 1).
+    """
+    return torch.optim.SGD(_groups(model, weight_decay), lr=lr, momentum=momentum)
 
 
 @OPTIMIZERS.register("adam")
-def adam(model, cfg):
-    """Adam (Kingma & Ba 2015)."""
-    return torch.optim.Adam(_groups(model, cfg.weight_decay), lr=cfg.lr)
+def adam(model, lr: float = 1e-3, weight_decay: float = 1e-4):
+    """Adam (Kingma & Ba 2015).
+
+    lr: peak learning rate (after warm-up).
+    weight_decay: L2 penalty added to the gradient (not on biases or normalisation parameters).
+    """
+    return torch.optim.Adam(_groups(model, weight_decay), lr=lr)
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(model, cfg):
-    """AdamW, decoupled weight decay (Loshchilov & Hutter 2019)."""
-    return torch.optim.AdamW(_groups(model, cfg.weight_decay), lr=cfg.lr)
+def adamw(model, lr: float = 1e-3, weight_decay: float = 1e-4):
+    """AdamW, decoupled weight decay (Loshchilov & Hutter 2019).
+
+    lr: peak learning rate (after warm-up).
+    weight_decay: decoupled weight decay (not on biases or normalisation parameters).
+    """
+    return torch.optim.AdamW(_groups(model, weight_decay), lr=lr)
 
 
 @OPTIMIZERS.register("lars")
-def lars(model, cfg):
-    """LARS: SGD with layer-wise trust ratio (You et al. 2017), as used by SimCLR for large batches."""
-    return LARS(_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+def lars(model, lr: float = 1e-3, weight_decay: float = 1e-4, momentum: float = 0.9):
+    """LARS: SGD with layer-wise trust ratio (You et al. 2017), as used by SimCLR for large batches.
+
+    lr: peak learning rate (after warm-up).
+    weight_decay: L2 penalty on weights (not on biases or normalisation parameters).
+    momentum: momentum factor in [0, 1).
+    """
+    return LARS(_groups(model, weight_decay), lr=lr, momentum=momentum)
 
 
 class LARS(torch.optim.Optimizer):

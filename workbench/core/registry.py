@@ -1,14 +1,26 @@
 """Named registries of pluggable parts (datasets, augmentations, losses, encoders, optimisers).
 
-A registered factory's keyword parameters (with defaults) are its user-facing parameters: the
-CLI lists them, the GUI builds its forms from them and the config checks names and types
-against them.
+One contract for every registry: a factory is called as ``factory(**context, **params)``.
+
+- ``context`` is what the caller supplies, declared once per registry (a dataset's ``split``,
+  an encoder's ``in_channels`` / ``image_size``, an optimiser's ``model``);
+- ``params`` are the factory's other keyword parameters, each with a default: they are the
+  user-facing parameters. Their type comes from the default, their allowed values from a
+  ``Literal[...]`` annotation and their help text from the docstring's ``name: text`` lines
+  (Google style, under "Args:" or anywhere). The CLI lists them, the window builds its forms
+  (combo boxes for choices, tooltips from help) and the config validates against them.
+
+Callers go through ``build(name, params, **context)``; ``select(name, section)`` picks an
+entry's parameters from a config section.
 """
 from __future__ import annotations
 
 import inspect
+import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -19,8 +31,9 @@ class ConfigError(ValueError):
 class Param:
     name: str
     default: Any
-    kind: type
-    help: str = ""
+    kind: type  # bool | int | float | str | tuple (a list of numbers)
+    help: str = ""  # from the factory's docstring ("" when it has none)
+    choices: tuple = ()  # allowed values (from a Literal annotation); () = any value of ``kind``
 
 
 @dataclass
@@ -31,39 +44,93 @@ class Entry:
     params: tuple[Param, ...]
     meta: dict
 
+    @property
+    def summary(self) -> str:
+        """The docstring's first line."""
+        return self.doc.splitlines()[0] if self.doc else ""
 
-def _params_of(factory: Callable, skip: tuple[str, ...]) -> tuple[Param, ...]:
-    sig = inspect.signature(factory)
+
+_HELP_LINE = re.compile(r"^\s*[`*]*(\w+)[`*]*\s*(?:\([^)]*\))?\s*:\s+(\S.*)$")
+
+
+def parse_help(doc: str, names: set[str]) -> dict[str, str]:
+    """``{name: text}`` from docstring lines ``name: text`` (or ``name (type): text``) for the given
+    parameter names; more-indented lines that follow continue the text."""
+    out: dict[str, str] = {}
+    current, indent = None, 0
+    for line in doc.splitlines():
+        m = _HELP_LINE.match(line)
+        if m and m.group(1) in names:
+            current, indent = m.group(1), len(line) - len(line.lstrip())
+            out[current] = m.group(2).strip()
+        elif current and line.strip() and len(line) - len(line.lstrip()) > indent:
+            out[current] += " " + line.strip()
+        else:
+            current = None
+    return out
+
+
+def _signature(factory: Callable) -> inspect.Signature:
+    try:
+        return inspect.signature(factory, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # an annotation that cannot be evaluated here
+        return inspect.signature(factory)
+
+
+def _choices(annotation: Any) -> tuple:
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    return ()
+
+
+def params_of(factory: Callable, context: tuple[str, ...], doc: str = "") -> tuple[Param, ...]:
+    """The user-facing parameters of ``factory``: keyword parameters with defaults, minus ``context``."""
+    sig = _signature(factory)
+    names = {p.name for p in sig.parameters.values()}
+    helps = parse_help(doc, names)
     out = []
     for p in sig.parameters.values():
-        if p.name in skip or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.name in context or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is inspect.Parameter.empty:
             continue
-        default = p.default
+        default = tuple(p.default) if isinstance(p.default, list) else p.default
         kind = type(default) if default is not None else str
-        if kind is list:
-            kind = tuple
-        out.append(Param(p.name, tuple(default) if isinstance(default, list) else default, kind))
+        out.append(Param(p.name, default, kind, helps.get(p.name, ""), _choices(p.annotation)))
     return tuple(out)
 
 
+def _doc(factory: Callable) -> str:
+    """The factory's docstring, plus its ``__init__``'s for a class (where Args are often listed)."""
+    doc = inspect.getdoc(factory) or ""
+    if inspect.isclass(factory) and factory.__init__.__doc__:
+        doc += "\n\n" + inspect.cleandoc(factory.__init__.__doc__)
+    return doc
+
+
 class Registry:
-    def __init__(self, kind: str, skip: tuple[str, ...] = ()):
+    """name -> factory, with the contract in the module docstring.
+
+    ``context`` names the arguments callers pass to every factory of this registry; entries
+    registered with ``hidden=True`` can be built and validated but are left out of ``names()``.
+    """
+
+    def __init__(self, kind: str, context: tuple[str, ...] = (), skip: tuple[str, ...] = ()):
         self.kind = kind
-        self.skip = skip
+        self.context = tuple(context) or tuple(skip)  # ``skip``: the former name of ``context``
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, **meta):
         def deco(factory):
-            doc = inspect.getdoc(factory) or ""
-            self._entries[name] = Entry(name, factory, doc, _params_of(factory, self.skip), meta)
+            doc = _doc(factory)
+            self._entries[name] = Entry(name, factory, doc, params_of(factory, self.context, doc), meta)
             return factory
 
         return deco
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        """Names offered to users (hidden entries left out)."""
+        return [n for n, e in self._entries.items() if not e.meta.get("hidden")]
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
@@ -72,6 +139,13 @@ class Registry:
         if name not in self._entries:
             raise ConfigError(f"unknown {self.kind} '{name}'; choose from: {', '.join(self.names())}")
         return self._entries[name]
+
+    def select(self, name: str, section: Any) -> dict:
+        """The values of ``name``'s parameters found in ``section`` (a mapping or an object's attributes)."""
+        get = section.get if isinstance(section, dict) else (lambda k, d=None: getattr(section, k, d))
+        missing = object()
+        values = {p.name: get(p.name, missing) for p in self.get(name).params}
+        return {k: v for k, v in values.items() if v is not missing}
 
     def check_params(self, name: str, params: dict, where: str) -> dict:
         """Return ``params`` coerced to the declared types; raise ConfigError naming the bad key."""
@@ -82,69 +156,90 @@ class Registry:
             if key not in declared:
                 choices = ", ".join(declared) or "(none)"
                 raise ConfigError(f"{where}.{key}: unknown parameter of {self.kind} '{name}'; choose from: {choices}")
-            out[key] = coerce(value, declared[key].kind, f"{where}.{key}")
+            p = declared[key]
+            out[key] = coerce(value, p.kind, f"{where}.{key}")
+            if p.choices and out[key] not in p.choices:
+                raise ConfigError(f"{where}.{key}: choose from: {', '.join(map(str, p.choices))}; got {out[key]!r}")
         return out
 
-    def build(self, name: str, params: dict | None = None, **extra):
+    def build(self, name: str, params: dict | None = None, **context):
+        """``factory(**context, **params)``; a ValueError/TypeError from the factory becomes a ConfigError."""
         entry = self.get(name)
+        missing = [c for c in self.context if c not in context]
+        if missing:
+            raise TypeError(f"building {self.kind} '{name}' needs {', '.join(missing)}")
         try:
-            return entry.factory(**extra, **(params or {}))
+            return entry.factory(**context, **(params or {}))
         except ConfigError:
             raise
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{self.kind} '{name}': {exc}") from None
 
     def describe(self) -> str:
+        """The listing the CLI prints: each entry's first doc line and its parameters."""
         lines = []
-        for e in self._entries.values():
-            first = e.doc.splitlines()[0] if e.doc else ""
-            lines.append(f"{e.name}: {first}")
+        for name in self.names():
+            e = self._entries[name]
+            lines.append(f"{e.name}: {e.summary}")
             for p in e.params:
-                lines.append(f"    {p.name} = {p.default!r}")
+                allowed = f"  one of: {', '.join(map(str, p.choices))}" if p.choices else ""
+                lines.append(f"    {p.name} = {p.default!r}{allowed}" + (f"  # {p.help}" if p.help else ""))
         return "\n".join(lines)
+
+
+def _to_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _to_int(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected an integer, got {value!r}")
+
+
+def _to_float(value: Any, where: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected a number, got {value!r}")
+
+
+def _to_tuple(value: Any, where: str) -> tuple:
+    if isinstance(value, str):
+        value = [v for v in value.strip("[]() ").split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        try:
+            return tuple(float(v) if not isinstance(v, (int, float)) else v for v in value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}") from None
+    raise ConfigError(f"{where}: expected a list such as [0.2, 1.0], got {value!r}")
+
+
+def _to_str(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected a string, got {value!r}")
+
+
+_COERCE = {bool: _to_bool, int: _to_int, float: _to_float, tuple: _to_tuple, str: _to_str}
 
 
 def coerce(value: Any, kind: type, where: str) -> Any:
     """Coerce a value read from TOML/CLI/GUI to ``kind``, or raise ConfigError naming ``where``."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if kind is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.strip("[]() ").split(",") if v.strip()]
-        if isinstance(value, (list, tuple)):
-            try:
-                return tuple(float(v) if not isinstance(v, (int, float)) else v for v in value)
-            except ValueError:
-                raise ConfigError(f"{where}: expected a list of numbers, got {value!r}") from None
-        raise ConfigError(f"{where}: expected a list such as [0.2, 1.0], got {value!r}")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
+    convert = _COERCE.get(kind)
+    return value if convert is None else convert(value, where)

@@ -33,7 +33,7 @@ from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, Embed
                                    PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.losses import LOSSES, Views
 from workbench.core.models import Network, build_network, momentum_update
-from workbench.core.optim import OPTIMIZERS, lr_factor
+from workbench.core.optim import build_optimizer, lr_factor
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
 from workbench.core.runs import MetricsLog, load_checkpoint, new_run_dir, save_checkpoint, versions
@@ -150,7 +150,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     if hasattr(loss, "setup"):
         loss.setup(net=net, device=device)
     params = torch.nn.ModuleList([net, loss])
-    opt = OPTIMIZERS.get(cfg.optim.name).factory(params, cfg.optim)
+    opt = build_optimizer(params, cfg.optim)
     model = ddp.wrap(net, device)
     if cfg.train.compile:
         model = torch.compile(model)
