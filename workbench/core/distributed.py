@@ -12,11 +12,18 @@ import torch
 import torch.distributed as dist
 
 
+def gpus_for_local_ranks() -> bool:
+    """True when this machine has a GPU for each of its processes (torchrun's LOCAL_WORLD_SIZE, 1 without torchrun)."""
+    return torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def init_from_env() -> bool:
-    """Start the process group when launched by torchrun; return True when distributed."""
+    """Start the process group when launched by torchrun; return True when distributed.
+
+    NCCL when every local process has its own GPU, gloo (CPU training) otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "nccl" if gpus_for_local_ranks() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
@@ -37,6 +44,12 @@ def rank() -> int:
 
 def local_device(device: torch.device) -> torch.device:
     if device.type == "cuda" and is_dist():
+        if dist.get_backend() != "nccl":
+            from workbench.core.registry import ConfigError
+
+            raise ConfigError(f"train.device: {os.environ.get('LOCAL_WORLD_SIZE')} processes on this machine but "
+                              f"{torch.cuda.device_count()} GPU(s); launch torchrun with --nproc_per_node="
+                              f"{torch.cuda.device_count()} or set train.device = \"cpu\"")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 
