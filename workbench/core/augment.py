@@ -1,9 +1,10 @@
-"""Batched augmentations with independent random parameters for every sample.
+"""Batched augmentations with independent random parameters for every sample, with torchvision.transforms.v2 semantics.
 
 Every op takes a float batch ``x`` of shape (B, C, H, W) in [0, 1] on any device plus a
 ``torch.Generator`` on that device, and returns a batch of the same layout (a crop may change
 H and W). Each op draws, per sample, whether it applies (probability ``p``) and its own
-random parameters; nothing is drawn once per batch.
+random parameters; nothing is drawn once per batch. Given the same drawn parameters each op equals its
+torchvision.transforms.v2 counterpart applied to each sample (``tests/core/test_augment_torchvision.py``).
 """
 from __future__ import annotations
 
@@ -37,14 +38,45 @@ def _check(cond, msg):
 
 
 def _grey(x):
+    """Luminance (B, 1, H, W) with torchvision's weights (``rgb_to_grayscale``: 0.2989 R + 0.587 G + 0.114 B)."""
     if x.shape[1] == 1:
         return x
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def _aa_weights(start: torch.Tensor, length: torch.Tensor, n_in: int, n_out: int) -> torch.Tensor:
+    """Per-sample resampling matrices (B, n_out, n_in) for resizing the window [start, start + length) of an
+    axis to ``n_out`` pixels with torch's antialiased bilinear filter (``F.interpolate(antialias=True)``, as
+    torchvision's ``resize`` uses): a triangle filter widened by the downscale factor, renormalised at the edges."""
+    scale = length.to(torch.float32) / n_out  # (B,) input pixels per output pixel
+    support = scale.clamp(min=1.0)[:, None, None]
+    invscale = 1 / support
+    center = scale[:, None, None] * (torch.arange(n_out, device=start.device, dtype=torch.float32)[None, :, None] + 0.5)
+    j = torch.arange(n_in, device=start.device, dtype=torch.float32)[None, None, :] - start[:, None, None]  # crop coords
+    lo = torch.floor(center - support + 0.5).clamp(min=0)
+    hi = torch.minimum(torch.floor(center + support + 0.5), length[:, None, None].to(torch.float32))
+    w = (1 - ((j - center + 0.5) * invscale).abs()).clamp(min=0) * ((j >= lo) & (j < hi))
+    return w / w.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def resized_crop(x: torch.Tensor, box: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop each sample's box (B, 4) = (top, left, height, width) in pixels and resize it to ``size`` x ``size``
+    with antialiasing: torchvision.transforms.v2.functional.resized_crop(antialias=True), batched. (B, C, H, W) ->
+    (B, C, size, size)."""
+    top, left, h, w = box.unbind(1)
+    wy = _aa_weights(top, h, x.shape[-2], size).to(x.dtype)  # (B, S, H)
+    wx = _aa_weights(left, w, x.shape[-1], size).to(x.dtype)  # (B, S, W)
+    return wy[:, None] @ x @ wx[:, None].transpose(-1, -2)
 
 
 @AUGMENTS.register("random_resized_crop")
 class RandomResizedCrop:
-    """Crop a random area fraction ``scale`` and aspect ratio ``ratio``, resized to ``size`` (0 = input size)."""
+    """Crop a random area fraction ``scale`` and aspect ratio ``ratio`` (torchvision's sampler), antialiased resize to ``size`` (0 = same).
+
+    torchvision.transforms.v2.RandomResizedCrop semantics per sample: up to 10 draws of (area, log-ratio),
+    the first box that fits is kept, else the centre crop clamped to ``ratio``; integer pixel boxes; bilinear
+    resize with antialiasing. A sample left out by ``p`` is the whole image, resized.
+    """
 
     def __init__(self, p: float = 1.0, size: int = 0, scale: tuple = (0.2, 1.0), ratio: tuple = (0.75, 1.3333)):
         _check(len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1, f"scale must be two numbers in (0, 1] with min <= max, got {list(scale)}")
@@ -52,21 +84,37 @@ class RandomResizedCrop:
         _check(size >= 0, f"size must be >= 0, got {size}")
         self.p, self.size, self.scale, self.ratio = p, size, scale, ratio
 
+    def params(self, b: int, height: int, width: int, g: torch.Generator, device) -> torch.Tensor:
+        """Draw one box per sample: (B, 4) int64 (top, left, height, width), as torchvision's ``make_params``."""
+        area = height * width * _u(g, b * 10, *self.scale, device).view(b, 10)
+        ar = torch.exp(_u(g, b * 10, math.log(self.ratio[0]), math.log(self.ratio[1]), device).view(b, 10))
+        w, h = torch.round(torch.sqrt(area * ar)), torch.round(torch.sqrt(area / ar))
+        fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = fits.to(torch.uint8).argmax(1, keepdim=True)  # first try that fits
+        w, h, ok = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0], fits.any(1)
+        cw, ch = _centre_box(height, width, self.ratio)
+        on = _mask(g, b, self.p, device)
+        w = torch.where(ok, w, float(cw)).where(on, float(width))
+        h = torch.where(ok, h, float(ch)).where(on, float(height))
+        top = torch.floor(torch.rand(b, generator=g, device=device) * (height - h + 1))
+        left = torch.floor(torch.rand(b, generator=g, device=device) * (width - w + 1))
+        top = torch.where(ok & on, top, torch.div(height - h, 2, rounding_mode="floor"))
+        left = torch.where(ok & on, left, torch.div(width - w, 2, rounding_mode="floor"))
+        return torch.stack([top, left, h, w], 1).long()
+
     def __call__(self, x, g):
-        b, dev = x.shape[0], x.device
-        area = _u(g, b, *self.scale, dev)
-        logr = _u(g, b, math.log(self.ratio[0]), math.log(self.ratio[1]), dev)
-        w = torch.sqrt(area * torch.exp(logr)).clamp(max=1.0)
-        h = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
-        on = _mask(g, b, self.p, dev)
-        w, h = torch.where(on, w, 1.0), torch.where(on, h, 1.0)
-        cx = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - w)
-        cy = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - h)
-        theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
-        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
-        s = self.size or x.shape[-1]
-        grid = F.affine_grid(theta, [b, x.shape[1], s, s], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        box = self.params(x.shape[0], x.shape[-2], x.shape[-1], g, x.device)
+        return resized_crop(x, box, self.size or x.shape[-1])
+
+
+def _centre_box(height: int, width: int, ratio) -> tuple[int, int]:
+    """torchvision's fallback when no draw fits: the whole image, clamped to the ratio range."""
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        return width, int(round(width / min(ratio)))
+    if in_ratio > max(ratio):
+        return int(round(height * max(ratio))), height
+    return width, height
 
 
 @AUGMENTS.register("horizontal_flip")
@@ -110,7 +158,12 @@ class Rotation:
 
 @AUGMENTS.register("color_jitter")
 class ColorJitter:
-    """Random brightness, contrast, saturation (factors in [1-v, 1+v]) and hue shift in [-hue, hue] turns."""
+    """Random brightness, contrast, saturation (factors in [1-v, 1+v]) and hue shift in [-hue, hue] turns, in a random order.
+
+    torchvision.transforms.v2.ColorJitter semantics per sample: its own factors and its own order of the four
+    adjustments (``adjust_brightness``, ``adjust_contrast``, ``adjust_saturation``, ``adjust_hue``: HSV hue shift),
+    each clamped to [0, 1]; saturation and hue leave one-channel images unchanged.
+    """
 
     def __init__(self, p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1):
         for k, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
@@ -118,33 +171,66 @@ class ColorJitter:
         _check(0 <= hue <= 0.5, f"hue must be in [0, 0.5], got {hue}")
         self.p, self.b, self.c, self.s, self.h = p, brightness, contrast, saturation, hue
 
-    def __call__(self, x, g):
-        bsz, dev = x.shape[0], x.device
-        on = _mask(g, bsz, self.p, dev)
+    def params(self, b: int, g: torch.Generator, device) -> dict:
+        """Per sample: ``order`` (B, 4), a permutation of 0..3 (brightness, contrast, saturation, hue);
+        ``factors`` (B, 4), the hue one in turns; ``on`` (B,) bool."""
+        order = torch.rand(b, 4, generator=g, device=device).argsort(1)
+        factors = torch.stack([_u(g, b, 1 - self.b, 1 + self.b, device), _u(g, b, 1 - self.c, 1 + self.c, device),
+                               _u(g, b, 1 - self.s, 1 + self.s, device), _u(g, b, -self.h, self.h, device)], 1)
+        return {"order": order, "factors": factors, "on": _mask(g, b, self.p, device)}
+
+    def apply(self, x: torch.Tensor, prm: dict) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> same, with each sample's adjustments applied in its own order."""
+        active = [self.b > 0, self.c > 0, x.shape[1] == 3 and self.s > 0, x.shape[1] == 3 and self.h > 0]
         y = x
-        if self.b:
-            y = (y * _u(g, bsz, 1 - self.b, 1 + self.b, dev).view(-1, 1, 1, 1)).clamp(0, 1)
-        if self.c:
-            m = _grey(y).mean((1, 2, 3), keepdim=True)
-            y = ((y - m) * _u(g, bsz, 1 - self.c, 1 + self.c, dev).view(-1, 1, 1, 1) + m).clamp(0, 1)
-        if x.shape[1] == 3 and self.s:
-            gy = _grey(y)
-            y = ((y - gy) * _u(g, bsz, 1 - self.s, 1 + self.s, dev).view(-1, 1, 1, 1) + gy).clamp(0, 1)
-        if x.shape[1] == 3 and self.h:
-            y = _hue_shift(y, _u(g, bsz, -self.h, self.h, dev) * 2 * math.pi).clamp(0, 1)
-        return _where(on, y, x)
+        for slot in range(4):
+            for op in (i for i in range(4) if active[i]):
+                idx = (prm["order"][:, slot] == op).nonzero()[:, 0]  # the samples whose slot-th adjustment is op
+                if len(idx):
+                    y = y.index_copy(0, idx, _ADJUST[op](y[idx], prm["factors"][idx, op]))
+        return _where(prm["on"], y, x)
+
+    def __call__(self, x, g):
+        return self.apply(x, self.params(x.shape[0], g, x.device))
 
 
-def _hue_shift(x, angle):
-    """Rotate chroma in YIQ space by ``angle`` (B,) radians."""
-    to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    from_yiq = torch.linalg.inv(to_yiq)
-    c, s = angle.cos(), angle.sin()
-    rot = torch.zeros(len(angle), 3, 3, device=x.device, dtype=x.dtype)
-    rot[:, 0, 0] = 1
-    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
-    m = from_yiq @ rot @ to_yiq  # (B, 3, 3)
-    return torch.einsum("bij,bjhw->bihw", m, x)
+def _f(v):
+    return v.view(-1, 1, 1, 1)
+
+
+def adjust_brightness(x, f):
+    """torchvision ``adjust_brightness``: (f * x) clamped; f (B,)."""
+    return (x * _f(f)).clamp(0, 1)
+
+
+def adjust_contrast(x, f):
+    """torchvision ``adjust_contrast``: blend with the mean luminance of each image; f (B,)."""
+    m = _grey(x).mean((1, 2, 3), keepdim=True)
+    return (_f(f) * x + (1 - _f(f)) * m).clamp(0, 1)
+
+
+def adjust_saturation(x, f):
+    """torchvision ``adjust_saturation``: blend with each pixel's luminance; f (B,)."""
+    gy = _grey(x)
+    return (_f(f) * x + (1 - _f(f)) * gy).clamp(0, 1)
+
+
+def adjust_hue(x, shift):
+    """torchvision ``adjust_hue``: add ``shift`` (B,) turns to the HSV hue (hexcone model, as PIL) of RGB (B, 3, H, W)."""
+    v, _ = x.max(1, keepdim=True)
+    c = v - x.min(1, keepdim=True)[0]
+    r, g, b = x.unbind(1)
+    vv, cc = v[:, 0], c[:, 0]
+    safe = torch.where(cc > 0, cc, torch.ones_like(cc))
+    h = torch.where(vv == r, (g - b) / safe, torch.where(vv == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    h = torch.where(cc > 0, h, torch.zeros_like(h)) / 6  # turns, may be negative
+    h6 = torch.remainder(h + shift.view(-1, 1, 1), 1.0)[:, None] * 6  # (B, 1, H, W) in [0, 6)
+    n = x.new_tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
+    k = torch.remainder(n + h6, 6)
+    return v - c * torch.minimum(k, 4 - k).clamp(0, 1)
+
+
+_ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
 @AUGMENTS.register("grayscale")
@@ -163,7 +249,8 @@ class GaussianBlur:
     """Blur with sigma drawn from ``sigma`` per sample; kernel_size 0 = about a tenth of the image, odd."""
 
     def __init__(self, p: float = 0.5, kernel_size: int = 0, sigma: tuple = (0.1, 2.0)):
-        _check(kernel_size == 0 or (kernel_size >= 3 and kernel_size % 2 == 1), f"kernel_size must be 0 (auto) or an odd number >= 3, got {kernel_size}")
+        _check(kernel_size == 0 or (kernel_size >= 3 and kernel_size % 2 == 1),
+               f"kernel_size must be 0 (auto) or an odd number >= 3, got {kernel_size}")
         _check(len(sigma) == 2 and 0 < sigma[0] <= sigma[1], f"sigma must be two positive numbers with min <= max, got {list(sigma)}")
         self.p, self.k, self.sigma = p, kernel_size, sigma
 
@@ -291,7 +378,8 @@ class Augmenter:
     """Turn a uint8 batch (B, C, H, W) into a normalised float view batch (B, C, S, S)."""
 
     def __init__(self, recipe: list[dict], mean: list[float], std: list[float]):
-        self.ops = [AUGMENTS.get(s["name"]).factory(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k != "name"}) for s in recipe]
+        self.ops = [AUGMENTS.get(s["name"]).factory(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k != "name"})
+                    for s in recipe]
         self.mean, self.std = mean, std
 
     def views(self, images_u8: torch.Tensor, g: torch.Generator) -> torch.Tensor:
