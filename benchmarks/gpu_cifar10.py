@@ -63,7 +63,7 @@ def variants(a) -> None:
 
 
 def profile(a) -> None:
-    """Count host<->device synchronisations over 50 steady-state steps (log_every = 10: 5 log steps)."""
+    """Count host<->device synchronisations over steps 20-70 (5 log steps; no epoch end, which evaluates)."""
     from torch.profiler import ProfilerActivity, profile as tprofile
 
     from workbench.core.config import Config
@@ -73,9 +73,9 @@ def profile(a) -> None:
     cfg = Config().with_overrides(overrides(a, ["train.max_steps=120", "train.epochs=1000", "eval.test_size=1000", "eval.bank_size=5000"]))
     prof = tprofile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
     for ev in train(cfg, runs_root="/tmp/wb-gpu-bench"):
-        if isinstance(ev, StepEvent) and ev.step == 50:
+        if isinstance(ev, StepEvent) and ev.step == 20:
             prof.start()
-        elif isinstance(ev, StepEvent) and ev.step == 100:
+        elif isinstance(ev, StepEvent) and ev.step == 70:
             torch.cuda.synchronize()
             prof.stop()
     names = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::_local_scalar_dense",
