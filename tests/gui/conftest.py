@@ -5,6 +5,7 @@ import pytest
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("WORKBENCH_NO_DIALOGS", "1")
+    monkeypatch.setenv("WORKBENCH_NO_TRASH", "1")  # tests delete for real, never into the desktop trash
     monkeypatch.chdir(tmp_path)
     from workbench.core.config import Config
     from workbench.gui.main_window import MainWindow

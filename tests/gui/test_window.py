@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from workbench.core.inspect import view_labels
+from workbench.core.inspector import view_labels
 
 
 def test_invalid_inputs_disable_start_and_explain(window, qtbot):
@@ -33,9 +33,10 @@ def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
     s = window.setup
     n = len(s._recipe)
     s.add_op.setCurrentText("solarize")
-    from PySide6.QtWidgets import QPushButton
+    from PySide6.QtWidgets import QToolButton as QPushButton
 
     qtbot.mouseClick(s.findChild(QPushButton, "aug_Add"), Qt.LeftButton)
+    assert s.preset.currentText() == "custom"  # edited: no longer the preset it started from
     assert [r["name"] for r in s._recipe][-1] == "solarize" and len(s._recipe) == n + 1
     s.step_form.editors["threshold"].setValue(0.7)
     qtbot.waitUntil(lambda: s.cfg.augment.recipe[-1].get("threshold") == pytest.approx(0.7))
@@ -76,7 +77,9 @@ def test_train_pause_resume_stop_from_the_window(window, qtbot):
     assert done.args[0].reason in ("stopped", "finished")
     qtbot.waitUntil(lambda: not window.running, timeout=10000)
     assert window.start_btn.isEnabled() and window.setup.isEnabled()
-    assert window.runs.list.count() == 1
+    assert window.progress.format().startswith(done.args[0].reason)  # not the stale step text
+    qtbot.waitUntil(lambda: window.runs.table.rowCount() == 1)
+    assert window.runs.rows[0]["status"] in ("stopped", "finished")
 
 
 def test_inspector_shows_true_hardest_negatives_and_retrieval(window, qtbot):
@@ -116,21 +119,28 @@ def test_errors_in_training_show_in_the_window(window, qtbot):
     qtbot.waitUntil(lambda: window.setup.cfg.loss.params.get("queue_size") == 100000)
     qtbot.waitUntil(window.start_btn.isEnabled)
     window.start_btn.trigger()
-    qtbot.waitUntil(lambda: any("queue_size" in m for m in window.messages), timeout=60000)
+    with qtbot.waitSignal(window.errorShown, timeout=60000) as err:
+        pass
+    assert "queue_size" in err.args[0] and "\n" not in err.args[0]  # one line for the user
+    assert "Traceback" in err.args[1]  # the whole story for the Details section
     qtbot.waitUntil(lambda: not window.running, timeout=30000)
     assert "error" in window.status.text() and window.start_btn.isEnabled()
 
 
-def test_close_during_training_stops_and_keeps_checkpoint_and_remembers_config(window, qtbot, tmp_path):
+def test_close_during_training_is_quick_keeps_checkpoint_and_remembers_config(window, qtbot, tmp_path):
+    import time
+    from pathlib import Path
+
     window.setup.epochs.setValue(5)
     qtbot.waitUntil(lambda: window.setup.cfg.train.epochs == 5)
     window.start_btn.trigger()
     qtbot.waitUntil(lambda: window.plots.steps != [], timeout=120000)
     run_dir = window.run_dir
+    t0 = time.perf_counter()
     window.close()
-    assert not window.running
-    from pathlib import Path
-
+    assert not window.isVisible()  # the window goes at once
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)
+    assert time.perf_counter() - t0 < 5.0
     assert (Path(run_dir) / "checkpoints" / "last.pt").is_file()
     from workbench.gui.main_window import MainWindow
 
@@ -139,25 +149,38 @@ def test_close_during_training_stops_and_keeps_checkpoint_and_remembers_config(w
     assert again.setup.epochs.value() == 5 and again.setup.subset.value() == 1024
 
 
-def test_runs_browser_open_overlay_clone_and_torchrun_command(window, qtbot, tmp_path):
+def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, tmp_path):
     from workbench.core.train import train
 
-    cfg = window.setup.build_config().with_overrides(["train.max_steps=6", "loss.temperature=0.3"])
-    run_dir = [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
-    window.runs.refresh()
-    assert window.runs.list.count() == 1
-    text = window.runs.list.item(0).text()
-    assert "ntxent" in text and "kNN" in text and "checkpoint" in text
-    window.runs.list.setCurrentRow(0)
-    window.open_run(run_dir)
+    runs = []
+    for t in (0.3, 0.5):
+        cfg = window.setup.build_config().with_overrides(["train.max_steps=6", f"loss.temperature={t}"])
+        runs.append([e for e in train(cfg, runs_root=window.runs_root)][0].run_dir)
+    with qtbot.waitSignal(window.runs.refreshed, timeout=10000):
+        window.runs.refresh()
+    table = window.runs.table
+    assert table.rowCount() == 2
+    header = [table.horizontalHeaderItem(j).text() for j in range(table.columnCount())]
+    row = {header[j]: table.item(0, j).text() for j in range(table.columnCount())}
+    assert row["loss"] == "ntxent" and row["dataset"] == "bundled" and row["status"] == "finished" and row["final kNN"]
+    table.sortItems(header.index("T"))
+    assert [table.item(i, header.index("T")).text() for i in range(2)] == ["0.3", "0.5"]
+    window.runs.filter.setText("0.5")
+    assert window.runs.visible_runs() == [runs[1]]
+    window.runs.filter.setText("")
+    window.runs.select(runs)
+    assert "loss.temperature: 0.3  |  0.5" in window.runs.diff.toPlainText()
+    window.runs.buttons["overlay"].click()
+    assert len(window.plots.overlays) == 4  # loss and kNN of each run
+    run_dir = runs[0]
+    with qtbot.waitSignal(window.runOpened, timeout=60000):
+        window.open_run(run_dir)
     window.plots.redraw()
-    assert len(window.plots.steps) >= 1
-    qtbot.waitUntil(lambda: window.embedding.n_points > 0, timeout=60000)  # embedded off the GUI thread
-    window.overlay_run(run_dir)
-    assert len(window.plots.overlays) == 2
+    assert len(window.plots.steps) >= 1 and window.embedding.n_points > 0
     with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
         window.inspector.capture.click()  # not training: the batch comes from the checkpoint
     assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.shown() > 0
+    assert "checkpoint" in window.inspector.info.text() and "-1" not in window.inspector.info.text()
     window.setup.loss_form.editors["temperature"].setValue(0.9)
     window.clone_run(run_dir)
     assert window.setup.loss_form.editors["temperature"].value() == pytest.approx(0.3)
@@ -167,6 +190,13 @@ def test_runs_browser_open_overlay_clone_and_torchrun_command(window, qtbot, tmp
     from workbench.core.config import Config
 
     assert Config.load(tmp_path / "exp.toml").loss.params["temperature"] == pytest.approx(0.3)
+    window.runs.select([runs[1]])
+    window.runs.confirm_delete = lambda runs: True
+    with qtbot.waitSignal(window.runs.refreshed, timeout=10000):
+        window.runs.buttons["delete"].click()
+    from pathlib import Path
+
+    assert not Path(runs[1]).exists() and table.rowCount() == 1
 
 
 def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
@@ -176,8 +206,8 @@ def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
 
     cfg = window.setup.build_config().with_overrides(["train.max_steps=4"])
     run_dir = [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
-    window.open_run(run_dir)
-    qtbot.waitUntil(lambda: window.embedding.latest is not None, timeout=60000)
+    with qtbot.waitSignal(window.runOpened, timeout=60000):
+        window.open_run(run_dir)
     img = window.held_out[3]
     Image.fromarray(img[0]).save(tmp_path / "q.png")
     window.retrieve_file(str(tmp_path / "q.png"))

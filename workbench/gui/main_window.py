@@ -1,25 +1,30 @@
 """The workbench window: composition of panels and the wiring of the training worker's signals."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QTabWidget, QToolBar)
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QSizePolicy, QTabWidget, QToolBar)
 
 from workbench.core.config import Config
+from workbench.core.history import read_history, read_view, save_view
 from workbench.core.registry import ConfigError
-from workbench.core.runs import read_metrics
+from workbench.gui import wheel
 from workbench.gui.panels.embedding import EmbeddingPanel
 from workbench.gui.panels.inspector import InspectorPanel
 from workbench.gui.panels.plots import PlotsPanel
 from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
-from workbench.gui.widgets import Task
+from workbench.gui.tasks import Task
 from workbench.gui.worker import TrainWorker, start_worker
+
+CLOSE_WAIT_MS = 15000
 
 
 def settings() -> QSettings:
@@ -32,12 +37,17 @@ def settings() -> QSettings:
 class MainWindow(QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
+    stepsShown = Signal(int)  # latest step drawn into the curves
     pauseChanged = Signal(bool)
     trainingDone = Signal(object)
     batchShown = Signal(object)
+    runOpened = Signal(str)
+    exported = Signal(list)
+    errorShown = Signal(str, str)
 
     def __init__(self, cfg: Config | None = None, runs_root: str = "runs"):
         super().__init__()
+        wheel.install()
         self.setWindowTitle("Contrastive Workbench")
         self.setAcceptDrops(True)
         self.settings = settings()
@@ -47,6 +57,7 @@ class MainWindow(QMainWindow):
         self.setup = SetupPanel(cfg)
         dock = QDockWidget("Set-up", self)
         dock.setObjectName("setup_dock")
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
         dock.setWidget(self.setup)
         self.addDockWidget(Qt.LeftDockWidgetArea, dock)
         self.tabs = QTabWidget()
@@ -57,6 +68,29 @@ class MainWindow(QMainWindow):
         for w, name in ((self.plots, "Curves"), (self.embedding, "Embedding"), (self.inspector, "Pairs"), (self.runs, "Runs")):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
+        self._toolbar()
+        self.worker = self.thread = None
+        self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
+        self._closing = False
+        self._pending_start = None  # Start pressed while the dataset was still loading
+        self.run_dir = None
+        self.total_steps = 1
+        self.messages: list[str] = []
+        self.held_out = None
+        self.classes: list = []
+        self.t_start = self.t_first_step = None
+        self._wire()
+        self._set_running(False)
+        self._validity(self.setup.valid, self.setup.error.text())
+        geo = self.settings.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+            self.restoreState(self.settings.value("state"))
+        else:
+            screen = QApplication.primaryScreen().availableGeometry()
+            self.resize(min(1500, screen.width()), min(950, screen.height()))
+
+    def _toolbar(self):
         tb = QToolBar("Training")
         tb.setObjectName("toolbar")
         self.addToolBar(tb)
@@ -69,32 +103,29 @@ class MainWindow(QMainWindow):
         tb.addAction("Save config…", self.save_config)
         tb.addAction("Multi-GPU command…", self.show_torchrun)
         self.progress = QProgressBar()
-        self.progress.setMinimumWidth(480)
+        self.progress.setMinimumWidth(300)
+        self.progress.setMaximumWidth(520)
+        self.progress.setFormat("")
         self.status = QLabel("ready")
         self.status.setObjectName("status")
-        self.statusBar().addWidget(self.progress)
-        self.statusBar().addWidget(self.status, 1)
-        self.worker = self.thread = None
-        self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
-        self.run_dir = None
-        self.messages: list[str] = []
-        self.held_out = None
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long text is cut in the bar, whole in the tooltip
+        self.statusBar().addWidget(self.progress, 1)
+        self.statusBar().addWidget(self.status, 2)
+
+    def _wire(self):
         self.setup.validityChanged.connect(self._validity)
+        self.setup.dataLoaded.connect(self._data_loaded)
         self.inspector.captureRequested.connect(self.capture_batch)
         self.embedding.pointSelected.connect(self._retrieve)
         self.runs.openRun.connect(self.open_run)
-        self.runs.overlayRun.connect(self.overlay_run)
+        self.runs.overlayRuns.connect(self.overlay_runs)
         self.runs.resumeRun.connect(lambda r: self.start(resume=r))
         self.runs.cloneRun.connect(self.clone_run)
         self.runs.exportRun.connect(self.export_dialog)
-        self._set_running(False)
-        self._validity(self.setup.valid, self.setup.error.text())
-        geo = self.settings.value("geometry")
-        if geo is not None:
-            self.restoreGeometry(geo)
-            self.restoreState(self.settings.value("state"))
-        else:
-            self.resize(1500, 950)
+
+    def set_status(self, text: str):
+        self.status.setText(text)
+        self.status.setToolTip(text)
 
     # ----- state -----
     def _last_config(self) -> Config:
@@ -121,26 +152,43 @@ class MainWindow(QMainWindow):
         self.setup.setEnabled(not running)
 
     def _validity(self, ok: bool, message: str):
-        if not self.running:
+        if not self.running and self._pending_start is None:
             self.start_btn.setEnabled(ok)
-            self.status.setText("ready" if ok else f"set-up invalid: {message}")
+            self.set_status("ready" if ok else f"set-up invalid: {message}")
 
     # ----- training -----
     def start(self, resume: str | None = None):
         if self.running:
             return
         try:
-            cfg = None if resume else self.setup.build_config()
+            cfg = Config.load(Path(resume) / "config.toml") if resume else self.setup.build_config()
         except ConfigError as exc:
             self.show_error(str(exc))
             return
+        data = self.setup.loaded_for(cfg)
+        if data is None and not resume and self.setup.loading is not None:
+            self._pending_start = cfg  # starts as soon as the panel has loaded the data
+            self.set_status("waiting for the dataset to finish loading…")
+            self.start_btn.setEnabled(False)
+            return
+        self._launch(None if resume else cfg, resume, data)
+
+    def _data_loaded(self, splits):
+        cfg, self._pending_start = self._pending_start, None
+        if cfg is not None and not self.running:
+            self._launch(cfg, None, self.setup.loaded_for(cfg))
+
+    def _launch(self, cfg, resume, data):
+        self.t_start, self.t_first_step = time.perf_counter(), None
         self.plots.reset()
         self.embedding.reset()
         self.messages = []
-        self.worker = TrainWorker(cfg, self.runs_root, resume)
+        self.progress.setRange(0, 0)  # busy until the run reports its length
+        self.progress.setFormat("starting…")
+        self.worker = TrainWorker(cfg, self.runs_root, resume, data)
         w = self.worker
         w.started.connect(self._on_started)
-        w.step.connect(self._on_step)
+        w.stepsReady.connect(self._on_steps)
         w.evaluated.connect(self._on_eval)
         w.embedding.connect(self.embedding.show_embedding)
         w.batch.connect(self._on_batch)
@@ -149,55 +197,86 @@ class MainWindow(QMainWindow):
         w.error.connect(self.show_error)
         w.done.connect(self._on_done)
         self.thread = start_worker(w)
-        self.thread.finished.connect(self._on_finished)
+        w.finished.connect(self._on_finished)
         self._running = True
         self._set_running(True)
-        self.status.setText("loading data…")
+        self.set_status("resuming…" if resume else "starting…")
 
     def pause(self):
-        if self.worker:
+        if self.worker and self.running:
             self.worker.control.pause()
+            self.pause_btn.setEnabled(False)  # immediate feedback; Resume lights up when the loop has paused
+            self.set_status("pausing at the end of this step…")
 
     def resume(self):
-        if self.worker:
+        if self.worker and self.running:
             self.worker.control.resume()
+            self.resume_btn.setEnabled(False)
+            self.set_status("resuming…")
 
-    def stop(self):
-        if self.worker:
-            self.worker.control.stop()
-            self.status.setText("stopping… (saving a checkpoint)")
+    def stop(self, quick: bool = False):
+        if self.worker and self.running:
+            self.worker.stop(quick=quick)
+            self.pause_btn.setEnabled(False)
+            self.resume_btn.setEnabled(False)
+            self.stop_btn.setEnabled(False)
+            self.set_status("stopping at the end of this step… (saving a checkpoint)")
 
     def _on_started(self, ev):
         self.run_dir = ev.run_dir
-        self.total_steps = ev.total_steps
-        self.progress.setRange(0, max(1, ev.total_steps))
+        self.total_steps = max(1, ev.total_steps)
+        self.progress.setRange(0, self.total_steps)
         self.progress.setValue(ev.start_step)
-        self.status.setText(f"training on {ev.device}: {ev.n_train} images, run folder {ev.run_dir}")
+        self.progress.setFormat(f"step {ev.start_step}/{self.total_steps}")
+        self.set_status(f"training on {ev.device}: {ev.n_train:,} images, run folder {ev.run_dir}")
         self.classes = ev.classes
         self.held_out = ev.held_out_images
         self.embedding.set_dataset(self.held_out, ev.classes)
-        self.runs.refresh()
+        if ev.start_step > 0:  # resumed: show what the run did before
+            self._show_history(ev.run_dir)
+            self.embedding.set_reference(read_view(ev.run_dir))
+        self.runs.set_running(ev.run_dir)
 
-    def _on_step(self, ev):
-        self.plots.add_step(ev)
+    def _show_history(self, run_dir):
+        for e in read_history(run_dir):
+            (self.plots.add_step if hasattr(e, "loss") else self.plots.add_eval)(e)
+        self.plots.redraw()
+
+    def _on_steps(self):
+        if self.worker is None:
+            return
+        steps = self.worker.take_steps()
+        if not steps:
+            return
+        for ev in steps:
+            self.plots.add_step(ev)
+        ev = steps[-1]
+        if self.t_first_step is None:
+            self.t_first_step = time.perf_counter()
+            self.plots.redraw()  # the first point shows at once, not at the next timer tick
         self.progress.setValue(ev.step)
         eta = int(ev.eta_s)
+        if self.worker.control.paused or self.worker.control.stopped:
+            return  # the status says pausing/stopping; the bar keeps its last numbers
         self.progress.setFormat(f"epoch {ev.epoch + 1}  step {ev.step}/{self.total_steps}  "
                                 f"{ev.images_per_s:,.0f} img/s  ETA {eta // 60}:{eta % 60:02d}")
+        self.stepsShown.emit(ev.step)
 
     def _on_eval(self, ev):
         self.plots.add_eval(ev)
         m = ev.metrics
-        self.status.setText(f"epoch {ev.epoch}: kNN {m['knn_acc']:.4f}, alignment {m['alignment']:.3f}, "
-                            f"uniformity {m['uniformity']:.3f}, eff. rank {m['eff_rank']:.1f}")
+        self.set_status(f"epoch {ev.epoch}: kNN {m['knn_acc']:.4f}, alignment {m['alignment']:.3f}, "
+                        f"uniformity {m['uniformity']:.3f}, eff. rank {m['eff_rank']:.1f}")
         if self.worker:
             self.worker.control.request_batch()  # keep the similarity history growing
         self.epochEvaluated.emit(ev)
 
     # slots are methods of this window so Qt queues them onto the GUI thread
     def _on_paused(self, paused: bool):
+        if self.worker is not None and self.worker.control.stopped:
+            return
         self._set_running(True, paused)
-        self.status.setText("paused" if paused else "training")
+        self.set_status("paused: Resume continues, Stop saves a checkpoint" if paused else "training")
         self.pauseChanged.emit(paused)
 
     def _on_batch(self, ev):
@@ -207,21 +286,36 @@ class MainWindow(QMainWindow):
     def _on_finished(self):
         self._running = False
         self._set_running(False)
+        self._on_steps()
+        self.worker = None
+        self.runs.set_running(None)
+        if self._closing:
+            self.close()
 
     def _on_warning(self, msg: str):
         self.messages.append(msg)
         self.statusBar().showMessage(f"warning: {msg}", 15000)
 
     def _on_done(self, ev):
-        self.status.setText(f"{ev.reason}: checkpoint and metrics in {ev.run_dir}")
-        self.runs.refresh()
+        self.progress.setFormat(f"{ev.reason}: step {self.progress.value()}/{self.total_steps}")
+        knn = ev.metrics.get("knn_acc")
+        self.set_status(f"{ev.reason}{f', kNN {knn:.4f}' if knn is not None else ''}: checkpoint and metrics in {ev.run_dir}")
+        lay = self.embedding.pca_view()
+        if lay is not None:
+            with contextlib.suppress(OSError):
+                save_view(ev.run_dir, *lay)
         self.trainingDone.emit(ev)
 
-    def show_error(self, msg: str):
+    def show_error(self, msg: str, details: str = ""):
         self.messages.append(msg)
-        self.status.setText(f"error: {msg}")
+        self.set_status(f"error: {msg}")
+        self.progress.setFormat("error")
+        self.errorShown.emit(msg, details)
         if not os.environ.get("WORKBENCH_NO_DIALOGS"):
-            QMessageBox.warning(self, "Contrastive Workbench", msg)
+            box = QMessageBox(QMessageBox.Warning, "Contrastive Workbench", msg, QMessageBox.Ok, self)
+            if details:
+                box.setDetailedText(details)
+            box.exec()
 
     def capture_batch(self):
         """Live batch from the running training, else one from the open run's checkpoint."""
@@ -234,17 +328,17 @@ class MainWindow(QMainWindow):
         from workbench.core.inference import RunModel, batch_from_checkpoint
 
         run = self.run_dir
-        self.background(lambda: batch_from_checkpoint(RunModel.load(run)), self._on_batch, "capturing a batch")
+        self.background(lambda: batch_from_checkpoint(RunModel.load(run)), self._on_batch, "capturing a batch through the checkpoint")
 
     def background(self, fn, on_done, what: str):
         """Model work (loading, embedding, exporting) off the GUI thread; errors end up in show_error."""
-        self.status.setText(f"{what}…")
+        self.set_status(f"{what}…")
 
         def done(result):
-            self.status.setText("ready")
+            self.set_status("ready")
             on_done(result)
 
-        Task(fn, done, self.show_error).start()
+        return Task(fn, done, self.show_error).start()
 
     # ----- retrieval -----
     def _retrieve(self, row: int):
@@ -274,11 +368,11 @@ class MainWindow(QMainWindow):
 
         self.background(work, show, "embedding the image")
 
-    def dragEnterEvent(self, e):
+    def dragEnterEvent(self, e):  # noqa: N802 - Qt's name
         if e.mimeData().hasUrls():
             e.acceptProposedAction()
 
-    def dropEvent(self, e):
+    def dropEvent(self, e):  # noqa: N802 - Qt's name
         urls = e.mimeData().urls()
         if urls:
             self.retrieve_file(urls[0].toLocalFile())
@@ -302,7 +396,8 @@ class MainWindow(QMainWindow):
                 self.show_error(str(exc))
 
     def torchrun_command(self, config_path: str, gpus: int) -> str:
-        return f"torchrun --standalone --nproc_per_node={gpus} -m workbench train {shlex.quote(config_path)} --out {shlex.quote(self.runs_root)}"
+        return (f"torchrun --standalone --nproc_per_node={gpus} -m workbench train {shlex.quote(config_path)} "
+                f"--out {shlex.quote(self.runs_root)}")
 
     def show_torchrun(self):
         gpus, ok = QInputDialog.getInt(self, "Multi-GPU", "GPUs on the target machine", 2, 1, 64)
@@ -315,24 +410,21 @@ class MainWindow(QMainWindow):
                                     + "\n\nThen open the run folder from the Runs tab.")
 
     def open_run(self, run: str):
+        if self.running:
+            self.show_error("stop the training first: opening a run replaces the curves and the embedding")
+            return
         try:
             cfg = Config.load(Path(run) / "config.toml")
         except ConfigError as exc:
             self.show_error(str(exc))
             return
         self.plots.reset()
-        rows = read_metrics(run)
-        for r in rows:
-            if r.get("loss") is not None:
-                from workbench.core.events import StepEvent
-
-                self.plots.add_step(StepEvent(int(r["epoch"]), int(r["step"]), r["loss"], r["lr"], r["images_per_s"] or 0, 0,
-                                              {k[5:]: v for k, v in r.items() if k.startswith("term_") and v is not None}))
-            if r.get("knn_acc") is not None:
-                from workbench.core.events import EvalEvent
-
-                self.plots.add_eval(EvalEvent(int(r["epoch"]), int(r["step"]), {"knn_acc": r["knn_acc"]}))
+        self.plots.clear_overlays()
+        self._show_history(run)
         self.run_dir = run
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat(f"opened {Path(run).name}")
         self._show_run_embedding(run, cfg)
         self.tabs.setCurrentWidget(self.plots)
 
@@ -341,30 +433,41 @@ class MainWindow(QMainWindow):
         from workbench.core.inference import RunModel
         from workbench.core.projection import pca_2d
 
+        view = read_view(run)
+
         def work():
             rm = RunModel.load(run)
             _, test = rm.splits()
-            n = min(cfg.eval.embed_points or 2000, len(test))
-            emb = rm.embed(test.images[:n])
-            return test, EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[:n].numpy(), np.arange(n))
+            if view is not None and int(view[1].max(initial=-1)) < len(test):
+                rows = view[1]  # the points the live view showed, so the picture matches it
+            else:
+                rows = np.arange(min(cfg.eval.embed_points or 2000, len(test)))
+            emb = rm.embed(test.images[rows])
+            return test, EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[rows].numpy(), np.asarray(rows))
 
         def show(result):
             test, ev = result
             self.held_out = test.images.numpy()
             self.embedding.reset()
+            self.embedding.set_reference(view)
             self.embedding.set_dataset(self.held_out, test.classes)
             self.embedding.show_embedding(ev)
+            self.runOpened.emit(run)
 
         self.background(work, show, "embedding the held-out set")
 
-    def overlay_run(self, run: str):
-        rows = read_metrics(run)
-        steps = [r["step"] for r in rows if r.get("loss") is not None]
-        losses = [r["loss"] for r in rows if r.get("loss") is not None]
-        ep = [r["epoch"] for r in rows if r.get("knn_acc") is not None]
-        knn = [r["knn_acc"] for r in rows if r.get("knn_acc") is not None]
-        self.plots.overlay(Path(run).name, steps, losses, ep, knn, len(self.plots.overlays) // 2 + 1)
+    def overlay_runs(self, runs: list):
+        self.plots.clear_overlays()
+        for i, run in enumerate(runs):
+            events = read_history(run)
+            steps = [e for e in events if hasattr(e, "loss")]
+            evals = [e for e in events if not hasattr(e, "loss") and "knn_acc" in e.metrics]
+            self.plots.overlay(Path(run).name, [e.step for e in steps], [e.loss for e in steps],
+                               [e.epoch for e in evals], [e.metrics["knn_acc"] for e in evals], i + 1)
         self.tabs.setCurrentWidget(self.plots)
+
+    def overlay_run(self, run: str):
+        self.overlay_runs([run])
 
     def clone_run(self, run: str):
         try:
@@ -373,33 +476,59 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
 
     def export_dialog(self, run: str):
+        from workbench.gui.export_dialog import ExportDialog
+
+        dlg = ExportDialog(run, self)
+        if dlg.exec() == ExportDialog.Accepted:
+            self.export_run(run, *dlg.choice())
+
+    def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False):
         from workbench.core.export import export_run
 
-        fmt, ok = QInputDialog.getItem(self, "Export", "format", ["safetensors", "torchscript", "onnx", "npz", "projector"], 0, False)
-        if not ok:
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Export into folder", str(Path(run) / "export"))
-        if folder:
-            self.background(lambda: export_run(run, fmt, folder),
-                            lambda paths: self.status.setText("exported: " + ", ".join(str(p) for p in paths)), f"exporting {fmt}")
+        def work():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            return export_run(run, fmt, folder, include_head=include_head)
+
+        def done(paths):
+            names = ", ".join(Path(p).name for p in paths)
+            self.set_status(f"exported {len(paths)} file(s) to {folder}: {names}")
+            self.exported.emit([str(p) for p in paths])
+
+        self.background(work, done, f"exporting {fmt}")
 
     # ----- closing -----
     def confirm_close(self) -> bool:
         return QMessageBox.question(self, "Training is running",
                                     "Stop training and close? The checkpoint is kept and the run can be resumed.") == QMessageBox.Yes
 
-    def closeEvent(self, event):
+    def closeEvent(self, event):  # noqa: N802 - Qt's name
         if self.running:
-            if not self.confirm_close():
+            if not self._closing and not self.confirm_close():
                 event.ignore()
                 return
-            self.worker.control.stop()
-            self._running = not self.thread.wait(60000)
-        try:
+            # stop at the next step without the final evaluation, end background jobs, and let the window go at
+            # once; the process ends when the worker has written its checkpoint
+            self._closing = True
+            self.stop(quick=True)
+            Task.cancel_all()
+            self.hide()
+            QTimer.singleShot(CLOSE_WAIT_MS, self._close_anyway)
+            event.ignore()
+            return
+        self.setup.cancel_loading(quiet=True)
+        Task.cancel_all()
+        self.embedding.tip.hide()
+        if self.thread is not None:
+            self.thread.wait(5000)  # the worker has finished; its thread is only returning
+        with contextlib.suppress(ConfigError):
             self.settings.setValue("last_config", self.setup.build_config().to_toml())
-        except ConfigError:
-            pass
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         self.settings.sync()
         event.accept()
+
+    def _close_anyway(self):
+        if self._closing and self.running and self.thread is not None:
+            self.thread.wait(CLOSE_WAIT_MS)
+            self._running = False
+            self.close()

@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QSlider, QSpinBox, QVBoxLayout, QWidget)
+
+from workbench.gui.tasks import Task  # noqa: F401 - re-exported for panels that import it from here
 
 
 def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:
     """(C, H, W) uint8 -> QPixmap scaled to ``size`` pixels."""
     arr = np.ascontiguousarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
     h, w = arr.shape[:2]
-    if arr.ndim == 2:
-        q = QImage(arr.data, w, h, w, QImage.Format_Grayscale8)
-    else:
-        q = QImage(arr.data, w, h, 3 * w, QImage.Format_RGB888)
+    fmt, stride = (QImage.Format_Grayscale8, w) if arr.ndim == 2 else (QImage.Format_RGB888, 3 * w)
+    q = QImage(arr.data, w, h, stride, fmt)
     return QPixmap.fromImage(q.copy()).scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation)
 
 
@@ -54,7 +54,8 @@ class LogSlider(QWidget):
     def _from_spin(self, v: float):
         self.slider.blockSignals(True)
         if v > 0:
-            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo)) * 1000)))
+            span = math.log(self.hi) - math.log(self.lo)
+            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / span * 1000)))
         self.slider.blockSignals(False)
         self.valueChanged.emit(v)
 
@@ -66,8 +67,34 @@ class LogSlider(QWidget):
         self._from_spin(v)
 
 
+class RangeEdit(QWidget):
+    """Two (or more) number boxes for a (low, high) pair such as a crop scale or a blur sigma range."""
+
+    valueChanged = Signal()
+
+    def __init__(self, values):
+        super().__init__()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.boxes = []
+        for v in values:
+            b = QDoubleSpinBox()
+            b.setDecimals(3)
+            b.setRange(-1e6, 1e6)
+            b.setSingleStep(0.05)
+            b.setValue(float(v))
+            b.valueChanged.connect(lambda *_: self.valueChanged.emit())
+            lay.addWidget(b)
+            self.boxes.append(b)
+
+    def value(self) -> list[float]:
+        return [b.value() for b in self.boxes]
+
+
 class ParamForm(QWidget):
-    """Editors for a registry entry's parameters; ``values()`` returns what the user set."""
+    """Typed editors for a registry entry's parameters (combo boxes for choices, spin boxes for numbers,
+    a check box for flags, a pair of boxes for ranges), with the parameter's doc as tooltip;
+    ``values()`` returns what the user set, typed."""
 
     changed = Signal()
 
@@ -75,6 +102,7 @@ class ParamForm(QWidget):
         super().__init__()
         self.form = QFormLayout(self)
         self.form.setContentsMargins(0, 0, 0, 0)
+        self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.editors: dict[str, QWidget] = {}
         self.kinds: dict[str, type] = {}
 
@@ -84,87 +112,74 @@ class ParamForm(QWidget):
         self.editors, self.kinds = {}, {}
         values = values or {}
         for p in params:
-            v = values.get(p.name, p.default)
-            ed = self._editor(p.name, p.kind, v)
+            ed = self._editor(p, values.get(p.name, p.default))
+            ed.setToolTip(getattr(p, "help", "") or "")
             self.editors[p.name], self.kinds[p.name] = ed, p.kind
-            self.form.addRow(p.name.replace("_", " "), ed)
+            label = QLabel(p.name.replace("_", " "))
+            label.setToolTip(ed.toolTip())
+            self.form.addRow(label, ed)
 
-    def _editor(self, name, kind, v):
-        if name == "temperature":
+    def _editor(self, p, v):
+        name, kind, choices = p.name, p.kind, tuple(getattr(p, "choices", ()) or ())
+        lo, hi = getattr(p, "minimum", None), getattr(p, "maximum", None)
+        if choices:
+            ed = QComboBox()
+            ed.addItems([str(c) for c in choices])
+            ed.setCurrentText(str(v))
+            sig = ed.currentTextChanged
+        elif name == "temperature":
             ed = LogSlider(float(v), 0.001, 10.0)
-            ed.valueChanged.connect(lambda *_: self.changed.emit())
+            sig = ed.valueChanged
         elif kind is bool:
             ed = QCheckBox()
             ed.setChecked(bool(v))
-            ed.toggled.connect(lambda *_: self.changed.emit())
+            sig = ed.toggled
         elif kind is int:
             ed = QSpinBox()
-            ed.setRange(-1, 10_000_000)
+            ed.setRange(int(lo) if lo is not None else -1, int(hi) if hi is not None else 10_000_000)
             ed.setValue(int(v))
-            ed.valueChanged.connect(lambda *_: self.changed.emit())
+            sig = ed.valueChanged
         elif kind is float:
             ed = QDoubleSpinBox()
             ed.setDecimals(4)
-            ed.setRange(-1e6, 1e6)
+            ed.setRange(float(lo) if lo is not None else -1e6, float(hi) if hi is not None else 1e6)
             ed.setSingleStep(0.05)
             ed.setValue(float(v))
-            ed.valueChanged.connect(lambda *_: self.changed.emit())
+            sig = ed.valueChanged
+        elif kind is tuple and isinstance(v, (list, tuple)) and 1 <= len(v) <= 4 and all(isinstance(x, (int, float)) for x in v):
+            ed = RangeEdit(v)
+            sig = ed.valueChanged
         else:
             ed = QLineEdit(", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
-            ed.textChanged.connect(lambda *_: self.changed.emit())
+            sig = ed.textChanged
+        sig.connect(lambda *_: self.changed.emit())
         ed.setObjectName(f"param_{name}")
         return ed
 
     def values(self) -> dict:
         out = {}
         for name, ed in self.editors.items():
-            kind = self.kinds[name]
-            if isinstance(ed, (LogSlider, QDoubleSpinBox, QSpinBox)):
+            if isinstance(ed, (LogSlider, QDoubleSpinBox, QSpinBox, RangeEdit)):
                 out[name] = ed.value()
             elif isinstance(ed, QCheckBox):
                 out[name] = ed.isChecked()
-            elif kind is tuple:
-                out[name] = [t.strip() for t in ed.text().split(",") if t.strip()]
+            elif isinstance(ed, QComboBox):
+                out[name] = ed.currentText()
+            elif self.kinds[name] is tuple:
+                out[name] = [_number(t.strip()) for t in ed.text().split(",") if t.strip()]
             else:
                 out[name] = ed.text()
         return out
 
 
-class Task(QObject):
-    """Run ``fn()`` in the global thread pool; ``on_done(result)`` / ``on_failed(message)`` run on the GUI thread.
-
-    The signals are connected to this object's own methods and the object lives on the GUI
-    thread, so Qt queues the callbacks there whatever thread emits.
-    """
-
-    done = Signal(object)
-    failed = Signal(str)
-    running: set = set()  # keeps tasks alive until they report
-
-    def __init__(self, fn, on_done, on_failed):
-        super().__init__()
-        self.fn, self.on_done, self.on_failed = fn, on_done, on_failed
-        self.done.connect(self._finish)
-        self.failed.connect(self._fail)
-
-    def start(self) -> "Task":
-        Task.running.add(self)
-        QThreadPool.globalInstance().start(self._run)
-        return self
-
-    def _run(self):
+def _number(text: str):
+    """'0.1' -> 0.1, '3' -> 3; anything else stays text for the config's validation to name."""
+    for conv in (int, float):
         try:
-            self.done.emit(self.fn())
-        except Exception as exc:  # noqa: BLE001 - reported in the window, never a crash
-            self.failed.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-    def _finish(self, result):
-        Task.running.discard(self)
-        self.on_done(result)
-
-    def _fail(self, message):
-        Task.running.discard(self)
-        self.on_failed(message)
+            return conv(text)
+        except ValueError:
+            pass
+    return text
 
 
 class Tile(QWidget):
@@ -180,8 +195,10 @@ class Tile(QWidget):
         self.pic.setAlignment(Qt.AlignCenter)
         self.cap.setAlignment(Qt.AlignCenter)
         self.cap.setStyleSheet("font-size: 10px")
-        v.addWidget(self.pic)
-        v.addWidget(self.cap)
+        v.setSpacing(0)
+        v.addWidget(self.pic, 0, Qt.AlignHCenter)
+        v.addWidget(self.cap, 0, Qt.AlignHCenter)
+        v.addStretch(1)  # the caption stays right under its image however tall the row
 
     def set(self, img, caption: str = "", color: str | None = None, tooltip: str = ""):
         self.pic.setPixmap(to_pixmap(img, self.size))

@@ -1,7 +1,15 @@
 """The one bridge between the core's training generator and Qt: a QObject in its own QThread
-that iterates ``train()`` and re-emits every event as a signal. The GUI only talks to it through
-signals and the thread-safe ``Control``."""
+that iterates ``train()`` and re-emits events as signals. The GUI only talks to it through
+signals and the thread-safe ``Control``.
+
+Step events are coalesced: the worker appends them to a list and emits ``stepsReady`` only when
+the window has taken the previous ones, so a fast run (or a busy window) never piles up a backlog
+of queued signals in front of the user's clicks; Pause and Stop are handled at once.
+"""
 from __future__ import annotations
+
+import threading
+import traceback
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
@@ -11,7 +19,7 @@ from workbench.core.train import Control, train
 
 class TrainWorker(QObject):
     started = Signal(object)  # RunStarted
-    step = Signal(object)  # StepEvent
+    stepsReady = Signal()  # take_steps() returns the StepEvents since the last call
     evaluated = Signal(object)  # EvalEvent
     embedding = Signal(object)  # EmbeddingEvent
     batch = Signal(object)  # BatchEvent
@@ -19,16 +27,44 @@ class TrainWorker(QObject):
     paused = Signal(bool)
     warning = Signal(str)
     done = Signal(object)  # DoneEvent
-    error = Signal(str)
+    error = Signal(str, str)  # one line for the user, the full traceback for Details and run.log
     finished = Signal()
 
-    ROUTES = {E.RunStarted: "started", E.StepEvent: "step", E.EvalEvent: "evaluated", E.EmbeddingEvent: "embedding",
+    ROUTES = {E.RunStarted: "started", E.EvalEvent: "evaluated", E.EmbeddingEvent: "embedding",
               E.BatchEvent: "batch", E.CheckpointEvent: "checkpoint", E.DoneEvent: "done"}
 
-    def __init__(self, cfg, runs_root: str, resume: str | None = None):
+    def __init__(self, cfg, runs_root: str, resume: str | None = None, data=None):
         super().__init__()
-        self.cfg, self.runs_root, self.resume = cfg, runs_root, resume
+        self.cfg, self.runs_root, self.resume, self.data = cfg, runs_root, resume, data
         self.control = Control()
+        self._lock = threading.Lock()
+        self._steps: list = []
+        self._signalled = False
+
+    def take_steps(self) -> list:
+        with self._lock:
+            out, self._steps, self._signalled = self._steps, [], False
+        return out
+
+    def _push_step(self, ev) -> None:
+        with self._lock:
+            self._steps.append(ev)
+            if self._signalled:
+                return
+            self._signalled = True
+        self.stepsReady.emit()
+
+    def _route(self, ev) -> None:
+        if isinstance(ev, E.StepEvent):
+            self._push_step(ev)
+        elif isinstance(ev, E.PausedEvent):
+            self.paused.emit(ev.paused)
+        elif isinstance(ev, E.WarningEvent):
+            self.warning.emit(ev.message)
+        elif isinstance(ev, E.ErrorEvent):
+            self.error.emit(ev.message, getattr(ev, "traceback", "") or "")
+        elif type(ev) in self.ROUTES:
+            getattr(self, self.ROUTES[type(ev)]).emit(ev)
 
     @Slot()
     def run(self):
@@ -40,19 +76,20 @@ class TrainWorker(QObject):
             # leave a core to the window so it stays responsive (CPU training only; a GPU run barely uses them)
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         try:
-            for ev in train(self.cfg, self.control, runs_root=self.runs_root, resume=self.resume):
-                if isinstance(ev, E.PausedEvent):
-                    self.paused.emit(ev.paused)
-                elif isinstance(ev, E.WarningEvent):
-                    self.warning.emit(ev.message)
-                elif isinstance(ev, E.ErrorEvent):
-                    self.error.emit(ev.message)
-                else:
-                    getattr(self, self.ROUTES[type(ev)]).emit(ev)
+            for ev in train(self.cfg, self.control, runs_root=self.runs_root, resume=self.resume, data=self.data):
+                self._route(ev)
         except Exception as exc:  # noqa: BLE001 - anything goes to the window as a message, never a crash
-            self.error.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self.error.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, traceback.format_exc())
         finally:
+            self.data = None  # the window keeps its own reference
             self.finished.emit()
+
+    def stop(self, quick: bool = False) -> None:
+        """Stop at the next step; ``quick`` skips the final evaluation where the loop supports it (closing)."""
+        try:
+            self.control.stop(quick=quick) if quick else self.control.stop()
+        except TypeError:
+            self.control.stop()
 
 
 def start_worker(worker: TrainWorker) -> QThread:
@@ -60,5 +97,5 @@ def start_worker(worker: TrainWorker) -> QThread:
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     worker.finished.connect(thread.quit, Qt.DirectConnection)  # quit() is thread-safe; no GUI round trip
-    thread.start()
+    thread.start(QThread.LowPriority)  # the window's clicks come before training's next step
     return thread

@@ -1,88 +1,225 @@
-"""Live 2-D embedding of the held-out set, coloured by label; hover shows the image, click selects it.
+"""Live 2-D embedding of the held-out set: coloured by class or by kNN correctness, a legend beside the
+plot that toggles classes, a tooltip with the image, its class and index, and a click that retrieves
+its neighbours.
 
-PCA comes from the training loop (already aligned frame to frame); UMAP and t-SNE are
-computed here in a thread pool from the latest embeddings, never on the GUI thread.
+PCA comes from the training loop (already aligned frame to frame). UMAP and t-SNE run in a child
+process at low priority (cancelled when a newer embedding arrives or the window closes); until they
+return, the title says the plot still shows PCA. A reference layout (a run's saved view) keeps the
+orientation of an opened or resumed run the same as when it was trained.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QColor, QCursor, QIcon, QPixmap
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout,
+                               QWidget)
 
-from workbench.core.projection import StableProjector
+from workbench.gui import jobs
 from workbench.gui.panels.plots import COLORS
-from workbench.gui.widgets import Task, to_pixmap
+from workbench.gui.tasks import ProcessTask, Task
+from workbench.gui.widgets import to_pixmap
+
+NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+WRONG, RIGHT = "#d62728", "#2ca02c"
+
+
+def class_colour(c: int) -> str:
+    return COLORS[c % len(COLORS)] if c >= 0 else "#999999"
+
+
+class ImageTip(QWidget):
+    """A tooltip-style popup with an image and a caption (QToolTip shows text only)."""
+
+    def __init__(self):
+        super().__init__(None, Qt.ToolTip | Qt.FramelessWindowHint)
+        self.setAttribute(Qt.WA_ShowWithoutActivating)
+        self.setStyleSheet("background: #ffffe8; border: 1px solid #888")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.pic, self.text = QLabel(), QLabel()
+        self.text.setObjectName("tip_text")
+        lay.addWidget(self.pic)
+        lay.addWidget(self.text)
+
+    def show_at(self, pos: QPoint, pixmap: QPixmap | None, text: str):
+        self.pic.setVisible(pixmap is not None)
+        if pixmap is not None:
+            self.pic.setPixmap(pixmap)
+        self.text.setText(text)
+        self.adjustSize()
+        self.move(pos + QPoint(16, 16))
+        self.show()
+        self.raise_()
 
 
 class EmbeddingPanel(QWidget):
     pointSelected = Signal(int)  # row of the held-out split
+    drawn = Signal()
 
     def __init__(self):
         super().__init__()
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
         self.method = QComboBox()
-        self.method.addItems(["pca", "umap", "tsne"])
+        self.method.addItems(list(NAMES))
         self.method.setObjectName("projection")
+        self.colour_by = QComboBox()
+        self.colour_by.addItems(["class", "kNN correct"])
+        self.colour_by.setObjectName("colour_by")
         self.status = QLabel("")
-        top.addWidget(QLabel("projection"))
-        top.addWidget(self.method)
+        self.status.setObjectName("embedding_status")
+        for w in (QLabel("projection"), self.method, QLabel("colour by"), self.colour_by):
+            top.addWidget(w)
         top.addWidget(self.status, 1)
         lay.addLayout(top)
-        self.plot = pg.PlotWidget(title="held-out embedding")
-        self.plot.addLegend()
+        self.plot = pg.PlotWidget()
+        self.plot.setTitle("held-out embedding")
+        self.hint = pg.TextItem("Press Start (or open a run) to see the held-out embedding", color="#666", anchor=(0.5, 0.5))
+        self.plot.addItem(self.hint)
+        self.hint.setPos(0.5, 0.5)
+        self.legend = QListWidget()
+        self.legend.setObjectName("legend")
+        self.legend.setToolTip("tick or untick a class to show or hide it")
+        self.legend.itemChanged.connect(self._legend_toggled)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.plot)
+        split.addWidget(self.legend)
+        split.setStretchFactor(0, 5)
+        split.setStretchFactor(1, 1)
+        split.setSizes([800, 160])
+        lay.addWidget(split, 1)
+        self.tip = ImageTip()
         self.items: dict[int, pg.ScatterPlotItem] = {}  # one item per class: a single brush each, fast to update
-        lay.addWidget(self.plot, 1)
-        self.hover = QLabel()
-        self.hover.setObjectName("hover")
-        self.hover.setMinimumHeight(70)
-        lay.addWidget(self.hover)
         self.images = None  # held-out images (N, C, H, W) uint8
         self.classes: list = []
         self.latest = None
         self.xy = np.zeros((0, 2))
-        self.projectors: dict[str, StableProjector] = {}
-        self.token = 0
+        self.shown_method = "pca"
+        self.prev: dict[str, np.ndarray] = {}
+        self.reference = None  # (xy, indices) a saved layout to keep the orientation of
+        self.correct = None
+        self.pca_xy = None
+        self.job: Task | None = None
         self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
+        self.colour_by.currentTextChanged.connect(lambda *_: self._colour())
 
     def set_dataset(self, images: np.ndarray | None, classes: list):
         self.images, self.classes = images, classes
 
+    def set_reference(self, view):
+        """(xy, indices) of a saved layout; PCA frames are turned to match it."""
+        self.reference = view
+
+    # ----- projection -----
     def show_embedding(self, ev):
         self.latest = ev
+        self.correct = None
         m = self.method.currentText()
-        if m == "pca":
-            self._draw(ev.xy)
-            return
-        self.token += 1
-        token, proj = self.token, self.projectors.setdefault(m, StableProjector(m))
-        self.status.setText(f"computing {m}…")
-        Task(lambda: proj(ev.embeddings), lambda xy: self._projected(xy, token), self.status.setText).start()
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        xy = ev.xy
+        if self.reference is not None:
+            xy = jobs.align_shared(self.reference[0], self.reference[1], xy, ev.indices)
+        self.pca_xy = xy
+        if m == "pca" or not len(self.xy) or self.shown_method == "pca":
+            self._draw(xy, "pca")
+        if m != "pca":
+            self.status.setText(f"computing {NAMES[m]}…")
+            self._title(f"{NAMES[self.shown_method]} (computing {NAMES[m]}…)")
+            prev = self.prev.get(m)
+            prev = prev if prev is not None and len(prev) == len(ev.embeddings) else None
+            self.job = ProcessTask(jobs.project, (m, ev.embeddings, prev), lambda out: self._projected(out, m, ev), self._failed)
+            self.job.start()
+        if self.colour_by.currentText() != "class":
+            self._start_knn()
 
-    def _projected(self, xy, token):
-        if token == self.token:  # a newer embedding has arrived meanwhile: drop this layout
+    def pca_view(self):
+        """(xy (N, 2), held-out rows (N,)) of the PCA layout last shown, or None."""
+        if self.latest is None or self.pca_xy is None:
+            return None
+        return self.pca_xy, np.asarray(self.latest.indices)
+
+    def _failed(self, msg, *_):
+        self.job = None
+        self.status.setText(msg)
+        self._title(NAMES[self.shown_method])
+
+    def _projected(self, xy, method, ev):
+        self.job = None
+        if ev is self.latest and xy is not None:  # a newer embedding has arrived meanwhile: its own job is running
+            self.prev[method] = xy
             self.status.setText("")
-            self._draw(xy)
+            self._draw(xy, method)
 
-    def _draw(self, xy):
+    def _title(self, what: str):
         ev = self.latest
-        self.xy = xy
+        when = f", epoch {ev.epoch}" if ev is not None and ev.epoch >= 0 else ""
+        self.plot.setTitle(f"held-out embedding: {what}{when}")
+
+    def _draw(self, xy, method: str):
+        ev = self.latest
+        self.xy, self.shown_method = xy, method
+        self.hint.setVisible(False)
         labels = np.asarray(ev.labels)
         for c in sorted(set(labels.tolist()) | set(self.items)):
-            item = self.items.get(c)
-            if item is None:
-                color = COLORS[c % len(COLORS)] if c >= 0 else "#999999"
-                item = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(color), hoverable=True, hoverSize=11)
-                item.sigHovered.connect(self._hovered)
-                item.sigClicked.connect(self._clicked)
-                self.plot.addItem(item)
-                name = self.classes[c] if 0 <= c < len(self.classes) else "unlabeled"
-                self.plot.plotItem.legend.addItem(item, name)
-                self.items[c] = item
+            item = self.items.get(c) or self._new_item(c)
             rows = np.nonzero(labels == c)[0]
             item.setData(pos=xy[rows], data=rows)
+        self._colour()
+        self._title(NAMES[method] if self.job is None else f"{NAMES[method]} (computing {NAMES[self.method.currentText()]}…)")
+        self.plot.getViewBox().autoRange(padding=0.05)
+        self.drawn.emit()
 
+    def _new_item(self, c: int) -> pg.ScatterPlotItem:
+        item = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(class_colour(c)), hoverable=True, hoverSize=11)
+        item.sigHovered.connect(self._hovered)
+        item.sigClicked.connect(self._clicked)
+        self.plot.addItem(item)
+        self.items[c] = item
+        name = self.classes[c] if 0 <= c < len(self.classes) else "unlabeled"
+        pix = QPixmap(12, 12)
+        pix.fill(QColor(class_colour(c)))
+        entry = QListWidgetItem(QIcon(pix), name)
+        entry.setFlags(entry.flags() | Qt.ItemIsUserCheckable)
+        entry.setCheckState(Qt.Checked)
+        entry.setData(Qt.UserRole, c)
+        self.legend.addItem(entry)
+        return item
+
+    def _legend_toggled(self, entry: QListWidgetItem):
+        item = self.items.get(entry.data(Qt.UserRole))
+        if item is not None:
+            item.setVisible(entry.checkState() == Qt.Checked)
+
+    # ----- colouring -----
+    def _start_knn(self):
+        ev = self.latest
+        if ev is None:
+            return
+        Task(lambda: jobs.knn_correct(ev.embeddings, np.asarray(ev.labels)), lambda ok: self._knn_done(ev, ok)).start()
+
+    def _knn_done(self, ev, ok):
+        if ev is self.latest:
+            self.correct = ok
+            self.status.setText(f"kNN (k=20, leave-one-out) correct for {ok.mean():.1%} of the points shown")
+            self._colour()
+
+    def _colour(self):
+        by_knn = self.colour_by.currentText() != "class"
+        if by_knn and self.correct is None:
+            self._start_knn()
+        for c, item in self.items.items():
+            rows = item.data["data"] if len(item.data) else np.zeros(0, int)
+            if by_knn and self.correct is not None and len(rows):
+                brushes = [pg.mkBrush(RIGHT if self.correct[int(r)] else WRONG) for r in rows]
+                item.setBrush(brushes)
+            else:
+                item.setBrush(pg.mkBrush(class_colour(c)))
+
+    # ----- pointing -----
     @property
     def n_points(self) -> int:
         return sum(len(i.data) for i in self.items.values())
@@ -91,23 +228,43 @@ class EmbeddingPanel(QWidget):
         """(held-out row, label) of scatter point i."""
         return int(self.latest.indices[i]), int(self.latest.labels[i])
 
+    def tip_text(self, i: int) -> str:
+        row, label = self.point_info(i)
+        name = self.classes[label] if 0 <= label < len(self.classes) else "unlabeled"
+        extra = ""
+        if self.correct is not None:
+            extra = "<br>kNN: " + ("correct" if self.correct[i] else "wrong")
+        return f"<b>{name}</b><br>held-out #{row}{extra}<br><i>click: nearest neighbours</i>"
+
     def _hovered(self, item, points, ev=None):
         if len(points) == 0:
+            self.tip.hide()
             return
-        row, label = self.point_info(int(points[0].data()))
-        name = self.classes[label] if 0 <= label < len(self.classes) else "unlabeled"
-        self.hover.setText(f"held-out #{row}: {name}")
-        if self.images is not None:
-            self.hover.setPixmap(to_pixmap(self.images[row], 64))
-            self.hover.setToolTip(name)
+        i = int(points[0].data())
+        row, _ = self.point_info(i)
+        pix = to_pixmap(self.images[row], 64) if self.images is not None and row < len(self.images) else None
+        self.tip.show_at(QCursor.pos(), pix, self.tip_text(i))
 
     def _clicked(self, item, points, ev=None):
         if len(points):
+            self.tip.hide()
             self.pointSelected.emit(self.point_info(int(points[0].data()))[0])
 
+    def leaveEvent(self, e):  # noqa: N802 - Qt's name
+        self.tip.hide()
+        super().leaveEvent(e)
+
     def reset(self):
-        self.latest, self.projectors = None, {}
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        self.latest, self.prev, self.correct, self.reference, self.pca_xy = None, {}, None, None, None
+        self.xy = np.zeros((0, 2))
+        self.shown_method = "pca"
         for item in self.items.values():
-            self.plot.plotItem.legend.removeItem(item)
             self.plot.removeItem(item)
         self.items = {}
+        self.legend.clear()
+        self.hint.setVisible(True)
+        self.status.setText("")
+        self.plot.setTitle("held-out embedding")

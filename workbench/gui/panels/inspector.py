@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
-from workbench.core.inspect import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
+from workbench.core.inspector import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
 from workbench.gui.widgets import LogSlider, TileGrid
 
 
@@ -38,41 +38,79 @@ class InspectorPanel(QWidget):
         # pairs grid
         self.grid_host = QWidget()
         self.grid = TileGrid(QGridLayout(self.grid_host), 56)
+        self.grid.layout.setRowStretch(100, 1)
+        self.grid.layout.setColumnStretch(100, 1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid_host)
         self.tabs.addTab(scroll, "Pairs")
-        # similarity views
-        sims = QSplitter(Qt.Horizontal)
-        self.heat = pg.PlotWidget(title="batch cosine similarity [view 1; view 2]")
+        # similarity views: a 2 x 2 grid of splitters, each view with a minimum size so none is crushed
+        self.heat = pg.GraphicsLayoutWidget()
+        self.heat.setMinimumSize(320, 280)
+        heat_plot = self.heat.addPlot(title="batch cosine similarity<br>rows: view 1 then view 2")
         self.heat_img = pg.ImageItem()
-        self.heat_img.setColorMap(pg.colormap.get("viridis"))
-        self.heat.addItem(self.heat_img)
-        self.heat.invertY(True)
-        self.hist = pg.PlotWidget(title="similarities: positives (green), negatives (red)")
-        self.hist.addLegend()
+        heat_plot.addItem(self.heat_img)
+        heat_plot.invertY(True)
+        heat_plot.setAspectLocked(True)  # square cells: a square heatmap
+        heat_plot.setLabel("left", "anchor")
+        heat_plot.setLabel("bottom", "candidate")
+        self.heat_bar = pg.ColorBarItem(values=(-1, 1), colorMap=pg.colormap.get("viridis"), interactive=False, label="cosine")
+        self.heat_bar.setImageItem(self.heat_img, insert_in=heat_plot)
+        self.hist = pg.PlotWidget(title="similarity of positives and negatives")
+        self.hist.setMinimumSize(280, 220)
+        self.hist.setLabel("bottom", "cosine similarity")
+        self.hist.setLabel("left", "density")
+        self.hist.addLegend(offset=(10, 10))
         self.hist_pos = self.hist.plot(stepMode="center", fillLevel=0, brush=(44, 160, 44, 120), pen="g", name="positives")
         self.hist_neg = self.hist.plot(stepMode="center", fillLevel=0, brush=(214, 39, 40, 120), pen="r", name="negatives")
         self.trend = pg.PlotWidget(title="mean similarity over training")
-        self.trend.addLegend()
+        self.trend.setMinimumSize(280, 200)
+        self.trend.setLabel("bottom", "step")
+        self.trend.addLegend(offset=(10, 10))
         self.trend_pos = self.trend.plot(pen="g", symbol="o", name="positive")
         self.trend_neg = self.trend.plot(pen="r", symbol="o", name="negative")
         soft = QWidget()
+        soft.setMinimumSize(280, 200)
         sv = QVBoxLayout(soft)
+        sv.setContentsMargins(0, 0, 0, 0)
         self.temp = LogSlider(0.5, 0.01, 5.0)
-        self.prob_plot = pg.PlotWidget(title="probability the softmax gives the positive")
+        self.prob_plot = pg.PlotWidget(title="softmax probability of the positive")
+        self.prob_plot.setLabel("bottom", "probability")
+        self.prob_plot.setLabel("left", "anchors")
         self.prob_curve = self.prob_plot.plot(stepMode="center", fillLevel=0, brush=(31, 119, 180, 120))
         self.prob_label = QLabel("")
-        sv.addWidget(QLabel("temperature (what-if)"))
-        sv.addWidget(self.temp)
-        sv.addWidget(self.prob_plot)
+        self.prob_label.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("temperature (what-if)"))
+        row.addWidget(self.temp, 1)
+        sv.addLayout(row)
+        sv.addWidget(self.prob_plot, 1)
         sv.addWidget(self.prob_label)
-        for w in (self.heat, self.hist, self.trend, soft):
-            sims.addWidget(w)
-        self.tabs.addTab(sims, "Similarities")
+        sims = QSplitter(Qt.Horizontal)
+        left, right = QSplitter(Qt.Vertical), QSplitter(Qt.Vertical)
+        left.addWidget(self.heat)
+        left.addWidget(self.hist)
+        right.addWidget(soft)
+        right.addWidget(self.trend)
+        for sp in (left, right):
+            sp.setChildrenCollapsible(False)
+        sims.addWidget(left)
+        sims.addWidget(right)
+        sims.setChildrenCollapsible(False)
+        scroll_sims = QScrollArea()
+        scroll_sims.setWidgetResizable(True)
+        scroll_sims.setWidget(sims)
+        self.tabs.addTab(scroll_sims, "Similarities")
         # retrieval
         self.retrieval_host = QWidget()
-        self.retrieval = TileGrid(QGridLayout(self.retrieval_host), 72)
+        grid = QGridLayout(self.retrieval_host)
+        self.retrieval = TileGrid(grid, 72)
+        grid.setRowStretch(20, 1)  # tiles (image with its caption right under it) pack at the top left
+        grid.setColumnStretch(20, 1)
+        self.retrieval_info = QLabel("Click a point in the Embedding tab, or drop an image file on the window, "
+                                     "to see its nearest neighbours.")
+        self.retrieval_info.setWordWrap(True)
+        grid.addWidget(self.retrieval_info, 21, 0, 1, 21)
         self.tabs.addTab(self.retrieval_host, "Retrieval")
         self.batch = None
         self.history: list[tuple[int, float, float]] = []
@@ -87,11 +125,13 @@ class InspectorPanel(QWidget):
             return
         self.batch = ev
         pos, neg = pos_neg_similarities(ev)
-        self.history.append((ev.step, float(pos.mean()), float(neg.mean())))
+        if ev.step >= 0:  # a checkpoint batch has no place on the training timeline
+            self.history.append((ev.step, float(pos.mean()), float(neg.mean())))
         if ev.temperature:
             self.temp.setValue(ev.temperature)
         mined = "".join(f", {len(v)} mined {k}" for k, v in ev.mined.items())
-        self.info.setText(f"batch at step {ev.step}: {len(ev.views1)} images, {2 * len(ev.views1)} views, loss '{ev.loss_name}'{mined}")
+        where = f"batch at step {ev.step}" if ev.step >= 0 else "batch through the saved checkpoint"
+        self.info.setText(f"{where}: {len(ev.views1)} images, {2 * len(ev.views1)} views, loss '{ev.loss_name}'{mined}")
         self.redraw()
 
     def rows(self):
@@ -121,9 +161,10 @@ class InspectorPanel(QWidget):
         bins = np.linspace(-1, 1, 41)
         self.hist_pos.setData(bins, np.histogram(pos, bins, density=True)[0])
         self.hist_neg.setData(bins, np.histogram(neg, bins, density=True)[0])
-        h = np.asarray(self.history)
-        self.trend_pos.setData(h[:, 0], h[:, 1])
-        self.trend_neg.setData(h[:, 0], h[:, 2])
+        if self.history:
+            h = np.asarray(self.history)
+            self.trend_pos.setData(h[:, 0], h[:, 1])
+            self.trend_neg.setData(h[:, 0], h[:, 2])
         self._softmax()
 
     def _softmax(self, *_):
@@ -140,7 +181,8 @@ class InspectorPanel(QWidget):
         pos = np.nonzero(emb_event.indices == query_row)[0]
         if len(pos) == 0:
             return []
-        return self.show_query(emb_event.embeddings[pos[0]], images[query_row], int(emb_event.labels[pos[0]]), emb_event, images, classes, k)
+        label = int(emb_event.labels[pos[0]])
+        return self.show_query(emb_event.embeddings[pos[0]], images[query_row], label, emb_event, images, classes, k)
 
     def show_query(self, vector, image, label, emb_event, images, classes, k: int = 10):
         self.retrieval.begin()
@@ -148,12 +190,15 @@ class InspectorPanel(QWidget):
         name = classes[label] if 0 <= label < len(classes) else "?"
         self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4")
         out = []
-        for j, (i, s) in enumerate(zip(idx, sims)):
+        for j, (i, s) in enumerate(zip(idx, sims, strict=True)):
             row, lab = int(emb_event.indices[i]), int(emb_event.labels[i])
             agree = lab == label
-            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {classes[lab] if 0 <= lab < len(classes) else '?'}\n{s:+.3f}",
+            cname = classes[lab] if 0 <= lab < len(classes) else "?"
+            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
                                "#2ca02c" if agree else "#d62728")
             out.append((row, float(s), lab))
         self.retrieval.end()
+        self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity "
+                                    "(green: same class)")
         self.tabs.setCurrentIndex(2)
         return out

@@ -87,6 +87,12 @@ class PlotsPanel(QWidget):
         self.term_curves: dict[str, pg.PlotDataItem] = {}
         self.ranges = {p: GrowingRange(p) for p in (self.loss_plot, self.lr_plot, self.terms_plot)}
         self.overlays: list = []
+        self.hints = []
+        for p in (self.loss_plot, self.lr_plot, self.knn_plot, self.terms_plot):
+            hint = pg.TextItem("no data yet: press Start, or open a run", color="#888", anchor=(0.5, 0.5))
+            p.addItem(hint, ignoreBounds=True)
+            hint.setPos(0.5, 0.5)
+            self.hints.append(hint)
         self.reset()
         self.timer = QTimer(self, interval=500)
         self.timer.timeout.connect(self.redraw)
@@ -101,6 +107,10 @@ class PlotsPanel(QWidget):
             self.terms_plot.removeItem(c)
         self.term_curves = {}
         self.dirty = True
+        for h in self.hints:
+            h.setVisible(True)
+        for r in self.ranges.values():
+            r.follow = True
 
     def add_step(self, ev):
         self.steps.append(ev.step)
@@ -119,6 +129,9 @@ class PlotsPanel(QWidget):
         if not self.dirty or not self.isVisible():
             return  # hidden tabs catch up when shown
         self.dirty = False
+        if self.steps or self.epochs:
+            for h in self.hints:
+                h.setVisible(False)
         if self.steps:
             x, y, lr = np.asarray(self.steps), np.asarray(self.losses, float), np.asarray(self.lrs, float)
             self.raw.setData(x, y)
@@ -139,12 +152,22 @@ class PlotsPanel(QWidget):
             self.ranges[self.terms_plot].update(self.steps[-1] if self.steps else 1, np.nanmin(vals), np.nanmax(vals))
 
     def overlay(self, name: str, steps, losses, epochs, knn, color_index: int):
-        """Add another run's curves (runs browser comparison)."""
+        """Add another run's curves (runs table comparison): smoothed loss, and kNN per epoch."""
         pen = pg.mkPen(COLORS[color_index % len(COLORS)], width=1.5, style=pg.QtCore.Qt.DashLine)
-        self.overlays.append(self.loss_plot.plot(steps, ema(np.asarray(losses, float)), pen=pen, name=name))
-        self.overlays.append(self.knn_plot.plot(epochs, knn, pen=pen, symbol="t", symbolSize=6))
+        for h in self.hints:
+            h.setVisible(False)
+        if len(steps):
+            self.overlays.append(self.loss_plot.plot(steps, ema(np.asarray(losses, float)), pen=pen, name=name))
+        if len(epochs):
+            self.overlays.append(self.knn_plot.plot(epochs, knn, pen=pen, symbol="t", symbolSize=6, symbolBrush=pen.color()))
+        for p in (self.loss_plot, self.knn_plot):
+            p.getViewBox().autoRange(padding=0.05)
+        if self.loss_plot in self.ranges:
+            self.ranges[self.loss_plot].follow = False  # keep the comparison in view
 
     def clear_overlays(self):
         for item in self.overlays:
-            item.getViewBox().removeItem(item) if item.getViewBox() else None
+            for p in (self.loss_plot, self.knn_plot):
+                if item in p.listDataItems():
+                    p.removeItem(item)
         self.overlays = []

@@ -1,73 +1,252 @@
-"""Runs browser: run folders with their config summary and final metrics; open, overlay, resume, clone, export."""
+"""Runs table: one row per run folder (status, date, dataset, loss, temperature, encoder, batch, epochs,
+final and best kNN, duration), sortable and filterable. Select one run to open, resume, clone, export
+or delete it; select two or more to overlay their curves or see how their configs differ.
+
+Run folders are read in a background Task (``refreshed`` fires when the table is filled).
+"""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QFile, Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox, QPlainTextEdit,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from workbench.core.config import Config
-from workbench.core.registry import ConfigError
-from workbench.core.runs import read_metrics
+from workbench.core.history import run_summary
+from workbench.gui.tasks import Task
+
+COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
+           ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
+           ("best kNN", "best_knn"), ("duration", "duration_s"), ("folder", "name")]
+STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#ff7f0e", "failed": "#d62728", "unreadable": "#d62728"}
 
 
-def summarise(run: Path) -> str:
-    try:
-        cfg = Config.load(run / "config.toml")
-    except ConfigError as exc:
-        return f"{run.name}: unreadable config ({exc})"
-    rows = read_metrics(run)
-    knn = [r["knn_acc"] for r in rows if r.get("knn_acc") is not None]
-    steps = [r["step"] for r in rows if r.get("step") is not None]
-    ckpt = "checkpoint" if (run / "checkpoints" / "last.pt").is_file() else "no checkpoint"
-    return (f"{run.name}  |  {cfg.data.name}, {cfg.model.encoder}, {cfg.loss.name}"
-            f" T={cfg.loss.params.get('temperature', '-')}, batch {cfg.train.batch_size}  |  "
-            f"step {int(max(steps)) if steps else 0}, kNN {knn[-1]:.4f}" if knn else
-            f"{run.name}  |  {cfg.data.name}, {cfg.model.encoder}, {cfg.loss.name}  |  no evaluation yet") + f"  |  {ckpt}"
+def _duration(s) -> str:
+    if s is None:
+        return ""
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class Item(QTableWidgetItem):
+    """A cell that sorts by its value (numbers as numbers, empty last) and shows it formatted."""
+
+    def __init__(self, value, text: str):
+        super().__init__(text)
+        self.value = value
+        self.setFlags(Qt.ItemIsSelectable | Qt.ItemIsEnabled)
+
+    def __lt__(self, other):
+        a, b = self.value, getattr(other, "value", None)
+        if a is None or b is None:
+            return a is not None  # empty cells sort after every value
+        try:
+            return a < b
+        except TypeError:
+            return str(a) < str(b)
+
+
+def config_diff(runs: list[str]) -> list[tuple[str, list]]:
+    """[(key, [value per run])] for every config key whose value differs between ``runs``."""
+    from workbench.core.config import Config
+    from workbench.core.registry import ConfigError
+
+    flat = []
+    for run in runs:
+        try:
+            d = Config.load(Path(run) / "config.toml").to_dict()
+        except ConfigError as exc:
+            d = {"error": {"config": str(exc)}}
+        flat.append({f"{sec}.{k}": v for sec, body in d.items() if isinstance(body, dict) for k, v in body.items()})
+    keys = sorted(set().union(*flat)) if flat else []
+    return [(k, [f.get(k) for f in flat]) for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
 
 
 class RunsPanel(QWidget):
     openRun = Signal(str)
-    overlayRun = Signal(str)
+    overlayRuns = Signal(list)
     resumeRun = Signal(str)
     cloneRun = Signal(str)
     exportRun = Signal(str)
+    refreshed = Signal()
 
     def __init__(self, root: str = "runs"):
         super().__init__()
         self.root = Path(root)
+        self.running_run: str | None = None
+        self.rows: list[dict] = []
         lay = QVBoxLayout(self)
+        top = QHBoxLayout()
         self.label = QLabel()
-        lay.addWidget(self.label)
-        self.list = QListWidget()
-        self.list.setObjectName("runs")
-        lay.addWidget(self.list, 1)
+        self.label.setWordWrap(True)
+        self.filter = QLineEdit()
+        self.filter.setObjectName("runs_filter")
+        self.filter.setPlaceholderText("filter: any text in a row (e.g. ntxent, finished, cifar10)")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._apply_filter)
+        top.addWidget(self.filter, 2)
+        top.addWidget(self.label, 3)
+        lay.addLayout(top)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("runs")
+        self.table.setHorizontalHeaderLabels([c for c, _ in COLUMNS])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table.doubleClicked.connect(lambda *_: self._emit(self.openRun))
+        self.diff = QPlainTextEdit()
+        self.diff.setObjectName("runs_diff")
+        self.diff.setReadOnly(True)
+        self.diff.setPlaceholderText("Select two or more runs to see how their configs differ.")
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.diff)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        lay.addWidget(split, 1)
         row = QHBoxLayout()
-        for text, sig in (("Refresh", None), ("Open", self.openRun), ("Overlay curves", self.overlayRun),
-                          ("Resume", self.resumeRun), ("Clone and edit", self.cloneRun), ("Export…", self.exportRun)):
+        self.buttons = {}
+        for text, slot in (("Refresh", self.refresh), ("Open", lambda: self._emit(self.openRun)),
+                           ("Overlay curves", lambda: self.overlayRuns.emit(self.selected())),
+                           ("Resume", lambda: self._emit(self.resumeRun)), ("Clone and edit", lambda: self._emit(self.cloneRun)),
+                           ("Export…", lambda: self._emit(self.exportRun)), ("Delete…", self.delete_selected)):
             b = QPushButton(text)
             b.setObjectName(f"runs_{text.split()[0].lower().rstrip('…')}")
-            b.clicked.connect(self.refresh if sig is None else (lambda _=False, s=sig: self._emit(s)))
+            b.clicked.connect(lambda _=False, s=slot: s())
             row.addWidget(b)
+            self.buttons[text.split()[0].rstrip("…").lower()] = b
+        row.addStretch(1)
         lay.addLayout(row)
+        self._task = None
+        self._selection_changed()
         self.refresh()
 
     def set_root(self, root: str):
         self.root = Path(root)
         self.refresh()
 
-    def refresh(self):
-        self.list.clear()
-        self.label.setText(f"run folders in {self.root.resolve()}")
-        runs = sorted((p for p in self.root.glob("*") if (p / "config.toml").is_file()), reverse=True) if self.root.is_dir() else []
-        for run in runs:
-            item = QListWidgetItem(summarise(run))
-            item.setData(256, str(run))
-            self.list.addItem(item)
+    def set_running(self, run_dir: str | None):
+        self.running_run = run_dir
+        self.refresh()
 
+    # ----- filling -----
+    def refresh(self):
+        root = self.root
+        self.label.setText(f"run folders in {root.resolve()}")
+
+        def scan():
+            runs = sorted((p for p in root.glob("*") if (p / "config.toml").is_file()), reverse=True) if root.is_dir() else []
+            return [run_summary(r) for r in runs]
+
+        if self._task is not None:
+            self._task.cancel()
+        self._task = Task(scan, self._fill, lambda msg, *_: self.label.setText(f"cannot read {root}: {msg}")).start()
+
+    def _fill(self, rows: list[dict]):
+        self._task = None
+        selected = set(self.selected())
+        for r in rows:
+            if self.running_run and Path(r["run"]) == Path(self.running_run):
+                r["status"] = "running"
+        self.rows = rows
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            for j, (_, key) in enumerate(COLUMNS):
+                self.table.setItem(i, j, self._cell(key, r))
+        self.table.setSortingEnabled(True)
+        for i in range(self.table.rowCount()):
+            if self.table.item(i, 0).data(Qt.UserRole) in selected:
+                self.table.selectRow(i)
+        self._apply_filter(self.filter.text())
+        self.refreshed.emit()
+
+    def _cell(self, key: str, r: dict) -> Item:
+        v = r.get(key)
+        if key in ("final_knn", "best_knn"):
+            text = f"{v:.4f}" if v is not None else ""
+        elif key == "temperature":
+            text = f"{v:g}" if v is not None else ""
+        elif key == "duration_s":
+            text = _duration(v)
+        else:
+            text = "" if v is None else str(v)
+        item = Item(v, text)
+        item.setData(Qt.UserRole, r["run"])
+        if key == "status":
+            item.setForeground(Qt.white)
+            item.setBackground(_colour(STATUS_COLOURS.get(str(v), "#7f7f7f")))
+            item.setTextAlignment(Qt.AlignCenter)
+            if r.get("error"):
+                item.setToolTip(r["error"])
+        if key == "name":
+            item.setToolTip(r["run"])
+        return item
+
+    def _apply_filter(self, text: str):
+        words = text.lower().split()
+        for i in range(self.table.rowCount()):
+            row_text = " ".join(self.table.item(i, j).text().lower() for j in range(self.table.columnCount()))
+            self.table.setRowHidden(i, not all(w in row_text for w in words))
+
+    def visible_runs(self) -> list[str]:
+        return [self.table.item(i, 0).data(Qt.UserRole) for i in range(self.table.rowCount()) if not self.table.isRowHidden(i)]
+
+    # ----- selection and actions -----
     def selected(self) -> list[str]:
-        return [i.data(256) for i in self.list.selectedItems()] or ([self.list.currentItem().data(256)] if self.list.currentItem() else [])
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.table.item(r, 0).data(Qt.UserRole) for r in rows if not self.table.isRowHidden(r)]
+
+    def select(self, runs: list[str]):
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QAbstractItemView.MultiSelection)
+        for i in range(self.table.rowCount()):
+            if self.table.item(i, 0).data(Qt.UserRole) in runs:
+                self.table.selectRow(i)
+        self.table.setSelectionMode(mode)
+
+    def _selection_changed(self):
+        sel = self.selected()
+        for name in ("open", "resume", "clone", "export", "delete"):
+            self.buttons[name].setEnabled(len(sel) == 1 if name != "delete" else bool(sel))
+        self.buttons["overlay"].setEnabled(len(sel) >= 1)
+        if len(sel) >= 2:
+            diff = config_diff(sel)
+            names = [Path(r).name for r in sel]
+            lines = ["  |  ".join(names)] + [f"{k}: " + "  |  ".join(repr(v) for v in vals) for k, vals in diff]
+            self.diff.setPlainText("\n".join(lines) if diff else "The selected runs have the same config.")
+        else:
+            self.diff.setPlainText("")
 
     def _emit(self, sig):
-        for run in self.selected():
-            sig.emit(run)
+        sel = self.selected()
+        if len(sel) == 1:
+            sig.emit(sel[0])
+
+    def confirm_delete(self, runs: list[str]) -> bool:
+        names = "\n".join(Path(r).name for r in runs)
+        text = f"Move these run folders to the trash (or delete them)?\n\n{names}"
+        return QMessageBox.question(self, "Delete runs", text) == QMessageBox.Yes
+
+    def delete_selected(self):
+        runs = [r for r in self.selected() if not (self.running_run and Path(r) == Path(self.running_run))]
+        if not runs or not self.confirm_delete(runs):
+            return
+        for run in runs:
+            trashed = QFile.moveToTrash(run) if not os.environ.get("WORKBENCH_NO_TRASH") else False
+            if not (trashed[0] if isinstance(trashed, tuple) else trashed):
+                shutil.rmtree(run, ignore_errors=True)
+        self.refresh()
+
+
+def _colour(hex_: str):
+    from PySide6.QtGui import QColor
+
+    return QColor(hex_)

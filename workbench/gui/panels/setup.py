@@ -1,16 +1,20 @@
 """Set-up panel: dataset, augmentation recipe with live two-view preview, loss, encoder, optimiser, device.
 
 Every edit rebuilds a Config through the same validation the CLI uses; the first error is shown
-under the form and ``validityChanged(False, message)`` keeps Start disabled.
+(wrapped) under the form and ``validityChanged(False, message)`` keeps Start disabled. The dataset
+loads in a background Task with a progress bar and Cancel; the form stays usable meanwhile and
+``dataLoaded`` hands the loaded splits to whoever starts training (no second load).
 """
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QListWidget, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+                               QLineEdit, QListWidget, QProgressBar, QScrollArea, QSizePolicy, QSpinBox,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from workbench.core.augment import AUGMENTS, PRESETS, Augmenter
 from workbench.core.config import Config
@@ -19,40 +23,97 @@ from workbench.core.losses import LOSSES
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
+from workbench.gui.tasks import Task
 from workbench.gui.widgets import LogSlider, ParamForm, TileGrid
+
+CUSTOM = "custom"
+COLOUR_PRESET = "simclr_cifar"
+THUMBS_PER_CLASS, THUMB_COLUMNS = 2, 10
 
 
 def _combo(names, name):
     c = QComboBox()
     c.addItems(names)
     c.setObjectName(name)
+    c.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    c.setMinimumContentsLength(8)
     return c
+
+
+def plain_doc(doc: str) -> str:
+    """The first paragraph of a docstring as plain text (RST markup removed)."""
+    first = doc.strip().split("\n\n")[0]
+    first = re.sub(r":\w+:`([^`]*)`", r"\1", first)
+    first = re.sub(r"`{1,2}([^`]*)`{1,2}_?", r"\1", first)
+    return " ".join(first.split())
+
+
+def _wrap_label(name: str = "") -> QLabel:
+    lab = QLabel("")
+    lab.setWordWrap(True)
+    lab.setObjectName(name)
+    lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # wraps to the panel's width, never widens it
+    lab.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return lab
+
+
+def thumbnail_rows(labels: list[int], per_class: int = THUMBS_PER_CLASS, limit: int = 2 * THUMB_COLUMNS) -> list[int]:
+    """Rows to show as thumbnails: the first ``per_class`` of each class, ordered so that the first
+    row of tiles holds one image of each class, the next row a second one (first rows if unlabeled)."""
+    rank, rows = {}, []
+    for i, c in enumerate(labels):
+        if rank.get(c, 0) < per_class:
+            rows.append((rank.get(c, 0), c, i))
+            rank[c] = rank.get(c, 0) + 1
+    return [i for _, _, i in sorted(rows)][:limit]
 
 
 class SetupPanel(QScrollArea):
     validityChanged = Signal(bool, str)
+    dataLoaded = Signal(object)  # (train, test)
 
     def __init__(self, cfg: Config | None = None):
         super().__init__()
         self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the form fits the width; nothing hides to the right
         body = QWidget()
         self.setWidget(body)
         lay = QVBoxLayout(body)
         self._building = True
         self.cfg = cfg or Config()
-        self.data_cache = None
+        self.data_cache = None  # (train, test) for self.data_key
+        self.data_key = None
+        self.loading: Task | None = None
+        lay.addWidget(self._data_box())
+        lay.addWidget(self._augment_box())
+        lay.addWidget(self._loss_box())
+        lay.addWidget(self._train_box())
+        self.error = _wrap_label("error")
+        self.error.setStyleSheet("color: #c0392b; font-weight: bold")
+        lay.addWidget(self.error)
+        lay.addStretch(1)
+        self.setMinimumWidth(body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 4)
+        self._recipe: list[dict] = []
+        self._timer = QTimer(self, singleShot=True, interval=150)
+        self._timer.timeout.connect(self._validate)
+        self._connect()
+        self.set_config(self.cfg)
 
-        # --- data ---
+    # ----- building -----
+    def _data_box(self) -> QGroupBox:
         g = QGroupBox("Dataset")
         f = QFormLayout(g)
+        f.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.dataset = _combo(DATASETS.names(), "dataset")
         self.root = QLineEdit()
         self.root.setObjectName("root")
-        self.root.setPlaceholderText("folder (not needed for the bundled dataset)")
-        browse = QPushButton("Browse…")
+        self.root.setPlaceholderText("folder (not needed for bundled)")
+        browse = QToolButton()
+        browse.setText("Browse…")
+        browse.setObjectName("browse")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
-        row.addWidget(self.root)
+        row.addWidget(self.root, 1)
         row.addWidget(browse)
         self.image_size = QSpinBox()
         self.image_size.setRange(0, 1024)
@@ -60,56 +121,83 @@ class SetupPanel(QScrollArea):
         self.subset = QSpinBox()
         self.subset.setRange(0, 10_000_000)
         self.subset.setSpecialValueText("all")
-        self.data_info = QLabel("")
-        self.data_info.setObjectName("data_info")
-        self.thumbs = TileGrid(QGridLayout(), 40)
+        self.load_bar = QProgressBar()
+        self.load_bar.setObjectName("load_progress")
+        self.load_bar.setTextVisible(True)
+        self.load_cancel = QToolButton()
+        self.load_cancel.setText("Cancel")
+        self.load_cancel.setObjectName("load_cancel")
+        self.load_cancel.clicked.connect(self.cancel_loading)
+        load_row = QHBoxLayout()
+        load_row.addWidget(self.load_bar, 1)
+        load_row.addWidget(self.load_cancel)
+        self.load_host = QWidget()
+        self.load_host.setLayout(load_row)
+        load_row.setContentsMargins(0, 0, 0, 0)
+        self.load_host.setVisible(False)
+        self.data_info = _wrap_label("data_info")
+        thumbs_host = QWidget()
+        self.thumbs = TileGrid(QGridLayout(thumbs_host), 24)
+        self.thumbs.layout.setSpacing(0)
+        self.thumbs.layout.setContentsMargins(0, 0, 0, 0)
         f.addRow("dataset", self.dataset)
         f.addRow("root", row)
         f.addRow("image size", self.image_size)
         f.addRow("training images", self.subset)
+        f.addRow(self.load_host)
         f.addRow(self.data_info)
-        f.addRow(self.thumbs.layout)
-        lay.addWidget(g)
+        f.addRow(thumbs_host)
+        return g
 
-        # --- augmentations ---
+    def _augment_box(self) -> QGroupBox:
         g = QGroupBox("Augmentations (two views per image)")
         v = QVBoxLayout(g)
-        self.preset = _combo(list(PRESETS), "preset")
+        self.preset = _combo(list(PRESETS) + [CUSTOM], "preset")
         v.addWidget(self.preset)
         self.recipe_list = QListWidget()
         self.recipe_list.setObjectName("recipe")
-        self.recipe_list.setMaximumHeight(110)
+        self.recipe_list.setMaximumHeight(96)
+        self.recipe_list.setWordWrap(True)
+        self.recipe_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         v.addWidget(self.recipe_list)
         btns = QHBoxLayout()
         self.add_op = _combo(AUGMENTS.names(), "add_op")
-        for text, slot in (("Add", self._add_step), ("Remove", self._remove_step), ("▲", lambda: self._move(-1)), ("▼", lambda: self._move(1))):
-            b = QPushButton(text)
+        btns.addWidget(self.add_op, 1)
+        for text, tip, slot in (("Add", "add this step at the end", self._add_step),
+                                ("Remove", "remove the selected step", self._remove_step),
+                                ("▲", "move the step up", lambda: self._move(-1)), ("▼", "move the step down", lambda: self._move(1))):
+            b = QToolButton()
+            b.setText(text)
+            b.setToolTip(tip)
             b.setObjectName(f"aug_{text}")
             b.clicked.connect(slot)
-            btns.addWidget(b) if text != "Add" else (btns.addWidget(self.add_op), btns.addWidget(b))
+            btns.addWidget(b)
         v.addLayout(btns)
         self.step_form = ParamForm()
         v.addWidget(self.step_form)
-        self.preview = TileGrid(QGridLayout(), 48)
         v.addWidget(QLabel("Preview: original, view 1, view 2"))
-        v.addLayout(self.preview.layout)
-        lay.addWidget(g)
+        host = QWidget()
+        self.preview = TileGrid(QGridLayout(host), 36)
+        self.preview.layout.setSpacing(0)
+        self.preview.layout.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(host)
+        return g
 
-        # --- loss ---
+    def _loss_box(self) -> QGroupBox:
         g = QGroupBox("Loss")
         v = QVBoxLayout(g)
         self.loss = _combo(LOSSES.names(), "loss")
-        self.loss_doc = QLabel()
-        self.loss_doc.setWordWrap(True)
+        self.loss_doc = _wrap_label("loss_doc")
         self.loss_form = ParamForm()
         v.addWidget(self.loss)
         v.addWidget(self.loss_doc)
         v.addWidget(self.loss_form)
-        lay.addWidget(g)
+        return g
 
-        # --- model / optimisation ---
+    def _train_box(self) -> QGroupBox:
         g = QGroupBox("Encoder and training")
         f = QFormLayout(g)
+        f.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.encoder = _combo(ENCODERS.names(), "encoder")
         self.encoder_form = ParamForm()
         self.head_out = QSpinBox()
@@ -130,19 +218,13 @@ class SetupPanel(QScrollArea):
                          ("optimiser", self.optim), ("learning rate", self.lr), ("batch size", self.batch),
                          ("epochs", self.epochs), ("device", self.device)):
             f.addRow(label, w)
-        lay.addWidget(g)
-        self.error = QLabel("")
-        self.error.setObjectName("error")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #c0392b; font-weight: bold")
-        lay.addWidget(self.error)
-        lay.addStretch(1)
+        return g
 
-        self._recipe: list[dict] = []
-        self._timer = QTimer(self, singleShot=True, interval=150)
-        self._timer.timeout.connect(self._validate)
+    def _connect(self):
         self.dataset.currentTextChanged.connect(self._dataset_changed)
         self.root.editingFinished.connect(self._dataset_changed)
+        self.image_size.valueChanged.connect(self._dataset_changed)
+        self.subset.valueChanged.connect(self._dataset_changed)
         self.preset.currentTextChanged.connect(self._preset_changed)
         self.recipe_list.currentRowChanged.connect(self._select_step)
         self.step_form.changed.connect(self._step_edited)
@@ -150,12 +232,11 @@ class SetupPanel(QScrollArea):
         self.encoder.currentTextChanged.connect(self._encoder_changed)
         for w in (self.loss_form, self.encoder_form):
             w.changed.connect(self.changed)
-        for w in (self.image_size, self.subset, self.head_out, self.batch, self.epochs):
+        for w in (self.head_out, self.batch, self.epochs):
             w.valueChanged.connect(self.changed)
         self.lr.valueChanged.connect(self.changed)
         self.optim.currentTextChanged.connect(self.changed)
         self.device.currentTextChanged.connect(self.changed)
-        self.set_config(self.cfg)
 
     # ----- config <-> widgets -----
     def set_config(self, cfg: Config):
@@ -166,13 +247,11 @@ class SetupPanel(QScrollArea):
         self.image_size.setValue(cfg.data.image_size)
         self.subset.setValue(cfg.data.subset)
         self._recipe = copy.deepcopy(cfg.augment.recipe)
-        self.preset.blockSignals(True)
-        self.preset.setCurrentText(cfg.augment.preset)
-        self.preset.blockSignals(False)
+        self._set_preset(cfg.augment.preset if self._recipe == PRESETS.get(cfg.augment.preset) else CUSTOM)
         self._refresh_recipe()
         self.loss.setCurrentText(cfg.loss.name)
         self.loss_form.set_params(LOSSES.get(cfg.loss.name).params, cfg.loss.params)
-        self.loss_doc.setText(LOSSES.get(cfg.loss.name).doc.split("\n\n")[0])
+        self.loss_doc.setText(plain_doc(LOSSES.get(cfg.loss.name).doc))
         self.encoder.setCurrentText(cfg.model.encoder)
         self.encoder_form.set_params(ENCODERS.get(cfg.model.encoder).params, cfg.model.params)
         self.head_out.setValue(cfg.model.head_out)
@@ -206,10 +285,10 @@ class SetupPanel(QScrollArea):
             self.cfg = self.build_config()
             if self.cfg.train.device == "cuda" and not torch.cuda.is_available():
                 raise ConfigError("train.device: no CUDA GPU on this machine; choose auto or cpu")
-            if self.data_cache is None:
+            if self.data_cache is None and self.loading is None:
                 raise ConfigError(self.data_info.text() or "dataset: not loaded")
-            n = len(self.data_cache[0])
-            if self.cfg.train.batch_size > (self.cfg.data.subset or n):
+            n = len(self.data_cache[0]) if self.data_cache is not None else None  # still loading: Start waits for it
+            if n is not None and self.cfg.train.batch_size > n:
                 raise ConfigError(f"train.batch_size: {self.cfg.train.batch_size} is larger than the {n} training images")
         except ConfigError as exc:
             self.error.setText(str(exc))
@@ -223,7 +302,7 @@ class SetupPanel(QScrollArea):
     def valid(self) -> bool:
         return not self.error.text()
 
-    # ----- dataset -----
+    # ----- dataset (loaded in the background) -----
     def _browse(self):
         path = QFileDialog.getExistingDirectory(self, "Dataset folder", self.root.text() or ".")
         if path:
@@ -235,38 +314,109 @@ class SetupPanel(QScrollArea):
             self._load_data()
             self.changed()
 
-    def _load_data(self):
+    def _data_config(self):
         from workbench.core.config import DataConfig
 
-        self.data_cache = None
+        d = self.cfg.data
+        return DataConfig(name=self.dataset.currentText(), root=self.root.text().strip(), image_size=self.image_size.value(),
+                          holdout=d.holdout, subset=self.subset.value(), download=d.download, in_memory=d.in_memory)
+
+    def loaded_for(self, cfg: Config):
+        """The splits already loaded for ``cfg.data``, or None when they are still loading or differ."""
+        return self.data_cache if self.data_cache is not None and self.data_key == cfg.data else None
+
+    def _load_data(self):
         try:
-            train, test = load_splits(DataConfig(name=self.dataset.currentText(), root=self.root.text().strip()))
+            dcfg = self._data_config()
         except ConfigError as exc:
-            self.data_info.setText(str(exc))
-            self._show_thumbs(None)
+            self._loaded_error(str(exc))
             return
-        self.data_cache = (train, test)
+        if self.data_cache is not None and self.data_key == dcfg:
+            return
+        self.cancel_loading(quiet=True)
+        self.data_cache, self.data_key = None, None
+        self.data_info.setText(f"loading {dcfg.name}…")
+        self.load_bar.setRange(0, 0)
+        self.load_bar.setFormat("loading…")
+        self.load_host.setVisible(True)
+        self.loading = Task(lambda report, cancel: load_splits(dcfg, progress=report, cancel=cancel),
+                            lambda splits: self._loaded(dcfg, splits), lambda msg, *_: self._loaded_error(msg), self._progress)
+        self.loading.start()
+
+    def cancel_loading(self, *_, quiet: bool = False):
+        if self.loading is not None:
+            self.loading.cancel()
+            self.loading = None
+            self.load_host.setVisible(False)
+            if not quiet:
+                self._loaded_error("dataset: loading cancelled; change the dataset or its folder to load again")
+
+    def _progress(self, done: int, total: int, message: str):
+        self.load_bar.setRange(0, max(total, 0))
+        self.load_bar.setValue(done)
+        self.load_bar.setFormat(f"{done:,} / {total:,} images" if total else "loading…")
+        if message:
+            self.load_bar.setToolTip(message)
+
+    def _loaded(self, dcfg, splits):
+        self.loading = None
+        self.load_host.setVisible(False)
+        train, test = splits
+        self.data_cache, self.data_key = (train, test), dcfg
         labels = f"{len(train.classes)} classes" if train.has_labels else "unlabeled"
         skipped = f", {len(train.skipped)} unreadable files skipped" if train.skipped else ""
-        self.data_info.setText(f"{len(train)} training / {len(test)} held-out images, "
-                               f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}")
+        note = ""
+        if train.channels == 3 and self.preset.currentText() == "simclr_small_grey":
+            self._apply_preset(COLOUR_PRESET)
+            note = f"; colour images: augmentation preset set to {COLOUR_PRESET}"
+        self.data_info.setText(f"{len(train):,} training / {len(test):,} held-out images, "
+                               f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}")
         self._show_thumbs(train)
+        self.dataLoaded.emit(splits)
+        self.changed()
+
+    def _loaded_error(self, msg: str):
+        self.loading = None
+        self.load_host.setVisible(False)
+        self.data_cache = None
+        self.data_info.setText(msg)
+        self._show_thumbs(None)
+        self.changed()
 
     def _show_thumbs(self, data):
         self.thumbs.begin()
-        for i in range(min(16, len(data)) if data is not None else 0):
-            c = int(data.labels[i])
-            self.thumbs.put(i // 8, i % 8, data.images[i].numpy(),
-                            tooltip=data.classes[c] if 0 <= c < len(data.classes) else "unlabeled")
+        if data is not None:
+            if hasattr(data, "thumbnails"):
+                images, labels = data.thumbnails(THUMBS_PER_CLASS)
+                images, labels = images[: 2 * THUMB_COLUMNS], labels[: 2 * THUMB_COLUMNS]
+            else:
+                rows = thumbnail_rows(data.labels.tolist())
+                images, labels = data.images[rows], data.labels[rows]
+            for i, (img, c) in enumerate(zip(images, [int(c) for c in labels], strict=True)):
+                name = data.classes[c] if 0 <= c < len(data.classes) else "unlabeled"
+                self.thumbs.put(i // THUMB_COLUMNS, i % THUMB_COLUMNS, img.numpy() if hasattr(img, "numpy") else img, tooltip=name)
         self.thumbs.end()
 
     # ----- augmentation recipe -----
+    def _set_preset(self, name: str):
+        self.preset.blockSignals(True)
+        self.preset.setCurrentText(name)
+        self.preset.blockSignals(False)
+
+    def _recipe_text(self, s: dict) -> str:
+        def fmt(v):
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(fmt(x) for x in v) + "]"
+            return f"{v:g}" if isinstance(v, float) else str(v)
+
+        extras = ", ".join(f"{k}={fmt(v)}" for k, v in s.items() if k not in ("name", "p"))
+        return f"{s['name']}  (p={s['p']:.2f}{', ' + extras if extras else ''})"
+
     def _refresh_recipe(self, select: int = 0):
         self.recipe_list.blockSignals(True)
         self.recipe_list.clear()
         for s in self._recipe:
-            extras = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("name", "p"))
-            self.recipe_list.addItem(f"{s['name']}  (p={s['p']:.2f}{', ' + extras if extras else ''})")
+            self.recipe_list.addItem(self._recipe_text(s))
         self.recipe_list.blockSignals(False)
         if self._recipe:
             self.recipe_list.setCurrentRow(min(select, len(self._recipe) - 1))
@@ -279,32 +429,40 @@ class SetupPanel(QScrollArea):
             s = self._recipe[row]
             self.step_form.set_params(AUGMENTS.get(s["name"]).params, s)
 
+    def _edited(self):
+        self._set_preset(CUSTOM)
+        self.changed()
+
     def _step_edited(self):
         row = self.recipe_list.currentRow()
         if 0 <= row < len(self._recipe):
             self._recipe[row] = {"name": self._recipe[row]["name"], **self.step_form.values()}
-            item = self.recipe_list.item(row)
-            s = self._recipe[row]
-            item.setText(f"{s['name']}  (edited)")
-            self.changed()
+            self.recipe_list.item(row).setText(self._recipe_text(self._recipe[row]))
+            self._edited()
+
+    def _apply_preset(self, name: str):
+        self._set_preset(name)
+        self._recipe = copy.deepcopy(PRESETS[name])
+        self._refresh_recipe()
 
     def _preset_changed(self, name: str):
-        self._recipe = copy.deepcopy(Config.from_dict({"augment": {"preset": name}}).augment.recipe)
-        self._refresh_recipe()
-        self.changed()
+        if name in PRESETS:
+            self._apply_preset(name)
+            self.changed()
 
     def _add_step(self):
         name = self.add_op.currentText()
-        self._recipe.append({"name": name, **{p.name: (list(p.default) if isinstance(p.default, tuple) else p.default) for p in AUGMENTS.get(name).params}})
+        defaults = {p.name: (list(p.default) if isinstance(p.default, tuple) else p.default) for p in AUGMENTS.get(name).params}
+        self._recipe.append({"name": name, **defaults})
         self._refresh_recipe(len(self._recipe) - 1)
-        self.changed()
+        self._edited()
 
     def _remove_step(self):
         row = self.recipe_list.currentRow()
         if 0 <= row < len(self._recipe):
             del self._recipe[row]
             self._refresh_recipe(row)
-            self.changed()
+            self._edited()
 
     def _move(self, delta: int):
         row = self.recipe_list.currentRow()
@@ -312,7 +470,7 @@ class SetupPanel(QScrollArea):
         if 0 <= row < len(self._recipe) and 0 <= new < len(self._recipe):
             self._recipe[row], self._recipe[new] = self._recipe[new], self._recipe[row]
             self._refresh_recipe(new)
-            self.changed()
+            self._edited()
 
     def _update_preview(self):
         self.preview.begin()
@@ -334,7 +492,7 @@ class SetupPanel(QScrollArea):
         if self._building:
             return
         self.loss_form.set_params(LOSSES.get(name).params)
-        self.loss_doc.setText(LOSSES.get(name).doc.split("\n\n")[0])
+        self.loss_doc.setText(plain_doc(LOSSES.get(name).doc))
         self.changed()
 
     def _encoder_changed(self, name: str):

@@ -1,0 +1,98 @@
+"""Export dialog: format, destination folder (created when missing; by default one folder per format
+under the run's ``export/``, so a second format never replaces the first one's model card), whether
+to include the projection head; files that would be replaced are named before anything is written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QToolButton, QVBoxLayout)
+
+FORMATS = ("safetensors", "torchscript", "onnx", "npz", "projector")
+FILES = {"safetensors": ["encoder.safetensors"], "torchscript": ["encoder.ts"], "onnx": ["encoder.onnx"],
+         "npz": ["embeddings.npz"], "projector": ["vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt"]}
+MODEL_FORMATS = ("safetensors", "torchscript", "onnx")
+
+
+def would_replace(folder: Path, fmt: str) -> list[str]:
+    """Files an export of ``fmt`` into ``folder`` would overwrite."""
+    names = list(FILES[fmt])
+    if fmt in MODEL_FORMATS:
+        names += [p.name for p in folder.glob("model_card*.json")] if folder.is_dir() else []
+    return sorted({n for n in names if (folder / n).exists()})
+
+
+class ExportDialog(QDialog):
+    def __init__(self, run: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Export {Path(run).name}")
+        self.run = Path(run)
+        self.format = QComboBox()
+        self.format.setObjectName("export_format")
+        self.format.addItems(FORMATS)
+        self.folder = QLineEdit()
+        self.folder.setObjectName("export_folder")
+        self.folder.setMinimumWidth(420)
+        browse = QToolButton()
+        browse.setText("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+        self.head = QCheckBox("include the projection head (default: the encoder's representation)")
+        self.note = QLabel("")
+        self.note.setObjectName("export_note")
+        self.note.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("format", self.format)
+        form.addRow("folder", row)
+        form.addRow("", self.head)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons.button(QDialogButtonBox.Ok).setText("Export")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.note)
+        lay.addWidget(self.buttons)
+        self._auto = True
+        self.format.currentTextChanged.connect(self._format_changed)
+        self.folder.textEdited.connect(self._edited)
+        self._format_changed(self.format.currentText())
+
+    def _format_changed(self, fmt: str):
+        self.head.setEnabled(fmt in MODEL_FORMATS)
+        if self._auto:
+            self.folder.setText(str(self.run / "export" / fmt))
+        self._check()
+
+    def _edited(self, *_):
+        self._auto = False
+        self._check()
+
+    def _browse(self):
+        start = Path(self.folder.text() or self.run)
+        while not start.exists() and start != start.parent:
+            start = start.parent  # the dialog cannot start in a folder that does not exist yet
+        path = QFileDialog.getExistingDirectory(self, "Export into folder", str(start))
+        if path:
+            self._auto = False
+            self.folder.setText(path)
+            self._check()
+
+    def _check(self):
+        folder = Path(self.folder.text().strip())
+        replaced = would_replace(folder, self.format.currentText()) if self.folder.text().strip() else []
+        ok = bool(self.folder.text().strip())
+        if not ok:
+            self.note.setText("choose a folder")
+        elif replaced:
+            self.note.setText("<span style='color:#c0392b'>these files in the folder will be replaced: "
+                              + ", ".join(replaced) + "</span> (choose another folder to keep them)")
+        else:
+            self.note.setText("the folder is created if it does not exist; nothing in it is replaced")
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(ok)
+
+    def choice(self) -> tuple[str, str, bool]:
+        """(format, folder, include_head)."""
+        return self.format.currentText(), self.folder.text().strip(), self.head.isChecked() and self.head.isEnabled()
