@@ -6,6 +6,7 @@ target network), ``head_last_bn`` (BatchNorm after the last projection layer).
 """
 from workbench.core.losses.base import LossOut, Views  # noqa: F401
 from workbench.core.losses.dcl import DCL, DCLW
+from workbench.core.losses.hcl import HCL
 from workbench.core.losses.moco import MoCo
 from workbench.core.losses.noncontrastive import BYOL, VICReg, BarlowTwins, SimSiam
 from workbench.core.losses.ntxent import NTXent
@@ -17,6 +18,7 @@ LOSSES = Registry("loss")
 LOSSES.register("ntxent", family="contrastive")(NTXent)
 LOSSES.register("dcl", family="contrastive")(DCL)
 LOSSES.register("dclw", family="contrastive")(DCLW)
+LOSSES.register("hcl", family="contrastive")(HCL)
 LOSSES.register("supcon", family="supervised", labels=True)(SupCon)
 LOSSES.register("margin_contrastive", family="metric", pairs=True)(MarginContrastive)
 LOSSES.register("triplet", family="metric")(Triplet)
