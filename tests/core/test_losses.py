@@ -104,24 +104,30 @@ def ref_barlow(z1, z2, lam):
     return total
 
 
-def ref_vicreg(z1, z2, l=25, mu=25, nu=1):
-    z1, z2 = z1.double(), z2.double()
-    n, d = z1.shape
-    inv = float(((z1 - z2) ** 2).mean())
+def ref_vicreg(x, y, sim_coeff=25, std_coeff=25, cov_coeff=1):
+    """facebookresearch/vicreg main_vicreg.py VICReg.forward, transcribed (single process, no projector)."""
+    x, y = x.double(), y.double()
+    batch_size, num_features = x.shape
 
-    def var(z):
-        return sum(max(0.0, 1 - math.sqrt(float(z[:, j].var()) + 1e-4)) for j in range(d)) / d
+    def off_diagonal(m):
+        n, _ = m.shape
+        return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
-    def cov(z):
-        c = torch.cov(z.T)
-        return sum(float(c[i, j]) ** 2 for i in range(d) for j in range(d) if i != j) / d
-
-    return l * inv + mu * (var(z1) + var(z2)) + nu * (cov(z1) + cov(z2))
+    repr_loss = F.mse_loss(x, y)
+    x = x - x.mean(dim=0)
+    y = y - y.mean(dim=0)
+    std_x = torch.sqrt(x.var(dim=0) + 0.0001)
+    std_y = torch.sqrt(y.var(dim=0) + 0.0001)
+    std_loss = torch.mean(F.relu(1 - std_x)) / 2 + torch.mean(F.relu(1 - std_y)) / 2
+    cov_x = (x.T @ x) / (batch_size - 1)
+    cov_y = (y.T @ y) / (batch_size - 1)
+    cov_loss = off_diagonal(cov_x).pow_(2).sum().div(num_features) + off_diagonal(cov_y).pow_(2).sum().div(num_features)
+    return float(sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss)
 
 
 def ref_moco(q1, q2, k1, k2, queue, t):
     total = 0
-    for q, k in list(zip(q1, k2)) + list(zip(q2, k1)):
+    for q, k in list(zip(q1, k2, strict=True)) + list(zip(q2, k1, strict=True)):
         pos = math.exp(cos(q, k) / t)
         neg = sum(math.exp(cos(q, kq) / t) for kq in queue)
         total += -math.log(pos / (pos + neg))
@@ -173,7 +179,8 @@ def test_margin_contrastive_matches_reference_and_hand_value():
     e = torch.eye(4)
     assert LOSSES.build("margin_contrastive", {"margin": 1.0})(Views(e, e)).loss.item() == pytest.approx(0.0, abs=1e-6)
     # margin 2: each negative pays 0.5 * (2 - sqrt 2)^2, half the pairs are negatives
-    assert LOSSES.build("margin_contrastive", {"margin": 2.0})(Views(e, e)).loss.item() == pytest.approx(0.25 * (2 - math.sqrt(2)) ** 2, rel=1e-5)
+    out = LOSSES.build("margin_contrastive", {"margin": 2.0})(Views(e, e))
+    assert out.loss.item() == pytest.approx(0.25 * (2 - math.sqrt(2)) ** 2, rel=1e-5)
 
 
 def test_margin_contrastive_equals_hinge_embedding_on_squared_distances():
@@ -219,13 +226,16 @@ def test_triplet_batch_hard_matches_pytorch_metric_learning_with_labels():
     ours = LOSSES.build("triplet", {"margin": 0.2, "mining": "batch_hard", "use_labels": True})(Views(z1, z2, labels=labels)).loss
     emb, lab = torch.cat([z1, z2]), torch.cat([labels, labels])
     miner = miners.BatchHardMiner()
-    loss = losses.TripletMarginLoss(margin=0.2, reducer=__import__("pytorch_metric_learning.reducers", fromlist=["MeanReducer"]).MeanReducer())
+    from pytorch_metric_learning.reducers import MeanReducer
+
+    loss = losses.TripletMarginLoss(margin=0.2, reducer=MeanReducer())
     ref = loss(emb, lab, miner(emb, lab))
     assert ours.item() == pytest.approx(ref.item(), rel=1e-3)
 
 
 def test_barlow_and_vicreg_match_references():
     z1, z2 = rand(7, 4)
+    z2 = z2 * 0.3  # a view with standard deviation under 1 in every dimension: the variance hinge is active
     bt = LOSSES.build("barlow_twins", {"lambda_offdiag": 0.05})(Views(z1, z2))
     assert bt.loss.item() == pytest.approx(ref_barlow(z1, z2, 0.05), rel=1e-4)
     vr = LOSSES.build("vicreg")(Views(z1, z2))
@@ -237,7 +247,13 @@ def test_byol_and_simsiam_match_formulas():
     z1, z2 = rand(6)
     v = full_views(z1, z2)
     byol = LOSSES.build("byol")(v).loss.item()
-    ref = sum((2 - 2 * cos(v.p1[i], v.t2[i])) + (2 - 2 * cos(v.p2[i], v.t1[i])) for i in range(6)) / 6
+
+    def regression_loss(x, y):  # deepmind-research byol/byol_experiment.py, transcribed from JAX
+        def l2_normalize(a, eps=1e-12):
+            return a * torch.rsqrt(torch.clamp((a.double() ** 2).sum(-1, keepdim=True), min=eps))
+        return ((l2_normalize(x) - l2_normalize(y)) ** 2).sum(-1)
+
+    ref = (regression_loss(v.p1, v.t2) + regression_loss(v.p2, v.t1)).mean().item()
     assert byol == pytest.approx(ref, rel=1e-5)
     sims = LOSSES.build("simsiam")(v).loss.item()
     ref = sum(-cos(v.p1[i], z2[i]) / 2 - cos(v.p2[i], z1[i]) / 2 for i in range(6)) / 6
@@ -331,6 +347,7 @@ def test_hardest_negative_is_the_most_similar_non_positive_for_every_loss():
     (["loss.name=triplet", "loss.mining=hardest"], "mining must be"),
     (["loss.name=margin_contrastive", "train.batch_size=63"], "even batch size"),
     (["loss.name=moco", "loss.momentum=1.5"], "momentum"),
+    (["loss.learnable_temperature=true", "loss.temperature=2.0"], r"learnable temperature must start inside \(0.01, 1\), got 2.0"),
 ])
 def test_bad_loss_settings_are_rejected_by_the_config(overrides, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -21,9 +21,14 @@ def _neg_cos(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 class BYOL(nn.Module):
     """BYOL (Grill et al. 2020, arXiv:2006.07733): online predictions regress momentum-target projections,
 
-        L = (2 - 2 cos(p1, t2)) + (2 - 2 cos(p2, t1)),  averaged over the batch,
+        L = mean_n [ (2 - 2 cos(p1_n, t2_n)) + (2 - 2 cos(p2_n, t1_n)) ],   range [0, 8],
 
     target momentum raised from ``momentum`` to 1 on a cosine schedule. Shapes: p1, p2, t1, t2 (N, D) -> scalar.
+
+    Convention: the official code's (deepmind-research ``byol/byol_experiment.py``: ``regression_loss``
+    ||l2n(p) - l2n(t)||^2 = 2 - 2 cos, summed over the two directions, mean over the batch; paper Eq. 2-3). Its loss
+    and gradient are 4x lightly's form ``0.5 * (NegativeCosineSimilarity(p1, t2) + NegativeCosineSimilarity(p2, t1))``
+    (up to the constant 4): a learning rate tuned with lightly's BYOL corresponds to one 4x smaller here (with SGD).
     """
 
     term_names = ("cos_p1_t2", "cos_p2_t1")
@@ -104,9 +109,13 @@ class BarlowTwins(nn.Module):
 class VICReg(nn.Module):
     """VICReg (Bardes, Ponce & LeCun 2022, arXiv:2105.04906):
 
-        L = lambda * inv + mu * (var(z1) + var(z2)) + nu * (cov(z1) + cov(z2)),
-        inv = mean ||z1 - z2||^2 / D,  var(z) = mean_d relu(1 - sqrt(Var z_d + eps)),
-        cov(z) = sum_{i != j} Cov(z)_ij^2 / D.
+        L = lambda * inv + mu * (var(z1) + var(z2)) / 2 + nu * (cov(z1) + cov(z2)),
+        inv = mean ||z1 - z2||^2 / D,  var(z) = mean_d relu(1 - sqrt(Var z_d + 1e-4)),
+        cov(z) = sum_{i != j} Cov(z)_ij^2 / D   (Var, Cov unbiased: / (N - 1)).
+
+    The official code's convention (facebookresearch/vicreg ``main_vicreg.py``: the variance term is the mean of the
+    two views', the covariance term their sum), which lightly's ``VICRegLoss`` follows; the default coefficients
+    25, 25, 1 are the paper's. The ``variance`` term reported is the averaged one the loss uses.
 
     Shapes: z1, z2 (N, D) -> scalar; terms invariance, variance, covariance.
     """
@@ -133,7 +142,7 @@ class VICReg(nn.Module):
             c = zc.T @ zc / max(n - 1, 1)
             return (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / d
 
-        v, c = var(z1) + var(z2), cov(z1) + cov(z2)
+        v, c = (var(z1) + var(z2)) / 2, cov(z1) + cov(z2)
         out = LossOut(self.l * inv + self.mu * v + self.nu * c,
                       {"invariance": inv.detach(), "variance": v.detach(), "covariance": c.detach()})
         if report:

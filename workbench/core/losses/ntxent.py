@@ -33,21 +33,40 @@ def pair_logits(views: Views, similarity: str, temperature: torch.Tensor):
 
 
 class Temperature(nn.Module):
-    """A fixed temperature, or a learnable one kept in [0.01, 1] through its logarithm."""
+    """A fixed temperature, or a learnable one in (0.01, 1) with a gradient everywhere:
+
+        tau = 0.01 ** sigmoid(theta)   (log tau = sigmoid(theta) * log 0.01),
+
+    so tau never leaves (0.01, 1) and d tau / d theta != 0 at every value (no clamp that stops learning).
+    A learnable start outside (0.01, 1) is rejected rather than moved.
+    """
+
+    LOW = 0.01
 
     def __init__(self, value: float, learnable: bool):
         super().__init__()
         check_temperature(value)
         self.learnable = learnable
         if learnable:
-            self.log_t = nn.Parameter(torch.tensor(math.log(value)))
+            if not self.LOW < value < 1:
+                raise ValueError(f"a learnable temperature must start inside (0.01, 1), got {value}; "
+                                 "choose a start in that range or set learnable_temperature = false")
+            s = math.log(value) / math.log(self.LOW)
+            self.logit_t = nn.Parameter(torch.tensor(math.log(s / (1 - s))))
         else:
             self.register_buffer("value", torch.tensor(float(value)))
 
     def forward(self) -> torch.Tensor:
         if self.learnable:
-            return self.log_t.clamp(math.log(0.01), 0.0).exp()
+            return torch.exp(torch.sigmoid(self.logit_t) * math.log(self.LOW))
         return self.value
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = state_dict.pop(prefix + "log_t", None)  # checkpoints written with the earlier clamped log parametrisation
+        if old is not None and self.learnable:
+            s = (old.clamp(math.log(self.LOW), 0.0) / math.log(self.LOW)).clamp(1e-4, 1 - 1e-4)
+            state_dict[prefix + "logit_t"] = torch.log(s / (1 - s))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class NTXent(nn.Module):
