@@ -61,6 +61,15 @@ def _require(cond: bool, where: str, msg: str) -> None:
         raise ConfigError(f"{where}: {msg}")
 
 
+def _choice(value, choices: tuple, where: str):
+    """``value`` as one of ``choices`` (strings like "true", "3" or "Auto" accepted from --set)."""
+    text = str(value).strip().lower()
+    for c in choices:
+        if value is c or (type(value) is type(c) and value == c) or text == str(c).lower():
+            return c
+    raise ConfigError(f"{where}: choose from: {', '.join(str(c).lower() for c in choices)}; got {value!r}")
+
+
 @dataclass
 class DataConfig:
     name: str = "bundled"
@@ -69,10 +78,13 @@ class DataConfig:
     holdout: float = 0.1  # held-out fraction when the dataset has no test split
     subset: int = 0  # 0 = all training images
     download: bool = False
-    in_memory: bool = True
+    in_memory: bool | str = "auto"  # "auto": in memory when it fits, else streamed from the decoded store; true; false
+    channels: int | str = "auto"  # "auto" (3 if any image has colour), 1 or 3
 
     def __post_init__(self):
         _check_fields(self, "data")
+        self.in_memory = _choice(self.in_memory, ("auto", True, False), "data.in_memory")
+        self.channels = _choice(self.channels, ("auto", 1, 3), "data.channels")
         from workbench.core.data import DATASETS
 
         DATASETS.get(self.name)
@@ -271,7 +283,8 @@ class Config:
             if name in raw and not isinstance(raw[name], dict):
                 raise ConfigError(f"{name}: expected a table ([{name}] with keys below it), got {raw[name]!r}; "
                                   f"e.g. [{name}] then {_example_key(name)}")
-        unknown = set(raw) - set(SECTIONS) - {"meta"}
+        # [sweep] is read and checked by core/sweep.py (workbench sweep); a plain run trains the base config
+        unknown = set(raw) - set(SECTIONS) - {"meta", "sweep"}
         if unknown:
             raise ConfigError(f"config: unknown section(s) {', '.join(sorted(unknown))}; choose from: {', '.join(SECTIONS)}")
         built = {}
@@ -303,6 +316,8 @@ class Config:
     @classmethod
     def load(cls, path: str | Path) -> "Config":
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file '{path}' is a folder; give a .toml file (see examples/)")
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
         try:

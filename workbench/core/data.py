@@ -1,52 +1,60 @@
-"""Dataset registry. Every dataset loads into memory as one uint8 tensor (N, C, H, W) with
-labels (N,) int64 (-1 where unlabeled) and the index of each image in its source.
+"""Dataset registry and the images a run trains on.
 
-Factories take ``(cfg: DataConfig, split)`` with split ``"train"`` or ``"test"`` and return an
-``ImageData`` or ``None`` when the dataset has no such split (the held-out set is then carved
-from train by ``cfg.holdout``).
+Every dataset is one uint8 array (N, C, H, W) per split with labels (N,) int64 (-1 where
+unlabeled) and the index of each image in its source. Image folders are decoded once into a
+store on disk (``core/store.py``); a split then lives in memory when it fits and is otherwise
+read batch by batch from the store by a background prefetch thread.
+
+Factories are called ``DATASETS.build(name, cfg=DataConfig, split="train" | "test", progress=..., cancel=...)``
+and return an ``ImageData`` or ``None`` when the dataset has no such split (the held-out set is
+then carved from train by ``cfg.holdout``).
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import queue
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
+from workbench.core import folder as folders
+from workbench.core.folder import Cancelled  # noqa: F401 - part of this module's interface
 from workbench.core.registry import ConfigError, Registry
+from workbench.core.store import Store
 
-log = logging.getLogger("workbench")
+log = logging.getLogger("workbench.data")
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 BUNDLED = RESOURCES / "fashion-mnist"
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+RAM_SHARE = 0.5  # in_memory = "auto" keeps a dataset in RAM (or GPU memory) up to this share of what is free
 
-DATASETS = Registry("dataset", skip=("cfg", "split"))
+DATASETS = Registry("dataset", context=("cfg", "split", "progress", "cancel"))
 
 
 @dataclass
 class ImageData:
-    images: torch.Tensor  # (N, C, H, W) uint8
+    """One split. ``images`` (N, C, H, W) uint8; when ``in_memory`` is False it is a read-only memory
+    map of rows ``start:start+N`` of ``store``, and training reads it through ``batches``."""
+
+    images: torch.Tensor
     labels: torch.Tensor  # (N,) int64, -1 = unlabeled
     classes: list[str]
     indices: torch.Tensor = None  # (N,) int64, position in the source
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
-    in_memory: bool = True  # False: ``images`` is a memory-mapped store, read batch by batch
+    in_memory: bool = True
+    store: Store | None = None  # the decoded store these rows come from (None: not from a folder)
+    start: int = 0  # row of images[0] in the store
 
     def __post_init__(self):
         if self.indices is None:
             self.indices = torch.arange(len(self.images))
-
-    def batches(self, idx_batches, device) -> Iterator[torch.Tensor]:
-        """Yield ``images[idx]`` (B, C, H, W) uint8 on ``device`` for each LongTensor ``idx`` (B,)."""
-        for idx in idx_batches:
-            yield self.images[idx.to(self.images.device)].to(device, non_blocking=True)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -60,67 +68,221 @@ class ImageData:
         return self.images.shape[-1]
 
     @property
+    def nbytes(self) -> int:
+        return len(self) * self.channels * self.size * self.images.shape[-2]
+
+    @property
     def has_labels(self) -> bool:
         return bool((self.labels >= 0).any())
 
-    def take(self, idx: torch.Tensor) -> "ImageData":
-        return ImageData(self.images[idx], self.labels[idx], self.classes, self.indices[idx], self.skipped)
+    def take(self, idx: torch.Tensor) -> ImageData:
+        """The samples ``idx`` (K,), copied into memory."""
+        return ImageData(self.read(idx), self.labels[idx.to(self.labels.device)], self.classes,
+                         self.indices[idx.to(self.indices.device)], self.skipped)
 
-    def to(self, device) -> "ImageData":
-        return ImageData(self.images.to(device), self.labels.to(device), self.classes, self.indices.to(device), self.skipped)
+    def rows(self, a: int, b: int) -> ImageData:
+        """Samples ``a:b`` without copying (a view of the same memory or store)."""
+        return replace(self, images=self.images[a:b], labels=self.labels[a:b], indices=self.indices[a:b], start=self.start + a)
+
+    def read(self, idx: torch.Tensor) -> torch.Tensor:
+        """Images ``idx`` (K,) as a (K, C, H, W) uint8 tensor in memory (on the CPU when streamed)."""
+        if self.in_memory:
+            return self.images[idx.to(self.images.device)]
+        out = torch.empty((len(idx), *self.images.shape[1:]), dtype=torch.uint8)
+        self.store.read(idx.cpu().numpy() + self.start, out.numpy())
+        return out
+
+    def to(self, device) -> ImageData:
+        """In memory on ``device`` (streamed data is copied in chunks, never whole through RAM)."""
+        device = torch.device(device)
+        if self.in_memory:
+            images = self.images.to(device)
+        else:
+            images = torch.empty(self.images.shape, dtype=torch.uint8, device=device)
+            for a in range(0, len(self), 8192):
+                images[a:a + 8192] = self.read(torch.arange(a, min(a + 8192, len(self))))
+        return ImageData(images, self.labels.to(device), self.classes, self.indices.to(device), self.skipped)
+
+    def batches(self, idx_batches: Iterable[torch.Tensor], device, prefetch: int = 3) -> Iterator[torch.Tensor]:
+        """``images[idx]`` (B, C, H, W) uint8 on ``device`` for each LongTensor ``idx`` (B,).
+
+        In memory: plain indexing. Streamed: a background thread consumes ``idx_batches`` up to
+        ``prefetch`` batches ahead and reads them from the store (into pinned memory on CUDA, copied
+        with ``non_blocking``); the batches are the same either way.
+        """
+        if self.in_memory:
+            for idx in idx_batches:
+                yield self.images[idx.to(self.images.device)].to(device, non_blocking=True)
+        else:
+            yield from _prefetched(self, idx_batches, torch.device(device), prefetch)
 
     def mean_std(self) -> tuple[list[float], list[float]]:
-        sample = self.images[: min(len(self), 10000)].float().div_(255)
+        """Per-channel mean and std in [0, 1] over (up to) the first 10,000 images."""
+        sample = self.read(torch.arange(min(len(self), 10000))).float().div_(255)
         return sample.mean((0, 2, 3)).tolist(), sample.std((0, 2, 3)).clamp_min(1e-3).tolist()
 
+    def thumbnails(self, n_per_class: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n_per_class`` images of every class drawn at random (``seed``), class by class:
+        ((K, C, H, W) uint8 on the CPU, labels (K,)); unlabeled data gives ``8 * n_per_class`` images."""
+        labels = self.labels.cpu()
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        if not self.has_labels:
+            pick = perm[: 8 * n_per_class]
+        else:
+            by_label = labels[perm]
+            pick = torch.cat([perm[by_label == c][:n_per_class] for c in labels[labels >= 0].unique().tolist()])
+        return self.read(pick).cpu(), labels[pick]
 
-class Cancelled(Exception):
-    """Raised by ``load_splits`` when its ``cancel`` event is set."""
+
+_END = object()
+
+
+def _prefetched(data: ImageData, idx_batches: Iterable[torch.Tensor], device: torch.device, depth: int) -> Iterator[torch.Tensor]:
+    pin = device.type == "cuda"
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for idx in idx_batches:
+                if stop.is_set():
+                    return
+                buf = torch.empty((len(idx), *data.images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
+                data.store.read(idx.cpu().numpy() + data.start, buf.numpy())
+                put(buf)
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=work, name="workbench-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item.to(device, non_blocking=True) if pin else item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:
     """Return (train, held-out) for a DataConfig; the held-out split drives kNN and the projection.
 
-    ``progress(done, total, message)`` is called from the loading thread; ``cancel.is_set()`` is
-    polled between steps and raises ``Cancelled``.
+    ``progress(done, total, message)`` is called from the loading thread (``total`` 0: no count
+    known); ``cancel.is_set()`` is polled between files and raises ``Cancelled``.
     """
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("loading cancelled")
-    train = DATASETS.get(cfg.name).factory(cfg, "train")
-    test = DATASETS.get(cfg.name).factory(cfg, "test")
+    splits = []
+    for split in ("train", "test"):
+        _check(cancel)
+        if progress is not None:
+            progress(0, 0, f"reading {cfg.name} {split}")
+        splits.append(DATASETS.build(cfg.name, None, cfg=cfg, split=split, progress=progress, cancel=cancel))
+    train, test = splits
     if train is None or len(train) == 0:
         raise ConfigError(f"data: dataset '{cfg.name}' has no training images; check data.root")
-    return finish_splits(cfg, train, test)
+    train, test = finish_splits(cfg, train, test)
+    return _reside(train, test, getattr(cfg, "in_memory", "auto"))
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("loading cancelled")
 
 
 def finish_splits(cfg, train: ImageData, test: ImageData | None) -> tuple[ImageData, ImageData]:
     """Apply a DataConfig to loaded splits: carve ``holdout`` from train when there is no test
-    split, keep ``subset`` training images, resize to ``image_size``."""
+    split, keep ``subset`` training images, set ``channels``, resize to ``image_size``.
+
+    Rows of a store are already in a fixed random order, so it is carved by slicing (no copy)."""
     if test is None:
-        g = torch.Generator().manual_seed(0)
-        perm = torch.randperm(len(train), generator=g)
         n_test = max(1, int(round(len(train) * cfg.holdout)))
         if len(train) - n_test < 2:
             raise ConfigError(f"data: only {len(train)} images; a contrastive run needs at least a few dozen")
-        test, train = train.take(perm[:n_test].sort().values), train.take(perm[n_test:].sort().values)
+        if train.store is not None:
+            test, train = train.rows(0, n_test), train.rows(n_test, len(train))
+        else:
+            perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+            test, train = train.take(perm[:n_test].sort().values), train.take(perm[n_test:].sort().values)
     if cfg.subset and cfg.subset < len(train):
-        g = torch.Generator().manual_seed(1)
-        train = train.take(torch.randperm(len(train), generator=g)[: cfg.subset].sort().values)
+        if train.store is not None:
+            train = train.rows(0, cfg.subset)
+        else:
+            g = torch.Generator().manual_seed(1)
+            train = train.take(torch.randperm(len(train), generator=g)[: cfg.subset].sort().values)
+    channels = getattr(cfg, "channels", "auto")
+    if channels in (1, 3) and train.channels != channels:
+        train, test = to_channels(train, channels), to_channels(test, channels)
     if cfg.image_size and train.size != cfg.image_size:
         train, test = resize(train, cfg.image_size), resize(test, cfg.image_size)
     return train, test
 
 
+def _reside(train: ImageData, test: ImageData, in_memory) -> tuple[ImageData, ImageData]:
+    """Keep store-backed splits streamed, or read them into RAM (``in_memory`` True, or "auto" when they fit)."""
+    if train.in_memory:
+        return train, test
+    need, free = train.nbytes + test.nbytes, available_ram()
+    if in_memory is True or (in_memory == "auto" and need <= RAM_SHARE * free):
+        return train.to("cpu"), test.to("cpu")
+    why = "data.in_memory = false" if in_memory is False else f"more than {RAM_SHARE:.0%} of the {free / 1e9:.1f} GB of free memory"
+    log.warning("data: %.1f GB of decoded images (%s): streaming batches from %s", need / 1e9, why, train.store.path)
+    return train, test
+
+
+def place(data: ImageData, device, in_memory="auto") -> ImageData:
+    """Training images where the loop reads them: on ``device`` when they fit there (``in_memory``
+    True forces it, False never moves them), else where they are (RAM, or streamed from the store)."""
+    device = torch.device(device)
+    if in_memory is False or data.images.device == device:
+        return data
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+        return data.to(device) if in_memory is True or data.nbytes <= RAM_SHARE * free else data
+    return data.to(device) if data.in_memory else data
+
+
+def available_ram() -> int:
+    """Bytes of memory available to new allocations (MemAvailable; total physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 << 30
+
+
+def to_channels(data: ImageData, channels: int) -> ImageData:
+    """Greyscale repeated to RGB, or RGB to luma (ITU-R 601-2, PIL's weights)."""
+    x = data.read(torch.arange(len(data)))
+    if channels == 3:
+        x = x.expand(-1, 3, -1, -1).contiguous()
+    else:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = (x.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    return ImageData(x, data.labels, data.classes, data.indices, data.skipped)
+
+
 def resize(data: ImageData, size: int) -> ImageData:
     out = []
-    for chunk in data.images.split(2048):
+    for chunk in data.read(torch.arange(len(data))).split(2048):
         x = torch.nn.functional.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     return ImageData(torch.cat(out), data.labels, data.classes, data.indices, data.skipped)
 
 
 @DATASETS.register("python", hidden=True, channels=0, labelled=None)
-def python(cfg, split):
+def python(cfg, split, **_):
     """Images passed to workbench.fit() from Python; a config cannot load them again."""
     raise ConfigError("data: this run was trained on images passed to workbench.fit() from Python; embed them with "
                       "workbench.load_run(RUN_DIR).embed(images), or set data.name to a dataset (--set data.name=...)")
@@ -179,7 +341,7 @@ def _root(cfg, default: Path | None = None) -> Path:
 
 
 @DATASETS.register("bundled", channels=1, labelled=True)
-def bundled(cfg, split):
+def bundled(cfg, split, **_):
     """Fashion-MNIST test split (10,000 28x28 greyscale images, 10 classes) shipped with the app; works offline."""
     if split == "test":
         return None  # held-out part is carved from the 10,000 images by data.holdout
@@ -197,13 +359,13 @@ def _mnist_like(cfg, split, sub, tv_name, classes):
 
 
 @DATASETS.register("fashion_mnist", channels=1, labelled=True)
-def fashion_mnist(cfg, split):
+def fashion_mnist(cfg, split, **_):
     """Fashion-MNIST (60,000 train / 10,000 test, 28x28 greyscale) from IDX files under data.root."""
     return _mnist_like(cfg, split, "FashionMNIST", "FashionMNIST", FASHION_CLASSES)
 
 
 @DATASETS.register("mnist", channels=1, labelled=True)
-def mnist(cfg, split):
+def mnist(cfg, split, **_):
     """MNIST digits (60,000 train / 10,000 test, 28x28 greyscale) from IDX files under data.root."""
     return _mnist_like(cfg, split, "MNIST", "MNIST", [str(i) for i in range(10)])
 
@@ -224,19 +386,19 @@ def _torchvision(cfg, cls_name, **kwargs):
 
 
 @DATASETS.register("cifar10", channels=3, labelled=True)
-def cifar10(cfg, split):
+def cifar10(cfg, split, **_):
     """CIFAR-10 (50,000 / 10,000, 32x32 RGB) in torchvision's python layout under data.root."""
     return _torchvision(cfg, "CIFAR10", train=split == "train")
 
 
 @DATASETS.register("cifar100", channels=3, labelled=True)
-def cifar100(cfg, split):
+def cifar100(cfg, split, **_):
     """CIFAR-100 (50,000 / 10,000, 32x32 RGB, 100 classes) in torchvision's layout under data.root."""
     return _torchvision(cfg, "CIFAR100", train=split == "train")
 
 
 @DATASETS.register("stl10", channels=3, labelled=True)
-def stl10(cfg, split):
+def stl10(cfg, split, **_):
     """STL-10 (96x96 RGB): train = 100,000 unlabeled + 5,000 labelled images, test = 8,000 labelled."""
     if split == "test":
         return _torchvision(cfg, "STL10", split="test")
@@ -245,107 +407,25 @@ def stl10(cfg, split):
 
 # ----- any folder of images -----
 @DATASETS.register("image_folder", channels=0, labelled=None)
-def image_folder(cfg, split):
-    """Any folder of images: class sub-folders give labels, loose images are unlabeled; train/ and test/ sub-folders are used as splits."""
+def image_folder(cfg, split, progress=None, cancel=None):
+    """Any folder of images: class sub-folders give labels, loose images are unlabeled; train/ beside test/, val/,
+    valid/ or validation/ are used as splits. Decoded once into a store in the cache."""
     root = _root(cfg)
     if not root.is_dir():
         raise ConfigError(f"data.root: '{root}' is not a folder")
-    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    if not has_splits and split == "test":
+    train_dir, heldout_dir = folders.split_folders(root)
+    folder = train_dir if split == "train" else heldout_dir
+    if folder is None:
         return None
-    folder = root / split if has_splits else root
-    return load_folder(folder, cfg.image_size)
+    st = folders.load_folder(folder, getattr(cfg, "channels", "auto"), cfg.image_size, progress, cancel)
+    return from_store(st)
 
 
-def list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    classes = [d.name for d in subdirs if any(_is_image(f) for f in d.rglob("*"))]
-    files, labels = [], []
-    for f in sorted(folder.iterdir()):
-        if _is_image(f):
-            files.append(f)
-            labels.append(-1)
-    for ci, name in enumerate(classes):
-        for f in sorted((folder / name).rglob("*")):
-            if _is_image(f):
-                files.append(f)
-                labels.append(ci)
-    return files, labels, classes
-
-
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTS
-
-
-def load_folder(folder: Path, image_size: int = 0) -> ImageData:
-    files, labels, classes = list_images(folder)
-    if not files:
-        raise ConfigError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTS))}) found in '{folder}' or its sub-folders")
-    key = hashlib.sha1(f"{folder.resolve()}|{image_size}|{len(files)}|{max(f.stat().st_mtime_ns for f in files)}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / f"folder-{key}.npz"
-    if cache.is_file():
-        try:
-            z = np.load(cache, allow_pickle=False)
-            skipped = [str(s) for s in z["skipped"]]
-            _warn_skipped(skipped, folder)
-            return ImageData(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), [str(c) for c in z["classes"]], torch.from_numpy(z["indices"]), skipped)
-        except (OSError, ValueError, KeyError):
-            pass
-    from PIL import Image
-
-    def first_ok():
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    return im.mode, im.size
-            except Exception:  # noqa: BLE001 - corrupt files are counted below
-                continue
-        return None, None
-
-    mode0, size0 = first_ok()
-    if mode0 is None:
-        raise ConfigError(f"data.root: none of the {len(files)} image files in '{folder}' could be read")
-    grey = mode0 in ("L", "1", "I;16", "I")
-    mode = "L" if grey else "RGB"
-    size = image_size or (size0[0] if size0[0] == size0[1] else min(size0))
-
-    def load(f):
-        try:
-            with Image.open(f) as im:
-                im = im.convert(mode)
-                w, h = im.size
-                s = size / min(w, h)
-                if (w, h) != (size, size):
-                    im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                    w, h = im.size
-                    left, top = (w - size) // 2, (h - size) // 2
-                    im = im.crop((left, top, left + size, top + size))
-                arr = np.asarray(im, dtype=np.uint8)
-                return arr[None] if grey else arr.transpose(2, 0, 1)
-        except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
-            return None
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2))) as pool:
-        arrays = list(pool.map(load, files, chunksize=64))
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    skipped = [str(files[i]) for i, a in enumerate(arrays) if a is None]
-    if not keep:
-        raise ConfigError(f"data.root: none of the {len(files)} image files in '{folder}' could be read")
-    _warn_skipped(skipped, folder)
-    images = np.stack([arrays[i] for i in keep])
-    labels_np = np.asarray([labels[i] for i in keep], dtype=np.int64)
-    indices = np.asarray(keep, dtype=np.int64)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels_np, indices=indices, classes=np.asarray(classes, dtype=str), skipped=np.asarray(skipped, dtype=str))
-        os.replace(tmp, cache)
-    except OSError:
-        pass
-    return ImageData(torch.from_numpy(images), torch.from_numpy(labels_np), classes, torch.from_numpy(indices), skipped)
-
-
-def _warn_skipped(skipped: list[str], folder: Path) -> None:
-    if skipped:
-        shown = ", ".join(Path(s).name for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        log.warning("skipped %d unreadable image file(s) in %s: %s", len(skipped), folder, shown)
+def from_store(st: Store) -> ImageData:
+    """A streamed ImageData over a whole store."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only map: nothing writes to training images
+        images = torch.from_numpy(st.images)
+    skipped = list(st.meta.get("failures", {}))
+    return ImageData(images, torch.from_numpy(st.labels), list(st.meta["classes"]), torch.from_numpy(st.indices),
+                     skipped, in_memory=False, store=st)

@@ -1,0 +1,154 @@
+"""Decoding one image file into a square uint8 array, the same way for every file of a folder.
+
+Imports only PIL and numpy, so decode worker processes start fast. Every mode PIL reads ends as
+8-bit ``L`` or ``RGB``:
+
+- 16-bit greyscale (``I;16*``) and 32-bit integer (``I``) images are scaled by 255/65535 (PIL's own
+  ``convert("L")`` clips them, which turns most 16-bit images white); float (``F``) images in [0, 1]
+  are scaled by 255.
+- Transparency (RGBA, LA, PA, a palette or greyscale with a transparent index) is composited on
+  white, for every file alike.
+- CMYK, YCbCr, LAB, HSV and palette images go through PIL's RGB conversion; RGB to ``L`` is
+  ITU-R 601-2 luma (PIL's ``convert("L")``).
+- EXIF orientation is applied (``ImageOps.exif_transpose``) before anything else.
+- Large JPEGs are decoded at a reduced scale (libjpeg DCT scaling through ``Image.draft``), never
+  smaller than the requested size, then resized.
+
+The square is the centre crop of the shorter side, resized with PIL's antialiased bilinear filter.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageOps
+
+GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+BACKGROUND = 255  # transparent pixels become white
+ORIENTATION = 0x0112
+
+
+class Unreadable(Exception):
+    """The decoder could not read the file (corrupt, truncated or an unknown format)."""
+
+
+def probe(path: str) -> tuple[int, int, bool]:
+    """(width, height, has_colour) from the file's header, after EXIF rotation; raises like ``decode``."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if _orientation(im) in (5, 6, 7, 8):
+                w, h = h, w
+            return w, h, has_colour(im)
+    except (MemoryError, PermissionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure means "unreadable"
+        raise Unreadable(f"{type(exc).__name__}: {exc}") from None
+
+
+def has_colour(im: Image.Image) -> bool:
+    """True when the image's mode carries colour (a palette counts when any entry is not grey)."""
+    if im.mode in ("P", "PA"):
+        pal = im.getpalette() or []
+        return any(pal[i] != pal[i + 1] or pal[i] != pal[i + 2] for i in range(0, len(pal) - 2, 3))
+    return im.mode not in GREY_MODES
+
+
+def decode(path: str, size: int, channels: int) -> np.ndarray:
+    """Decode ``path`` to a (channels, size, size) uint8 array; ``channels`` is 1 or 3.
+
+    Raises ``Unreadable`` for decoder failures; MemoryError and PermissionError pass through.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG" and size:
+                im.draft("L" if channels == 1 else "RGB", (size, size))
+            if _orientation(im) in range(2, 9):
+                im = ImageOps.exif_transpose(im)
+            im = to_mode(im, "L" if channels == 1 else "RGB")
+            im = square(im, size)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (MemoryError, PermissionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure means "unreadable"
+        raise Unreadable(f"{type(exc).__name__}: {exc}") from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def to_mode(im: Image.Image, mode: str) -> Image.Image:
+    """Convert any PIL mode to 8-bit ``L`` or ``RGB`` with the rules in the module docstring."""
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _high_depth_to_l(im)
+    if im.mode in ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (BACKGROUND,) * 3 + (255,))
+        im = Image.alpha_composite(bg, rgba)
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    return im if im.mode == mode else im.convert(mode)
+
+
+def _high_depth_to_l(im: Image.Image) -> Image.Image:
+    x = np.asarray(im).astype(np.float64)
+    x = x * 255.0 if im.mode == "F" and x.size and x.max() <= 1.0 else (x if im.mode == "F" else x * (255.0 / 65535.0))
+    return Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8), "L")
+
+
+def square(im: Image.Image, size: int) -> Image.Image:
+    """Centre square of the shorter side, resized to ``size`` (antialiased bilinear)."""
+    w, h = im.size
+    s = min(w, h)
+    if (w, h) == (size, size):
+        return im
+    left, top = (w - s) / 2, (h - s) / 2
+    return im.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + s, top + s), reducing_gap=3.0)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block is no orientation
+        return 1
+
+
+def decode_many(paths: list[str], size: int, channels: int) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """Decode a chunk: ((n, channels, size, size) uint8 with zeros for failures, [(i, kind, message)])."""
+    out = np.zeros((len(paths), channels, size, size), dtype=np.uint8)
+    failures = []
+    for i, p in enumerate(paths):
+        try:
+            out[i] = decode(p, size, channels)
+        except Unreadable as exc:
+            failures.append((i, "unreadable", str(exc)))
+        except MemoryError:
+            failures.append((i, "memory", "out of memory while decoding"))
+        except PermissionError as exc:
+            failures.append((i, "permission", str(exc)))
+    return out, failures
+
+
+def probe_many(paths: list[str]) -> list[tuple[int, int, bool] | tuple[str, str]]:
+    """``probe`` for a chunk; a failure is (kind, message) instead of (w, h, colour)."""
+    res = []
+    for p in paths:
+        try:
+            res.append(probe(p))
+        except Unreadable as exc:
+            res.append(("unreadable", str(exc)))
+        except MemoryError:
+            res.append(("memory", "out of memory while reading the header"))
+        except PermissionError as exc:
+            res.append(("permission", str(exc)))
+    return res
+
+
+def decode_into(images_path: str, shape: tuple, rows: list[int], paths: list[str], size: int, channels: int) -> list[tuple[int, str, str]]:
+    """Decode ``paths`` into rows ``rows`` of the raw uint8 file ``images_path`` of ``shape``.
+
+    Runs in a worker thread or process; returns [(position in ``paths``, kind, message)] for failures.
+    """
+    arrays, failures = decode_many(paths, size, channels)
+    mm = np.memmap(images_path, dtype=np.uint8, mode="r+", shape=tuple(shape))
+    for i, row in enumerate(rows):
+        mm[row] = arrays[i]
+    del mm  # the shared mapping's pages reach the file; the builder fsyncs once at the end
+    return failures

@@ -1,0 +1,284 @@
+"""Image folders: which sub-folders are splits and classes, which size and channels, decoded once into a store.
+
+Everything is decided from the whole folder and said in the log ("workbench.data"): decisions a user
+should check are warnings, the rest is info.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workbench.core import decode, store
+from workbench.core.registry import ConfigError
+
+log = logging.getLogger("workbench.data")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+HELDOUT_NAMES = ("val", "valid", "validation", "test")  # first present wins
+MAX_AUTO_SIZE = 256  # image_size = 0 never picks more than this
+CHUNK = 128  # files per decode task: small enough for prompt progress and cancel
+
+
+class Cancelled(Exception):
+    """Loading was cancelled through its ``cancel`` event."""
+
+
+@dataclass
+class Listing:
+    folder: Path
+    files: list[str] = field(default_factory=list)  # absolute paths
+    stats: list[tuple[str, int, int]] = field(default_factory=list)  # (relative path, size, mtime_ns)
+    labels: list[int] = field(default_factory=list)  # -1 for loose files
+    classes: list[str] = field(default_factory=list)
+
+
+def split_folders(root: Path) -> tuple[Path, Path | None]:
+    """(training folder, held-out folder or None) for ``root``; says which sub-folders it took as splits."""
+    subdirs = _subdirs(root)
+    by_name = {d.name.lower(): d for d in subdirs}
+    heldout = next((by_name[n] for n in HELDOUT_NAMES if n in by_name), None)
+    split_like = [d for d in subdirs if d.name.lower() in ("train", *HELDOUT_NAMES)]
+    if "train" not in by_name:
+        if split_like and len(split_like) == len(subdirs):
+            raise ConfigError(f"data.root: '{root}' holds only {', '.join(d.name + '/' for d in split_like)} and no train/; "
+                              "add a train/ folder beside it, or point data.root at a folder of class sub-folders")
+        if split_like:
+            log.warning("data: '%s' has no train/ folder, so %s taken as class(es), not split(s)", root,
+                        ", ".join(d.name + "/" for d in split_like))
+        return root, None
+    train = by_name["train"]
+    others = [d.name + "/" for d in subdirs if d not in (train, heldout)]
+    if heldout is None:
+        log.warning("data: '%s' has train/ but no test/, val/, valid/ or validation/: the held-out split is carved from train/", root)
+    elif heldout.name.lower() == "test":
+        log.info("data: '%s': train/ is the training split, test/ the held-out split", root)
+    else:
+        log.warning("data: '%s': train/ is the training split, %s/ the held-out split", root, heldout.name)
+    if others:
+        log.warning("data: '%s': ignoring %s (only the split folders are read)", root, ", ".join(others))
+    return train, heldout
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except PermissionError:
+        raise ConfigError(f"data.root: cannot read '{folder}' (permission denied); check its permissions") from None
+
+
+def list_images(folder: Path) -> Listing:
+    """Loose images (label -1) and class sub-folders (searched recursively); unreadable folders are named in a warning."""
+    out, errors = Listing(folder), []
+    loose = _walk(folder, errors, recurse=False)
+    out.files += loose
+    out.labels += [-1] * len(loose)
+    for d in _subdirs(folder):
+        found = _walk(d, errors, recurse=True)
+        if found:
+            out.labels += [len(out.classes)] * len(found)
+            out.classes.append(d.name)
+            out.files += found
+    if errors:
+        log.warning("data: could not read %d folder(s) under '%s'; their images are left out: %s", len(errors), folder,
+                    "; ".join(f"{p} ({why})" for p, why in errors[:5]) + (" ..." if len(errors) > 5 else ""))
+    for f in out.files:
+        st = os.stat(f)
+        out.stats.append((os.path.relpath(f, folder), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _walk(folder: Path, errors: list, recurse: bool) -> list[str]:
+    found = []
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        errors.append((str(folder), exc.strerror or type(exc).__name__))
+        return found
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTS:
+            found.append(e.path)
+        elif recurse and e.is_dir(follow_symlinks=False):
+            found += _walk(Path(e.path), errors, recurse=True)
+    return found
+
+
+def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=None, cancel=None, workers: str = "auto") -> store.Store:
+    """Decode every image under ``folder`` into a store (or open the one already there)."""
+    listing = list_images(folder)
+    if not listing.files:
+        raise ConfigError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTS))}) found in '{folder}' or its sub-folders")
+    final = store.cache_root() / f"store-{store.key(folder, listing.stats, channels=channels, image_size=image_size)}"
+    with store.locked(final):
+        st = store.open_store(final)
+        if st is None:
+            with Runner(workers, progress, cancel) as run:
+                st = _build(listing, final, channels, image_size, run)
+        else:
+            log.info("data: '%s': %d images, %s", folder, st.shape[0], st.meta["decided"])
+    _report(st.meta["failures"], folder)
+    return st
+
+
+def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner) -> store.Store:
+    files = listing.files
+    failures: dict[str, tuple[str, str]] = {}
+    c, size = channels, image_size
+    if channels == "auto" or not image_size:
+        heads = run.chunks(decode.probe_many, [(files[a:a + CHUNK],) for a in range(0, len(files), CHUNK)], len(files),
+                           f"reading headers in {listing.folder}")
+        c, size, decided = decide(listing.folder, files, [h for chunk in heads for h in chunk], channels, image_size, failures)
+    else:
+        decided = f"{c} channel(s), {size}x{size} (set in the config)"
+    todo = [i for i in range(len(files)) if files[i] not in failures]
+    if not todo:
+        _report(failures, listing.folder)
+        raise ConfigError(f"data.root: none of the {len(files)} image files in '{listing.folder}' could be read")
+    perm = np.random.default_rng(0).permutation(len(todo))  # rows in a fixed random order: any prefix is a random subset
+    rows = np.empty(len(todo), dtype=np.int64)
+    rows[perm] = np.arange(len(todo))
+    writer = store.Writer(final, (len(todo), c, size, size))
+    try:
+        args = [(str(writer.images_path), writer.shape, rows[a:a + CHUNK].tolist(), [files[i] for i in todo[a:a + CHUNK]], size, c)
+                for a in range(0, len(todo), CHUNK)]
+        results = run.chunks(decode.decode_into, args, len(todo), f"decoding {listing.folder}")
+        for a, chunk in zip(range(0, len(todo), CHUNK), results, strict=True):
+            for i, kind, msg in chunk:
+                failures[files[todo[a + i]]] = (kind, msg)
+        ok = np.asarray([files[i] not in failures for i in todo])
+        keep = np.sort(rows[ok])
+        order = np.asarray(todo)[np.argsort(rows)]  # file index held by each row
+        labels = np.asarray(listing.labels)[order[keep]]
+        meta = {"classes": listing.classes, "decided": decided, "folder": str(listing.folder),
+                "failures": {f: list(v) for f, v in failures.items()}}
+        st = writer.finish(keep, labels, order[keep], meta)
+    except BaseException:
+        writer.abort()
+        raise
+    log.info("data: '%s': %d images, %s; stored in %s", listing.folder, st.shape[0], decided, final)
+    return st
+
+
+def decide(folder: Path, files: list[str], heads: list, channels, image_size: int, failures: dict) -> tuple[int, int, str]:
+    """Channels and size from the headers of every readable file; logs what it decided and why."""
+    ok = []
+    for f, h in zip(files, heads, strict=True):
+        if len(h) == 2:
+            failures[f] = h
+        else:
+            ok.append(h)
+    if not ok:
+        return 3, max(8, image_size), "nothing readable"
+    n_colour = sum(1 for h in ok if h[2])
+    c = channels if channels != "auto" else (3 if n_colour else 1)
+    said = [f"{c} channel(s)"]
+    if channels == "auto" and 0 < n_colour < len(ok):
+        log.warning("data: '%s' mixes %d colour and %d greyscale files: using 3 channels (greyscale repeated in R, G, B); "
+                    "set data.channels = 1 for greyscale", folder, n_colour, len(ok) - n_colour)
+        said[0] += f" ({n_colour} colour, {len(ok) - n_colour} greyscale files)"
+    size = image_size or _auto_size(folder, ok)
+    said.append(f"{size}x{size}" + (" (set in the config)" if image_size else ""))
+    return c, size, ", ".join(said)
+
+
+def _auto_size(folder: Path, heads: list) -> int:
+    sides = [min(w, h) for w, h, _ in heads]
+    med = int(statistics.median_low(sides))
+    size = max(8, min(med, MAX_AUTO_SIZE))
+    if len({(w, h) for w, h, _ in heads}) > 1 or size != med:
+        cap = f", capped at {MAX_AUTO_SIZE}" if med > MAX_AUTO_SIZE else ""
+        log.warning("data: images in '%s' range from %d to %d px on their shorter side: resizing all to %dx%d "
+                    "(the median shorter side%s); set data.image_size to choose", folder, min(sides), max(sides), size, size, cap)
+    return size
+
+
+KIND_TEXT = {"unreadable": "unreadable image file(s) (decoder failed)", "memory": "file(s) too large to decode in memory",
+             "permission": "file(s) that could not be opened (permission denied)"}
+
+
+def _report(failures: dict, folder: Path) -> None:
+    for kind, text in KIND_TEXT.items():
+        paths = [f for f, v in failures.items() if v[0] == kind]
+        if paths:
+            shown = ", ".join(f"{p} ({failures[p][1]})" if kind == "unreadable" else p for p in paths[:5])
+            log.warning("skipped %d %s in %s: %s%s", len(paths), text, folder, shown, " ..." if len(paths) > 5 else "")
+
+
+class Runner:
+    """Runs chunk tasks on one pool (processes, threads or inline) with progress and cancel; a context manager."""
+
+    def __init__(self, workers: str = "auto", progress=None, cancel=None):
+        self.workers, self.progress, self.cancel, self.pool = workers, progress, cancel, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if self.pool is not None:
+            self.pool.shutdown(wait=exc_type is None, cancel_futures=True)
+
+    def chunks(self, fn, args: list[tuple], total: int, message: str) -> list:
+        kind = self.workers if self.workers != "auto" else ("processes" if total >= 4 * CHUNK and _cpus() > 1 else "serial")
+        self._tick(0, total, message)
+        if kind == "serial":
+            return self._inline(fn, args, total, message)
+        if self.pool is None:
+            self.pool = (ProcessPoolExecutor(_cpus(), mp_context=_spawn(), initializer=_lower_priority) if kind == "processes"
+                         else ThreadPoolExecutor(_cpus()))
+        futures = {self.pool.submit(fn, *a): i for i, a in enumerate(args)}
+        results, pending, done = [None] * len(args), set(futures), 0
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            self._check()
+            for f in finished:
+                results[futures[f]] = f.result()
+                done += _count(args[futures[f]])
+            if finished:
+                self._tick(done, total, message)
+        return results
+
+    def _inline(self, fn, args, total, message):
+        results, done = [], 0
+        for a in args:
+            self._check()
+            results.append(fn(*a))
+            done += _count(a)
+            self._tick(done, total, message)
+        return results
+
+    def _tick(self, done, total, message):
+        if self.progress is not None:
+            self.progress(done, total, message)
+
+    def _check(self):
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("loading cancelled")
+
+
+def _count(args: tuple) -> int:
+    return len(args[0]) if len(args) == 1 else len(args[3])
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _spawn():
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")  # never fork a process that runs threads (the window, torch)
+
+
+def _lower_priority():
+    if hasattr(os, "nice"):
+        os.nice(5)  # the window's thread stays responsive while workers decode

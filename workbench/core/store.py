@@ -1,0 +1,165 @@
+"""Decoded images on disk: one memory-mappable uint8 file per split, written once, shared by every run.
+
+A store is a folder ``<cache>/store-<key>/`` holding
+
+- ``images.u8``: the images as raw uint8 rows, (n, channels, size, size), C order;
+- ``labels.npy`` (n,) int64 (-1 = unlabeled), ``indices.npy`` (n,) int64 (position in the file list);
+- ``meta.json``: shape, classes, skipped files and the decisions taken; written last.
+
+The key hashes the folder, the requested channels/size and every file's path, size and mtime, so a
+replaced file (even one with an older mtime) gives a new store. A store is built in a temporary
+folder and renamed into place (atomic); a lock file makes concurrent loaders (DDP ranks, two
+windows) wait for one builder instead of decoding twice. The cache is ``$WORKBENCH_CACHE`` or
+``~/.cache/workbench``.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("workbench.data")
+FORMAT = 1
+_announced: set[str] = set()
+
+
+def cache_root() -> Path:
+    """Where stores live: ``$WORKBENCH_CACHE`` or ``~/.cache/workbench`` (logged once per process)."""
+    root = Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench").expanduser()
+    if str(root) not in _announced:
+        _announced.add(str(root))
+        log.info("decoded images are cached in %s (set WORKBENCH_CACHE to move it)", root)
+    return root
+
+
+def key(folder: Path, files: list[tuple[str, int, int]], **options) -> str:
+    """Hash of the folder, the options and every (path, size, mtime_ns) in ``files``."""
+    h = hashlib.sha1(f"{FORMAT}|{Path(folder).resolve()}|{sorted(options.items())}".encode())
+    for path, size, mtime in files:
+        h.update(f"\n{path}\t{size}\t{mtime}".encode())
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class Store:
+    """An opened store; ``images`` is a read-only memory map (n, C, S, S) uint8."""
+
+    path: Path
+    meta: dict
+    labels: np.ndarray
+    indices: np.ndarray
+    images: np.ndarray = field(repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.meta["shape"])
+
+    @property
+    def row_bytes(self) -> int:
+        n, c, s, _ = self.shape
+        return c * s * s
+
+    def read(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Read ``rows`` (k,) into ``out`` (k, C, S, S) uint8 with positioned reads (no mapping, so
+        the process's resident memory does not grow with the store)."""
+        order = np.argsort(rows, kind="stable")
+        flat = out.reshape(len(rows), -1)
+        rb = self.row_bytes
+        fd = os.open(self.path / "images.u8", os.O_RDONLY)
+        try:
+            for j in order.tolist():
+                view = memoryview(flat[j])
+                if os.preadv(fd, [view], int(rows[j]) * rb) != rb:
+                    raise OSError(f"{self.path / 'images.u8'} is shorter than its meta.json says")
+        finally:
+            os.close(fd)
+        return out
+
+
+def open_store(path: Path) -> Store | None:
+    """Open a finished store, or None when it is absent or incomplete."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        shape = tuple(meta["shape"])
+        if meta.get("format") != FORMAT or (path / "images.u8").stat().st_size != int(np.prod(shape)):
+            return None
+        images = np.memmap(path / "images.u8", dtype=np.uint8, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
+        return Store(path, meta, np.load(path / "labels.npy"), np.load(path / "indices.npy"), images)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock beside ``path`` (no-op where fcntl is missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: concurrent builders each write, the rename keeps one
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Writer:
+    """Builds a store in ``<final>.tmp-<id>/``; ``finish`` compacts, writes the metadata and renames."""
+
+    def __init__(self, final: Path, shape: tuple[int, int, int, int]):
+        self.final, self.shape = final, tuple(int(s) for s in shape)
+        for old in final.parent.glob(final.name + ".tmp-*"):  # left by a killed builder (we hold the lock)
+            shutil.rmtree(old, ignore_errors=True)
+        self.tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp.mkdir(parents=True)
+        with open(self.images_path, "wb") as f:
+            f.truncate(int(np.prod(self.shape)))
+
+    @property
+    def images_path(self) -> Path:
+        return self.tmp / "images.u8"
+
+    def finish(self, keep: np.ndarray, labels: np.ndarray, indices: np.ndarray, meta: dict) -> Store:
+        """Drop rows not in ``keep`` (sorted), write labels/indices/meta and move the store into place."""
+        n = len(keep)
+        shape = (n,) + self.shape[1:]
+        if n < self.shape[0]:
+            _compact(self.images_path, self.shape, keep)
+        np.save(self.tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
+        np.save(self.tmp / "indices.npy", np.asarray(indices, dtype=np.int64))
+        with open(self.images_path, "rb+") as f:
+            os.fsync(f.fileno())
+        (self.tmp / "meta.json").write_text(json.dumps(dict(meta, format=FORMAT, shape=list(shape)), indent=1))
+        if self.final.exists():  # an incomplete or outdated store under the same key
+            shutil.rmtree(self.final, ignore_errors=True)
+        os.replace(self.tmp, self.final)
+        store = open_store(self.final)
+        if store is None:
+            raise OSError(f"the store just written to {self.final} cannot be read back")
+        return store
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _compact(path: Path, shape: tuple, keep: np.ndarray, chunk: int = 4096) -> None:
+    """Move rows ``keep`` (sorted) to the front in place and truncate; row k reads from keep[k] >= k."""
+    if len(keep):
+        mm = np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+        for a in range(0, len(keep), chunk):
+            mm[a:a + len(keep[a:a + chunk])] = mm[keep[a:a + chunk]]
+        mm.flush()
+        del mm
+    with open(path, "rb+") as f:
+        f.truncate(len(keep) * int(np.prod(shape[1:])))
