@@ -90,10 +90,12 @@ def test_hue_shift_is_torchvisions_hsv_rotation(shift):
     assert torch.allclose(ours, TF.adjust_hue(x, shift), atol=2e-6)
 
 
+@pytest.mark.parametrize("sync_free", [False, True])  # True: the path taken on accelerators
 @pytest.mark.parametrize("channels", [3, 1])
-def test_color_jitter_matches_torchvision_with_the_drawn_factors_and_order(channels):
+def test_color_jitter_matches_torchvision_with_the_drawn_factors_and_order(channels, sync_free):
     x = images(64, c=channels)
     op = ColorJitter(p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+    op.sync_free = sync_free
     prm = op.params(64, gen(5), "cpu")
     ours = op.apply(x, prm)
     fns = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]

@@ -165,6 +165,8 @@ class ColorJitter:
     each clamped to [0, 1]; saturation and hue leave one-channel images unchanged.
     """
 
+    sync_free = False  # True: the accelerator path (no host sync) on every device
+
     def __init__(self, p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1):
         for k, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             _check(0 <= v <= 1, f"{k} must be in [0, 1], got {v}")
@@ -182,12 +184,16 @@ class ColorJitter:
     def apply(self, x: torch.Tensor, prm: dict) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> same, with each sample's adjustments applied in its own order."""
         active = [self.b > 0, self.c > 0, x.shape[1] == 3 and self.s > 0, x.shape[1] == 3 and self.h > 0]
-        y = x
+        y, ops = x, [i for i in range(4) if active[i]]
         for slot in range(4):
-            for op in (i for i in range(4) if active[i]):
-                idx = (prm["order"][:, slot] == op).nonzero()[:, 0]  # the samples whose slot-th adjustment is op
-                if len(idx):
+            for op in ops:
+                mine = prm["order"][:, slot] == op  # (B,) the samples whose slot-th adjustment is op
+                if not (self.sync_free or x.device.type != "cpu"):  # compute it for those samples only
+                    idx = mine.nonzero()[:, 0]
                     y = y.index_copy(0, idx, _ADJUST[op](y[idx], prm["factors"][idx, op]))
+                else:  # no host sync on an accelerator: every sample, the others with the identity factor
+                    f = torch.where(mine, prm["factors"][:, op], _IDENTITY[op])
+                    y = _where(mine, _ADJUST[op](y, f), y)
         return _where(prm["on"], y, x)
 
     def __call__(self, x, g):
@@ -231,6 +237,7 @@ def adjust_hue(x, shift):
 
 
 _ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+_IDENTITY = (1.0, 1.0, 1.0, 0.0)
 
 
 @AUGMENTS.register("grayscale")
