@@ -7,13 +7,14 @@ area. One filter on the application covers every window, tab and dynamically bui
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox,
+                               QScrollBar)
 
 GUARDED = (QComboBox, QAbstractSpinBox, QAbstractSlider)
 
 
 def _guarded(obj) -> bool:
-    return isinstance(obj, GUARDED) and not isinstance(obj.parent(), QAbstractScrollArea)  # not a scroll bar
+    return isinstance(obj, GUARDED) and not isinstance(obj, QScrollBar)
 
 
 class WheelGuard(QObject):

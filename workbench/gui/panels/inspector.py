@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSpinBox,
+from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QSpinBox,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from workbench.core.inspector import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
@@ -28,11 +28,14 @@ class InspectorPanel(QWidget):
         self.k.setValue(5)
         self.sort = QCheckBox("hardest anchors first")
         self.sort.setChecked(True)
-        self.info = QLabel("Start training, then capture a batch to see the pairs the loss sees.")
-        for w in (self.capture, QLabel("negatives shown"), self.k, self.sort, self.info):
+        self.info = QLabel("Start training (or open a run), then capture a batch to see the pairs the loss sees.")
+        self.info.setWordWrap(True)
+        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        for w in (self.capture, QLabel("negatives shown"), self.k, self.sort):
             top.addWidget(w)
         top.addStretch(1)
         lay.addLayout(top)
+        lay.addWidget(self.info)
         self.tabs = QTabWidget()
         lay.addWidget(self.tabs, 1)
         # pairs grid

@@ -92,12 +92,23 @@ class SetupPanel(QScrollArea):
         self.error.setStyleSheet("color: #c0392b; font-weight: bold")
         lay.addWidget(self.error)
         lay.addStretch(1)
-        self.setMinimumWidth(body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 4)
         self._recipe: list[dict] = []
         self._timer = QTimer(self, singleShot=True, interval=150)
         self._timer.timeout.connect(self._validate)
         self._connect()
         self.set_config(self.cfg)
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        """As wide as the form needs (plus the scroll bar), so the dock never hides anything to the right."""
+        hint = super().minimumSizeHint()
+        body = self.widget().minimumSizeHint().width() if self.widget() else 0
+        hint.setWidth(max(hint.width(), body + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth() + 2))
+        return hint
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        hint.setWidth(self.minimumSizeHint().width())
+        return hint
 
     # ----- building -----
     def _data_box(self) -> QGroupBox:
@@ -372,6 +383,7 @@ class SetupPanel(QScrollArea):
         self.data_info.setText(f"{len(train):,} training / {len(test):,} held-out images, "
                                f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}")
         self._show_thumbs(train)
+        self.updateGeometry()
         self.dataLoaded.emit(splits)
         self.changed()
 

@@ -1,0 +1,155 @@
+"""What a user meets before training: the wheel, the space at 1280x800, editors, the export dialog."""
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox, QLabel,
+                               QScrollBar, QWidget)
+
+
+def wheel(widget, steps: int = -3):
+    """Send what a mouse wheel sends over ``widget`` (through the application, so event filters run)."""
+    pos = QPointF(widget.rect().center())
+    ev = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, 120 * steps),
+                     Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def loaded(window, qtbot):
+    qtbot.waitUntil(lambda: window.setup.data_cache is not None and window.setup.valid, timeout=30000)
+
+
+def test_wheel_over_unfocused_controls_scrolls_the_panel_and_changes_nothing(window, qtbot):
+    s = window.setup
+    loaded(window, qtbot)
+    window.resize(1280, 800)
+    window.setFocus()
+    before = s.build_config().to_dict()
+    bar = s.verticalScrollBar()
+    assert bar.maximum() > 0  # the panel is taller than the window: there is something to scroll
+    bar.setValue(0)
+    controls = [w for w in s.findChildren(QWidget) if isinstance(w, (QComboBox, QAbstractSpinBox, QAbstractSlider))
+                and not isinstance(w, QScrollBar) and w.isVisible()]
+    assert len(controls) > 8
+    for w in controls:
+        assert w.focusPolicy() == Qt.StrongFocus, w.objectName()  # the wheel never gives them focus
+        wheel(w, -1)
+    qtbot.wait(300)  # the form's 150 ms validation timer, had anything changed
+    assert s.build_config().to_dict() == before
+    assert bar.value() > 0  # the wheel scrolled the panel instead
+    s.loss.setFocus()  # clicked into: now the wheel is the user's intent
+    qtbot.waitUntil(s.loss.hasFocus)
+    wheel(s.loss, -1)
+    assert s.loss.currentIndex() == 1
+
+
+def _clipped(root: QWidget) -> list[str]:
+    """Visible widgets narrower than what their content needs (a label that wraps may be narrow)."""
+    out = []
+    for w in root.findChildren(QWidget):
+        if not w.isVisibleTo(root) or w.width() == 0 or isinstance(w.parent(), (QAbstractScrollArea, QAbstractSpinBox)):
+            continue
+        if isinstance(w, QLabel) and (w.wordWrap() or w.pixmap() is not None and not w.pixmap().isNull()):
+            continue
+        need = w.minimumSizeHint().width()
+        if need > 0 and w.width() + 1 < need:
+            out.append(f"{type(w).__name__}('{w.objectName() or getattr(w, 'text', lambda: '')()}') {w.width()} < {need}")
+    return out
+
+
+def test_nothing_clipped_at_1280x800_and_errors_wrap(window, qtbot):
+    loaded(window, qtbot)
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.width() <= 1280)
+    QApplication.processEvents()
+    s = window.setup
+    assert s.horizontalScrollBar().maximum() == 0  # no sideways scrolling in the set-up panel
+    assert _clipped(s) == []
+    for i in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(i)
+        QApplication.processEvents()
+        assert _clipped(window.tabs.currentWidget()) == [], window.tabs.tabText(i)
+    width = s.width()
+    s.root.setText("/a/" + "very-long-folder-name/" * 20)
+    s.dataset.setCurrentText("image_folder")
+    qtbot.waitUntil(lambda: "root" in s.error.text() or "exist" in s.error.text(), timeout=10000)
+    QApplication.processEvents()
+    assert s.width() == width and s.horizontalScrollBar().maximum() == 0  # a long error wraps, never widens
+    assert s.error.height() > s.error.fontMetrics().height() * 1.5 or len(s.error.text()) < 40
+
+
+def test_similarities_tab_shows_each_view_whole_and_the_heatmap_square(window, qtbot):
+    from workbench.core.events import BatchEvent
+
+    window.resize(1280, 800)
+    insp = window.inspector
+    window.tabs.setCurrentWidget(insp)
+    insp.tabs.setCurrentIndex(1)
+    rng = np.random.default_rng(0)
+    n = 64
+    z = rng.normal(size=(2 * n, 8)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -2)
+    pos = np.r_[np.arange(n, 2 * n), np.arange(n)]
+    views = rng.integers(0, 255, (n, 1, 28, 28), dtype=np.uint8)
+    insp.show_batch(BatchEvent(5, views, views, np.arange(n), np.arange(n) % 10, sim, np.ones(2 * n), pos, pos, 0.5, "ntxent"))
+    QApplication.processEvents()
+    for w in (insp.heat, insp.hist, insp.trend, insp.prob_plot):
+        assert w.width() >= 250 and w.height() >= 180, type(w).__name__
+    vb = insp.heat.ci.getItem(0, 0).getViewBox()
+    (x0, x1), (y0, y1) = vb.viewRange()
+    assert x0 <= 0 and x1 >= 2 * n and y0 <= 0 and y1 >= 2 * n  # every column and row of the heatmap in view
+    assert vb.state["aspectLocked"] == 1  # square cells
+    assert insp.heat_bar.levels() == (-1, 1)
+    assert "step 5" in insp.info.text()
+
+
+def test_parameter_editors_are_typed_and_the_recipe_reads_back_numbers(window, qtbot):
+    s = window.setup
+    loaded(window, qtbot)
+    s.add_op.setCurrentText("gaussian_blur")
+    s.findChild(QWidget, "aug_Add").click()
+    form = s.step_form
+    ed = form.editors.get("sigma")
+    assert ed is not None and hasattr(ed, "boxes")  # a (low, high) range: two number boxes, not a text field
+    ed.boxes[1].setValue(1.5)
+    qtbot.waitUntil(lambda: s.cfg.augment.recipe[-1].get("sigma", [0, 0])[1] == pytest.approx(1.5))
+    assert all(isinstance(v, float) for v in s._recipe[-1]["sigma"])
+    text = s.recipe_list.item(s.recipe_list.count() - 1).text()
+    assert "'" not in text and "1.5" in text  # numbers, not strings
+    assert s.preset.currentText() == "custom"
+    s.preset.setCurrentText("simclr_small_grey")
+    assert s.preset.currentText() == "simclr_small_grey" and s._recipe[-1]["name"] != "gaussian_blur"
+    choice = [p for p in s.loss_form.editors.values() if isinstance(p, QComboBox)]
+    from workbench.core.losses import LOSSES
+
+    if any(getattr(p, "choices", ()) for p in LOSSES.get(s.loss.currentText()).params):
+        assert choice  # choices come as a combo box
+    assert "``" not in s.loss_doc.text()
+
+
+def test_empty_plots_say_how_to_fill_them(window):
+    assert all(h.isVisible() for h in window.plots.hints)
+    assert window.embedding.hint.isVisible()
+
+
+def test_export_dialog_suggests_a_folder_per_format_and_names_what_it_would_replace(qtbot, tmp_path):
+    from workbench.gui.export_dialog import ExportDialog
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dlg = ExportDialog(str(run))
+    qtbot.addWidget(dlg)
+    assert dlg.folder.text() == str(run / "export" / "safetensors")
+    assert dlg.buttons.buttons()[0].isEnabled()  # a folder that does not exist yet is fine: it is created
+    dlg.format.setCurrentText("onnx")
+    assert dlg.folder.text() == str(run / "export" / "onnx")
+    (run / "mine").mkdir()
+    (run / "mine" / "model_card.json").write_text("{}")
+    dlg.folder.setText(str(run / "mine"))
+    dlg.folder.textEdited.emit(dlg.folder.text())
+    assert "model_card.json" in dlg.note.text()
+    dlg.format.setCurrentText("npz")
+    assert dlg.folder.text() == str(run / "mine")  # the user's folder is kept
+    assert dlg.choice() == ("npz", str(run / "mine"), False)
