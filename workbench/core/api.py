@@ -1,0 +1,355 @@
+"""The Python API: train from a notebook or a script in a few lines.
+
+    import workbench as wb
+    cfg = wb.config("examples/bundled_quick.toml", train={"epochs": 1}, **{"loss.temperature": 0.1})
+    run = wb.fit(cfg, data=images, labels=labels)        # uint8 (N, C, H, W) and (N,), or a torch Dataset
+    emb = run.embed(images[:100])                         # (100, D) float32 numpy
+    run.export("onnx"); run.metrics[-1]                   # export files; metrics as a list of dicts
+
+``fit`` runs the same training generator as the window and the CLI (one run folder under
+``runs_root``), raises failures as exceptions, and leaves torch's global state (random number
+generators, flush-denormal, thread count, matmul precision) as it found it: the loop's own
+settings are swapped in only while the loop runs, so code in callbacks and between events sees
+the caller's state.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+import torch
+
+from workbench.core.config import SECTIONS, Config
+from workbench.core.data import ImageData, finish_splits
+from workbench.core.events import DoneEvent, ErrorEvent, RunStarted
+from workbench.core.registry import ConfigError
+from workbench.core.runs import find_run, read_metrics
+from workbench.core.train import Control, train
+
+FIRST_KEYS = ("loss.name", "model.encoder", "augment.preset")  # applied first: they reset dependent keys
+
+
+class TrainingError(RuntimeError):
+    """Training failed after it started; ``traceback`` holds the loop's full traceback text."""
+
+    def __init__(self, message: str, run_dir: str = "", traceback: str = ""):
+        super().__init__(message)
+        self.run_dir, self.traceback = run_dir, traceback
+
+
+# ----- configs -----
+def config(source: Config | dict | str | Path | None = None, overrides: dict | None = None, **keys: Any) -> Config:
+    """A validated Config from defaults, a dict, a TOML file or a Config, with overrides.
+
+    ``source``: None (every default), a nested dict ``{"loss": {"name": "dcl"}}`` (dotted keys such
+    as ``{"loss.temperature": 0.1}`` work too), a path to a TOML file, or a Config (left unchanged).
+    ``overrides`` / keywords: a section as a dict (``train={"epochs": 2}``) or a dotted key
+    (``**{"loss.temperature": 0.1}``). Raises ConfigError naming the bad field.
+    """
+    if isinstance(source, Config):
+        cfg = source
+    elif isinstance(source, (str, Path)):
+        cfg = Config.load(source)
+    elif source is None or isinstance(source, dict):
+        nested = {k: v for k, v in (source or {}).items() if "." not in k}
+        cfg = Config.from_dict(nested)
+        keys = {k: v for k, v in (source or {}).items() if "." in k} | dict(overrides or {}) | keys
+        overrides = None
+    else:
+        raise ConfigError(f"config: expected a dict, a TOML path or a Config, got {type(source).__name__}")
+    items = _dotted(dict(overrides or {}) | keys)
+    if not items:
+        return cfg
+    items.sort(key=lambda kv: kv[0] not in FIRST_KEYS)
+    return cfg.with_overrides([f"{k}={_toml_literal(k, v)}" for k, v in items])
+
+
+def _dotted(keys: dict) -> list[tuple[str, Any]]:
+    out = []
+    for key, value in keys.items():
+        if "." in key:
+            out.append((key, value))
+        elif key in SECTIONS and isinstance(value, dict):
+            out.extend((f"{key}.{k}", v) for k, v in value.items())
+        else:
+            raise ConfigError(f"config: '{key}' is neither a section ({', '.join(SECTIONS)}) given as a dict "
+                              "nor a dotted key such as 'loss.temperature'")
+    return out
+
+
+def _toml_literal(key: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: {value!r} cannot be written to a config (use numbers, strings, booleans or lists)") from None
+
+
+# ----- data -----
+def as_image_data(data: Any, labels: Any = None, classes: list | None = None, where: str = "data") -> ImageData:
+    """ImageData from uint8 images (N, C, H, W) (tensor or array; float in [0, 1] also taken), an
+    ``(images, labels)`` pair, an ImageData, or a torch Dataset yielding images (PIL, tensors or
+    arrays) or ``(image, label, ...)`` tuples. Labels are int64 with -1 for unlabeled."""
+    if isinstance(data, ImageData):
+        return data
+    if isinstance(data, tuple) and len(data) == 2 and labels is None:
+        data, labels = data
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        images = _uint8(torch.as_tensor(data), where)
+        if images.ndim != 4:
+            raise ConfigError(f"{where}: expected images shaped (N, C, H, W), got {tuple(images.shape)}")
+    elif isinstance(data, torch.utils.data.Dataset) or hasattr(data, "__getitem__"):
+        images, found = _from_dataset(data, where)
+        labels = found if labels is None else labels
+        classes = classes or list(getattr(data, "classes", []) or [])
+    else:
+        raise ConfigError(f"{where}: expected a uint8 tensor (N, C, H, W), an (images, labels) pair or a torch Dataset, "
+                          f"got {type(data).__name__}")
+    return ImageData(_check_images(images, where), _labels(labels, len(images), where), classes or _class_names(labels))
+
+
+def _uint8(x: torch.Tensor, where: str) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x
+    if x.is_floating_point() and (x.numel() == 0 or (x.min() >= 0 and x.max() <= 1)):
+        return (x * 255).round_().to(torch.uint8)
+    raise ConfigError(f"{where}: expected uint8 images (0..255) or floats in [0, 1], got {x.dtype}"
+                      + (f" with values {float(x.min()):g}..{float(x.max()):g}" if x.is_floating_point() else ""))
+
+
+def _check_images(images: torch.Tensor, where: str) -> torch.Tensor:
+    _, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ConfigError(f"{where}: images need 1 (grey) or 3 (RGB) channels in dimension 1, got shape {tuple(images.shape)}")
+    if h != w:
+        raise ConfigError(f"{where}: images are {h}x{w}; crop or resize them to squares first")
+    return images.contiguous()
+
+
+def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
+    if labels is None:
+        return torch.full((n,), -1, dtype=torch.int64)
+    out = torch.as_tensor(np.asarray(labels)).to(torch.int64).reshape(-1)
+    if len(out) != n:
+        raise ConfigError(f"{where}: {n} images but {len(out)} labels; give one label per image (-1 = unknown)")
+    return out
+
+
+def _class_names(labels: Any) -> list[str]:
+    if labels is None:
+        return []
+    top = int(np.asarray(labels).max(initial=-1))
+    return [str(i) for i in range(top + 1)]
+
+
+def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
+    images, labels = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        img, label = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+        images.append(_one_image(img, f"{where}[{i}]"))
+        labels.append(-1 if label is None else int(label))
+        if images[-1].shape != images[0].shape:
+            raise ConfigError(f"{where}[{i}]: image is {tuple(images[-1].shape)} but the first is {tuple(images[0].shape)} "
+                              "(C, H, W); give every image the same size (e.g. a Resize transform)")
+    if not images:
+        raise ConfigError(f"{where}: the dataset is empty")
+    has_labels = any(lab >= 0 for lab in labels)
+    return torch.stack(images), (labels if has_labels else None)
+
+
+def _one_image(img, where: str) -> torch.Tensor:
+    """(C, H, W) uint8 from a PIL image, a (C, H, W) tensor (uint8 or float in [0, 1]) or an (H, W[, C]) array."""
+    if hasattr(img, "convert") and hasattr(img, "mode"):  # PIL
+        img = np.asarray(img if img.mode in ("L", "RGB") else img.convert("L" if img.mode in ("1", "I", "I;16", "F") else "RGB"))
+    if isinstance(img, np.ndarray):
+        img = torch.from_numpy(np.array(img))  # a copy: PIL's arrays are read-only
+        if img.ndim == 3 and img.shape[-1] in (1, 3, 4) and img.shape[0] not in (1, 3):
+            img = img.permute(2, 0, 1)  # (H, W, C) array -> (C, H, W)
+    if not isinstance(img, torch.Tensor):
+        raise ConfigError(f"{where}: expected a PIL image, a tensor or an array, got {type(img).__name__}")
+    img = img.unsqueeze(0) if img.ndim == 2 else img
+    if img.ndim != 3:
+        raise ConfigError(f"{where}: expected an image (C, H, W) or (H, W), got shape {tuple(img.shape)}")
+    return _uint8(img[:3], where)
+
+
+# ----- global torch state -----
+@dataclass
+class TorchState:
+    """The process-wide torch settings a training run changes (see ``swapped``)."""
+
+    rng: torch.Tensor
+    cuda_rng: list
+    threads: int
+    flush_denormal: bool
+    matmul_precision: str
+
+    @classmethod
+    def capture(cls) -> TorchState:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        return cls(torch.get_rng_state(), cuda, torch.get_num_threads(), _flushes_denormals(),
+                   torch.get_float32_matmul_precision())
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        torch.set_flush_denormal(self.flush_denormal)
+        torch.set_float32_matmul_precision(self.matmul_precision)
+
+
+def _flushes_denormals() -> bool:
+    """Whether denormal floats are flushed to zero now (torch has a setter but no getter)."""
+    return bool((torch.tensor([1e-39]) * torch.tensor([1.0])).item() == 0.0)
+
+
+def swapped(events: Iterator) -> Iterator:
+    """Yield from ``events`` with the loop's global torch state active only inside the generator:
+    the caller's state is captured before each step and restored before each yield."""
+    inner = None
+    while True:
+        outer = TorchState.capture()
+        if inner is not None:
+            inner.restore()
+        try:
+            ev = next(events, None)
+        finally:
+            inner = TorchState.capture()
+            outer.restore()
+        if ev is None:
+            return
+        yield ev
+
+
+# ----- runs -----
+@dataclass
+class Run:
+    """A finished (or stopped) run folder: its config, metrics, trained encoder and exports."""
+
+    run_dir: Path
+    reason: str = "finished"  # finished | stopped | budget
+    final: dict = field(default_factory=dict)  # the last evaluation's metrics
+    device: str = "cpu"
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        return Config.load(self.run_dir / "config.toml")
+
+    @property
+    def metrics(self) -> list[dict]:
+        """metrics.csv as a list of dicts (one per logged step or evaluation; None where a column is empty)."""
+        return read_metrics(self.run_dir)
+
+    @property
+    def model(self):
+        """The trained network with what is needed to feed it (core.inference.RunModel), loaded once."""
+        if self._model is None:
+            from workbench.core.inference import RunModel
+
+            self._model = RunModel.load(self.run_dir, device=self.device)
+        return self._model
+
+    def embed(self, images: Any, project: bool = False, batch: int = 512) -> np.ndarray:
+        """Representations (N, D) float32 (projection-head outputs with ``project``) of images given
+        in any form ``fit`` takes; resized and normalised as in training."""
+        if isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) == 3:
+            images = images[None]
+        elif hasattr(images, "mode") and hasattr(images, "convert"):  # one PIL image
+            images = [images]
+        x = images.images if isinstance(images, ImageData) else as_image_data(images, where="images").images
+        return self.model.embed(x, batch=batch, project=project)
+
+    def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False) -> list[Path]:
+        """Write the encoder (safetensors | torchscript | onnx) or embeddings (npz | projector) with a
+        model card; ``out`` defaults to ``<run>/export``. Returns the written paths."""
+        from workbench.core.export import export_run
+
+        return export_run(self.run_dir, fmt, Path(out) if out is not None else self.run_dir / "export", include_head)
+
+
+def load_run(path: str | Path, device: str = "cpu") -> Run:
+    """A saved run folder as a Run (metrics, embed, export)."""
+    run_dir = find_run(path)
+    done = [r for r in read_metrics(run_dir) if r.get("knn_acc") is not None]
+    final = {k: v for k, v in done[-1].items() if v is not None and k not in ("time", "epoch", "step")} if done else {}
+    return Run(run_dir, "saved", final, device)
+
+
+# ----- training -----
+class Stream:
+    """Iterate a run's events (``for ev in wb.stream(cfg, data)``); afterwards ``.run`` is the Run.
+    Failures raise; ``stop()`` (or Ctrl-C in the loop's thread) ends the run cleanly with a checkpoint."""
+
+    def __init__(self, cfg, data=None, *, labels=None, test=None, test_labels=None, runs_root: str | Path = "runs",
+                 resume: str | Path | None = None, control: Control | None = None):
+        self.cfg = None if resume is not None and cfg is None else config(cfg)
+        self.control = control or Control()
+        self.run: Run | None = None
+        self.run_dir = ""
+        splits = None
+        if data is not None:
+            if self.cfg is not None and self.cfg.data.name != "python":
+                self.cfg = self.cfg.with_overrides(['data.name="python"'])  # names the run; the CLI will not reload other data
+            data_cfg = (self.cfg or Config.load(find_run(resume) / "config.toml")).data
+            held_out = None if test is None else as_image_data(test, test_labels, where="test")
+            splits = finish_splits(data_cfg, as_image_data(data, labels), held_out)
+        self._events = swapped(train(self.cfg, self.control, runs_root, resume=resume, data=splits))
+
+    def __iter__(self) -> Iterator:
+        try:
+            for ev in self._events:
+                self._note(ev)
+                yield ev
+        except KeyboardInterrupt:
+            self.control.stop()
+            for ev in self._events:  # the loop saves its checkpoint and ends with DoneEvent("stopped")
+                self._note(ev)
+            if self.run is None:
+                raise
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def _note(self, ev) -> None:
+        if isinstance(ev, RunStarted):
+            self.run_dir = ev.run_dir
+        elif isinstance(ev, ErrorEvent):
+            raise TrainingError(ev.message, ev.run_dir or self.run_dir, getattr(ev, "traceback", ""))
+        elif isinstance(ev, DoneEvent):
+            self.run = Run(Path(ev.run_dir), ev.reason, dict(ev.metrics))
+
+
+def stream(cfg=None, data=None, **kwargs) -> Stream:
+    """Events of a training run as an iterator; see ``fit`` for the arguments."""
+    return Stream(cfg, data, **kwargs)
+
+
+def fit(cfg=None, data=None, *, labels=None, test=None, test_labels=None, on_event: Callable | None = None,
+        runs_root: str | Path = "runs", resume: str | Path | None = None, control: Control | None = None) -> Run:
+    """Train and return the Run.
+
+    cfg: a Config or anything ``config()`` takes (None = defaults). data: None (the config's
+    dataset), uint8 images (N, C, H, W) with ``labels`` (N,) (-1 = unknown), an ``(images, labels)``
+    pair, or a torch Dataset of images (PIL / tensors / arrays, with or without labels); the
+    held-out split is ``test`` (same forms) or ``data.holdout`` of ``data``. on_event(event) is
+    called for every event (RunStarted, StepEvent, EvalEvent, ...). resume: a run folder to continue
+    (pass the same ``data`` when it was trained on in-memory images). Raises ConfigError for a bad
+    set-up and TrainingError when training fails; Ctrl-C stops cleanly and returns the stopped run.
+    """
+    s = Stream(cfg, data, labels=labels, test=test, test_labels=test_labels, runs_root=runs_root, resume=resume, control=control)
+    for ev in s:
+        if on_event is not None:
+            on_event(ev)
+    if s.run is None:
+        raise TrainingError("training ended without finishing", s.run_dir)
+    return s.run
+
