@@ -2,142 +2,287 @@
 
     workbench                                   open the window
     workbench train CONFIG.toml [--set k=v] [--out DIR] [--resume RUN_DIR]
-    workbench embed RUN_DIR --split test --out emb.npz [--set data.root=...]
-    workbench neighbours RUN_DIR --image FILE [-k 10]
-    workbench export RUN_DIR --format onnx --out PATH
+    workbench sweep CONFIG.toml [--set k=v] [--out DIR] [--parallel N] [--yes]
+    workbench embed RUN_DIR --split test --out emb.npz [--set data.root=...] [--force]
+    workbench neighbours RUN_DIR --image FILE [-k 10] [--out table.csv] [--force]
+    workbench export RUN_DIR --format onnx --out PATH [--force]
     workbench datasets | augmentations | losses | models
+
+Every problem ends as one line on stderr (``error: ...``) naming what is wrong and what to do;
+exit 2 for bad input, 1 for a failure, 130 after Ctrl-C. Full tracebacks go to the run's
+``run.log`` (or a log file the line names); ``-v`` also prints them.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from workbench.core.registry import ConfigError
+
+log = logging.getLogger("workbench")
+
+
+class UsageError(Exception):
+    """A command-line mistake argparse found (unknown option, missing argument, bad -k)."""
 
 
 def _fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "--:--"
     s = int(max(0, s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 class Progress:
-    """One-line progress bar on stderr: epoch, step, loss, images/s, ETA."""
+    """One-line progress bar on stderr: on a terminal redrawn in place, otherwise a line every 5 s."""
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.tty = total, stream, stream.isatty()
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.last_print = 0.0
+        self.quiet_from, self.shown = time.monotonic(), False
+        self.lock = threading.Lock()  # decode progress arrives from the loading thread
+
+    def _show(self, line: str, final: bool, quiet_start: bool = False) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.tty:
+                self.stream.write("\r" + line + ("\n" if final else ""))
+                self.stream.flush()
+                self.shown = not final
+            elif quiet_start and not self.shown and now - self.quiet_from < 5:
+                pass  # a log file gets no line for work that finishes within a few seconds
+            elif final or now - self.last_print > 5:
+                self.stream.write(line + "\n")
+                self.last_print, self.shown = now, not final
 
     def update(self, ev) -> None:
         frac = ev.step / max(1, self.total)
         bar = "#" * int(frac * 30)
-        line = (f"epoch {ev.epoch + 1} step {ev.step}/{self.total} [{bar:<30}] loss {ev.loss:.4f} "
-                f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {_fmt_time(ev.eta_s)}")
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r" + line)
-            self.stream.flush()
-        elif now - self.last_print > 5 or ev.step == self.total:
-            self.stream.write(line + "\n")
-            self.last_print = now
+        self._show(f"epoch {ev.epoch + 1} step {ev.step}/{self.total} [{bar:<30}] loss {ev.loss:.4f} "
+                   f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {_fmt_time(ev.eta_s)}", ev.step == self.total)
+
+    def decode(self, done: int, total: int, message: str = "") -> None:
+        """``load_splits``'s progress callback: ``done`` of ``total`` units with a short message."""
+        if total <= 0:
+            return
+        final = done >= total
+        if final and not self.shown:
+            return
+        self._show(f"{message or 'loading data'} [{'#' * int(done / total * 30):<30}] {done:,}/{total:,}", final, quiet_start=True)
 
     def message(self, text: str) -> None:
-        self.stream.write(("\n" if self.tty else "") + text + "\n")
-        self.stream.flush()
+        with self.lock:
+            self.stream.write(("\n" if self.tty and self.shown else "") + text + "\n")
+            self.stream.flush()
+            self.shown = False
+
+
+class CtrlC:
+    """SIGINT handler: the first press asks the loop (or the loading) to stop and save and says so;
+    a second one aborts without saving. Checkpoints are written atomically (temporary file, then a
+    rename), so an abort during the save leaves the previous last.pt whole."""
+
+    def __init__(self, control=None, cancel: threading.Event | None = None, say=None):
+        self.control, self.cancel, self.say, self.presses = control, cancel or threading.Event(), say, 0
+        self.saving = False
+
+    def __call__(self, signum, frame) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+        self.cancel.set()
+        if self.control is not None:
+            self.control.stop()
+        (self.say or (lambda t: print(t, file=sys.stderr, flush=True)))(
+            "stopping: finishing this step and saving a checkpoint (press Ctrl-C again to abort without saving)")
+
+    def __enter__(self) -> "CtrlC":
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
+    """Decode the config's splits, drawing ``progress`` while it runs (an interrupt cancels it)."""
+    from workbench.core.data import load_splits
+
+    return load_splits(cfg.data, progress=progress.decode if progress else None, cancel=cancel)
+
+
+def _train_accepts_data() -> bool:
+    import inspect
+
+    from workbench.core.train import train
+
+    return "data" in inspect.signature(train).parameters
 
 
 def cmd_train(args) -> int:
     from workbench.core import distributed as ddp
     from workbench.core.config import Config
-    from workbench.core.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, RunStarted, StepEvent,
-                                       WarningEvent)
+    from workbench.core.runs import check_resume
     from workbench.core.train import Control, train
 
     ddp.init_from_env()
     main = ddp.rank() == 0
     if args.resume:
-        cfg = None
         if args.config or args.set:
             raise ConfigError("--resume continues a run with its own config.toml; drop CONFIG and --set")
+        args.run_dir = args.resume
+        cfg, _ = check_resume(args.resume)  # everything checked before decoding or writing anything
     else:
         if not args.config:
             raise ConfigError("train: give a CONFIG.toml (see examples/) or --resume RUN_DIR")
         cfg = Config.load(args.config).with_overrides(args.set or [])
     control = Control()
-    presses = []
+    out = Progress(0) if main else None
+    with CtrlC(control, say=out.message if out else None) as ctrl_c:
+        kwargs = {}
+        if _train_accepts_data():
+            kwargs["data"] = load_data(cfg, out, ctrl_c.cancel)
+            if ctrl_c.presses:
+                raise KeyboardInterrupt
+        return _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, **kwargs),
+                       args, out, main)
 
-    def on_sigint(signum, frame):
-        presses.append(1)
-        if len(presses) > 1:
-            raise KeyboardInterrupt
-        control.stop()
 
-    signal.signal(signal.SIGINT, on_sigint)
-    progress = None
+def _follow(events, args, out: Progress | None, main: bool) -> int:
+    """Print the training events; returns the exit status (1 after an ErrorEvent)."""
+    from workbench.core.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, RunStarted, StepEvent,
+                                       WarningEvent)
+
     status = 0
-    for ev in train(cfg, control, runs_root=args.out, resume=args.resume):
+    for ev in events:
+        if isinstance(ev, RunStarted):
+            args.run_dir = ev.run_dir
         if not main:
-            if isinstance(ev, ErrorEvent):
-                status = 1
+            status = 1 if isinstance(ev, ErrorEvent) else status
             continue
         if isinstance(ev, RunStarted):
-            progress = Progress(ev.total_steps)
-            progress.message(f"run folder: {ev.run_dir}\n{ev.n_train} training / {ev.n_test} held-out images, "
-                             f"{ev.steps_per_epoch} steps an epoch, device {ev.device}")
+            out.total = ev.total_steps
+            out.message(f"run folder: {ev.run_dir}\n{ev.n_train} training / {ev.n_test} held-out images, "
+                        f"{ev.steps_per_epoch} steps an epoch, device {ev.device}"
+                        + (f"; resuming at step {ev.start_step}" if ev.start_step else ""))
         elif isinstance(ev, StepEvent):
-            progress.update(ev)
+            out.update(ev)
         elif isinstance(ev, EvalEvent):
-            progress.message(f"epoch {ev.epoch} (step {ev.step}): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
+            out.message(f"epoch {ev.epoch} (step {ev.step}): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
         elif isinstance(ev, WarningEvent):
-            progress.message(f"warning: {ev.message}")
+            out.message(f"warning: {ev.message}")
         elif isinstance(ev, CheckpointEvent) and args.verbose:
-            progress.message(f"checkpoint: {ev.path}")
+            out.message(f"checkpoint: {ev.path}")
         elif isinstance(ev, ErrorEvent):
-            progress.message(f"error: {ev.message}")
+            out.message(f"error: {ev.message}")
+            if ev.traceback:
+                out.message(_traceback_note(ev.traceback, ev.run_dir or args.run_dir, args.verbose))
             status = 1
         elif isinstance(ev, DoneEvent):
-            progress.message(f"{ev.reason}; checkpoint and metrics in {ev.run_dir}"
-                             + (f"\nresume with: workbench train --resume {ev.run_dir}" if ev.reason != "finished" else ""))
+            out.message(f"{ev.reason}; checkpoint and metrics in {ev.run_dir}"
+                        + (f"\nresume with: workbench train --resume {ev.run_dir}" if ev.reason != "finished" else ""))
     return status
 
 
+def _traceback_note(tb: str, run_dir, verbose: bool) -> str:
+    """Where the full traceback is (written to run.log if the loop did not already) or the text itself."""
+    path = Path(run_dir) / "run.log" if run_dir else None
+    if path is not None and (not path.is_file() or tb.strip().splitlines()[-1] not in path.read_text(errors="replace")):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(time.strftime("%Y-%m-%d %H:%M:%S") + " ERROR\n" + tb)
+    if verbose:
+        return tb.rstrip()
+    return f"full traceback in {path} (or run with -v)" if path else ""
+
+
+def _refuse_overwrite(paths, force: bool) -> None:
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ConfigError(f"'{existing[0]}'{more} already exists; add --force to overwrite it or choose another --out")
+
+
+def _check_out_file(out: str, force: bool, suffix: str) -> Path:
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigError(f"--out '{path}' is a folder; give a file name such as {path / ('embeddings' + suffix)}")
+    _refuse_overwrite([path], force)
+    return path
+
+
+def _finite_or_refuse(emb, run_dir) -> None:
+    import numpy as np
+
+    if not np.isfinite(emb).all():
+        raise ConfigError(f"the model in '{run_dir}' produces non-finite embeddings; nothing was written; "
+                          "use checkpoints/prev.pt or retrain with a lower optim.lr")
+
+
 def cmd_embed(args) -> int:
+    import numpy as np
+
     from workbench.core.export import write_npz
     from workbench.core.inference import RunModel
 
+    out = _check_out_file(args.out, args.force, ".npz")
     rm = RunModel.load(args.run_dir)
-    train, test = rm.splits(args.set)
+    cfg = rm.cfg.with_overrides(args.set or [])
+    bar = Progress(0)
+    with CtrlC(say=bar.message) as ctrl_c:
+        train, test = load_data(cfg, bar, ctrl_c.cancel)
     data = train if args.split == "train" else test
     emb = rm.embed(data.images)
-    write_npz(Path(args.out), embeddings=emb.astype(np.float32), labels=data.labels.numpy().astype(np.int64),
+    _finite_or_refuse(emb, args.run_dir)
+    write_npz(out, embeddings=emb.astype(np.float32), labels=data.labels.numpy().astype(np.int64),
               indices=data.indices.numpy().astype(np.int64))
-    print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {args.out}")
+    print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out}")
     return 0
 
 
 def cmd_neighbours(args) -> int:
     from workbench.core.inference import RunModel, load_image_file, neighbours
+    from workbench.core.runs import atomic_write_text
 
+    if not Path(args.image).is_file():
+        raise ConfigError(f"image '{args.image}' does not exist")
+    out = _check_out_file(args.out, args.force, ".csv") if args.out else None
     rm = RunModel.load(args.run_dir)
-    train, _ = rm.splits(args.set)
+    cfg = rm.cfg.with_overrides(args.set or [])
+    train, _ = load_data(cfg, Progress(0), None)
     q = rm.embed(load_image_file(args.image, rm.channels))
-    idx, sim = neighbours(q, rm.embed(train.images), args.k)
-    print(f"{'rank':>4} {'index':>7} {'similarity':>10}  label")
+    bank = rm.embed(train.images)
+    _finite_or_refuse(bank, args.run_dir)
+    if args.k > len(bank):
+        print(f"note: -k {args.k} is more than the {len(bank)} training images; showing all of them", file=sys.stderr)
+    idx, sim = neighbours(q, bank, args.k)
+    rows = []
     for r, (i, s) in enumerate(zip(idx[0], sim[0]), 1):
         lab = int(train.labels[i])
-        name = train.classes[lab] if 0 <= lab < len(train.classes) else "-"
-        print(f"{r:>4} {int(train.indices[i]):>7} {s:>10.4f}  {name}")
+        rows.append((r, int(train.indices[i]), float(s), train.classes[lab] if 0 <= lab < len(train.classes) else "-"))
+    print(f"{'rank':>4} {'index':>7} {'similarity':>10}  label")
+    for r, i, s, name in rows:
+        print(f"{r:>4} {i:>7} {s:>10.4f}  {name}")
+    if out is not None:
+        atomic_write_text(out, "rank,index,similarity,label\n" + "".join(f"{r},{i},{s:.6f},{n}\n" for r, i, s, n in rows))
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
 def cmd_export(args) -> int:
-    from workbench.core.export import export_run
+    from workbench.core.export import export_run, export_targets
 
+    _refuse_overwrite(export_targets(args.format, args.out), args.force)
     paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head)
     for p in paths:
         print(f"wrote {p}")
@@ -157,62 +302,135 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from workbench.core.sweep import run_cli
+
+    return run_cli(args.config, args.out, args.set or [], args.parallel, args.yes)
+
+
 def cmd_gui(args) -> int:
     from workbench.gui.app import run
 
     return run(args.config)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line (``error: ...``) instead of usage text and an exit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="workbench", description="Contrastive Workbench: contrastive self-supervised learning you can see.")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command")
-    g = sub.add_parser("gui", help="open the window (the default)")
+    p = Parser(prog="workbench", description="Contrastive Workbench: contrastive self-supervised learning you can see.")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail; print full tracebacks")
+    verbose = Parser(add_help=False)  # -v after the command too, without undoing `workbench -v train`
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="more detail; print full tracebacks")
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+    g = sub.add_parser("gui", parents=[verbose], help="open the window (the default)")
     g.add_argument("config", nargs="?", help="a config TOML to load")
-    t = sub.add_parser("train", help="train from a config file")
+    t = sub.add_parser("train", parents=[verbose], help="train from a config file")
     t.add_argument("config", nargs="?")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     t.add_argument("--out", default="runs", help="folder that receives the run folder (default: runs)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
-    t.add_argument("-v", "--verbose", action="store_true")
-    e = sub.add_parser("embed", help="write embeddings of a dataset split as .npz")
+    w = sub.add_parser("sweep", parents=[verbose], help="run every trial of a config's [sweep] section, ranked (again: resume)")
+    w.add_argument("config")
+    w.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a base config value (repeatable)")
+    w.add_argument("--out", help="the sweep folder (default: sweeps/<config name>)")
+    w.add_argument("--parallel", type=positive_int, default=1, help="trials at once, one process per GPU")
+    w.add_argument("--yes", action="store_true", help="run a sweep larger than sweep.max_trials without asking")
+    e = sub.add_parser("embed", parents=[verbose], help="write embeddings of a dataset split as .npz")
     e.add_argument("run_dir")
     e.add_argument("--split", choices=["train", "test"], default="test")
     e.add_argument("--set", action="append", metavar="data.KEY=VALUE", help="embed another dataset (e.g. data.root=...)")
     e.add_argument("--out", required=True)
-    n = sub.add_parser("neighbours", help="nearest training images of an image file")
+    e.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    n = sub.add_parser("neighbours", parents=[verbose], help="nearest training images of an image file")
     n.add_argument("run_dir")
     n.add_argument("--image", required=True)
-    n.add_argument("-k", type=int, default=10)
+    n.add_argument("-k", type=positive_int, default=10, help="how many neighbours (>= 1)")
     n.add_argument("--set", action="append", metavar="data.KEY=VALUE")
-    x = sub.add_parser("export", help="export the trained encoder")
+    n.add_argument("--out", help="also write the table as CSV")
+    n.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    x = sub.add_parser("export", parents=[verbose], help="export the trained encoder")
     x.add_argument("run_dir")
     x.add_argument("--format", choices=["safetensors", "torchscript", "onnx", "npz", "projector"], default="safetensors")
     x.add_argument("--out", required=True)
     x.add_argument("--include-head", action="store_true", help="include the projection head")
+    x.add_argument("--force", action="store_true", help="overwrite files that exist")
     for name in ("datasets", "augmentations", "losses", "models"):
-        sub.add_parser(name, help=f"list the {name} and their parameters")
+        sub.add_parser(name, parents=[verbose], help=f"list the {name} and their parameters")
     return p
 
 
-COMMANDS = {"train": cmd_train, "embed": cmd_embed, "neighbours": cmd_neighbours, "export": cmd_export,
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "embed": cmd_embed, "neighbours": cmd_neighbours, "export": cmd_export,
             "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list, "models": cmd_list, "gui": cmd_gui}
 
 
+def _crash_log(run_dir) -> Path:
+    if run_dir and (Path(run_dir) / "config.toml").is_file():
+        return Path(run_dir) / "run.log"
+    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "error.log"
+
+
+def report_failure(exc: BaseException, args) -> str:
+    """The user's line for a failure; its full traceback goes to the run's run.log (or the cache's
+    error.log) so nothing is lost; with -v it is printed as well."""
+    from workbench.core.events import explain, format_traceback
+
+    line = f"error: {explain(exc)}"
+    tb = format_traceback(exc)
+    path = _crash_log(getattr(args, "run_dir", None))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR workbench {getattr(args, 'command', '')}: {explain(exc)}\n{tb}")
+        where = f"full traceback in {path}"
+    except OSError:
+        where = "run with -v for the full traceback"
+    if getattr(args, "verbose", False):
+        return tb.rstrip() + "\n" + line
+    return f"{line}\n{where}" + (" (or run with -v)" if "-v" not in where else "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
     if args.command is None:
         args.command, args.config = "gui", None
+    args.run_dir = getattr(args, "run_dir", None)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    from workbench.core.data import Cancelled
+
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Cancelled):
+        if args.command == "train" and args.run_dir:
+            what = f"stopped without saving; the last checkpoint in {args.run_dir} is kept"
+        else:
+            what = "nothing was written"
+        print(f"\ninterrupted: {what}", file=sys.stderr)
         return 130
-    except (OSError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line; the traceback is kept in a log
+        print(report_failure(exc, args), file=sys.stderr)
         return 1

@@ -411,12 +411,11 @@ def check_resume(run_dir: str | Path):
 def _model_shapes(cfg, state: dict) -> dict | None:
     """The model's state dict for ``cfg`` built on the meta device (shapes only), or None when the
     network cannot be built from the checkpoint's recorded input (left to the loader to report)."""
-    from workbench.core.losses import LOSSES
-    from workbench.core.models import build_network
+    from workbench.core.methods import build_network
 
     try:
         with torch.device("meta"):
-            net = build_network(cfg, int(state["channels"]), int(state["image_size"]), LOSSES.get(cfg.loss.name).meta)
+            net = build_network(cfg, int(state["channels"]), int(state["image_size"]))
     except (ConfigError, TypeError, ValueError, RuntimeError, NotImplementedError):
         return None
     return net.state_dict()

@@ -1,0 +1,398 @@
+"""Bad input, tried as a new user would: every case ends with one line on stderr that names the
+field, file or value, the right exit code, and no traceback. Run in-process through
+``workbench.cli.main`` (fast); tests/test_cli.py runs a few of the same through a real process."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from workbench.cli import main
+from workbench.core.config import Config
+from workbench.core.methods import build_network
+from workbench.core.runs import CHECKPOINT_KEYS
+
+CFG = str(ROOT / "examples" / "bundled_quick.toml")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.err
+
+
+def assert_one_line(err: str, needle: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, f"expected one line, got:\n{err}"
+    assert lines[0].startswith("error: "), err
+    assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
+
+
+# ----- config values through --set: (override, what the line must name) -----
+SET_CASES = [
+    ("train.epochs=0", "train.epochs"),
+    ("train.epochs=-3", "train.epochs"),
+    ("train.epochs=1e9", "train.epochs"),
+    ("train.epochs=2.5", "train.epochs: expected an integer"),
+    ("train.epochs=ten", "train.epochs: expected an integer"),
+    ("train.epochs=[1]", "train.epochs"),
+    ("train.batch_size=1", "train.batch_size"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.batch_size=-64", "train.batch_size"),
+    ("train.batch_size=1000000", "train.batch_size"),
+    ("train.device=tpu", "train.device"),
+    ("train.device=cuda:x", "train.device"),
+    ("train.device=3", "train.device"),
+    ("train.seed=-1", "train.seed"),
+    ("train.seed=99999999999", "train.seed"),
+    ("train.seed=0.5", "train.seed"),
+    ("train.max_steps=-1", "train.max_steps"),
+    ("train.time_budget_s=-5", "train.time_budget_s"),
+    ("train.time_budget_s=inf", "train.time_budget_s"),
+    ("train.time_budget_s=nan", "train.time_budget_s"),
+    ("train.log_every=0", "train.log_every"),
+    ("train.log_every=-10", "train.log_every"),
+    ("train.checkpoint_every=0", "train.checkpoint_every"),
+    ("train.checkpoint_every=-1", "train.checkpoint_every"),
+    ("train.checkpoint_minutes=0", "train.checkpoint_minutes"),
+    ("train.checkpoint_minutes=-1", "train.checkpoint_minutes"),
+    ("train.checkpoint_minutes=inf", "train.checkpoint_minutes"),
+    ("train.checkpoint_minutes=nan", "train.checkpoint_minutes"),
+    ("train.threads=100000", "train.threads"),
+    ("train.threads=2000", "train.threads"),
+    ("train.threads=-1", "train.threads"),
+    ("train.bf16=maybe", "train.bf16: expected true or false"),
+    ("train.compile=2", "train.compile"),
+    ("train.channels_last='yes please'", "train.channels_last"),
+    ("train.epoch=3", "train.epoch"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.lr=-1", "optim.lr"),
+    ("optim.lr=inf", "optim.lr"),
+    ("optim.lr=nan", "optim.lr"),
+    ("optim.lr=100", "optim.lr"),
+    ("optim.lr=fast", "optim.lr: expected a number"),
+    ("optim.weight_decay=inf", "optim.weight_decay"),
+    ("optim.weight_decay=-0.1", "optim.weight_decay"),
+    ("optim.weight_decay=nan", "optim.weight_decay"),
+    ("optim.momentum=1", "optim.momentum"),
+    ("optim.momentum=-0.5", "optim.momentum"),
+    ("optim.momentum=nan", "optim.momentum"),
+    ("optim.warmup_epochs=-1", "optim.warmup_epochs"),
+    ("optim.warmup_epochs=inf", "optim.warmup_epochs"),
+    ("optim.schedule=linear", "optim.schedule"),
+    ("optim.min_lr_ratio=2", "optim.min_lr_ratio"),
+    ("optim.min_lr_ratio=-0.1", "optim.min_lr_ratio"),
+    ("optim.name=rmsprop", "rmsprop"),
+    ("optim.betas=[0.9, 0.99]", "optim.betas"),
+    ("data.name=imagenet", "imagenet"),
+    ("data.image_size=4", "data.image_size"),
+    ("data.image_size=5000", "data.image_size"),
+    ("data.image_size=-28", "data.image_size"),
+    ("data.holdout=0", "data.holdout"),
+    ("data.holdout=1", "data.holdout"),
+    ("data.holdout=nan", "data.holdout"),
+    ("data.holdout=inf", "data.holdout"),
+    ("data.subset=-1", "data.subset"),
+    ("data.download=perhaps", "data.download"),
+    ("data.in_memory=3", "data.in_memory"),
+    ("data.rooot=/tmp", "data.rooot"),
+    ("model.encoder=vgg", "vgg"),
+    ("model.head_layers=-1", "model.head_layers"),
+    ("model.head_layers=100", "model.head_layers"),
+    ("model.head_hidden=0", "model.head_hidden"),
+    ("model.head_out=0", "model.head_out"),
+    ("model.head_out=10000000", "model.head_out"),
+    ("model.predictor_hidden=0", "model.predictor_hidden"),
+    ("model.head_bn=2", "model.head_bn"),
+    ("model.width=inf", "model.width"),
+    ("model.width=wide", "model.width"),
+    ("model.depth=3", "depth"),
+    ("loss.temperature=0", "temperature"),
+    ("loss.temperature=-1", "temperature"),
+    ("loss.temperature=inf", "temperature"),
+    ("loss.temperature=nan", "temperature"),
+    ("loss.temperature=hot", "temperature"),
+    ("loss.name=infonce", "infonce"),
+    ("loss.temprature=0.1", "loss.temprature"),
+    ("loss.similarity=euclid", "similarity"),
+    ("loss.learnable_temperature=sometimes", "learnable_temperature"),
+    ("augment.preset=nope", "augment.preset"),
+    ("augment.recipe=3", "augment.recipe"),
+    ("augment.recipe=[3]", "augment.recipe[0]"),
+    ("augment.recipe=['flip']", "augment.recipe[0]"),
+    ("augment.recipe=[{name='blur'}]", "blur"),
+    ("augment.recipe=[{name='horizontal_flip', p=1.5}]", "augment.recipe[0]"),
+    ("augment.recipe=[{name='horizontal_flip', p=nan}]", "augment.recipe[0]"),
+    ("augment.recipe=[{name='horizontal_flip', prob=0.5}]", "prob"),
+    ("augment.recipe=[{name='random_resized_crop', scale=[0.9, 0.2]}]", "scale"),
+    ("augment.recipe=[{name='random_resized_crop', scale=[0.2, inf]}]", "augment.recipe[0]"),
+    ("augment.recipe=[{p=0.5}]", "augment.recipe[0]"),
+    ("eval.every=0", "eval.every"),
+    ("eval.every=-2", "eval.every"),
+    ("eval.knn_k=0", "eval.knn_k"),
+    ("eval.knn_k=-5", "eval.knn_k"),
+    ("eval.knn_temperature=0", "eval.knn_temperature"),
+    ("eval.knn_temperature=inf", "eval.knn_temperature"),
+    ("eval.knn_temperature=nan", "eval.knn_temperature"),
+    ("eval.bank_size=-1", "eval.bank_size"),
+    ("eval.test_size=-1", "eval.test_size"),
+    ("eval.embed_points=-1", "eval.embed_points"),
+    ("eval.embed_every_steps=-1", "eval.embed_every_steps"),
+    ("eval.linear_probe_epochs=0", "eval.linear_probe_epochs"),
+    ("eval.linear_probe=maybe", "eval.linear_probe"),
+    ("eval.tensorboard=7", "eval.tensorboard"),
+    ("nonsense", "section.key=value"),
+    ("trian.epochs=1", "unknown section 'trian'"),
+    ("=1", "section.key=value"),
+    (".epochs=1", "unknown section"),
+    ("train.=1", "train."),
+]
+
+
+@pytest.mark.parametrize("override, needle", SET_CASES, ids=[c[0][:40] for c in SET_CASES])
+def test_bad_set_value(override, needle, capsys, tmp_path):
+    code, err = run_cli(capsys, "train", CFG, "--set", override, "--out", tmp_path)
+    assert code == 2
+    assert_one_line(err, needle)
+    assert not any(tmp_path.iterdir()), "a rejected config must not create a run folder"
+
+
+# ----- config files: (TOML text, what the line must name) -----
+FILE_CASES = [
+    ('data = "bundled"\n', "data: expected a table"),
+    ("train = 3\n", "train: expected a table"),
+    ("loss = [1, 2]\n", "loss: expected a table"),
+    ("model = true\n", "model: expected a table"),
+    ('augment = "simclr"\n', "augment: expected a table"),
+    ("optim = 0.1\n", "optim: expected a table"),
+    ('eval = "every"\n', "eval: expected a table"),
+    ("[trainer]\nepochs = 3\n", "unknown section"),
+    ("[train\nepochs = 3\n", "not valid TOML"),
+    ("[train]\nepochs = \n", "not valid TOML"),
+    ("[train]\nepochs = 1.5\n", "train.epochs"),
+    ("[train]\nepochs = [1]\n", "train.epochs"),
+    ("[train]\nepochs = {a = 1}\n", "train.epochs"),
+    ("[train]\nthreads = 100000\n", "train.threads"),
+    ("[train]\ncheckpoint_every = 0\n", "train.checkpoint_every"),
+    ("[optim]\nlr = inf\n", "optim.lr"),
+    ("[optim]\nweight_decay = inf\n", "optim.weight_decay"),
+    ("[optim]\nweight_decay = -inf\n", "optim.weight_decay"),
+    ("[loss]\ntemperature = nan\n", "temperature"),
+    ("[loss]\nname = 3\n", "loss.name"),
+    ('[augment]\nrecipe = "flip"\n', "augment.recipe"),
+    ('[augment]\nrecipe = ["flip"]\n', "augment.recipe[0]"),
+    ("[[augment.recipe]]\np = 0.5\n", "augment.recipe[0]"),
+    ("[model]\nhead_out = -1\n", "model.head_out"),
+    ("[eval]\nknn_k = 0\n", "eval.knn_k"),
+    ("[data]\nholdout = 1.5\n", "data.holdout"),
+]
+
+
+@pytest.mark.parametrize("text, needle", FILE_CASES, ids=[f"file{i}" for i in range(len(FILE_CASES))])
+def test_bad_config_file(text, needle, capsys, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    code, err = run_cli(capsys, "train", path, "--out", tmp_path / "runs")
+    assert code == 2
+    assert_one_line(err, needle)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_that_is_not_utf8_or_a_folder(capsys, tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b"[train]\n# caf\xe9\nepochs = 3\n")
+    code, err = run_cli(capsys, "train", bad, "--out", tmp_path)
+    assert code == 2
+    assert_one_line(err, str(bad))
+    code, err = run_cli(capsys, "train", tmp_path, "--out", tmp_path)
+    assert code == 2
+    assert_one_line(err, "folder")
+
+
+# ----- command-line usage: (argv, exit code, what the line must name) -----
+USAGE_CASES = [
+    (["train"], 2, "CONFIG.toml"),
+    (["train", "missing.toml"], 2, "missing.toml"),
+    (["train", "CFG", "--resume", "RUNS"], 2, "drop CONFIG"),
+    (["train", "--resume", "RUNS", "--set", "train.epochs=2"], 2, "drop CONFIG"),
+    (["train", "--bogus"], 2, "--bogus"),
+    (["train", "CFG", "--set"], 2, "--set"),
+    (["frobnicate"], 2, "frobnicate"),
+    (["embed"], 2, "run_dir"),
+    (["embed", "RUN"], 2, "--out"),
+    (["embed", "RUN", "--split", "val", "--out", "x.npz"], 2, "val"),
+    (["neighbours", "RUN"], 2, "--image"),
+    (["neighbours", "RUN", "--image", "IMG", "-k", "0"], 2, "-k"),
+    (["neighbours", "RUN", "--image", "IMG", "-k", "-5"], 2, "-k"),
+    (["neighbours", "RUN", "--image", "IMG", "-k", "ten"], 2, "ten"),
+    (["export", "RUN", "--format", "pdf", "--out", "x"], 2, "pdf"),
+    (["export", "RUN"], 2, "--out"),
+    (["-v", "train", "missing.toml"], 2, "missing.toml"),
+    (["train", "-v", "CFG", "--set", "train.epochs=0"], 2, "train.epochs"),
+    (["losses", "--what"], 2, "--what"),
+]
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    """A run folder with a valid, finite checkpoint of the default small network (no training)."""
+    return make_run(tmp_path_factory.mktemp("good"))
+
+
+def make_run(folder, mutate=None, cfg=None):
+    cfg = cfg or Config().with_overrides(["data.subset=512", "train.batch_size=64"])
+    run = folder / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg.save(run / "config.toml", meta={"seed": 0})
+    torch.manual_seed(0)
+    net = build_network(cfg, 1, 28)
+    state = {k: 0 for k in CHECKPOINT_KEYS} | {"model": net.state_dict(), "loss": {}, "optim": {}, "elapsed": 0.0,
+                                                "mean": [0.5], "std": [0.25], "channels": 1, "image_size": 28,
+                                                "config": cfg.to_dict()}
+    if mutate:
+        state = mutate(state)
+    torch.save(state, run / "checkpoints" / "last.pt")
+    return run
+
+
+def _fill(argv, good_run, tmp_path):
+    img = tmp_path / "q.png"
+    if not img.exists():
+        from PIL import Image
+
+        Image.new("L", (28, 28), 128).save(img)
+    sub = {"CFG": CFG, "RUN": str(good_run), "RUNS": str(good_run), "IMG": str(img)}
+    return [sub.get(a, a) for a in argv]
+
+
+@pytest.mark.parametrize("argv, code, needle", USAGE_CASES, ids=[" ".join(c[0])[:40] for c in USAGE_CASES])
+def test_bad_command_line(argv, code, needle, capsys, tmp_path, good_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    got, err = run_cli(capsys, *_fill(argv, good_run, tmp_path))
+    assert got == code
+    assert_one_line(err, needle)
+
+
+# ----- run folders and checkpoints that cannot be used -----
+def _nan(state):
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = state["model"][key].clone().fill_(math.nan)
+    return state
+
+
+def _inf(state):
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = state["model"][key].clone().fill_(math.inf)
+    return state
+
+
+BROKEN_CHECKPOINTS = [
+    ("tensor", lambda s: torch.ones(3), "not a workbench checkpoint"),
+    ("list", lambda s: [1, 2, 3], "not a workbench checkpoint"),
+    ("missing model", lambda s: {k: v for k, v in s.items() if k != "model"}, "'model'"),
+    ("missing step", lambda s: {k: v for k, v in s.items() if k != "step"}, "'step'"),
+    ("model not a dict", lambda s: s | {"model": torch.ones(2)}, "'model'"),
+    ("nan weights", _nan, "non-finite"),
+    ("inf weights", _inf, "non-finite"),
+    ("negative step", lambda s: s | {"step": -4}, "'step'"),
+    ("step as text", lambda s: s | {"step": "ten"}, "'step'"),
+    ("wrong shape", lambda s: s | {"model": {k: (v[:1] if v.ndim else v) for k, v in s["model"].items()}}, "shape"),
+    ("extra tensors", lambda s: s | {"model": s["model"] | {"extra.weight": torch.ones(2)}}, "extra.weight"),
+    ("loss changed", lambda s: s | {"config": s["config"] | {"loss": {"name": "dcl", "temperature": 0.1}}},
+     "the loss was changed from dcl to ntxent"),
+    ("encoder width changed", lambda s: s | {"config": s["config"] | {"model": s["config"]["model"] | {"width": 64}}},
+     "model.width was changed from 64 to 32"),
+]
+
+
+@pytest.mark.parametrize("name, mutate, needle", BROKEN_CHECKPOINTS, ids=[c[0] for c in BROKEN_CHECKPOINTS])
+def test_resume_refuses_an_unusable_checkpoint_and_writes_nothing(name, mutate, needle, capsys, tmp_path):
+    run = make_run(tmp_path, mutate)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, needle)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before, "a refused resume must leave the run folder exactly as it was"
+
+
+@pytest.mark.parametrize("name, mutate, needle", [c for c in BROKEN_CHECKPOINTS if c[0] in
+                                                  ("tensor", "nan weights", "inf weights", "missing model")],
+                         ids=["tensor", "nan", "inf", "missing"])
+@pytest.mark.parametrize("command", ["embed", "export"])
+def test_embed_and_export_refuse_an_unusable_checkpoint(command, name, mutate, needle, capsys, tmp_path):
+    run = make_run(tmp_path, mutate)
+    code, err = run_cli(capsys, command, run, "--out", tmp_path / "out.npz")
+    assert code == 2
+    assert_one_line(err, needle)
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_damaged_checkpoint_bytes_and_missing_checkpoint(capsys, tmp_path):
+    run = make_run(tmp_path)
+    ckpt = run / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, "corrupted or truncated")
+    ckpt.unlink()
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, str(ckpt))
+
+
+def test_not_a_run_folder(capsys, tmp_path):
+    for argv in (["train", "--resume", tmp_path], ["embed", tmp_path, "--out", tmp_path / "e.npz"],
+                 ["export", tmp_path, "--out", tmp_path / "x"], ["neighbours", tmp_path / "nope", "--image", CFG]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2
+        assert_one_line(err, "not a run folder")
+
+
+def test_resume_with_a_broken_config_names_the_file(capsys, tmp_path):
+    run = make_run(tmp_path)
+    (run / "config.toml").write_text("[train]\nepochs = 0\n")
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, "train.epochs")
+
+
+# ----- nothing overwritten without --force -----
+@pytest.mark.parametrize("argv, target", [
+    (["embed", "RUN", "--out", "T"], "T"),
+    (["export", "RUN", "--format", "safetensors", "--out", "T"], "T"),
+    (["export", "RUN", "--format", "npz", "--out", "T"], "T"),
+    (["neighbours", "RUN", "--image", "IMG", "--out", "T"], "T"),
+], ids=["embed", "export-safetensors", "export-npz", "neighbours"])
+def test_existing_output_is_never_overwritten_without_force(argv, target, capsys, tmp_path, good_run):
+    suffix = {"embed": ".npz", "export": ".safetensors" if "safetensors" in argv else ".npz", "neighbours": ".csv"}[argv[0]]
+    path = tmp_path / f"existing{suffix}"
+    path.write_bytes(b"keep me")
+    code, err = run_cli(capsys, *[str(path) if a == "T" else a for a in _fill(argv, good_run, tmp_path)])
+    assert code == 2
+    assert_one_line(err, str(path))
+    assert "--force" in err
+    assert path.read_bytes() == b"keep me"
+
+
+def test_output_that_is_a_folder_is_named(capsys, tmp_path, good_run):
+    code, err = run_cli(capsys, "embed", good_run, "--out", tmp_path)
+    assert code == 2
+    assert_one_line(err, str(tmp_path))
+
+
+def test_unreadable_image_names_the_file(capsys, tmp_path, good_run):
+    bad = tmp_path / "q.png"
+    bad.write_text("not an image")
+    code, err = run_cli(capsys, "neighbours", good_run, "--image", bad)
+    assert code == 2
+    assert_one_line(err, str(bad))
+
+
+def test_the_table_is_at_least_150_cases():
+    n = (len(SET_CASES) + len(FILE_CASES) + 2 + len(USAGE_CASES) + len(BROKEN_CHECKPOINTS) + 2 * 4 + 2 + 4
+         + 1 + 4 + 1 + 1)
+    assert n >= 150, n
