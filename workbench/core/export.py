@@ -11,6 +11,7 @@ embedding dimension, the training config and the final metrics.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -24,7 +25,7 @@ from torch import nn
 
 from workbench.core.inference import RunModel
 from workbench.core.registry import ConfigError
-from workbench.core.runs import atomic_write_bytes, atomic_write_text, read_metrics
+from workbench.core.runs import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode, read_metrics
 
 FORMATS = ("safetensors", "torchscript", "onnx", "npz", "projector")
 SUFFIX = {"safetensors": ".safetensors", "torchscript": ".ts", "onnx": ".onnx"}
@@ -73,9 +74,14 @@ def _atomic_via_tmp(path: Path, writer) -> None:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; give it the umask's mode like every other file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFullError(path, 0) from exc
+        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError):
+            raise OSError(exc.errno, f"cannot write '{path}': {exc.strerror or exc}") from exc
         raise
 
 
@@ -143,6 +149,19 @@ def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, cl
     for p, data in zip(paths, [vec.encode(), meta.encode(), png.getvalue(), cfgtxt.encode()]):
         atomic_write_bytes(p, data)
     return paths
+
+
+def export_targets(fmt: str, out) -> list[Path]:
+    """The files ``export_run(run_dir, fmt, out)`` writes, so a caller can refuse (or ask) before
+    overwriting any of them."""
+    out = Path(out)
+    if fmt in SUFFIX:
+        model = out / f"encoder{SUFFIX[fmt]}" if out.suffix == "" or out.is_dir() else out
+        card = model.with_name(model.stem + ".model_card.json") if model.stem != "encoder" else model.with_name("model_card.json")
+        return [model, card]
+    if fmt == "npz":
+        return [out if out.suffix == ".npz" else out / "embeddings.npz"]
+    return [out / n for n in ("vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt")]
 
 
 def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000) -> list[Path]:
