@@ -73,6 +73,7 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path):
 
     cfg = Config.load(run / "config.toml").with_overrides(["train.max_steps=24"])
     cfg.save(run / "config.toml")
-    res = subprocess.run([sys.executable, "-m", "workbench", "train", "--resume", str(run)], capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run([sys.executable, "-m", "workbench", "train", "--resume", str(run)],
+                         capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 24

@@ -61,7 +61,8 @@ def _tsne(x, init, seed):
     except ImportError:
         raise RuntimeError("t-SNE needs the optional package scikit-learn: pip install scikit-learn") from None
     start = init if init is not None else pca_2d(x) / max(np.std(pca_2d(x)[:, 0]), 1e-6) * 1e-4
-    return TSNE(2, init=start.astype(np.float32), random_state=seed, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3))).fit_transform(x).astype(np.float32)
+    perplexity = min(30.0, max(2.0, (len(x) - 1) / 3))
+    return TSNE(2, init=start.astype(np.float32), random_state=seed, perplexity=perplexity).fit_transform(x).astype(np.float32)
 
 
 METHODS = {"pca": _pca, "umap": _umap, "tsne": _tsne}
