@@ -3,7 +3,7 @@ import pytest
 
 from workbench.core.config import Config
 from workbench.core.events import EvalEvent, StepEvent
-from workbench.core.history import read_history, read_view, run_summary, save_view
+from workbench.core.history import read_history, read_view, run_summary, save_view, write_status
 
 
 def write_run(tmp_path, epochs=2):
@@ -38,8 +38,10 @@ def test_summary_names_state_metrics_and_duration(tmp_path):
     assert row["best_knn"] == pytest.approx(0.70) and row["duration_s"] == pytest.approx(30.0) and row["step"] == 40
     (run / "run.log").write_text("ERROR the loss became nan at step 41\n")
     assert run_summary(run)["status"] == "failed"
-    (run / "status.json").write_text('{"state": "stopped", "step": 40, "updated": 1}')
+    write_status(run, "stopped", 40)
     assert run_summary(run)["status"] == "stopped"
+    write_status(run, "failed", 41, "the loss became nan at step 41")
+    assert run_summary(run)["error"] == "the loss became nan at step 41"
     (run / "config.toml").write_text("[data]\nnope = 1\n")
     assert run_summary(run)["status"] == "unreadable"
 

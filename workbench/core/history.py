@@ -39,6 +39,12 @@ def read_history(run_dir: str | Path) -> list:
     return events
 
 
+def write_status(run_dir: str | Path, state: str, step: int = 0, message: str = "") -> None:
+    """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic)."""
+    text = json.dumps({"state": state, "step": int(step), "updated": round(time.time(), 3), "message": message})
+    atomic_write_bytes(Path(run_dir) / "status.json", text.encode("utf-8"))
+
+
 def read_status(run_dir: str | Path) -> dict:
     """The run's own ``status.json`` when it wrote one, else {}."""
     try:
@@ -57,7 +63,10 @@ def _infer_state(run: Path, cfg, rows: list[dict]) -> str:
         return "failed"
     evals = [r for r in rows if r.get("knn_acc") is not None]
     newest = max((p.stat().st_mtime for p in (run / "metrics.csv", run / "config.toml") if p.exists()), default=0)
+    steps = [r["step"] for r in rows if r.get("step") is not None]
     if evals and int(evals[-1].get("epoch") or 0) >= cfg.train.epochs:
+        return "finished"
+    if evals and cfg.train.max_steps and steps and max(steps) >= cfg.train.max_steps:
         return "finished"
     if time.time() - newest < RUNNING_WITHIN_S:
         return "running"

@@ -8,12 +8,13 @@ of queued signals in front of the user's clicks; Pause and Stop are handled at o
 """
 from __future__ import annotations
 
+import contextlib
 import threading
-import traceback
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from workbench.core import events as E
+from workbench.core.history import write_status
 from workbench.core.train import Control, train
 
 
@@ -40,6 +41,7 @@ class TrainWorker(QObject):
         self._lock = threading.Lock()
         self._steps: list = []
         self._signalled = False
+        self.run_dir, self.last_step = None, 0
 
     def take_steps(self) -> list:
         with self._lock:
@@ -54,8 +56,24 @@ class TrainWorker(QObject):
             self._signalled = True
         self.stepsReady.emit()
 
+    def _record(self, ev) -> None:
+        """The run's state in its folder (status.json) for the runs table; written from this thread, off the GUI."""
+        if isinstance(ev, E.RunStarted):
+            self.run_dir, state, step, msg = ev.run_dir, "running", ev.start_step, ""
+        elif isinstance(ev, E.DoneEvent):
+            state, step, msg = ev.reason, self.last_step, ""
+        elif isinstance(ev, E.ErrorEvent):
+            state, step, msg = "failed", self.last_step, ev.message
+        else:
+            return
+        if self.run_dir:
+            with contextlib.suppress(OSError):
+                write_status(self.run_dir, state, step, msg)
+
     def _route(self, ev) -> None:
+        self._record(ev)
         if isinstance(ev, E.StepEvent):
+            self.last_step = ev.step
             self._push_step(ev)
         elif isinstance(ev, E.PausedEvent):
             self.paused.emit(ev.paused)
@@ -79,7 +97,7 @@ class TrainWorker(QObject):
             for ev in train(self.cfg, self.control, runs_root=self.runs_root, resume=self.resume, data=self.data):
                 self._route(ev)
         except Exception as exc:  # noqa: BLE001 - anything goes to the window as a message, never a crash
-            self.error.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, traceback.format_exc())
+            self._route(E.ErrorEvent.from_exception(exc, self.run_dir or ""))
         finally:
             self.data = None  # the window keeps its own reference
             self.finished.emit()
