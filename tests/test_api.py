@@ -135,6 +135,22 @@ def test_stream_iterates_events_and_fit_uses_a_given_held_out_split(tmp_path, fm
     assert isinstance(events[-1], wb.DoneEvent) and s.run.run_dir.name == events[-1].run_dir.split("/")[-1]
 
 
+def test_a_stopped_run_resumes_on_the_same_in_memory_images(tmp_path, fmnist):
+    x, y = fmnist
+    control = wb.Control()
+
+    def stop_at_step_4(ev):
+        if isinstance(ev, wb.StepEvent) and ev.step >= 4:
+            control.stop()
+
+    cfg = wb.config(SMALL, **{"train.epochs": 2})
+    run = wb.fit(cfg, data=x, labels=y, runs_root=tmp_path, control=control, on_event=stop_at_step_4)
+    assert run.reason == "stopped"
+    done = wb.fit(resume=run.run_dir, data=x, labels=y)
+    assert done.reason == "finished" and done.run_dir == run.run_dir
+    assert max(r["step"] for r in done.metrics) == 16  # 2 epochs of 8 steps, continued from step 4
+
+
 def test_set_up_problems_and_training_failures_raise(tmp_path, fmnist):
     x, _ = fmnist
     with pytest.raises(wb.ConfigError, match="needs labels"):
