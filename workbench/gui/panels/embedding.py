@@ -51,7 +51,6 @@ class ImageTip(QWidget):
         self.adjustSize()
         self.move(pos + QPoint(16, 16))
         self.show()
-        self.raise_()
 
 
 class EmbeddingPanel(QWidget):

@@ -1,0 +1,143 @@
+"""Runs in the window: pause/stop latency and feedback, resumed history, opened-run orientation, export, embedding view."""
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def test_pause_and_stop_answer_at_once_and_take_effect_within_a_second(window, qtbot):
+    window.setup.epochs.setValue(20)
+    qtbot.waitUntil(lambda: window.setup.cfg.train.epochs == 20)
+    window.start_btn.trigger()
+    qtbot.waitUntil(lambda: len(window.plots.steps) >= 2, timeout=60000)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(window.pauseChanged, timeout=10000) as p:
+        window.pause_btn.trigger()
+        assert not window.pause_btn.isEnabled() and "pausing" in window.status.text()  # feedback before the loop answers
+    assert p.args == [True] and time.perf_counter() - t0 < 1.5
+    step = window.plots.steps[-1]
+    qtbot.wait(400)
+    window._on_steps()
+    assert window.plots.steps[-1] == step  # really paused
+    with qtbot.waitSignal(window.pauseChanged, timeout=10000):
+        window.resume_btn.trigger()
+    qtbot.waitUntil(lambda: window.plots.steps[-1] > step, timeout=30000)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(window.trainingDone, timeout=30000) as done:
+        window.stop()
+        assert "stopping" in window.status.text() and not window.stop_btn.isEnabled()
+    assert done.args[0].reason == "stopped"
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)
+    assert time.perf_counter() - t0 < 10.0  # a step, a final evaluation on 300 images and a checkpoint
+
+
+def _train_some(window, steps: int):
+    from workbench.core.train import train
+
+    cfg = window.setup.build_config().with_overrides([f"train.max_steps={steps}", "train.epochs=3"])
+    return [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
+
+
+def test_resumed_run_shows_its_whole_history(window, qtbot):
+    from workbench.core.history import read_history, write_status
+
+    run = _train_some(window, 20)  # stops after 20 of 48 steps
+    write_status(run, "stopped", 20)
+    before = [e.step for e in read_history(run) if hasattr(e, "loss")]
+    assert before and before[-1] == 20
+    window.start(resume=run)
+    qtbot.waitUntil(lambda: window.run_dir == run, timeout=60000)
+    window.plots.redraw()
+    assert window.plots.steps[: len(before)] == before  # earlier steps are on the curves from the start
+    xs, _ = window.plots.raw.getData()
+    assert xs is not None and xs[0] == before[0]
+    window.stop()
+    qtbot.waitUntil(lambda: not window.running, timeout=60000)
+
+
+def test_opened_run_keeps_the_orientation_of_the_live_view(window, qtbot):
+    window.start_btn.trigger()
+    with qtbot.waitSignal(window.trainingDone, timeout=120000):
+        pass
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)
+    live_xy, live_rows = window.embedding.pca_view()
+    run = window.run_dir
+    assert (Path(run) / "embedding_view.npz").is_file()
+    with qtbot.waitSignal(window.runOpened, timeout=60000):
+        window.open_run(run)
+    ev = window.embedding.latest
+    assert np.array_equal(ev.indices, live_rows)  # the same points
+    opened = window.embedding.pca_xy
+    # the same network and points: after alignment the layout matches the live one closely, never mirrored
+    err = np.linalg.norm(opened - live_xy) / np.linalg.norm(live_xy - live_xy.mean(0))
+    assert err < 0.05
+
+
+def test_export_writes_into_a_new_folder_and_keeps_the_other_formats_files(window, qtbot, tmp_path):
+    run = _train_some(window, 4)
+    out = {}
+    for fmt in ("safetensors", "npz"):
+        with qtbot.waitSignal(window.exported, timeout=120000) as e:
+            window.export_run(run, fmt, str(Path(run) / "export" / fmt))
+        out[fmt] = e.args[0]
+    files = [Path(p) for paths in out.values() for p in paths]
+    assert all(p.is_file() for p in files)  # the first format's files (and its model card) are still there
+    assert (Path(run) / "export" / "safetensors" / "encoder.safetensors").is_file()
+    assert "exported" in window.status.text()
+
+
+@pytest.mark.qt_log_ignore("does not support raise")  # the offscreen platform cannot raise the tooltip window
+def test_embedding_tooltip_legend_and_knn_colouring(window, qtbot):
+    from workbench.core.events import EmbeddingEvent
+
+    rng = np.random.default_rng(0)
+    n = 60
+    labels = np.arange(n) % 3
+    emb = rng.normal(size=(n, 8)).astype(np.float32) + 4 * np.eye(8, dtype=np.float32)[labels]
+    images = rng.integers(0, 255, (n, 1, 28, 28), dtype=np.uint8)
+    panel = window.embedding
+    panel.set_dataset(images, ["cat", "dog", "eel"])
+    with qtbot.waitSignal(panel.drawn):
+        panel.show_embedding(EmbeddingEvent(2, 10, emb[:, :2].copy(), emb, labels, np.arange(n)))
+    assert "PCA" in panel.plot.plotItem.titleLabel.text and panel.n_points == n
+    assert "<b>dog</b>" in panel.tip_text(4) and "#4" in panel.tip_text(4)
+    item = panel.items[1]
+    pts = item.points()[:1]
+    panel._hovered(item, pts)
+    assert panel.tip.isVisible() and panel.tip.pic.pixmap() is not None
+    panel._hovered(item, [])
+    assert not panel.tip.isVisible()
+    assert panel.legend.count() == 3
+    from PySide6.QtCore import Qt
+
+    panel.legend.item(1).setCheckState(Qt.Unchecked)
+    assert not panel.items[1].isVisible() and panel.items[0].isVisible()
+    panel.colour_by.setCurrentText("kNN correct")
+    qtbot.waitUntil(lambda: panel.correct is not None)
+    # independent check: brute-force leave-one-out majority vote
+    z = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    expect = []
+    for i in range(n):
+        sims = z @ z[i]
+        sims[i] = -np.inf
+        nn = np.argsort(-sims)[:20]
+        expect.append(np.bincount(labels[nn], minlength=3).argmax() == labels[i])
+    assert panel.correct.tolist() == expect
+    assert "kNN" in panel.status.text()
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("sklearn"), reason="t-SNE needs scikit-learn")
+def test_tsne_is_computed_in_a_child_process_and_cancelled_on_reset(window, qtbot):
+    from workbench.core.events import EmbeddingEvent
+
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(80, 6)).astype(np.float32)
+    panel = window.embedding
+    panel.method.setCurrentText("tsne")
+    panel.show_embedding(EmbeddingEvent(0, 1, emb[:, :2].copy(), emb, np.zeros(80, int), np.arange(80)))
+    assert "computing t-SNE" in panel.plot.plotItem.titleLabel.text
+    qtbot.waitUntil(lambda: panel.job is not None and panel.job.proc is not None, timeout=10000)
+    proc = panel.job.proc
+    panel.reset()
+    qtbot.waitUntil(lambda: not proc.is_alive(), timeout=5000)
