@@ -189,6 +189,7 @@ def test_median_rule_prunes_below_the_median_of_finished_trials_at_the_same_eval
     assert not rule.should_prune(9, {1: 0.1})  # the warm-up evaluation is never pruned
     assert rule.should_prune(9, {1: 0.1, 2: 0.69})  # median at evaluation 2 is 0.7
     assert not rule.should_prune(9, {1: 0.1, 2: 0.71})
+    assert not rule.should_prune(9, {1: 0.75, 2: 0.69})  # its best value so far counts (as in Optuna)
     low = S.MedianRule(maximize=False, startup=2, warmup=0)
     low.finish(0, {1: 3.0}, 3.0)
     low.finish(1, {1: 4.0}, 4.0)

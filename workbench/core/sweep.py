@@ -348,9 +348,9 @@ def intermediate(rows: list[dict], metric: str) -> dict[int, float]:
 
 # ----- pruning -----
 class MedianRule:
-    """Optuna's median stopping rule without Optuna: after ``warmup`` evaluations, and once ``startup``
-    trials have finished, a trial whose latest value is worse than the median of the finished trials'
-    values at the same evaluation is pruned."""
+    """Optuna's median stopping rule without Optuna (``MedianPruner``): after ``warmup`` evaluations, and
+    once ``startup`` trials have finished, a trial whose best value so far is worse than the median of
+    the finished trials' values at its latest evaluation is pruned."""
 
     def __init__(self, maximize: bool, startup: int, warmup: int):
         self.maximize, self.startup, self.warmup = maximize, startup, warmup
@@ -365,8 +365,9 @@ class MedianRule:
         others = [s[epoch] for s in self.finished.values() if epoch in s]
         if not others:
             return False
+        best = max(series.values()) if self.maximize else min(series.values())
         med = statistics.median(others)
-        return series[epoch] < med if self.maximize else series[epoch] > med
+        return best < med if self.maximize else best > med
 
     def finish(self, trial: int, series: dict[int, float], value: float | None) -> None:
         self.finished[trial] = series
