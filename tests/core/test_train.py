@@ -89,10 +89,24 @@ def test_pause_blocks_between_steps_until_resumed(tmp_path, quick_cfg):
     assert [p.paused for p in pauses] == [True, False] and pauses[0].step == 2
 
 
-def test_nan_loss_ends_with_a_clear_error(tmp_path, quick_cfg):
-    cfg = quick_cfg("optim.lr=1e30", "optim.warmup_epochs=0", "optim.name=sgd", "train.log_every=1")
-    events = run_all(cfg, runs_root=tmp_path)
+def test_nan_loss_ends_with_a_clear_error(tmp_path, quick_cfg, monkeypatch):
+    """A loss that turns NaN at step 3 (between log steps) stops the run at the next log step, naming step 3."""
+    from workbench.core.losses.ntxent import NTXent
+
+    calls = []
+    real = NTXent.forward
+
+    def poisoned(self, views, report=False):
+        calls.append(1)
+        out = real(self, views, report)
+        out.loss = out.loss * float("nan") if len(calls) >= 3 else out.loss
+        return out
+
+    monkeypatch.setattr(NTXent, "forward", poisoned)
+    events = run_all(quick_cfg("train.log_every=4", "train.max_steps=8"), runs_root=tmp_path)
     assert isinstance(events[-1], ErrorEvent) and "lower optim.lr" in events[-1].message
+    assert "step 3" in events[-1].message and events[-1].traceback
+    assert [e.step for e in events if isinstance(e, StepEvent)] == []
 
 
 def test_setup_errors_raise_before_training(tmp_path, quick_cfg):
@@ -122,7 +136,7 @@ def test_checkpoint_that_does_not_fit_its_config_gives_a_clear_message(tmp_path,
     ckpt = (run / "checkpoints" / "last.pt").read_bytes()
     cfg_file = run / "config.toml"
     cfg_file.write_text(cfg_file.read_text().replace("width = 32", "width = 16"))
-    with pytest.raises(ConfigError, match="does not match its config.toml"):
+    with pytest.raises(ConfigError, match="model.width was changed from 32 to 16 in config.toml.*restore config.toml"):
         run_all(None, runs_root=tmp_path, resume=run)
     with pytest.raises(ConfigError, match="does not match its config.toml"):
         RunModel.load(run)
@@ -130,7 +144,7 @@ def test_checkpoint_that_does_not_fit_its_config_gives_a_clear_message(tmp_path,
 
 
 @pytest.mark.parametrize("loss", ["ntxent", "dcl", "dclw", "supcon", "margin_contrastive", "triplet", "moco", "byol",
-                                  "simsiam", "barlow_twins", "vicreg"])
+                                  "simsiam", "barlow_twins", "vicreg", "dino"])
 def test_every_loss_trains_in_the_loop_and_reports_a_batch(tmp_path, quick_cfg, loss):
     extra = ["loss.queue_size=256"] if loss == "moco" else []
     control = Control()
@@ -202,3 +216,41 @@ def test_small_cnn_output_size():
     assert ENCODERS.build("small_cnn", {}, in_channels=3, image_size=96)(torch.randn(2, 3, 96, 96)).shape == (2, 512)
     with pytest.raises(ValueError, match="pool"):
         ENCODERS.build("small_cnn", {"pool": 0}, in_channels=1, image_size=28)
+
+
+def test_dino_with_local_crops_stops_and_resumes_exactly(tmp_path, quick_cfg):
+    """The centre, the teacher and the multi-crop random stream survive a stop and resume bit for bit."""
+    cfg = quick_cfg("loss.name=dino", "loss.out_dim=64", "loss.local_crops=2", "train.max_steps=6", "train.log_every=1")
+    straight = [e.loss for e in run_all(cfg, runs_root=tmp_path / "a") if isinstance(e, StepEvent)]
+    control, first, run_dir = Control(), [], None
+    for ev in train(cfg, control, runs_root=tmp_path / "b"):
+        run_dir = getattr(ev, "run_dir", run_dir)
+        if isinstance(ev, StepEvent):
+            first.append(ev.loss)
+            if ev.step == 3:
+                control.stop(quick=True)
+    assert load_checkpoint(f"{run_dir}/checkpoints/last.pt")["method"]["center"].abs().sum() > 0
+    rest = [e.loss for e in train(None, runs_root=tmp_path, resume=run_dir) if isinstance(e, StepEvent)]
+    assert first + rest == straight and len(straight) == 6
+
+
+def test_checkpoints_on_a_time_cadence_before_the_first_epoch_ends(tmp_path, quick_cfg):
+    control = Control()
+    saved = []
+    for ev in train(quick_cfg("train.checkpoint_minutes=0.01", "train.log_every=1"), control, runs_root=tmp_path):
+        if isinstance(ev, CheckpointEvent):
+            saved.append(ev.step)
+            control.stop(quick=True)
+    assert saved and saved[0] < 16  # 16 steps an epoch: saved by the clock, not by the epoch's end
+    assert load_checkpoint(f"{ev.run_dir}/checkpoints/last.pt")["step"] == saved[-1]
+
+
+def test_quick_stop_skips_the_final_evaluation(tmp_path, quick_cfg):
+    control = Control()
+    events = []
+    for ev in train(quick_cfg("train.log_every=1"), control, runs_root=tmp_path):
+        events.append(ev)
+        if isinstance(ev, StepEvent) and ev.step == 2:
+            control.stop(quick=True)
+    assert not any(isinstance(e, EvalEvent) for e in events)
+    assert isinstance(events[-2], CheckpointEvent) and events[-1].reason == "stopped"

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from workbench.core.config import Config
 from workbench.core.data import ImageData, load_splits
-from workbench.core.losses import LOSSES
-from workbench.core.models import Network, build_network
+from workbench.core.methods import build_method, build_network
+from workbench.core.models import Network
 from workbench.core.registry import ConfigError
 from workbench.core.runs import find_run, load_checkpoint
 
@@ -33,14 +33,14 @@ class RunModel:
     device: torch.device
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> "RunModel":
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> RunModel:
         run = find_run(run_dir)
         cfg = Config.load(run / "config.toml")
         state = load_checkpoint(run / "checkpoints" / "last.pt")
         for key in ("model", "mean", "std", "channels", "image_size"):
             if key not in state:
                 raise ConfigError(f"checkpoint in '{run}' lacks '{key}'; it was not written by this version of the workbench")
-        net = build_network(cfg, state["channels"], state["image_size"], LOSSES.get(cfg.loss.name).meta)
+        net = build_network(cfg, state["channels"], state["image_size"])
         try:
             net.load_state_dict(state["model"])
         except RuntimeError as exc:
@@ -98,11 +98,12 @@ def neighbours(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.nda
 @torch.no_grad()
 def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
     """A BatchEvent for ``n`` training images of a saved run: two fresh augmented views through the
-    trained network and the run's loss with reporting on (momentum targets are the online projections)."""
+    trained network, its method as checkpointed (momentum teacher, queue, centre) and its loss with
+    reporting on."""
     from workbench.core.augment import Augmenter
-    from workbench.core.events import BatchEvent
-    from workbench.core.losses import Views
+    from workbench.core.inspector import batch_event
 
+    state = load_checkpoint(rm.run_dir / "checkpoints" / "last.pt")
     train, _ = rm.splits()
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=g)[: min(n, len(train))].sort().values
@@ -112,14 +113,11 @@ def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
     size = rm.image_size
     if v1.shape[-1] != size:
         v1, v2 = (F.interpolate(v, size=(size, size), mode="bilinear", antialias=True) for v in (v1, v2))
-    _, z, p = rm.net(torch.cat([v1, v2]).to(rm.device))
-    k = len(idx)
-    loss = LOSSES.build(rm.cfg.loss.name, rm.cfg.loss.params).to(rm.device).eval()
+    method = build_method(rm.cfg)
+    method.attach(rm.net, aug)
+    method.to(rm.device).eval()
+    method.load_checkpoint_state(state)
     labels = train.labels[idx].to(rm.device)
-    out = loss(Views(z[:k], z[k:], p[:k], p[k:], z[:k], z[k:], labels=labels), report=True)
-
-    temp = out.terms.get("temperature")
-    return BatchEvent(-1, aug.to_uint8(v1), aug.to_uint8(v2), train.indices[idx].numpy(), train.labels[idx].numpy(),
-                      out.similarity.float().cpu().numpy(), out.per_sample.float().cpu().numpy(),
-                      out.positive.cpu().numpy(), out.hardest_negative.cpu().numpy(),
-                      float(temp) if temp is not None else None, rm.cfg.loss.name)
+    views = method(rm.net, [v1.to(rm.device), v2.to(rm.device)], labels, state.get("progress", 1.0))
+    out = method.loss(views, report=True)
+    return batch_event(-1, aug, v1, v2, train.indices[idx], train.labels[idx], out, rm.cfg.loss.name)

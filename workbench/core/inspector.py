@@ -1,4 +1,5 @@
-"""What the loss sees in a batch, computed from a BatchEvent (plain numpy, no Qt).
+"""What the loss sees in a batch: the BatchEvent built from a loss's report, and what the window
+reads from it (plain numpy, no Qt).
 
 Rows/columns of ``similarity`` index [view1 of the N anchors; view2 of the N anchors] (2N).
 """
@@ -17,6 +18,21 @@ class AnchorRow:
     positive_sim: float
     hardest: list  # [(column, similarity)] of the k most similar negatives, most similar first
     false_negatives: list  # [(column, similarity)] negatives that share the anchor's label
+
+
+def batch_event(step: int, aug, views1, views2, indices, labels, out, loss_name: str):
+    """A BatchEvent (numpy only) from two view batches (N, C, H, W) float, the batch's indices and labels (N,)
+    and a LossOut computed with ``report=True``."""
+    from workbench.core.events import BatchEvent
+
+    def np_or_none(t):
+        return None if t is None else t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+
+    temp = out.terms.get("temperature")
+    return BatchEvent(step, aug.to_uint8(views1), aug.to_uint8(views2), np_or_none(indices), np_or_none(labels),
+                      np_or_none(out.similarity), np_or_none(out.per_sample), np_or_none(out.positive),
+                      np_or_none(out.hardest_negative), float(temp) if temp is not None else None, loss_name,
+                      {k: np_or_none(v) for k, v in out.mined.items() if k in ("pairs", "triplets")})
 
 
 def view_labels(batch) -> np.ndarray:

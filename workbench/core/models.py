@@ -85,7 +85,7 @@ def resnet50(in_channels: int = 3, image_size: int = 96):
     return _torchvision_resnet("resnet50", in_channels, cifar_stem=False)
 
 
-def mlp(in_dim: int, hidden: int, out: int, layers: int, bn: bool, last_bn: bool = False) -> nn.Module:
+def mlp(in_dim: int, hidden: int, out: int, layers: int, bn: bool) -> nn.Module:
     """``layers`` linear layers (in -> hidden ... -> out) with BatchNorm/ReLU between; 0 layers = identity."""
     if layers == 0:
         return nn.Identity()
@@ -94,17 +94,17 @@ def mlp(in_dim: int, hidden: int, out: int, layers: int, bn: bool, last_bn: bool
     for _ in range(layers - 1):
         mods += [nn.Linear(dim, hidden, bias=not bn)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(inplace=True)]
         dim = hidden
-    mods.append(nn.Linear(dim, out, bias=not last_bn))
-    if last_bn:
-        mods.append(nn.BatchNorm1d(out, affine=False))
+    mods.append(nn.Linear(dim, out))
     return nn.Sequential(*mods)
 
 
 class Network(nn.Module):
-    """Encoder + projection head (+ predictor for BYOL/SimSiam).
+    """Encoder + projection head + the method's predictor (``core/methods/``).
 
-    forward(x (B, C, H, W)) -> (h (B, D_rep), z (B, D_proj), p (B, D_proj)); p = predictor(z)
-    (p is z when there is no predictor). Everything runs inside forward so DDP sees every parameter.
+    forward(x (B, C, H, W)) -> (h (B, D_rep), z (B, D_proj), p (B, D_pred)); p = predictor(z)
+    (p is z when the method adds none). ``x`` may also be a list of batches at different sizes
+    (multi-crop): each goes through the encoder, then the head and predictor see them all,
+    concatenated in order. Everything runs inside forward so DDP sees every parameter once.
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Module, predictor: nn.Module | None = None):
@@ -113,28 +113,6 @@ class Network(nn.Module):
         self.predictor = predictor if predictor is not None else nn.Identity()
 
     def forward(self, x):
-        h = self.encoder(x)
+        h = torch.cat([self.encoder(c) for c in x]) if isinstance(x, (list, tuple)) else self.encoder(x)
         z = self.head(h)
         return h, z, self.predictor(z)
-
-
-def build_network(cfg, in_channels: int, image_size: int, loss_meta: dict) -> Network:
-    m = cfg.model
-    enc = ENCODERS.build(m.encoder, m.params, in_channels=in_channels, image_size=image_size)
-    out = m.head_out if m.head_layers else enc.out_dim
-    head = mlp(enc.out_dim, m.head_hidden, out, m.head_layers, m.head_bn, last_bn=loss_meta.get("head_last_bn", False))
-    predictor = mlp(out, m.predictor_hidden, out, 2, True) if loss_meta.get("predictor") else None
-    return Network(enc, head, predictor)
-
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-@torch.no_grad()
-def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
-    """target <- m * target + (1 - m) * online, over parameters; buffers copied."""
-    for po, pt in zip(online.parameters(), target.parameters()):
-        pt.mul_(m).add_(po.detach(), alpha=1 - m)
-    for bo, bt in zip(online.buffers(), target.buffers()):
-        bt.copy_(bo)

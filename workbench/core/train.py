@@ -4,42 +4,46 @@
     for event in train(cfg, control):   # RunStarted, StepEvent, EvalEvent, EmbeddingEvent, BatchEvent,
         ...                              # CheckpointEvent, PausedEvent, WarningEvent, DoneEvent, ErrorEvent
 
-Set-up problems (bad data, a loss that needs labels on unlabeled data, ...) raise ConfigError
-before the first event; problems during training (NaN loss, out of memory) end the stream
-with an ErrorEvent. ``control`` is checked between steps: stop saves a checkpoint and ends
-with DoneEvent("stopped"); pause blocks between steps until resumed.
+Set-up problems (bad data, a loss that needs labels on unlabeled data, a checkpoint that does
+not fit its config, ...) raise ConfigError before the first event and before anything is
+written; problems during training (non-finite loss, out of memory, a bug) end the stream with
+an ErrorEvent carrying the full traceback, which run.log keeps too. ``control`` is checked
+between steps and between evaluation batches: stop saves a checkpoint and ends with
+DoneEvent("stopped"); pause blocks until resumed.
+
+The loop (``train``) reads top to bottom; ``Run`` holds what moves (step, epoch, random stream,
+files) and does one thing per method: ``step``, ``log``, ``evaluate``, ``checkpoint``.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from workbench.core import distributed as ddp
 from workbench.core import metrics as M
+from workbench.core import runs
 from workbench.core.augment import Augmenter
 from workbench.core.config import Config
 from workbench.core.data import ImageData, load_splits
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
                                    PausedEvent, RunStarted, StepEvent, WarningEvent)
+from workbench.core.inspector import batch_event
 from workbench.core.losses import LOSSES, Views
-from workbench.core.models import Network, build_network, momentum_update
+from workbench.core.methods import Method, build_method, build_network
+from workbench.core.models import Network
 from workbench.core.optim import build_optimizer, lr_factor
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
-from workbench.core.runs import MetricsLog, load_checkpoint, new_run_dir, save_checkpoint, versions
 
-
-log = logging.getLogger("workbench")
+logger = logging.getLogger("workbench")
 
 
 class Control:
@@ -50,8 +54,11 @@ class Control:
         self._running = threading.Event()
         self._running.set()
         self._batch = threading.Event()
+        self.quick = False
 
-    def stop(self):
+    def stop(self, quick: bool = False):
+        """Stop at the next step (or evaluation batch) and save; ``quick`` also skips the final evaluation."""
+        self.quick = self.quick or quick
         self._stop.set()
         self._running.set()
 
@@ -83,6 +90,10 @@ class Control:
             pass
 
 
+class Interrupted(Exception):
+    """Stop was asked for while evaluating."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,19 +111,22 @@ class Setup:
     aug: Augmenter
     net: Network
     model: torch.nn.Module  # net, possibly DDP-wrapped or compiled
-    target: Network | None
-    loss: torch.nn.Module
+    method: Method  # what the learning method adds; holds the loss (method.loss)
     opt: torch.optim.Optimizer
-    meta: dict
     steps_per_epoch: int
     total_steps: int
     global_batch: int
 
+    @property
+    def loss(self) -> torch.nn.Module:
+        return self.method.loss
+
 
 def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageData, ImageData] | None = None) -> Setup:
-    """Build data, model, loss and optimiser; raise ConfigError for anything that cannot work.
+    """Build data, model, method and optimiser; raise ConfigError for anything that cannot work.
 
-    ``data = (train, test)`` already loaded (e.g. by the window) skips loading.
+    ``data = (train, test)`` already loaded (e.g. by the window) skips loading. Changes torch's global
+    state: seed, thread count, flush-denormal (the Python API restores them).
     """
     device = ddp.local_device(device or resolve_device(cfg.train.device))
     if cfg.train.threads:
@@ -121,44 +135,47 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
         torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
     torch.manual_seed(cfg.train.seed)
     train_data, test_data = data if data is not None else load_splits(cfg.data)
-    meta = LOSSES.get(cfg.loss.name).meta
-    if meta.get("labels") and not train_data.has_labels:
-        raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); choose a self-supervised loss such as ntxent")
-    world = ddp.world_size()
-    global_batch = cfg.train.batch_size * world
-    if global_batch > len(train_data):
-        raise ConfigError(f"train.batch_size: {global_batch} (x{world} processes) is larger than the {len(train_data)} training images; lower it")
-    queue = cfg.loss.params.get("queue_size", 0)
-    if queue and queue > len(train_data):
-        raise ConfigError(f"loss.queue_size: {queue} is larger than the {len(train_data)} training images; lower it (e.g. {len(train_data) // 2})")
-    mean, std = train_data.mean_std()
-    aug = Augmenter(cfg.augment.recipe, mean, std)
-    if cfg.data.in_memory:
+    global_batch = check_fits(cfg, train_data)
+    aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
+    if cfg.data.in_memory and train_data.in_memory:
         train_data = train_data.to(device)
-    net = build_network(cfg, train_data.channels, aug.out_size(train_data.size), meta).to(device)
-    if cfg.model.sync_bn and world > 1:
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        else:
-            log.warning("model.sync_bn needs GPUs (NCCL); on the CPU each process keeps its own BatchNorm statistics")
-    if cfg.train.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    target = None
-    if meta.get("momentum"):
-        target = copy.deepcopy(net).requires_grad_(False)
-    loss = LOSSES.build(cfg.loss.name, cfg.loss.params).to(device)
-    if hasattr(loss, "setup"):
-        loss.setup(net=net, device=device)
-    params = torch.nn.ModuleList([net, loss])
-    opt = build_optimizer(params, cfg.optim)
+    method = build_method(cfg)
+    net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
+    method.attach(net, aug)
+    method.to(device)
+    opt = build_optimizer(torch.nn.ModuleList([net, method.loss]), cfg.optim)
     model = ddp.wrap(net, device)
     if cfg.train.compile:
         model = torch.compile(model)
     spe = len(train_data) // global_batch
-    total = cfg.train.epochs * spe
-    if cfg.train.max_steps:
-        total = min(total, cfg.train.max_steps)
-    return Setup(cfg, device, train_data, test_data, aug, net, model, target, loss, opt, meta, spe, total, global_batch)
+    total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
+    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch)
+
+
+def check_fits(cfg: Config, train_data: ImageData) -> int:
+    """The global batch size, after checking the data can feed this config (ConfigError otherwise)."""
+    if LOSSES.get(cfg.loss.name).meta.get("labels") and not train_data.has_labels:
+        raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); choose a self-supervised loss such as ntxent")
+    world = ddp.world_size()
+    global_batch = cfg.train.batch_size * world
+    if global_batch > len(train_data):
+        raise ConfigError(f"train.batch_size: {global_batch} (x{world} processes) is larger than the {len(train_data)} "
+                          "training images; lower it")
+    queue = cfg.loss.params.get("queue_size", 0)
+    if queue and queue > len(train_data):
+        raise ConfigError(f"loss.queue_size: {queue} is larger than the {len(train_data)} training images; "
+                          f"lower it (e.g. {len(train_data) // 2})")
+    return global_batch
+
+
+def network(cfg: Config, channels: int, size: int, method: Method, device: torch.device) -> Network:
+    net = build_network(cfg, channels, size, method).to(device)
+    if cfg.model.sync_bn and ddp.world_size() > 1:
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        else:
+            logger.warning("model.sync_bn needs GPUs (NCCL); on the CPU each process keeps its own BatchNorm statistics")
+    return net.to(memory_format=torch.channels_last) if cfg.train.channels_last else net
 
 
 def autocast(s: Setup):
@@ -167,50 +184,48 @@ def autocast(s: Setup):
     return contextlib.nullcontext()
 
 
-def make_views(s: Setup, idx: torch.Tensor, g: torch.Generator):
-    x = s.train.images[idx.to(s.train.images.device)].to(s.device, non_blocking=True)
-    v1, v2 = s.aug.views(x, g), s.aug.views(x, g)
+def make_views(s: Setup, images_u8: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+    """The method's augmented views (two or more float batches) of a uint8 batch already on the device."""
+    crops = s.method.views(images_u8, g)
     if s.cfg.train.channels_last:
-        v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
-    return v1, v2
+        crops = [c.contiguous(memory_format=torch.channels_last) for c in crops]
+    return crops
 
 
-def forward_views(s: Setup, v1, v2, labels) -> Views:
-    n = len(v1)
+def forward_views(s: Setup, crops: list[torch.Tensor], labels: torch.Tensor, progress: float = 0.0) -> Views:
     with autocast(s):
-        _, z, p = s.model(torch.cat([v1, v2]))
-        p = p if s.meta.get("predictor") else None
-        t = None
-        if s.target is not None:
-            with torch.no_grad():
-                t = s.target(torch.cat([v1, v2]))[1].float()
-    return Views(z[:n], z[n:], p[:n] if p is not None else None, p[n:] if p is not None else None,
-                 t[:n] if t is not None else None, t[n:] if t is not None else None,
-                 labels=labels, gather=ddp.gather_with_grad if ddp.world_size() > 1 else None, rank=ddp.rank())
+        return s.method(s.model, crops, labels, progress)
 
 
 @torch.no_grad()
-def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = False) -> torch.Tensor:
-    """Representations (N, D) (or projections with ``project``) of un-augmented images, on the device."""
+def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = False, interrupt=None) -> torch.Tensor:
+    """Representations (N, D) (or projections with ``project``) of un-augmented images, on the device.
+
+    ``interrupt()`` is called between batches (it may block while paused); True raises Interrupted.
+    """
     was = s.net.training
     s.net.eval()
     out = None
     size = s.aug.out_size(images.shape[-1])
-    for i in range(0, len(images), batch):
-        x = s.aug.plain(images[i:i + batch].to(s.device))
-        if x.shape[-1] != size:
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        with autocast(s):
-            h, z, _ = s.net(x)
-        y = z if project else h
-        if out is None:
-            out = torch.empty(len(images), y.shape[1], device=s.device)
-        out[i:i + len(y)] = y
-    s.net.train(was)
+    try:
+        for i in range(0, len(images), batch):
+            if interrupt is not None and interrupt():
+                raise Interrupted
+            x = s.aug.plain(images[i:i + batch].to(s.device))
+            if x.shape[-1] != size:
+                x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            with autocast(s):
+                h, z, _ = s.net(x)
+            y = z if project else h
+            if out is None:
+                out = torch.empty(len(images), y.shape[1], device=s.device)
+            out[i:i + len(y)] = y
+    finally:
+        s.net.train(was)
     return out
 
 
-def evaluate(s: Setup) -> tuple[dict, torch.Tensor]:
+def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split.
 
     Uses its own fixed-seed generator so evaluating never changes the training's random stream.
@@ -221,9 +236,9 @@ def evaluate(s: Setup) -> tuple[dict, torch.Tensor]:
     if e.bank_size and e.bank_size < len(s.train):
         bank_idx = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(2))[: e.bank_size]
     test = s.test if not e.test_size or e.test_size >= len(s.test) else s.test.take(torch.arange(e.test_size))
-    bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)])
+    bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)], interrupt=interrupt)
     bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
-    feats = embed(s, test.images)
+    feats = embed(s, test.images, interrupt=interrupt)
     test_labels = test.labels.to(s.device)
     out = {"knn_acc": M.knn_accuracy(bank, bank_labels, feats, test_labels, e.knn_k, e.knn_temperature)}
     if e.linear_probe:
@@ -243,176 +258,279 @@ def evaluate(s: Setup) -> tuple[dict, torch.Tensor]:
     return out, feats
 
 
-def train(cfg: Config, control: Control | None = None, runs_root: str | Path = "runs",
-          resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None) -> Iterator:
-    """Run (or resume) an experiment, yielding events; see the module docstring."""
-    control = control or Control()
-    state = None
-    if resume is not None:
-        run_dir = Path(resume)
-        cfg = Config.load(run_dir / "config.toml")
-        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    s = prepare(cfg, data=data)
-    is_main = ddp.rank() == 0
-    if resume is None:
-        run_dir = new_run_dir(runs_root, cfg) if is_main else Path(runs_root) / "_rank"
-        run_dir = Path(ddp.broadcast_object(str(run_dir)))
-    if is_main:
-        cfg.save(run_dir / "config.toml", meta=versions(cfg.train.seed) | {"world_size": ddp.world_size()})
-    g = torch.Generator(device=s.device).manual_seed(cfg.train.seed * 1000 + ddp.rank())
-    step, images_done, elapsed, best = 0, 0, 0.0, {}
-    if state is not None:
+class Guard:
+    """Non-finite guard without a per-step host sync: each step records, on the device, the first step
+    whose loss was not finite; ``check`` reads it (one sync) at log steps and, with the weights, before
+    every evaluation and checkpoint, so a checkpoint never holds non-finite weights."""
+
+    ADVICE = "lower optim.lr, raise loss.temperature or lengthen optim.warmup_epochs"
+
+    def __init__(self, device: torch.device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def record(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, step, self.first_bad)
+
+    def check(self, run: Run, weights: bool = False) -> None:
+        bad = int(self.first_bad)  # CPU-GPU sync point: only at log steps, evaluations and checkpoints
+        what = f"the loss became non-finite at step {bad}" if bad >= 0 else ""
+        if not what and weights:
+            names = runs.nonfinite_tensors(run.s.net.state_dict())
+            what = f"the weights became non-finite ({names[0]}) by step {run.step}" if names else ""
+        if what:
+            kept = f"the checkpoint of step {run.saved_step} is kept" if run.saved_step >= 0 else "no checkpoint was written"
+            raise FloatingPointError(f"{what} (lr {run.lr:.3g}); training stopped and {kept}; {self.ADVICE}")
+
+
+class Run:
+    """One run's moving state: where it is (step, epoch, images into the epoch, training seconds), its
+    random stream and its files. Methods advance it and return the events to yield."""
+
+    def __init__(self, s: Setup, run_dir: Path, control: Control):
+        cfg = s.cfg
+        self.s, self.cfg, self.dir, self.control = s, cfg, run_dir, control
+        self.is_main = ddp.rank() == 0
+        self.g = torch.Generator(device=s.device).manual_seed(cfg.train.seed * 1000 + ddp.rank())
+        self.step, self.epoch, self.images_done, self.elapsed = 0, 0, 0, 0.0
+        self.reason, self.final, self.evaluated_step, self.saved_step = "finished", {}, -1, -1
+        self.guard = Guard(s.device)
+        self.metrics = None
+        self.projector = StableProjector("pca", cfg.train.seed)
+        n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
+        self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
+        self.warmup = int(round(cfg.optim.warmup_epochs * s.steps_per_epoch))
+        self.lr = cfg.optim.lr
+        self.clock = (time.perf_counter(), 0)  # (time, step) of the last log line, for images/s
+        self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
+
+    @classmethod
+    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Run:
+        """Validate everything (config, data, checkpoint), then write the run folder's config.toml."""
+        state = None
+        if resume is not None:
+            cfg, state = runs.check_resume(resume)
+        s = prepare(cfg, data=data)
+        if resume is not None:
+            run_dir = Path(resume)
+        else:
+            run_dir = runs.new_run_dir(runs_root, cfg) if ddp.rank() == 0 else Path(runs_root) / "_rank"
+            run_dir = Path(ddp.broadcast_object(str(run_dir)))
+        run = cls(s, run_dir, control)
+        if state is not None:
+            run.restore(state)
+        if run.is_main:
+            if state is not None:
+                runs.clean_orphans(run_dir)
+                runs.truncate_metrics(run_dir, run.step)
+            cfg.save(run_dir / "config.toml", meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size()})
+            run.metrics = runs.MetricsLog(run_dir / "metrics.csv", s.method.term_names, cfg.eval.tensorboard)
+        return run
+
+    def restore(self, state: dict) -> None:
+        s, advice = self.s, "restore config.toml as it was, or start a new run"
         try:
             s.net.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise ConfigError(f"checkpoint in '{run_dir}' does not match its config.toml ({str(exc).splitlines()[0]}); "
-                              "it was written by another version of the workbench: start a new run") from None
-        s.loss.load_state_dict(state["loss"])
-        if s.target is not None and "target" in state:
-            s.target.load_state_dict(state["target"])
+            s.method.load_checkpoint_state(state)
+        except (RuntimeError, KeyError) as exc:
+            raise ConfigError(f"checkpoint in '{self.dir}' does not match its config.toml ({str(exc).splitlines()[0]}); {advice}") from None
         try:
             s.opt.load_state_dict(state["optim"])
         except ValueError as exc:
-            raise ConfigError(f"checkpoint does not match this config's optimiser ({exc})") from None
-        step, images_done, elapsed = state["step"], state["images_in_epoch"], state["elapsed"]
+            raise ConfigError(f"checkpoint in '{self.dir}' does not match its config.toml's optimiser ({exc}); {advice}") from None
+        self.step, self.epoch, self.images_done, self.elapsed = state["step"], state["epoch"], state["images_in_epoch"], state["elapsed"]
+        self.saved_step = self.step
         if state.get("world_size", 1) == ddp.world_size() and "rng" in state:
-            g.set_state(state["rng"].to(g.get_state().device) if s.device.type == "cpu" else state["rng"])
-    epoch = step // max(1, s.steps_per_epoch) if state is None else state["epoch"]
-    log = MetricsLog(run_dir / "metrics.csv", getattr(s.loss, "term_names", ()), cfg.eval.tensorboard) if is_main else None
-    projector = StableProjector("pca", cfg.train.seed)
-    n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
-    embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
-    warmup = int(round(cfg.optim.warmup_epochs * s.steps_per_epoch))
-    yield RunStarted(str(run_dir), cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
-                     str(s.device), list(s.train.classes), step, s.test.images.cpu().numpy())
+            self.g.set_state(state["rng"].to(self.g.get_state().device) if s.device.type == "cpu" else state["rng"])
 
-    def checkpoint():
-        nonlocal last_ckpt
-        if is_main and last_ckpt != step:
-            last_ckpt = step
-            path = run_dir / "checkpoints" / "last.pt"
-            st = {"model": s.net.state_dict(), "loss": s.loss.state_dict(), "optim": s.opt.state_dict(),
-                  "step": step, "epoch": epoch, "images_in_epoch": images_done, "elapsed": elapsed,
-                  "rng": g.get_state(), "world_size": ddp.world_size(), "mean": s.aug.mean, "std": s.aug.std,
-                  "channels": s.train.channels, "image_size": s.aug.out_size(s.train.size)}
-            if s.target is not None:
-                st["target"] = s.target.state_dict()
-            save_checkpoint(path, st)
-            return CheckpointEvent(str(path), epoch, step)
-        return None
+    def started(self) -> RunStarted:
+        s = self.s
+        return RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
+                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
 
-    def run_eval():
-        metrics, feats = evaluate(s)
-        xy_src = feats[embed_idx.to(feats.device)].cpu().numpy()
-        xy = projector(xy_src)
-        if log:
-            log.write(epoch=epoch, step=step, **{k: v for k, v in metrics.items()})
-        events = [EvalEvent(epoch, step, metrics),
-                  EmbeddingEvent(epoch, step, xy, xy_src.astype(np.float32), s.test.labels[embed_idx].numpy(), embed_idx.numpy())]
-        warn = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], cfg.model.head_out if cfg.model.head_layers else s.net.encoder.out_dim)
-        if warn:
-            events.append(WarningEvent(warn))
-        return metrics, events
+    # ----- where the run is -----
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(indices (B,), uint8 images (B, C, H, W) on the device) for the rest of the run, from where it
+        stands. Each epoch is a fresh permutation seeded by (seed, epoch), so a resumed run replays the
+        same order; this rank takes its slice of every global batch."""
+        s, bs = self.s, self.cfg.train.batch_size
+        while self.step < s.total_steps:
+            perm = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(self.cfg.train.seed * 7919 + self.epoch))
+            first = self.images_done // s.global_batch * s.global_batch + ddp.rank() * bs
+            starts = range(first, s.steps_per_epoch * s.global_batch, s.global_batch)
+            idxs = [perm[lo: lo + bs] for lo in starts]
+            for idx, x in zip(idxs, s.train.batches(iter(idxs), s.device), strict=False):
+                if self.step >= s.total_steps:
+                    return
+                yield idx, x
 
-    reason = "finished"
-    t_last, n_last, n_last_step = time.perf_counter(), 0, step
-    last_ckpt = -1
-    try:
-        s.net.train()
-        while step < s.total_steps:
-            perm = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch))
-            start = images_done // s.global_batch
-            for i in range(start, s.steps_per_epoch):
-                if ddp.any_flag(control.stopped):
-                    reason = "stopped"
-                    break
+    def progress(self) -> float:
+        return self.step / max(1, self.s.total_steps)
+
+    def should_end(self) -> bool:
+        if ddp.any_flag(self.control.stopped):
+            self.reason = "stopped"
+        elif self.cfg.train.time_budget_s and self.elapsed >= self.cfg.train.time_budget_s:
+            self.reason = "budget"
+        return self.reason != "finished"
+
+    def log_due(self) -> bool:
+        return self.step % self.cfg.train.log_every == 0 or self.step == self.s.total_steps
+
+    def embed_due(self) -> bool:
+        return bool(self.cfg.eval.embed_every_steps) and self.step % self.cfg.eval.embed_every_steps == 0
+
+    def epoch_done(self) -> bool:
+        return self.images_done >= self.s.steps_per_epoch * self.s.global_batch
+
+    def save_due(self) -> bool:
+        return time.monotonic() >= self.next_save
+
+    # ----- what the run does -----
+    def train_step(self, idx: torch.Tensor, x: torch.Tensor, report: bool):
+        """One optimiser step on a batch; returns (crops, labels, LossOut)."""
+        t0, s = time.perf_counter(), self.s
+        progress = self.progress()
+        self.lr = self.cfg.optim.lr * lr_factor(self.step, s.total_steps, self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
+        for group in s.opt.param_groups:
+            group["lr"] = self.lr
+        crops = make_views(s, x, self.g)
+        labels = s.train.labels[idx.to(s.train.labels.device)].to(s.device)
+        out = s.loss(forward_views(s, crops, labels, progress), report=report)
+        s.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        s.opt.step()
+        s.method.after_step(s.net, progress)
+        self.step += 1
+        self.images_done += s.global_batch
+        self.guard.record(out.loss, self.step)
+        self.elapsed += time.perf_counter() - t0
+        return crops, labels, out
+
+    def log(self, out) -> StepEvent:
+        loss = out.loss.item()  # CPU-GPU sync point: only every train.log_every steps
+        self.guard.check(self)
+        now, (then, then_step) = time.perf_counter(), self.clock
+        ips = (self.step - then_step) * self.s.global_batch / max(now - then, 1e-9)
+        self.clock = (now, self.step)
+        eta = (self.s.total_steps - self.step) * self.s.global_batch / max(ips, 1e-9)
+        terms = {k: float(v) for k, v in out.terms.items()}
+        if self.metrics:
+            self.metrics.write(epoch=self.epoch, step=self.step, loss=loss, lr=self.lr, images_per_s=ips, terms=terms)
+        return StepEvent(self.epoch, self.step, loss, self.lr, ips, eta, terms)
+
+    def pause(self) -> Iterator:
+        yield PausedEvent(self.step, True)
+        self.control.wait_while_paused()
+        self.clock = (time.perf_counter(), self.step)
+        yield PausedEvent(self.step, False)
+
+    def end_epoch(self) -> list:
+        self.epoch += 1
+        self.images_done = 0
+        done = self.step >= self.s.total_steps
+        events = self.evaluate() if self.epoch % self.cfg.eval.every == 0 or done else []
+        if self.epoch % self.cfg.train.checkpoint_every == 0 or done:
+            events += self.checkpoint()
+        return events
+
+    def evaluate(self, final: bool = False) -> list:
+        """EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing when stopped meanwhile
+        (during training by any stop, the final one by a quick stop), pausing between batches."""
+        self.guard.check(self, weights=True)
+        c = self.control
+
+        def interrupt() -> bool:
+            if final:
+                return c.quick
+            c.wait_while_paused()
+            return c.stopped
+
+        try:
+            metrics, feats = evaluate(self.s, interrupt)
+        except Interrupted:
+            return []
+        self.final, self.evaluated_step = metrics, self.step
+        if self.metrics:
+            self.metrics.write(epoch=self.epoch, step=self.step, **metrics)
+        events = [EvalEvent(self.epoch, self.step, metrics), self.embedding(feats[self.embed_idx.to(feats.device)])]
+        head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
+        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head)
+        return events + ([WarningEvent(warning)] if warning else [])
+
+    def embedding(self, feats: torch.Tensor | None = None) -> EmbeddingEvent:
+        if feats is None:
+            feats = embed(self.s, self.s.test.images[self.embed_idx])
+        src = feats.cpu().numpy().astype(np.float32)
+        labels = self.s.test.labels[self.embed_idx].numpy()
+        return EmbeddingEvent(self.epoch, self.step, self.projector(src), src, labels, self.embed_idx.numpy())
+
+    def checkpoint(self) -> list:
+        """Save last.pt (previous one kept as prev.pt) unless this step is saved already; [CheckpointEvent]."""
+        self.next_save = time.monotonic() + 60 * self.cfg.train.checkpoint_minutes
+        if self.saved_step == self.step:
+            return []
+        self.guard.check(self, weights=True)
+        self.saved_step = self.step
+        if not self.is_main:
+            return []
+        s, path = self.s, self.dir / "checkpoints" / "last.pt"
+        state = {"model": s.net.state_dict(), **s.method.checkpoint_state(), "optim": s.opt.state_dict(),
+                 "step": self.step, "epoch": self.epoch, "images_in_epoch": self.images_done, "elapsed": self.elapsed,
+                 "progress": self.progress(), "rng": self.g.get_state(), "world_size": ddp.world_size(),
+                 "mean": s.aug.mean, "std": s.aug.std, "channels": s.train.channels,
+                 "image_size": s.aug.out_size(s.train.size), "config": self.cfg.to_dict()}
+        runs.save_checkpoint(path, state)
+        return [CheckpointEvent(str(path), self.epoch, self.step)]
+
+    def finish(self) -> list:
+        events = []
+        stopped_early = self.reason == "stopped" and (self.step == 0 or self.control.quick)
+        if self.evaluated_step != self.step and not stopped_early:
+            events += self.evaluate(final=True)
+        return events + self.checkpoint() + [DoneEvent(self.reason, str(self.dir), self.final)]
+
+    def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
+
+    def batch_event(self, idx, crops, labels, out) -> BatchEvent:
+        return batch_event(self.step, self.s.aug, crops[0], crops[1], idx, labels, out, self.cfg.loss.name)
+
+def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",
+          resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None,
+          raise_errors: bool = False) -> Iterator:
+    """Run (or resume) an experiment, yielding events; see the module docstring.
+
+    ``data = (train, test)`` already loaded skips loading; ``raise_errors`` re-raises a failure during
+    training (after run.log has it) instead of yielding ErrorEvent.
+    """
+    control = control or Control()
+    run = Run.start(cfg, control, runs_root, resume, data)
+    with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as log, contextlib.closing(run):
+        yield run.started()
+        try:
+            for idx, x in run.batches():
                 if control.paused:
-                    yield PausedEvent(step, True)
-                    control.wait_while_paused()
-                    t_last, n_last_step = time.perf_counter(), step
-                    yield PausedEvent(step, False)
-                    if control.stopped:
-                        reason = "stopped"
-                        break
-                if step >= s.total_steps or (cfg.train.time_budget_s and elapsed >= cfg.train.time_budget_s):
-                    reason = "budget" if step < s.total_steps else reason
+                    yield from run.pause()
+                if run.should_end():  # stop asked for (on any rank), or the time budget spent
                     break
-                t0 = time.perf_counter()
-                lo = i * s.global_batch + ddp.rank() * cfg.train.batch_size
-                idx = perm[lo: lo + cfg.train.batch_size]
-                v1, v2 = make_views(s, idx, g)
-                labels = s.train.labels[idx.to(s.train.labels.device)].to(s.device)
                 report = control.take_batch_request()
-                for grp in s.opt.param_groups:
-                    grp["lr"] = cfg.optim.lr * lr_factor(step, s.total_steps, warmup, cfg.optim.schedule, cfg.optim.min_lr_ratio)
-                views = forward_views(s, v1, v2, labels)
-                out = s.loss(views, report=report)
-                s.opt.zero_grad(set_to_none=True)
-                out.loss.backward()
-                s.opt.step()
-                if s.target is not None:
-                    m = s.loss.momentum_at(step, s.total_steps) if hasattr(s.loss, "momentum_at") else cfg.loss.params.get("momentum", 0.99)
-                    momentum_update(s.net, s.target, m)
-                step += 1
-                images_done = (i + 1) * s.global_batch
+                crops, labels, out = run.train_step(idx, x, report)
                 if report:
-                    yield batch_event(s, step, idx, v1, v2, labels, out)
-                if step % cfg.train.log_every == 0 or step == s.total_steps:
-                    loss_val = out.loss.item()
-                    if not math.isfinite(loss_val):
-                        raise FloatingPointError(f"the loss became {loss_val} at step {step}; lower optim.lr or raise the temperature (the last checkpoint is kept)")
-                    now = time.perf_counter()
-                    n_last = step - n_last_step
-                    n_last_step = step
-                    ips = n_last * s.global_batch / max(now - t_last, 1e-9)
-                    t_last = now
-                    eta = (s.total_steps - step) * s.global_batch / ips
-                    term_vals = {k: float(v) for k, v in out.terms.items()}
-                    lr = s.opt.param_groups[0]["lr"]
-                    if log:
-                        log.write(epoch=epoch, step=step, loss=loss_val, lr=lr, images_per_s=ips, terms=term_vals)
-                    yield StepEvent(epoch, step, loss_val, lr, ips, eta, term_vals)
-                elapsed += time.perf_counter() - t0
-                if cfg.eval.embed_every_steps and step % cfg.eval.embed_every_steps == 0:
-                    feats = embed(s, s.test.images[embed_idx])
-                    src = feats.cpu().numpy()
-                    yield EmbeddingEvent(epoch, step, projector(src), src, s.test.labels[embed_idx].numpy(), embed_idx.numpy())
-            else:
-                epoch += 1
-                images_done = 0
-                if epoch % cfg.eval.every == 0 or step >= s.total_steps:
-                    best, events = run_eval()
-                    yield from events
-                if epoch % cfg.train.checkpoint_every == 0 or step >= s.total_steps:
-                    ev = checkpoint()
-                    if ev:
-                        yield ev
-                continue
-            break
-        if reason != "finished" or not best:
-            if reason != "stopped" or step > 0:
-                best, events = run_eval()
-                yield from events
-        ev = checkpoint()
-        if ev:
-            yield ev
-        yield DoneEvent(reason, str(run_dir), best)
-    except (FloatingPointError, torch.OutOfMemoryError, RuntimeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, torch.OutOfMemoryError):
-            msg = "out of GPU memory; lower train.batch_size or use a smaller encoder"
-        yield ErrorEvent(msg, str(run_dir))
-    finally:
-        if log:
-            log.close()
-
-
-def batch_event(s: Setup, step: int, idx, v1, v2, labels, out) -> BatchEvent:
-    def np_or_none(t):
-        return None if t is None else t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
-
-    temp = out.terms.get("temperature")
-    return BatchEvent(step, s.aug.to_uint8(v1), s.aug.to_uint8(v2), idx.cpu().numpy(), labels.cpu().numpy(),
-                      np_or_none(out.similarity), np_or_none(out.per_sample), np_or_none(out.positive),
-                      np_or_none(out.hardest_negative), float(temp) if temp is not None else None, s.cfg.loss.name,
-                      {k: np_or_none(v) for k, v in out.mined.items() if k in ("pairs", "triplets")})
+                    yield run.batch_event(idx, crops, labels, out)
+                if run.log_due():
+                    yield run.log(out)
+                if run.embed_due():
+                    yield run.embedding()
+                if run.epoch_done():
+                    yield from run.end_epoch()
+                elif run.save_due():
+                    yield from run.checkpoint()
+            yield from run.finish()
+        except Exception as exc:  # every failure: one line for the user, the traceback in run.log and the event
+            if raise_errors:
+                raise  # RunLog records it on the way out
+            if log is not None:
+                log.exception(exc)
+            yield ErrorEvent.from_exception(exc, str(run.dir))

@@ -1,11 +1,12 @@
-"""Loss registry. Adding a loss: one module here and one ``LOSSES.register`` line below.
+"""Loss registry. Adding a loss: one module here and one ``LOSSES.register`` line below (plus a
+method in ``core/methods/`` when it needs more than two views of one shared network).
 
 Registry meta flags: ``labels`` (needs labelled data), ``pairs`` (forms pairs from halves of
-the batch: even batch size), ``predictor`` (online predictor head), ``momentum`` (momentum
-target network), ``head_last_bn`` (BatchNorm after the last projection layer).
+the batch: even batch size).
 """
 from workbench.core.losses.base import LossOut, Views  # noqa: F401
 from workbench.core.losses.dcl import DCL, DCLW
+from workbench.core.losses.dino import DINOLoss
 from workbench.core.losses.hcl import HCL
 from workbench.core.losses.moco import MoCo
 from workbench.core.losses.noncontrastive import BYOL, VICReg, BarlowTwins, SimSiam
@@ -15,15 +16,16 @@ from workbench.core.losses.supcon import SupCon
 from workbench.core.registry import Registry
 
 LOSSES = Registry("loss")
-LOSSES.register("ntxent", family="contrastive")(NTXent)
-LOSSES.register("dcl", family="contrastive")(DCL)
-LOSSES.register("dclw", family="contrastive")(DCLW)
-LOSSES.register("hcl", family="contrastive")(HCL)
-LOSSES.register("supcon", family="supervised", labels=True)(SupCon)
-LOSSES.register("margin_contrastive", family="metric", pairs=True)(MarginContrastive)
-LOSSES.register("triplet", family="metric")(Triplet)
-LOSSES.register("moco", family="contrastive", momentum=True)(MoCo)
-LOSSES.register("byol", family="non-contrastive", momentum=True, predictor=True)(BYOL)
-LOSSES.register("simsiam", family="non-contrastive", predictor=True)(SimSiam)
-LOSSES.register("barlow_twins", family="non-contrastive")(BarlowTwins)
-LOSSES.register("vicreg", family="non-contrastive")(VICReg)
+LOSSES.register("ntxent")(NTXent)
+LOSSES.register("dcl")(DCL)
+LOSSES.register("dclw")(DCLW)
+LOSSES.register("hcl")(HCL)
+LOSSES.register("supcon", labels=True)(SupCon)
+LOSSES.register("margin_contrastive", pairs=True)(MarginContrastive)
+LOSSES.register("triplet")(Triplet)
+LOSSES.register("moco")(MoCo)
+LOSSES.register("byol")(BYOL)
+LOSSES.register("simsiam")(SimSiam)
+LOSSES.register("barlow_twins")(BarlowTwins)
+LOSSES.register("vicreg")(VICReg)
+LOSSES.register("dino")(DINOLoss)

@@ -2,7 +2,8 @@
 
 A loss is an ``nn.Module`` called as ``loss(views, report=False) -> LossOut``. ``views`` holds
 the online projections of the two augmented views of N images (and, for the methods that need
-them, predictor outputs, momentum-target projections and labels). With ``report=True`` the loss
+them, predictor outputs, momentum-target projections, labels and further views); the method
+(``core/methods/``) fills it, the loss only computes. With ``report=True`` the loss
 also fills in what it computed for the inspector: the similarity matrix it used, a per-sample
 loss, each anchor's positive and its hardest negative. With ``report=False`` none of that is
 materialised beyond what the loss itself needs.
@@ -23,6 +24,9 @@ class Views:
     t1: torch.Tensor | None = None  # (N, D) target projections (momentum encoder), no gradient
     t2: torch.Tensor | None = None
     labels: torch.Tensor | None = None  # (N,) int64, -1 = unknown
+    crops: tuple = ()  # (N, D') online outputs of further views (multi-crop local views, DINO)
+    center: torch.Tensor | None = None  # (1, D') the teacher's running centre (DINO)
+    teacher_temp: float | None = None  # the teacher's scheduled temperature (DINO)
     gather: object = None  # callable (N, D) -> (world*N, D) with gradients, for DDP; None = single process
     rank: int = 0
 
@@ -36,11 +40,6 @@ class LossOut:
     positive: torch.Tensor | None = None  # (M,) column of each anchor's positive in ``similarity`` (-1 = none)
     hardest_negative: torch.Tensor | None = None  # (M,) column of each anchor's most similar negative
     mined: dict = field(default_factory=dict)  # pair/triplet losses: the pairs or triplets they mined
-
-
-def both(views: Views):
-    """Stack the two views' projections: (2N, D), rows i and i+N are a positive pair."""
-    return torch.cat([views.z1, views.z2]).float()
 
 
 def gather_all(views: Views, z: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -56,9 +56,6 @@ class MoCo(nn.Module):
         self.queue[idx] = keys
         self.ptr.fill_((p + k) % self.queue_size)
 
-    def momentum_at(self, step: int, total: int) -> float:
-        return self.momentum
-
     def forward(self, views: Views, report: bool = False) -> LossOut:
         if views.t1 is None:
             raise ValueError("MoCo needs momentum-encoder keys (views.t1, views.t2)")

@@ -5,8 +5,6 @@ matrix of the batch (2N, 2N) so the same views work for every loss.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,7 +21,7 @@ class BYOL(nn.Module):
 
         L = mean_n [ (2 - 2 cos(p1_n, t2_n)) + (2 - 2 cos(p2_n, t1_n)) ],   range [0, 8],
 
-    target momentum raised from ``momentum`` to 1 on a cosine schedule. Shapes: p1, p2, t1, t2 (N, D) -> scalar.
+    target momentum raised from ``momentum`` to 1 on a cosine schedule (methods/byol.py). Shapes: p1, p2, t1, t2 (N, D) -> scalar.
 
     Convention: the official code's (deepmind-research ``byol/byol_experiment.py``: ``regression_loss``
     ||l2n(p) - l2n(t)||^2 = 2 - 2 cos, summed over the two directions, mean over the batch; paper Eq. 2-3). Its loss
@@ -38,9 +36,6 @@ class BYOL(nn.Module):
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
-
-    def momentum_at(self, step: int, total: int) -> float:
-        return 1 - (1 - self.momentum) * (math.cos(math.pi * step / max(1, total)) + 1) / 2
 
     def forward(self, views: Views, report: bool = False) -> LossOut:
         if views.p1 is None or views.t1 is None:
