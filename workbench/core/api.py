@@ -185,21 +185,23 @@ class TorchState:
     """The process-wide torch settings a training run changes (see ``swapped``)."""
 
     rng: torch.Tensor
-    cuda_rng: list
+    cuda_rng: list | None  # None: CUDA was not initialised yet
     threads: int
     flush_denormal: bool
     matmul_precision: str
 
     @classmethod
     def capture(cls) -> TorchState:
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         return cls(torch.get_rng_state(), cuda, torch.get_num_threads(), _flushes_denormals(),
                    torch.get_float32_matmul_precision())
 
     def restore(self) -> None:
         torch.set_rng_state(self.rng)
-        if self.cuda_rng:
+        if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
+        elif torch.cuda.is_available() and torch.cuda.is_initialized():  # initialised since: a fresh random seed, as
+            torch.cuda.seed_all()  # a process that never seeded CUDA has (not the run's seed)
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         torch.set_flush_denormal(self.flush_denormal)
