@@ -21,6 +21,7 @@ from workbench.gui.panels.inspector import InspectorPanel
 from workbench.gui.panels.plots import PlotsPanel
 from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
+from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.tasks import Task
 from workbench.gui.worker import TrainWorker, start_worker
 
@@ -65,7 +66,9 @@ class MainWindow(QMainWindow):
         self.embedding = EmbeddingPanel()
         self.inspector = InspectorPanel()
         self.runs = RunsPanel(self.runs_root)
-        for w, name in ((self.plots, "Curves"), (self.embedding, "Embedding"), (self.inspector, "Pairs"), (self.runs, "Runs")):
+        self.sweep = SweepPanel(self.setup.build_config, lambda: self.runs_root, busy=lambda: self.running)
+        for w, name in ((self.plots, "Curves"), (self.embedding, "Embedding"), (self.inspector, "Pairs"), (self.runs, "Runs"),
+                        (self.sweep, "Sweep")):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
         self._toolbar()
@@ -122,6 +125,7 @@ class MainWindow(QMainWindow):
         self.runs.resumeRun.connect(lambda r: self.start(resume=r))
         self.runs.cloneRun.connect(self.clone_run)
         self.runs.exportRun.connect(self.export_dialog)
+        self.sweep.openRun.connect(self.open_run)
 
     def set_status(self, text: str):
         self.status.setText(text)

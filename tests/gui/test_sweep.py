@@ -1,0 +1,119 @@
+import pytest
+from PySide6.QtCore import Qt
+
+from workbench.core import sweep as S
+from workbench.core.runs import read_metrics
+
+
+@pytest.fixture
+def win(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("WORKBENCH_NO_DIALOGS", "1")
+    monkeypatch.chdir(tmp_path)
+    from workbench.core.config import Config
+    from workbench.gui.main_window import MainWindow
+
+    cfg = Config().with_overrides(["data.subset=128", "train.batch_size=32", "train.epochs=2", "eval.test_size=100",
+                                   "eval.bank_size=128", "eval.embed_points=50", "train.log_every=1"])
+    w = MainWindow(cfg, runs_root=str(tmp_path / "runs"))
+    w.confirm_close = lambda: True
+    qtbot.addWidget(w)
+    w.show()
+    w.tabs.setCurrentWidget(w.sweep)
+    yield w
+    w.sweep.shutdown()
+
+
+def choose(panel, key: str, values: str | list):
+    ed = panel.editor
+    ed.key.setCurrentText(key)
+    if isinstance(values, str):
+        ed.values_text.setText(values)
+    else:
+        for i in range(ed.values_list.count()):
+            item = ed.values_list.item(i)
+            item.setCheckState(Qt.Checked if item.text() in values else Qt.Unchecked)
+    ed.add_btn.click()
+
+
+def test_only_registry_values_can_be_chosen_and_bad_values_block_start(win):
+    panel = win.sweep
+    panel.editor.key.setCurrentText("loss.name")
+    shown = [panel.editor.values_list.item(i).text() for i in range(panel.editor.values_list.count())]
+    from workbench.core.losses import LOSSES
+
+    assert shown == LOSSES.names() and not panel.editor.values_text.isVisible()
+    assert not panel.start_btn.isEnabled() and "no parameters to vary" in panel.error.text()
+    choose(panel, "loss.temperature", "0.2, -1")
+    assert not panel.start_btn.isEnabled()
+    assert "loss.temperature = -1" in panel.error.text()
+    choose(panel, "loss.temperature", "0.2, 0.5")
+    assert panel.start_btn.isEnabled() and panel.error.text() == "" and "2 trials" in panel.status.text()
+    panel.editor.max_trials.setValue(1)
+    panel.start_btn.click()  # above the limit: asks (no dialogs here: the answer is no) and nothing starts
+    assert not panel.running
+
+
+def test_sweep_queue_runs_trials_in_the_worker_and_shows_them(win, qtbot, tmp_path):
+    panel = win.sweep
+    choose(panel, "loss.temperature", "0.2, 0.5")
+    choose(panel, "loss.name", ["ntxent", "dcl"])
+    panel.editor.seeds.setText("0")
+    panel.editor.prune.setChecked(False)
+    assert "4 trials" in panel.status.text()
+    with qtbot.waitSignal(panel.sweepDone, timeout=240_000) as blocker:
+        panel.start_btn.click()
+        assert panel.running and not panel.start_btn.isEnabled() and panel.stop_btn.isEnabled()
+    done = blocker.args[0]
+    qtbot.waitUntil(lambda: not panel.running)
+    assert panel.start_btn.isEnabled()
+    # the live table shows what trials.csv records
+    recorded = S.read_trials(done.sweep_dir, panel.spec)
+    assert panel.table.rowCount() == 4 == len(recorded)
+    cols = [panel.table.horizontalHeaderItem(c).text() for c in range(panel.table.columnCount())]
+    for r, t in enumerate(recorded):
+        cells = {c: panel.table.item(r, i).text() for i, c in enumerate(cols)}
+        assert cells["status"] == t.status == "finished"
+        assert float(cells["best_knn"]) == pytest.approx(t.metric, abs=5e-5)
+        assert t.metric == pytest.approx(S.run_metric(read_metrics(f"{done.sweep_dir}/{t.run_dir}"), "best_knn"), rel=1e-5)
+        assert cells["run folder"] == t.run_dir
+    # every trial's curves overlaid, coloured by the chosen parameter
+    panel.colour_by.setCurrentText("loss.name")
+    panel.dirty = True
+    panel.redraw()
+    assert len(panel.items) == 4
+    pens = {t.id: panel.items[t.id][1].opts["pen"].color().name() for t in recorded}
+    by_loss: dict = {}
+    for t in recorded:
+        by_loss.setdefault(t.params["loss.name"], set()).add(pens[t.id])
+    assert all(len(c) == 1 for c in by_loss.values()) and len(set.union(*by_loss.values())) == 2
+    for t in recorded:
+        x, y = panel.items[t.id][1].getData()
+        evals = [row for row in read_metrics(f"{done.sweep_dir}/{t.run_dir}") if row["knn_acc"] is not None]
+        assert list(x) == [row["epoch"] for row in evals] and list(y) == pytest.approx([row["knn_acc"] for row in evals], abs=1e-5)
+    # metric against the parameter: a point per trial and the mean per value
+    panel.colour_by.setCurrentText("loss.temperature")
+    xs, ys, mx, my, _ = panel.metric_points()
+    assert sorted(xs) == [0.2, 0.2, 0.5, 0.5] and mx == [0.2, 0.5]
+    for x, m in zip(mx, my, strict=True):
+        assert m == pytest.approx(sum(t.metric for t in recorded if t.params["loss.temperature"] == x) / 2)
+    # a trial opens like a run
+    opened = []
+    win.open_run = opened.append  # what the Runs tab calls
+    panel.openRun.disconnect()
+    panel.openRun.connect(win.open_run)
+    panel.table.cellDoubleClicked.emit(2, 0)
+    assert opened == [f"{done.sweep_dir}/{recorded[2].run_dir}"]
+
+
+def test_stop_ends_the_sweep_with_the_trial_resumable(win, qtbot):
+    panel = win.sweep
+    choose(panel, "loss.temperature", "0.2, 0.5")
+    panel.editor.prune.setChecked(False)
+    with qtbot.waitSignal(panel.sweepDone, timeout=240_000) as blocker:
+        panel.start_btn.click()
+        qtbot.waitUntil(lambda: any(t.status == "running" for t in panel.trials.values()), timeout=120_000)
+        panel.stop_btn.click()
+    done = blocker.args[0]
+    assert done.reason == "stopped"
+    assert [t.status for t in done.trials if t.status] == ["stopped"]

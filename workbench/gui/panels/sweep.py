@@ -1,0 +1,556 @@
+"""Sweep tab: pick parameters and values from the registries, run the trials one after another in a
+worker thread, and compare them: a live table of trials, every trial's curves overlaid and coloured by
+a chosen parameter, and the ranking metric against that parameter (a point per seed, a line through
+the means). A double-click on a trial opens its run like the Runs tab does.
+
+The worker follows ``gui/worker.py``: one QObject in its own QThread iterating the core's
+``run_sweep`` generator, signals only; step events are coalesced so a fast trial never floods the
+GUI thread; plots redraw with ``setData`` on a timer.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
+                               QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QSplitter,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from workbench.core import events as E
+from workbench.core import sweep as S
+from workbench.core.config import parse_value
+from workbench.core.registry import ConfigError
+from workbench.core.train import Control
+from workbench.gui.panels.plots import COLORS, ema
+
+
+def sweepable() -> dict[str, tuple]:
+    """Parameters a sweep can vary: key -> allowed values (a choice) or () (numbers typed as a list)."""
+    from workbench.core.augment import PRESETS
+    from workbench.core.losses import LOSSES
+    from workbench.core.models import ENCODERS
+    from workbench.core.optim import OPTIMIZERS
+
+    out = {"loss.name": tuple(LOSSES.names()), "augment.preset": tuple(PRESETS), "model.encoder": tuple(ENCODERS.names()),
+           "optim.name": tuple(OPTIMIZERS.names()), "optim.schedule": ("cosine", "constant")}
+    for key in ("optim.lr", "optim.weight_decay", "optim.warmup_epochs", "train.batch_size", "train.epochs",
+                "model.head_out", "model.head_layers"):
+        out[key] = ()
+    for name in LOSSES.names():
+        for p in LOSSES.get(name).params:
+            if p.choices or p.kind is bool:
+                out.setdefault(f"loss.{p.name}", tuple(p.choices) or (True, False))
+            elif p.kind in (int, float):
+                out.setdefault(f"loss.{p.name}", ())
+    return out
+
+
+class SweepWorker(QObject):
+    """Iterates ``run_sweep`` in its own thread and re-emits its events as signals."""
+    sweepStarted = Signal(object)  # SweepStarted
+    trialStarted = Signal(object)  # TrialStarted
+    runStarted = Signal(int, str)  # trial id, run folder
+    evaluated = Signal(int, object)  # trial id, EvalEvent
+    stepsReady = Signal()  # take_steps() -> [(trial id, StepEvent)]
+    trialFinished = Signal(object)  # TrialFinished
+    done = Signal(object)  # SweepDone
+    error = Signal(str, str)  # one line, full traceback
+    finished = Signal()
+
+    def __init__(self, base, spec, out: str, confirm: bool):
+        super().__init__()
+        self.base, self.spec, self.out, self.confirm = base, spec, out, confirm
+        self.control = Control()
+        self._lock = threading.Lock()
+        self._steps: list = []
+        self._signalled = False
+
+    def take_steps(self) -> list:
+        with self._lock:
+            out, self._steps, self._signalled = self._steps, [], False
+        return out
+
+    def _push_step(self, trial: int, ev) -> None:
+        with self._lock:
+            self._steps.append((trial, ev))
+            if self._signalled:
+                return
+            self._signalled = True
+        self.stepsReady.emit()
+
+    def _route(self, ev) -> None:
+        if isinstance(ev, S.RunEvent):
+            inner = ev.event
+            if isinstance(inner, E.StepEvent):
+                self._push_step(ev.trial, inner)
+            elif isinstance(inner, E.EvalEvent):
+                self.evaluated.emit(ev.trial, inner)
+            elif isinstance(inner, E.RunStarted):
+                self.runStarted.emit(ev.trial, inner.run_dir)
+            return
+        signal = {S.SweepStarted: self.sweepStarted, S.TrialStarted: self.trialStarted,
+                  S.TrialFinished: self.trialFinished, S.SweepDone: self.done}.get(type(ev))
+        if signal is not None:
+            signal.emit(ev)
+
+    @Slot()
+    def run(self):
+        try:
+            for ev in S.run_sweep(self.base, self.spec, self.out, self.control, confirm=self.confirm):
+                self._route(ev)
+        except Exception as exc:  # noqa: BLE001 - shown as one line; the traceback goes to Details
+            self.error.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, traceback.format_exc())
+        finally:
+            self.finished.emit()
+
+
+class SweepEditor(QWidget):
+    """The [sweep] section as a form; ``spec_dict()`` is what the TOML section would hold."""
+    changed = Signal()
+
+    def __init__(self):
+        super().__init__()
+        self.choices = sweepable()
+        self.params: dict[str, list] = {}
+        form = QFormLayout(self)
+        self.key = QComboBox()
+        self.key.setObjectName("sweep_key")
+        self.key.addItems(list(self.choices))
+        self.key.currentTextChanged.connect(self._key_changed)
+        form.addRow("parameter", self.key)
+        self.values_list = QListWidget()  # checkable registry values of a choice parameter
+        self.values_list.setObjectName("sweep_values_list")
+        self.values_list.setMaximumHeight(120)
+        self.values_text = QLineEdit()  # numbers: "0.05, 0.1, 0.2"
+        self.values_text.setObjectName("sweep_values")
+        self.values_text.setPlaceholderText("values, e.g. 0.05, 0.1, 0.2")
+        form.addRow("values", self.values_text)
+        form.addRow("", self.values_list)
+        row = QHBoxLayout()
+        self.add_btn, self.remove_btn = QPushButton("Add / replace"), QPushButton("Remove")
+        self.add_btn.setObjectName("sweep_add")
+        self.remove_btn.setObjectName("sweep_remove")
+        self.add_btn.clicked.connect(self.add_current)
+        self.remove_btn.clicked.connect(self.remove_current)
+        row.addWidget(self.add_btn)
+        row.addWidget(self.remove_btn)
+        form.addRow(row)
+        self.table = QTableWidget(0, 2)
+        self.table.setObjectName("sweep_params")
+        self.table.setHorizontalHeaderLabels(["parameter", "values"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setMaximumHeight(130)
+        form.addRow(self.table)
+        self.method = QComboBox()
+        self.method.setObjectName("sweep_method")
+        self.method.addItems(["grid", "random"] + (["tpe"] if S.has_optuna() else []))
+        self.count = QSpinBox(minimum=1, maximum=10000, value=8)
+        self.metric = QComboBox()
+        self.metric.setObjectName("sweep_metric")
+        self.metric.addItems(list(S.METRICS))
+        self.metric.setCurrentText("best_knn")
+        self.seeds = QLineEdit("0")
+        self.seeds.setObjectName("sweep_seeds")
+        self.prune = QCheckBox("stop trials below the median (pruning)")
+        self.prune.setObjectName("sweep_prune")
+        self.prune.setChecked(True)
+        self.max_trials = QSpinBox(minimum=1, maximum=100000, value=64)
+        for label, w in (("method", self.method), ("points (random / tpe)", self.count), ("rank by", self.metric),
+                         ("seeds", self.seeds), ("", self.prune), ("ask above (trials)", self.max_trials)):
+            form.addRow(label, w)
+        for sig in (self.method.currentTextChanged, self.count.valueChanged, self.metric.currentTextChanged,
+                    self.seeds.textChanged, self.prune.toggled, self.max_trials.valueChanged):
+            sig.connect(self.changed)
+        self.method.currentTextChanged.connect(lambda m: self.count.setEnabled(m != "grid"))
+        self.count.setEnabled(False)
+        self._key_changed(self.key.currentText())
+
+    def _key_changed(self, key: str):
+        allowed = self.choices.get(key, ())
+        self.values_list.setVisible(bool(allowed))
+        self.values_text.setVisible(not allowed)
+        self.values_list.clear()
+        for v in allowed:
+            item = QListWidgetItem(str(v))
+            item.setData(Qt.UserRole, v)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if v in self.params.get(key, []) else Qt.Unchecked)
+            self.values_list.addItem(item)
+        if not allowed:
+            self.values_text.setText(", ".join(str(v) for v in self.params.get(key, [])))
+
+    def current_values(self) -> list:
+        if self.choices.get(self.key.currentText()):
+            items = [self.values_list.item(i) for i in range(self.values_list.count())]
+            return [i.data(Qt.UserRole) for i in items if i.checkState() == Qt.Checked]
+        text = self.values_text.text().strip()
+        value = parse_value(f"[{text}]") if text else []
+        return value if isinstance(value, list) else [text]
+
+    def add_current(self):
+        self.params[self.key.currentText()] = self.current_values()
+        self._refresh_table()
+
+    def remove_current(self):
+        rows = {i.row() for i in self.table.selectedItems()} or {self.table.currentRow()}
+        for key in [self.table.item(r, 0).text() for r in rows if 0 <= r < self.table.rowCount()]:
+            self.params.pop(key, None)
+        self._refresh_table()
+
+    def _refresh_table(self):
+        self.table.setRowCount(len(self.params))
+        for r, (k, vals) in enumerate(self.params.items()):
+            self.table.setItem(r, 0, QTableWidgetItem(k))
+            self.table.setItem(r, 1, QTableWidgetItem(", ".join(str(v) for v in vals)))
+        self.changed.emit()
+
+    def spec_dict(self) -> dict:
+        seeds = parse_value(f"[{self.seeds.text().strip()}]")
+        d = {"method": self.method.currentText(), "metric": self.metric.currentText(),
+             "seeds": seeds if isinstance(seeds, list) else self.seeds.text(), "prune": self.prune.isChecked(),
+             "max_trials": self.max_trials.value(), "params": dict(self.params)}
+        if d["method"] != "grid":
+            d["count"] = self.count.value()
+        return d
+
+
+class SweepPanel(QWidget):
+    openRun = Signal(str)
+    sweepDone = Signal(object)  # SweepDone, once the window has shown it
+
+    def __init__(self, base_config, runs_root, busy=lambda: False):
+        """``base_config()`` returns the set-up's Config (raises ConfigError); ``runs_root()`` the runs folder."""
+        super().__init__()
+        self.base_config, self.runs_root, self.busy = base_config, runs_root, busy
+        self.worker = self.thread = None
+        self.trials: dict[int, S.Trial] = {}
+        self.curves: dict[int, dict] = {}  # trial id -> {"steps": [], "loss": [], "epochs": [], "knn": []}
+        self.items: dict[int, tuple] = {}  # trial id -> (loss curve, kNN curve)
+        self.sweep_dir = None
+        self.editor = SweepEditor()
+        self.editor.changed.connect(self.validate)
+        self.error = QLabel()
+        self.error.setObjectName("sweep_error")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c0392b")
+        self.start_btn, self.stop_btn = QPushButton("Start sweep"), QPushButton("Stop")
+        self.start_btn.setObjectName("sweep_start")
+        self.stop_btn.setObjectName("sweep_stop")
+        self.start_btn.clicked.connect(self.start)
+        self.stop_btn.clicked.connect(self.stop)
+        self.stop_btn.setEnabled(False)
+        self.status = QLabel("add parameters to vary, then Start sweep")
+        self.status.setObjectName("sweep_status")
+        self.status.setWordWrap(True)
+        left = QWidget()
+        lay = QVBoxLayout(left)
+        lay.addWidget(self.editor)
+        lay.addWidget(self.error)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_btn)
+        buttons.addWidget(self.stop_btn)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(self._build_results())
+        split.setStretchFactor(1, 3)
+        QVBoxLayout(self).addWidget(split)
+        self.timer = QTimer(self, interval=500)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+        self.dirty = False
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self.validate()
+
+    def _build_results(self) -> QWidget:
+        right = QWidget()
+        lay = QVBoxLayout(right)
+        self.table = QTableWidget(0, 0)
+        self.table.setObjectName("sweep_trials")
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.cellDoubleClicked.connect(self._open_row)
+        lay.addWidget(self.table, 2)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("colour by"))
+        self.colour_by = QComboBox()
+        self.colour_by.setObjectName("sweep_colour_by")
+        self.colour_by.currentTextChanged.connect(self._recolour)
+        row.addWidget(self.colour_by, 1)
+        self.legend = QLabel()
+        self.legend.setObjectName("sweep_legend")
+        row.addWidget(self.legend, 3)
+        lay.addLayout(row)
+        plots = QHBoxLayout()
+        self.loss_plot = pg.PlotWidget(title="loss (smoothed), every trial")
+        self.knn_plot = pg.PlotWidget(title="kNN accuracy per epoch, every trial")
+        self.metric_plot = pg.PlotWidget(title="metric against the parameter")
+        self.loss_plot.setLabel("bottom", "step")
+        self.knn_plot.setLabel("bottom", "epoch")
+        for p in (self.loss_plot, self.knn_plot, self.metric_plot):
+            p.showGrid(x=True, y=True, alpha=0.3)
+            plots.addWidget(p)
+        self.points = pg.ScatterPlotItem(size=8, pen=None, brush=pg.mkBrush("#1f77b4"))
+        self.mean_line = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=2), symbol="s", symbolSize=7)
+        self.metric_plot.addItem(self.points)
+        self.metric_plot.addItem(self.mean_line)
+        lay.addLayout(plots, 3)
+        return right
+
+    # ----- editing -----
+    def build(self):
+        """(base config, sweep spec, trials planned); ConfigError names what is wrong."""
+        base = self.base_config()
+        spec = S.SweepSpec.from_dict(self.editor.spec_dict())
+        S.check_metric(base, spec)
+        return base, spec, S.plan(base, spec)
+
+    def validate(self) -> bool:
+        if self.running:
+            return False
+        try:
+            _, spec, trials = self.build()
+        except ConfigError as exc:
+            self.error.setText(str(exc))
+            self.start_btn.setEnabled(False)
+            return False
+        n = len(trials) or spec.count * len(S.seeds_of(self.base_config(), spec))
+        self.error.setText("")
+        self.status.setText(f"{n} trials ready")
+        self.start_btn.setEnabled(True)
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None
+
+    # ----- running -----
+    def start(self, out: str | None = None):
+        if self.running or not self.validate():
+            return
+        if self.busy():
+            self._show_error("a training run is going on; stop it before starting a sweep")
+            return
+        base, spec, trials = self.build()
+        n = len(trials) or spec.count * len(S.seeds_of(base, spec))
+        confirm = n <= spec.max_trials or self._ask(f"{n} trials is more than {spec.max_trials}; run them all?")
+        if not confirm:
+            return
+        self.sweep_dir = out or str(Path(self.runs_root()) / "sweeps" / time.strftime("%Y-%m-%d_%H%M%S"))
+        self._reset(spec)
+        self.worker = w = SweepWorker(base, spec, self.sweep_dir, confirm=True)
+        w.sweepStarted.connect(self._on_sweep_started)
+        w.trialStarted.connect(self._on_trial_started)
+        w.runStarted.connect(self._on_run_started)
+        w.stepsReady.connect(self._on_steps)
+        w.evaluated.connect(self._on_eval)
+        w.trialFinished.connect(self._on_trial_finished)
+        w.done.connect(self._on_done)
+        w.error.connect(lambda msg, _tb: self._show_error(msg))
+        self.thread = QThread()
+        w.moveToThread(self.thread)
+        self.thread.started.connect(w.run)
+        w.finished.connect(self.thread.quit, Qt.DirectConnection)
+        self.thread.finished.connect(self._on_finished)
+        self.thread.start()
+        self._set_running(True)
+
+    def stop(self):
+        if self.worker is not None:
+            self.worker.control.stop()
+            self.status.setText("stopping… (the trial keeps its checkpoint)")
+
+    def shutdown(self):
+        """Stop and wait for the worker (application quit)."""
+        if self.thread is not None:
+            self.worker.control.stop()
+            self.thread.wait(60000)
+
+    def _set_running(self, running: bool):
+        self.start_btn.setEnabled(not running)
+        self.stop_btn.setEnabled(running)
+        self.editor.setEnabled(not running)
+
+    def _on_finished(self):
+        self.thread.deleteLater()
+        self.thread = None
+        self._set_running(False)
+        self.validate()
+
+    def _ask(self, question: str) -> bool:
+        if os.environ.get("WORKBENCH_NO_DIALOGS"):
+            return False
+        return QMessageBox.question(self, "Sweep", question) == QMessageBox.Yes
+
+    def _show_error(self, msg: str):
+        self.error.setText(msg)
+        self.status.setText(f"error: {msg}")
+
+    # ----- live results -----
+    def _reset(self, spec):
+        self.spec = spec
+        self.trials, self.curves = {}, {}
+        for loss_c, knn_c in self.items.values():
+            self.loss_plot.removeItem(loss_c)
+            self.knn_plot.removeItem(knn_c)
+        self.items = {}
+        keys = list(spec.params)
+        self.columns = ["trial"] + keys + ["seed", "status", spec.metric, "seconds", "run folder"]
+        self.table.setColumnCount(len(self.columns))
+        self.table.setHorizontalHeaderLabels(self.columns)
+        self.table.setRowCount(0)
+        self.colour_by.blockSignals(True)
+        self.colour_by.clear()
+        self.colour_by.addItems(keys)
+        self.colour_by.blockSignals(False)
+        self.metric_plot.setLabel("left", spec.metric)
+        self.dirty = True
+
+    def _on_sweep_started(self, ev):
+        note = f"; {ev.note}" if ev.note else ""
+        self.status.setText(f"sweep folder {ev.sweep_dir}: {ev.n_trials} trials, {ev.done} already done{note}")
+        for t in ev.trials:
+            if t.status:
+                self._show_trial(t)
+
+    def _on_trial_started(self, ev):
+        self._show_trial(ev.trial)
+        self.status.setText(f"trial {ev.index}/{ev.total}: {ev.trial.label()}" + (" (resuming)" if ev.resumed else ""))
+
+    def _on_run_started(self, trial: int, run_dir: str):
+        t = self.trials.get(trial)
+        if t is not None:
+            t.run_dir, t.status = Path(run_dir).name, "running"
+            self._show_trial(t)
+
+    def _on_steps(self):
+        for trial, ev in self.worker.take_steps() if self.worker else []:
+            c = self._curve(trial)
+            c["steps"].append(ev.step)
+            c["loss"].append(ev.loss)
+        self.dirty = True
+
+    def _on_eval(self, trial: int, ev):
+        c = self._curve(trial)
+        c["epochs"].append(ev.epoch)
+        c["knn"].append(ev.metrics.get("knn_acc", np.nan))
+        self.dirty = True
+
+    def _on_trial_finished(self, ev):
+        self._show_trial(ev.trial)
+        self.dirty = True
+
+    def _on_done(self, ev):
+        for t in ev.trials:
+            self._show_trial(t)
+        best = ev.table[0] if ev.table and ev.table[0]["mean"] is not None else None
+        text = f"sweep {ev.reason}; results in {ev.sweep_dir}"
+        if best:
+            text += "; best: " + ", ".join(f"{k}={v}" for k, v in best["params"].items()) + f" ({self.spec.metric} {best['mean']:.4f})"
+        self.status.setText(text)
+        self.dirty = True
+        self.redraw()
+        self.sweepDone.emit(ev)
+
+    def _curve(self, trial: int) -> dict:
+        return self.curves.setdefault(trial, {"steps": [], "loss": [], "epochs": [], "knn": []})
+
+    def _show_trial(self, t: S.Trial):
+        self.trials[t.id] = t
+        row = sorted(self.trials).index(t.id)
+        if self.table.rowCount() < len(self.trials):
+            self.table.insertRow(row)
+        metric = "" if t.metric is None else f"{t.metric:.4f}"
+        cells = [str(t.id)] + [str(t.params[k]) for k in self.spec.params] + [str(t.seed), t.status or "queued", metric,
+                                                                              f"{t.seconds:.0f}", t.run_dir]
+        for col, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setToolTip(t.message or text)
+            self.table.setItem(row, col, item)
+
+    def _open_row(self, row: int, _col: int):
+        t = self.trials[sorted(self.trials)[row]]
+        if t.run_dir and self.sweep_dir:
+            self.openRun.emit(str(Path(self.sweep_dir) / t.run_dir))
+
+    # ----- plots -----
+    def colour_of(self, t: S.Trial) -> str:
+        key = self.colour_by.currentText()
+        values = self._axis_values(key)
+        return COLORS[values.index(t.params[key]) % len(COLORS)] if key in t.params else COLORS[0]
+
+    def _axis_values(self, key: str) -> list:
+        vals = self.spec.params.get(key, ())
+        if isinstance(vals, S.Range):
+            return sorted({t.params[key] for t in self.trials.values()})
+        return list(vals)
+
+    def _recolour(self, *_):
+        for tid, (loss_c, knn_c) in self.items.items():
+            pen = pg.mkPen(self.colour_of(self.trials[tid]), width=1.5)
+            loss_c.setPen(pen)
+            knn_c.setPen(pen)
+        key = self.colour_by.currentText()
+        self.legend.setText("  ".join(f"<span style='color:{COLORS[i % len(COLORS)]}'>■ {v}</span>"
+                                      for i, v in enumerate(self._axis_values(key))) if key else "")
+        self.dirty = True
+
+    def redraw(self):
+        if not self.dirty or not self.isVisible():
+            return
+        self.dirty = False
+        for tid, c in self.curves.items():
+            if tid not in self.trials:
+                continue
+            if tid not in self.items:
+                pen = pg.mkPen(self.colour_of(self.trials[tid]), width=1.5)
+                self.items[tid] = (self.loss_plot.plot(pen=pen), self.knn_plot.plot(pen=pen, symbol="o", symbolSize=5))
+            loss_c, knn_c = self.items[tid]
+            if c["steps"]:
+                loss_c.setData(np.asarray(c["steps"], float), ema(np.asarray(c["loss"], float)))
+            if c["epochs"]:
+                knn_c.setData(np.asarray(c["epochs"], float), np.asarray(c["knn"], float))
+        self._recolour_legend_once()
+        self._draw_metric()
+
+    def _recolour_legend_once(self):
+        if not self.legend.text() and self.colour_by.currentText():
+            self._recolour()
+
+    def metric_points(self) -> tuple[list, list, list, list, list]:
+        """(x, y) of every finished trial's metric and (x, mean) per value of the colour-by parameter;
+        categorical values sit at their index (labels on the axis)."""
+        key = self.colour_by.currentText()
+        values = self._axis_values(key)
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        xs, ys, groups = [], [], {}
+        for t in self.trials.values():
+            if t.status == "finished" and t.metric is not None and key in t.params:
+                x = float(t.params[key]) if numeric else float(values.index(t.params[key]))
+                xs.append(x)
+                ys.append(t.metric)
+                groups.setdefault(x, []).append(t.metric)
+        mx = sorted(groups)
+        return xs, ys, mx, [statistics.fmean(groups[x]) for x in mx], ([] if numeric else values)
+
+    def _draw_metric(self):
+        if not self.trials or not self.colour_by.currentText():
+            return
+        xs, ys, mx, my, labels = self.metric_points()
+        self.points.setData(xs, ys)
+        self.mean_line.setData(mx, my)
+        axis = self.metric_plot.getAxis("bottom")
+        axis.setTicks([list(enumerate(str(v) for v in labels))] if labels else None)
+        self.metric_plot.setLabel("bottom", self.colour_by.currentText())
