@@ -35,6 +35,15 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
+def _warm_up():
+    """Import what the first optimiser step pulls in (torch.optim imports torch._dynamo: ~2 s on a busy 2-core
+    machine) while the user is still setting up, so Start gets to the first step sooner."""
+    import torch
+
+    p = torch.zeros(1, requires_grad=True)
+    torch.optim.AdamW([p], lr=1e-3).step()
+
+
 class MainWindow(QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
@@ -83,6 +92,7 @@ class MainWindow(QMainWindow):
         self.classes: list = []
         self.t_start = self.t_first_step = None
         self._wire()
+        Task(_warm_up, lambda _: None).start()
         self._set_running(False)
         self._validity(self.setup.valid, self.setup.error.text())
         geo = self.settings.value("geometry")
@@ -218,7 +228,8 @@ class MainWindow(QMainWindow):
             self.resume_btn.setEnabled(False)
             self.set_status("resuming…")
 
-    def stop(self, quick: bool = False):
+    def stop(self, quick: bool = True):
+        """Stop at the next step and save a checkpoint; ``quick`` skips a final evaluation (the last epoch's stands)."""
         if self.worker and self.running:
             self.worker.stop(quick=quick)
             self.pause_btn.setEnabled(False)

@@ -369,7 +369,7 @@ class SweepPanel(QWidget):
 
     def stop(self):
         if self.worker is not None:
-            self.worker.control.stop()
+            self.worker.control.stop(quick=True)
             self.status.setText("stopping… (the trial keeps its checkpoint)")
 
     def shutdown(self):
