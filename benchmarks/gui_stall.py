@@ -70,8 +70,10 @@ def main():
     win.stop()
     win.thread.wait(60000)
     for name, s in (("idle window (baseline)", idle), ("while training", busy)):
-        print(f"{name:<24} ticks {len(s):>5}  p50 {np.percentile(s, 50):6.1f} ms  p99 {np.percentile(s, 99):6.1f} ms  max {s.max():6.1f} ms")
-    print(f"training reached step {steps}; p99 stall ratio training/idle: {np.percentile(busy, 99) / max(np.percentile(idle, 99), 0.1):.1f}x")
+        p50, p99 = np.percentile(s, 50), np.percentile(s, 99)
+        print(f"{name:<24} ticks {len(s):>5}  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {s.max():6.1f} ms")
+    ratio = np.percentile(busy, 99) / max(np.percentile(idle, 99), 0.1)
+    print(f"training reached step {steps}; p99 stall ratio training/idle: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
