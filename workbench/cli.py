@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from workbench.core.formats import FORMATS
 from workbench.core.registry import ConfigError
 
 log = logging.getLogger("workbench")
@@ -282,7 +283,7 @@ def cmd_neighbours(args) -> int:
 def cmd_export(args) -> int:
     from workbench.core.export import export_run, export_targets
 
-    _refuse_overwrite(export_targets(args.format, args.out), args.force)
+    _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
     paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head)
     for p in paths:
         print(f"wrote {p}")
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     x = sub.add_parser("export", parents=[verbose], help="export the trained encoder")
     x.add_argument("run_dir")
-    x.add_argument("--format", choices=["safetensors", "torchscript", "onnx", "npz", "projector"], default="safetensors")
+    x.add_argument("--format", choices=FORMATS, default="safetensors")
     x.add_argument("--out", required=True)
     x.add_argument("--include-head", action="store_true", help="include the projection head")
     x.add_argument("--force", action="store_true", help="overwrite files that exist")

@@ -1,15 +1,18 @@
 """Exports reload in a separate process that does not import workbench, and agree with the trained model."""
+import hashlib
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from workbench.core.config import Config
-from workbench.core.export import export_run
+import workbench
+from workbench.core.export import export_run, export_targets
 from workbench.core.inference import RunModel
 from workbench.core.registry import ConfigError
 from workbench.core.train import train
@@ -51,7 +54,8 @@ def run_isolated(code: str):
 def test_safetensors_loads_into_the_torchvision_class(run_dir, reference, tmp_path):
     paths = export_run(run_dir, "safetensors", tmp_path)
     card = json.loads((tmp_path / "model_card.json").read_text())
-    assert card["input"]["channels"] == 1 and card["input"]["image_size"] == 28 and card["output"]["embedding_dim"] == 512
+    assert card["input"]["channels"] == 1 and card["input"]["image_size"] == 28
+    assert card["files"]["encoder.safetensors"]["output"]["embedding_dim"] == 512
     assert card["training_config"]["model"]["encoder"] == "resnet18_cifar" and "knn_acc" in card["metrics"]
     out = run_isolated(f"""
         import numpy as np, torch, torchvision
@@ -92,7 +96,7 @@ def test_export_with_projection_head(run_dir, reference, tmp_path):
     m = torch.jit.load(str(ts))
     z = m(torch.from_numpy(np.load(reference / "x.npy")))
     assert np.abs(z.detach().numpy() - np.load(reference / "z.npy")).max() < 1e-4
-    assert json.loads((tmp_path / "model_card.json").read_text())["includes_projection_head"] is True
+    assert json.loads((tmp_path / "model_card.json").read_text())["files"]["encoder.ts"]["includes_projection_head"] is True
 
 
 def test_embeddings_npz_and_projector_files(run_dir, tmp_path):
@@ -142,3 +146,126 @@ def test_linear_probe_and_metrics_on_known_features():
     assert alignment(z, z) == pytest.approx(0.0, abs=1e-6) and alignment(z, -z) == pytest.approx(4.0, rel=1e-5)
     assert uniformity(z) < uniformity(z[:1].expand(500, 8) + 1e-3 * z)
     assert effective_rank(torch.randn(1000, 8, generator=g)) > 7 and effective_rank(torch.ones(50, 8)) == 1.0
+
+
+# ---------------- the model card is a complete spec; pt2 and uint8 ONNX ----------------
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs_small")
+    cfg = Config().with_overrides(["data.subset=256", "train.batch_size=32", "train.max_steps=3", "eval.test_size=100",
+                                   "eval.bank_size=256", "eval.embed_points=50", "train.log_every=1"])
+    return list(train(cfg, runs_root=root))[0].run_dir
+
+
+REBUILD = """
+import gzip, json, sys
+from collections import OrderedDict
+from importlib import import_module
+import numpy as np, torch
+from safetensors.torch import load_file
+
+card_path, weights, idx_file, emb_file = sys.argv[1:5]
+card = json.load(open(card_path))
+arch = card["files"]["encoder.safetensors"]["architecture"]
+
+def build(spec):  # the card's module-tree format, read as its documentation says
+    path, _, name = spec["module"].rpartition(".")
+    ctor = getattr(import_module(path), name)
+    if "children" in spec:
+        m = ctor(OrderedDict((n, build(c)) for n, c in spec["children"]))
+    else:
+        m = ctor(*spec.get("args", []), **spec.get("kwargs", {}))
+    for attr, sub in spec.get("set", {}).items():
+        setattr(m, attr, build(sub))
+    return m
+
+net = build(arch["modules"])
+net.load_state_dict(load_file(weights), strict=True)
+net.eval()
+ns = {}
+exec("\\n".join(arch["imports"] + arch["python"]), ns)  # the same network from the card's Python lines
+ns["net"].load_state_dict(load_file(weights), strict=True)
+ns["net"].eval()
+
+raw = np.frombuffer(gzip.open(idx_file).read(), np.uint8, offset=16).reshape(-1, 28, 28)  # IDX: 16-byte header
+ref = np.load(emb_file)
+steps = {s["step"]: s for s in card["preprocessing"]}
+assert "divided by 255" in steps["to_tensor"]["how"]
+x = torch.from_numpy(raw[ref["indices"][:200]].copy()).float()[:, None] / 255
+mean = torch.tensor(steps["normalize"]["mean"]).view(1, -1, 1, 1)
+std = torch.tensor(steps["normalize"]["std"]).view(1, -1, 1, 1)
+x = (x - mean) / std
+with torch.no_grad():
+    a, b = net(x).numpy(), ns["net"](x).numpy()
+print(float(np.abs(a - ref["embeddings"][:200]).max()), float(np.abs(b - ref["embeddings"][:200]).max()))
+"""
+
+
+@pytest.mark.parametrize("which", ["small_run", "run_dir"])  # the small CNN (padding) and the ResNet CIFAR stem
+def test_card_and_safetensors_alone_reproduce_workbench_embed(which, request, tmp_path):
+    run = request.getfixturevalue(which)
+    export_run(run, "safetensors", tmp_path)
+    emb = tmp_path / "emb.npz"
+    res = subprocess.run([sys.executable, "-m", "workbench", "embed", str(run), "--split", "test", "--out", str(emb)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    idx_file = Path(workbench.__file__).parent.parent / "resources" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    script = tmp_path / "rebuild.py"
+    script.write_text(REBUILD)
+    out = run_isolated(f"""
+        import runpy, sys
+        sys.argv = ["rebuild", "{tmp_path / 'model_card.json'}", "{tmp_path / 'encoder.safetensors'}", "{idx_file}", "{emb}"]
+        runpy.run_path("{script}", run_name="__main__")
+    """)
+    a, b = map(float, out.split())
+    assert a < 1e-4 and b < 1e-4
+
+
+def test_card_is_complete_and_names_no_local_path(small_run, tmp_path):
+    export_run(small_run, "safetensors", tmp_path)
+    text = (tmp_path / "model_card.json").read_text()
+    card = json.loads(text)
+    assert str(Path(small_run).parent) not in text and str(Path.home()) not in text and "/tmp" not in text
+    assert card["data"]["dataset"] == "bundled" and card["data"]["licence"] == "MIT" and "zalandoresearch" in card["data"]["source"]
+    assert card["versions"]["export"]["torch"] == torch.__version__ and card["versions"]["training"]["torch"] == torch.__version__
+    steps = [s["step"] for s in card["preprocessing"]]
+    assert steps == ["decode", "to_mode", "square_resize", "to_tensor", "normalize", "batch"]
+    assert "convert('L')" in card["preprocessing"][1]["how"] and "Resampling.BILINEAR" in card["preprocessing"][2]["how"]
+    conv = card["files"]["encoder.safetensors"]["architecture"]["modules"]["children"][0][1]["children"][0][1]
+    assert conv["kwargs"]["padding"] == [1, 1] and conv["kwargs"]["stride"] == [2, 2] and conv["kwargs"]["bias"] is False
+
+
+def test_a_second_format_extends_the_card_instead_of_replacing_it(small_run, run_dir, tmp_path):
+    export_run(small_run, "safetensors", tmp_path)
+    assert export_targets("onnx", tmp_path, small_run) == [tmp_path / "encoder.onnx"]  # the card is extended, not lost
+    export_run(small_run, "onnx", tmp_path)
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert set(card["files"]) == {"encoder.safetensors", "encoder.onnx"}
+    assert card["files"]["encoder.safetensors"]["sha256"] == hashlib.sha256((tmp_path / "encoder.safetensors").read_bytes()).hexdigest()
+    # a card of another run would be replaced: it is listed so the caller can refuse or ask
+    assert tmp_path / "model_card.json" in export_targets("pt2", tmp_path, run_dir)
+
+
+def test_pt2_and_uint8_onnx_agree_with_the_trained_model_and_onnx_carries_the_preprocessing(run_dir, reference, tmp_path):
+    pt2 = export_run(run_dir, "pt2", tmp_path)[0]
+    u8 = export_run(run_dir, "onnx_uint8", tmp_path)[0]
+    rm = RunModel.load(run_dir)
+    _, test = rm.splits()
+    np.save(tmp_path / "u8.npy", test.images[:16].numpy())
+    out = run_isolated(f"""
+        import json
+        import numpy as np, onnx, onnxruntime as ort, torch
+        x, h = np.load("{reference}/x.npy"), np.load("{reference}/h.npy")
+        m = torch.export.load("{pt2}").module()
+        with torch.no_grad():
+            a = float(np.abs(m(torch.from_numpy(x[:5])).numpy() - h[:5]).max())
+        sess = ort.InferenceSession("{u8}", providers=["CPUExecutionProvider"])
+        b = float(np.abs(sess.run(None, {{"images": np.load("{tmp_path}/u8.npy")}})[0] - h).max())
+        props = {{p.key: p.value for p in onnx.load("{u8}").metadata_props}}
+        inp = json.loads(props["workbench.input"])
+        print(a, b, inp["dtype"], inp["channels"], inp["image_size"], inp["mean"][0], inp["std"][0])
+    """).split()
+    assert float(out[0]) < 1e-4 and float(out[1]) < 1e-4
+    assert out[2:5] == ["uint8", "1", "28"] and float(out[5]) == pytest.approx(rm.mean[0]) and float(out[6]) == pytest.approx(rm.std[0])
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["files"]["encoder.pt2"]["load"].startswith("torch.export.load")

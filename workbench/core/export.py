@@ -1,17 +1,20 @@
 """Export a trained encoder and embeddings, atomically, with a model card.
 
-Formats:
-- safetensors: ``encoder.safetensors`` (state dict of the encoder, or of encoder+head), loadable
-  into the same class (``torchvision`` ResNet or ``SmallCNN``) with ``safetensors.torch.load_file``;
-- torchscript: ``encoder.ts`` for ``torch.jit.load``;
-- onnx: ``encoder.onnx`` (dynamic batch) for onnxruntime;
+Formats (``core/formats.py``):
+- safetensors: ``encoder.safetensors``, the state dict of the network the model card describes in
+  plain PyTorch (encoder, or encoder + head), for ``safetensors.torch.load_file``;
+- pt2: ``encoder.pt2`` (``torch.export``, dynamic batch) for ``torch.export.load(path).module()``;
+- torchscript: ``encoder.ts`` for ``torch.jit.load`` (deprecated by torch; kept while it loads);
+- onnx: ``encoder.onnx`` (dynamic batch) for onnxruntime, the preprocessing in its metadata_props;
+  onnx_uint8: ``encoder.uint8.onnx`` takes uint8 images (B, C, S, S) and normalises inside the graph;
 - npz / projector: embeddings of a split, as .npz or TensorBoard-projector TSV + sprite.
-Every model export writes ``model_card.json`` beside it: input size, channels, normalisation,
-embedding dimension, the training config and the final metrics.
+Every model export writes ``model_card.json`` beside it (``core/modelcard.py``): one card per folder
+and run, describing every file exported there (a second format adds its entry, it does not replace the card).
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import math
@@ -27,8 +30,9 @@ from workbench.core.inference import RunModel
 from workbench.core.registry import ConfigError
 from workbench.core.runs import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode, read_metrics
 
-FORMATS = ("safetensors", "torchscript", "onnx", "npz", "projector")
-SUFFIX = {"safetensors": ".safetensors", "torchscript": ".ts", "onnx": ".onnx"}
+from workbench.core import modelcard
+from workbench.core.formats import FORMATS  # noqa: F401  (the one list of formats; re-exported)
+from workbench.core.formats import MODEL as SUFFIX
 
 
 class Exported(nn.Module):
@@ -43,28 +47,105 @@ class Exported(nn.Module):
         return self.head(self.encoder(x))
 
 
-def model_card(rm: RunModel, fmt: str, include_head: bool, out_dim: int, filename: str) -> dict:
-    rows = read_metrics(rm.run_dir)
+class Uint8Input(nn.Module):
+    """uint8 images (B, C, S, S) -> the float input of ``net``: x / 255, then (x - mean) / std per channel."""
+
+    def __init__(self, net: nn.Module, mean: list, std: list):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.net((x.float() / 255 - self.mean) / self.std)
+
+
+def _final_metrics(run_dir) -> dict:
     final = {}
-    for r in rows:
-        for k, v in r.items():
-            if v is not None and k not in ("time", "step", "epoch"):
-                final[k] = v
+    for r in read_metrics(run_dir):
+        final.update({k: v for k, v in r.items() if v is not None and k not in ("time", "step", "epoch")})
+    return final
+
+
+def _train_meta(run_dir: Path) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _architecture(rm: RunModel, module: nn.Module, include_head: bool) -> dict:
+    """The card's plain-PyTorch recipe, verified here: rebuilt from the spec alone, loaded, same outputs."""
+    enc, head = rm.net.encoder, rm.net.head if include_head else None
+    try:
+        arch = modelcard.architecture(enc, head, rm.cfg.model.encoder)
+        rebuilt = modelcard.build(arch["modules"]).eval()
+        rebuilt.load_state_dict(module.state_dict() if include_head else enc.state_dict(), strict=True)
+        x = torch.randn(3, rm.channels, rm.image_size, rm.image_size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            if not torch.allclose(rebuilt(x), module(x), atol=1e-5):
+                raise modelcard.NotDescribable("the rebuilt network's outputs differ")
+        return arch
+    except (modelcard.NotDescribable, RuntimeError) as exc:
+        return {"describable": False, "why": str(exc).splitlines()[0], "class": type(enc).__module__ + "." + type(enc).__name__}
+
+
+LOADERS = {"safetensors": "safetensors.torch.load_file(path) -> state dict; build architecture.python, load_state_dict, eval()",
+           "pt2": "torch.export.load(path).module() -> callable on float images",
+           "torchscript": "torch.jit.load(path).eval()",
+           "onnx": "onnxruntime.InferenceSession(path): input 'images' float32, output 'embeddings'",
+           "onnx_uint8": "onnxruntime.InferenceSession(path): input 'images' uint8 (B, C, S, S), output 'embeddings'; "
+                         "steps to_tensor and normalize happen inside the graph"}
+
+
+def model_card(rm: RunModel, fmt: str, include_head: bool, out_dim: int, path: Path, module: nn.Module) -> dict:
+    """The card of one export (see ``core/modelcard.py``); ``merge_card`` folds it into the folder's card."""
+    cfg = modelcard.strip_paths(rm.cfg.to_dict())
+    entry = {"format": fmt, "load": LOADERS[fmt], "includes_projection_head": include_head,
+             "output": {"shape": ["batch", out_dim], "embedding_dim": out_dim,
+                        "what": "projection-head output" if include_head else "representation (before the projection head)"},
+             "input_dtype": "uint8" if fmt == "onnx_uint8" else "float32",
+             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+             "architecture": _architecture(rm, module, include_head)}
     return {
-        "format": fmt,
-        "file": filename,
+        "schema": modelcard.SCHEMA,
+        "run": rm.run_dir.name,
         "encoder": rm.cfg.model.encoder,
-        "encoder_class": type(rm.net.encoder).__module__ + "." + type(rm.net.encoder).__name__,
-        "includes_projection_head": include_head,
-        "input": {"shape": ["batch", rm.channels, rm.image_size, rm.image_size], "dtype": "float32",
+        "input": {"shape": ["batch", rm.channels, rm.image_size, rm.image_size], "dtype": "float32", "layout": "NCHW",
                   "value_range": "pixels / 255, then (x - mean) / std per channel",
                   "mean": rm.mean, "std": rm.std, "channels": rm.channels, "image_size": rm.image_size},
-        "output": {"shape": ["batch", out_dim], "embedding_dim": out_dim,
-                   "similarity": "cosine (L2-normalise before comparing)"},
-        "training_config": rm.cfg.to_dict(),
-        "metrics": final,
-        "run_dir": str(rm.run_dir),
+        "preprocessing": modelcard.preprocessing(rm.channels, rm.image_size, rm.mean, rm.std, rm.cfg.data.name),
+        "similarity": "cosine (L2-normalise embeddings before comparing)",
+        "files": {path.name: entry},
+        "data": modelcard.data_provenance(cfg.get("data", {})),
+        "versions": modelcard.versions(_train_meta(rm.run_dir)),
+        "training_config": cfg,
+        "metrics": _final_metrics(rm.run_dir),
     }
+
+
+def card_path(model_path: Path) -> Path:
+    """model_card.json for encoder.*; <stem>.model_card.json for a file named otherwise."""
+    stem = model_path.name.split(".")[0]
+    return model_path.with_name("model_card.json" if stem == "encoder" else f"{stem}.model_card.json")
+
+
+def _same_run_card(path: Path, run: str) -> dict | None:
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) and old.get("schema") == modelcard.SCHEMA and old.get("run") == run else None
+
+
+def merge_card(path: Path, card: dict) -> dict:
+    """The folder's card with this export's entry added: files exported earlier from the same run stay described."""
+    old = _same_run_card(path, card["run"])
+    if old is not None:
+        card["files"] = {**{k: v for k, v in old.get("files", {}).items() if (path.parent / k).is_file()}, **card["files"]}
+    return card
 
 
 def _atomic_via_tmp(path: Path, writer) -> None:
@@ -87,6 +168,7 @@ def _atomic_via_tmp(path: Path, writer) -> None:
 
 def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) -> list[Path]:
     module = Exported(rm.net.encoder, rm.net.head if include_head else None).eval().cpu()
+    rm.net.cpu()
     example = torch.zeros(2, rm.channels, rm.image_size, rm.image_size)
     with torch.no_grad():
         out_dim = module(example).shape[1]
@@ -102,19 +184,43 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
         with torch.no_grad():
             torch.jit.save(torch.jit.trace(module, example), buf)
         atomic_write_bytes(out, buf.getvalue())
-    elif fmt == "onnx":
-        def write(tmp):
-            with torch.no_grad():
-                torch.onnx.export(module, (example,), tmp, input_names=["images"], output_names=["embeddings"],
-                                  dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}}, dynamo=False)
-        try:
-            _atomic_via_tmp(out, write)
-        except ImportError as exc:
-            raise ConfigError(f"ONNX export needs the onnx package ({exc}); pip install 'contrastive-workbench[onnx]'") from None
-    card = model_card(rm, fmt, include_head, out_dim, out.name)
-    card_path = out.with_name(out.stem + ".model_card.json") if out.stem != "encoder" else out.with_name("model_card.json")
-    atomic_write_text(card_path, json.dumps(card, indent=2))
-    return [out, card_path]
+    elif fmt == "pt2":
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        with torch.no_grad():
+            program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        buf = io.BytesIO()
+        torch.export.save(program, buf)
+        atomic_write_bytes(out, buf.getvalue())
+    elif fmt in ("onnx", "onnx_uint8"):
+        _export_onnx(rm, module, example, out, fmt == "onnx_uint8")
+    card = merge_card(card_path(out), model_card(rm, fmt, include_head, out_dim, out, module))
+    atomic_write_text(card_path(out), json.dumps(card, indent=2))
+    return [out, card_path(out)]
+
+
+def _export_onnx(rm: RunModel, module: nn.Module, example: torch.Tensor, out: Path, uint8: bool) -> None:
+    """ONNX with dynamic batch; the preprocessing in the model's metadata_props (uint8: inside the graph)."""
+    if uint8:
+        module, example = Uint8Input(module, rm.mean, rm.std).eval(), example.to(torch.uint8)
+    props = {"workbench.input": json.dumps({"dtype": "uint8" if uint8 else "float32", "layout": "NCHW", "channels": rm.channels,
+                                            "image_size": rm.image_size, "mean": rm.mean, "std": rm.std}),
+             "workbench.preprocessing": json.dumps(modelcard.preprocessing(rm.channels, rm.image_size, rm.mean, rm.std,
+                                                                           rm.cfg.data.name)[:4 if uint8 else None]),
+             "workbench.encoder": rm.cfg.model.encoder, "workbench.run": rm.run_dir.name}
+
+    def write(tmp):
+        import onnx
+
+        with torch.no_grad():
+            torch.onnx.export(module, (example,), tmp, input_names=["images"], output_names=["embeddings"],
+                              dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}}, dynamo=False)
+        model = onnx.load(tmp)
+        onnx.helper.set_model_props(model, props)
+        onnx.save(model, tmp)
+    try:
+        _atomic_via_tmp(out, write)
+    except ImportError as exc:
+        raise ConfigError(f"ONNX export needs the onnx package ({exc}); pip install 'contrastive-workbench[onnx]'") from None
 
 
 def write_npz(path: Path, **arrays) -> None:
@@ -129,8 +235,8 @@ def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, cl
 
     folder.mkdir(parents=True, exist_ok=True)
     vec = "\n".join("\t".join(f"{v:.6g}" for v in row) for row in embeddings) + "\n"
-    names = [classes[l] if 0 <= l < len(classes) else "unlabeled" for l in labels]
-    meta = "label\tclass\n" + "".join(f"{int(l)}\t{n}\n" for l, n in zip(labels, names))
+    names = [classes[y] if 0 <= y < len(classes) else "unlabeled" for y in labels]
+    meta = "label\tclass\n" + "".join(f"{int(y)}\t{n}\n" for y, n in zip(labels, names, strict=True))
     n = len(images)
     side = math.ceil(math.sqrt(n))
     h, w = images.shape[-2:]
@@ -146,19 +252,21 @@ def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, cl
     cfgtxt = ('embeddings {\n  tensor_path: "vectors.tsv"\n  metadata_path: "metadata.tsv"\n'
               f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n')
     paths = [folder / "vectors.tsv", folder / "metadata.tsv", folder / "sprite.png", folder / "projector_config.pbtxt"]
-    for p, data in zip(paths, [vec.encode(), meta.encode(), png.getvalue(), cfgtxt.encode()]):
+    for p, data in zip(paths, [vec.encode(), meta.encode(), png.getvalue(), cfgtxt.encode()], strict=True):
         atomic_write_bytes(p, data)
     return paths
 
 
-def export_targets(fmt: str, out) -> list[Path]:
-    """The files ``export_run(run_dir, fmt, out)`` writes, so a caller can refuse (or ask) before
-    overwriting any of them."""
+def export_targets(fmt: str, out, run_dir=None) -> list[Path]:
+    """The files ``export_run(run_dir, fmt, out)`` would replace, so a caller can refuse (or ask) before
+    overwriting any of them. The folder's model card of the same run is extended, not replaced: it is
+    listed only when it belongs to another run (or ``run_dir`` is not given)."""
     out = Path(out)
     if fmt in SUFFIX:
         model = out / f"encoder{SUFFIX[fmt]}" if out.suffix == "" or out.is_dir() else out
-        card = model.with_name(model.stem + ".model_card.json") if model.stem != "encoder" else model.with_name("model_card.json")
-        return [model, card]
+        card = card_path(model)
+        extended = run_dir is not None and _same_run_card(card, Path(run_dir).resolve().name) is not None
+        return [model] + ([] if extended else [card])
     if fmt == "npz":
         return [out if out.suffix == ".npz" else out / "embeddings.npz"]
     return [out / n for n in ("vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt")]
