@@ -7,7 +7,8 @@
     run.export("onnx"); run.metrics[-1]                   # export files; metrics as a list of dicts
 
 ``fit`` runs the same training generator as the window and the CLI (one run folder under
-``runs_root``), raises failures as exceptions, and leaves torch's global state (random number
+``runs_root``), raises failures as the exceptions they are (the run's run.log keeps the traceback
+too), and leaves torch's global state (random number
 generators, flush-denormal, thread count, matmul precision) as it found it: the loop's own
 settings are swapped in only while the loop runs, so code in callbacks and between events sees
 the caller's state.
@@ -25,20 +26,12 @@ import torch
 
 from workbench.core.config import SECTIONS, Config
 from workbench.core.data import ImageData, finish_splits
-from workbench.core.events import DoneEvent, ErrorEvent, RunStarted
+from workbench.core.events import DoneEvent, RunStarted
 from workbench.core.registry import ConfigError
 from workbench.core.runs import find_run, read_metrics
 from workbench.core.train import Control, train
 
 FIRST_KEYS = ("loss.name", "model.encoder", "augment.preset")  # applied first: they reset dependent keys
-
-
-class TrainingError(RuntimeError):
-    """Training failed after it started; ``traceback`` holds the loop's full traceback text."""
-
-    def __init__(self, message: str, run_dir: str = "", traceback: str = ""):
-        super().__init__(message)
-        self.run_dir, self.traceback = run_dir, traceback
 
 
 # ----- configs -----
@@ -304,7 +297,7 @@ class Stream:
             data_cfg = (self.cfg or Config.load(find_run(resume) / "config.toml")).data
             held_out = None if test is None else as_image_data(test, test_labels, where="test")
             splits = finish_splits(data_cfg, as_image_data(data, labels), held_out)
-        self._events = swapped(train(self.cfg, self.control, runs_root, resume=resume, data=splits))
+        self._events = swapped(train(self.cfg, self.control, runs_root, resume=resume, data=splits, raise_errors=True))
 
     def __iter__(self) -> Iterator:
         try:
@@ -324,8 +317,6 @@ class Stream:
     def _note(self, ev) -> None:
         if isinstance(ev, RunStarted):
             self.run_dir = ev.run_dir
-        elif isinstance(ev, ErrorEvent):
-            raise TrainingError(ev.message, ev.run_dir or self.run_dir, getattr(ev, "traceback", ""))
         elif isinstance(ev, DoneEvent):
             self.run = Run(Path(ev.run_dir), ev.reason, dict(ev.metrics))
 
@@ -345,13 +336,14 @@ def fit(cfg=None, data=None, *, labels=None, test=None, test_labels=None, on_eve
     held-out split is ``test`` (same forms) or ``data.holdout`` of ``data``. on_event(event) is
     called for every event (RunStarted, StepEvent, EvalEvent, ...). resume: a run folder to continue
     (pass the same ``data`` when it was trained on in-memory images). Raises ConfigError for a bad
-    set-up and TrainingError when training fails; Ctrl-C stops cleanly and returns the stopped run.
+    set-up and the training failure's own exception (e.g. FloatingPointError for a non-finite loss)
+    when training fails; Ctrl-C stops cleanly and returns the stopped run.
     """
     s = Stream(cfg, data, labels=labels, test=test, test_labels=test_labels, runs_root=runs_root, resume=resume, control=control)
     for ev in s:
         if on_event is not None:
             on_event(ev)
     if s.run is None:
-        raise TrainingError("training ended without finishing", s.run_dir)
+        raise RuntimeError(f"training in '{s.run_dir}' ended without a DoneEvent")
     return s.run
 
