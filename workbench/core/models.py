@@ -10,7 +10,7 @@ from torch import nn
 
 from workbench.core.registry import Registry
 
-ENCODERS = Registry("encoder", skip=("in_channels", "image_size"))
+ENCODERS = Registry("encoder", context=("in_channels", "image_size"))
 
 
 def _check(cond, msg):

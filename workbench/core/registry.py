@@ -115,9 +115,9 @@ class Registry:
     registered with ``hidden=True`` can be built and validated but are left out of ``names()``.
     """
 
-    def __init__(self, kind: str, context: tuple[str, ...] = (), skip: tuple[str, ...] = ()):
+    def __init__(self, kind: str, context: tuple[str, ...] = ()):
         self.kind = kind
-        self.context = tuple(context) or tuple(skip)  # ``skip``: the former name of ``context``
+        self.context = tuple(context)
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, **meta):
