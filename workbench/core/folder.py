@@ -5,9 +5,11 @@ should check are warnings, the rest is info.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import statistics
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +234,8 @@ class Runner:
         if self.pool is None:
             self.pool = (ProcessPoolExecutor(_cpus(), mp_context=_spawn(), initializer=_lower_priority) if kind == "processes"
                          else ThreadPoolExecutor(_cpus()))
-        futures = {self.pool.submit(fn, *a): i for i, a in enumerate(args)}
+        with _main_not_imported():  # spawned as the burst of submits needs them
+            futures = {self.pool.submit(fn, *a): i for i, a in enumerate(args)}
         results, pending, done = [None] * len(args), set(futures), 0
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -277,6 +280,25 @@ def _spawn():
     import multiprocessing
 
     return multiprocessing.get_context("spawn")  # never fork a process that runs threads (the window, torch)
+
+
+@contextlib.contextmanager
+def _main_not_imported():
+    """Spawned workers re-run the parent's ``__main__`` unless it has neither ``__file__`` nor a module spec
+    (a script without an ``if __name__ == "__main__"`` guard, or ``python -m workbench``, would start again and
+    wait on the store's lock forever); the workers need only ``workbench.core.decode``."""
+    main = sys.modules.get("__main__")
+    saved = dict(main.__dict__) if main is not None else {}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            for k in ("__file__", "__spec__"):
+                if k in saved:
+                    main.__dict__[k] = saved[k]
 
 
 def _lower_priority():

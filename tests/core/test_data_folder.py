@@ -1,0 +1,248 @@
+"""Image folders as users bring them: odd files, odd layouts, and what the loader says about them."""
+import logging
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
+
+from workbench.core import decode, folder
+from workbench.core.config import DataConfig
+from workbench.core.data import Cancelled, load_splits
+from workbench.core.registry import ConfigError
+
+RED, BLUE = (220, 20, 20), (20, 20, 220)
+
+
+@pytest.fixture(autouse=True)
+def _info(caplog):
+    caplog.set_level(logging.INFO, logger="workbench")
+
+
+def save(path, im, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, **kw)
+    return path
+
+
+def fill(root, n=6, size=(40, 30), color=RED, classes=("a", "b")):
+    for c in classes:
+        for i in range(n):
+            save(root / c / f"img{i}.png", Image.new("RGB", size, color))
+
+
+def load(root, **kw):
+    kw.setdefault("holdout", 0.25)
+    return load_splits(DataConfig(name="image_folder", root=str(root), **kw))
+
+
+def pixels(train, test):
+    return torch.cat([train.images, test.images]), torch.cat([train.indices, test.indices])
+
+
+def test_greyscale_file_first_does_not_make_a_colour_folder_greyscale(tmp_path, caplog):
+    save(tmp_path / "a" / "0000.png", Image.new("L", (32, 32), 90))
+    fill(tmp_path, size=(32, 32))
+    train, test = load(tmp_path)
+    assert train.channels == 3
+    assert "mixes 12 colour and 1 greyscale files: using 3 channels" in caplog.text
+    images, indices = pixels(train, test)
+    grey = images[indices == 0][0]
+    assert (grey == 90).all()  # repeated in R, G and B
+    assert (images[indices == 1][0][0] == RED[0]).all()
+
+
+def test_channels_can_be_forced(tmp_path):
+    fill(tmp_path, size=(16, 16))
+    train, _ = load(tmp_path, channels=1)
+    expected = round(0.299 * RED[0] + 0.587 * RED[1] + 0.114 * RED[2])  # ITU-R 601-2 luma
+    assert train.channels == 1 and (train.images.int() - expected).abs().max() <= 1
+
+
+def test_huge_image_first_sets_neither_the_size_nor_the_memory(tmp_path, caplog, monkeypatch):
+    save(tmp_path / "a" / "0000.jpg", Image.new("RGB", (4000, 3000), BLUE), quality=95)
+    fill(tmp_path, size=(40, 30))
+    opened = []
+    real = JpegImageFile.draft
+    monkeypatch.setattr(JpegImageFile, "draft", lambda self, mode, size: opened.append(real(self, mode, size)) or opened[-1])
+    train, test = load(tmp_path)
+    assert train.size == 30 and len(train) + len(test) == 13 and not train.skipped
+    assert "range from 30 to 3000 px on their shorter side: resizing all to 30x30 (the median shorter side)" in caplog.text
+    assert any(r is not None and r[1][2] <= 500 for r in opened)  # libjpeg scaled the 4000 px file down (1/8) while decoding
+    images, indices = pixels(train, test)
+    assert (images[indices == 0][0].float().mean((1, 2)) - torch.tensor(BLUE)).abs().max() < 4
+
+
+def test_auto_size_is_capped(tmp_path, caplog):
+    for i in range(3):
+        save(tmp_path / f"{i}.jpg", Image.new("RGB", (600, 400), RED))
+    train, test = load(tmp_path, holdout=0.34)
+    assert train.size == folder.MAX_AUTO_SIZE and "capped at 256" in caplog.text
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257 * 64, 32768, 65535]], dtype=np.uint16).repeat(16, 0).repeat(4, 1)  # 16x16, four bands
+    for i in range(4):
+        save(tmp_path / f"{i}.png", Image.fromarray(values))
+    with Image.open(tmp_path / "0.png") as im:
+        assert im.mode.startswith("I")
+    train, test = load(tmp_path)
+    assert train.channels == 1
+    expected = np.rint(values.astype(np.float64) * 255 / 65535)  # 0, 64, 128, 255
+    assert np.array_equal(train.images[0, 0].numpy(), expected.astype(np.uint8))
+
+
+def test_transparency_is_composited_on_white_the_same_way_for_every_mode(tmp_path):
+    pal = Image.new("P", (8, 8), 1)
+    pal.putpalette([0, 0, 0, *RED] + [0] * 762)
+    pal.paste(0, (0, 0, 8, 4))  # top half: index 0, transparent
+    save(tmp_path / "p.png", pal, transparency=0)
+    rgba = Image.new("RGBA", (8, 8), (*RED, 255))
+    rgba.paste((0, 0, 0, 0), (0, 0, 8, 4))
+    save(tmp_path / "rgba.png", rgba)
+    la = Image.new("LA", (8, 8), (80, 255))
+    la.paste((0, 0), (0, 0, 8, 4))
+    save(tmp_path / "la.png", la)
+    for name in ("p.png", "rgba.png", "la.png"):
+        arr = decode.decode(str(tmp_path / name), 8, 3)
+        assert (arr[:, :4] == 255).all(), name  # transparent: white, not the hidden black
+    assert np.array_equal(decode.decode(str(tmp_path / "p.png"), 8, 3)[:, 4:], decode.decode(str(tmp_path / "rgba.png"), 8, 3)[:, 4:])
+    assert (decode.decode(str(tmp_path / "la.png"), 8, 1)[:, 4:] == 80).all()
+
+
+def test_cmyk_jpeg_becomes_the_right_rgb(tmp_path):
+    save(tmp_path / "c.jpg", Image.new("CMYK", (16, 16), (0, 255, 255, 0)), quality=95)  # full magenta + yellow = red
+    arr = decode.decode(str(tmp_path / "c.jpg"), 16, 3).reshape(3, -1).mean(1)
+    assert arr[0] > 240 and arr[1] < 15 and arr[2] < 15
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (40, 20), RED)
+    im.paste(BLUE, (20, 0, 40, 20))  # stored: left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise: left becomes top
+    save(tmp_path / "r.jpg", im, exif=exif, quality=95)
+    assert decode.probe(str(tmp_path / "r.jpg"))[:2] == (20, 40)
+    arr = decode.decode(str(tmp_path / "r.jpg"), 20, 3).astype(int)
+    assert abs(arr[0, 1, 10] - RED[0]) < 12 and abs(arr[2, 18, 10] - BLUE[2]) < 12  # top row red, bottom row blue
+
+
+def test_unreadable_sub_folder_is_named(tmp_path, caplog, monkeypatch):
+    fill(tmp_path, classes=("cats", "dogs", "owls"))
+    locked = str(tmp_path / "dogs")
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real(path)
+
+    monkeypatch.setattr(folder.os, "scandir", scandir)  # root reads anything, so chmod alone cannot show it
+    train, test = load(tmp_path)
+    assert train.classes == ["cats", "owls"] and len(train) + len(test) == 12
+    assert f"could not read 1 folder(s) under '{tmp_path}'; their images are left out: {locked} (Permission denied)" in caplog.text
+
+
+def test_memory_and_permission_errors_are_reported_as_what_they_are(tmp_path, caplog, monkeypatch):
+    fill(tmp_path)
+    (tmp_path / "b" / "broken.png").write_bytes(b"not an image")
+    real = decode.decode
+
+    def flaky(path, size, channels):
+        if path.endswith("a/img1.png"):
+            raise MemoryError
+        if path.endswith("a/img2.png"):
+            raise PermissionError(13, "Permission denied", path)
+        return real(path, size, channels)
+
+    monkeypatch.setattr(decode, "decode", flaky)
+    train, test = load(tmp_path)
+    assert len(train) + len(test) == 10
+    assert f"skipped 1 file(s) too large to decode in memory in {tmp_path}: {tmp_path / 'a' / 'img1.png'}" in caplog.text
+    assert f"could not be opened (permission denied) in {tmp_path}: {tmp_path / 'a' / 'img2.png'}" in caplog.text
+    assert f"skipped 1 unreadable image file(s) (decoder failed) in {tmp_path}: {tmp_path / 'b' / 'broken.png'}" in caplog.text
+    assert sorted(train.skipped) == sorted(test.skipped) == sorted(str(tmp_path / p) for p in ("a/img1.png", "a/img2.png", "b/broken.png"))
+
+
+def test_rows_follow_their_files_when_some_fail(tmp_path, monkeypatch):
+    for i in range(30):
+        save(tmp_path / f"{i:02d}.png", Image.new("L", (8, 8), i * 8))
+    for i in (3, 4, 17):
+        (tmp_path / f"{i:02d}.png").write_bytes(b"broken")
+    train, test = load(tmp_path)
+    images, indices = pixels(train, test)
+    assert len(images) == 27 and sorted(indices.tolist()) == [i for i in range(30) if i not in (3, 4, 17)]
+    assert all(int(im[0, 0, 0]) == int(i) * 8 for im, i in zip(images, indices, strict=True))
+
+
+def test_replaced_file_with_an_older_mtime_is_decoded_again(tmp_path):
+    fill(tmp_path, size=(8, 8))
+    target = tmp_path / "a" / "img0.png"
+    first, _ = load(tmp_path, holdout=0.5)
+    st = target.stat()
+    save(target, Image.new("RGB", (8, 8), BLUE))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))  # older than before
+    train, test = load(tmp_path, holdout=0.5)
+    images, indices = pixels(train, test)
+    assert tuple(images[indices == 0][0][:, 0, 0].tolist()) == BLUE
+
+
+def test_train_val_layout_is_split_not_two_classes(tmp_path, caplog):
+    fill(tmp_path / "train", n=4)
+    fill(tmp_path / "val", n=2)
+    train, test = load(tmp_path)
+    assert (len(train), len(test)) == (8, 4) and train.classes == ["a", "b"]
+    assert "train/ is the training split, val/ the held-out split" in caplog.text
+
+
+def test_root_with_only_split_folders_is_never_taken_as_classes(tmp_path, caplog):
+    fill(tmp_path / "validation", n=3)
+    with pytest.raises(ConfigError, match="holds only validation/ and no train/"):
+        load(tmp_path)
+    fill(tmp_path / "only" / "train", n=6)
+    train, test = load(tmp_path / "only")
+    assert train.classes == ["a", "b"] and len(train) + len(test) == 12
+    assert "has train/ but no test/, val/, valid/ or validation/: the held-out split is carved from train/" in caplog.text
+
+
+def test_split_name_among_classes_is_a_class_with_a_warning(tmp_path, caplog):
+    fill(tmp_path, classes=("cats", "test"))
+    train, _ = load(tmp_path)
+    assert train.classes == ["cats", "test"] and "has no train/ folder, so test/ taken as class(es)" in caplog.text
+
+
+def test_progress_counts_every_file_and_cancel_leaves_nothing(tmp_path, monkeypatch):
+    fill(tmp_path, n=300, size=(8, 8))
+    monkeypatch.setattr(folder, "CHUNK", 50)
+    seen = []
+    train, test = load_splits(DataConfig(name="image_folder", root=str(tmp_path), holdout=0.25),
+                              progress=lambda d, n, m: seen.append((d, n, m)))
+    decoding = [(d, n) for d, n, m in seen if m.startswith("decoding")]
+    assert decoding[-1] == (600, 600) and [d for d, _ in decoding] == sorted(d for d, _ in decoding)
+    assert any(m.startswith("reading headers") for _, _, m in seen)
+
+    cancel = threading.Event()
+    (tmp_path / "a" / "new.png").write_bytes((tmp_path / "a" / "img0.png").read_bytes())  # a new key: decoded again
+
+    def progress(done, total, message):
+        if message.startswith("decoding") and done >= 100:
+            cancel.set()
+
+    cache = folder.store.cache_root()
+    before = set(cache.iterdir())
+    with pytest.raises(Cancelled):
+        load_splits(DataConfig(name="image_folder", root=str(tmp_path)), progress=progress, cancel=cancel)
+    assert {p for p in cache.iterdir() if p.is_dir()} == {p for p in before if p.is_dir()}  # no store, no temporary left
+
+
+def test_thumbnails_cover_every_class(tmp_path):
+    for ci, c in enumerate("abc"):
+        for i in range(10):
+            save(tmp_path / c / f"{i}.png", Image.new("L", (8, 8), ci * 100))
+    train, _ = load(tmp_path)
+    images, labels = train.thumbnails(3)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert (images[:, 0, 0, 0] == labels * 100).all()
