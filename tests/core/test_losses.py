@@ -344,7 +344,8 @@ def test_hardest_negative_is_the_most_similar_non_positive_for_every_loss():
 @pytest.mark.parametrize("overrides, needle", [
     (["loss.name=margin_contrastive", "loss.margin=0"], "margin must be > 0"),
     (["loss.name=triplet", "loss.margin=-1"], "margin must be > 0"),
-    (["loss.name=triplet", "loss.mining=hardest"], "mining must be"),
+    (["loss.name=triplet", "loss.mining=hardest"], "loss.mining: choose from: batch_all, batch_hard, semi_hard; got .hardest."),
+    (["loss.similarity=cosin"], "loss.similarity: choose from: cosine, dot; got .cosin."),
     (["loss.name=margin_contrastive", "train.batch_size=63"], "even batch size"),
     (["loss.name=moco", "loss.momentum=1.5"], "momentum"),
     (["loss.learnable_temperature=true", "loss.temperature=2.0"], r"learnable temperature must start inside \(0.01, 1\), got 2.0"),

@@ -16,6 +16,10 @@ class DCL(nn.Module):
     DCL: w_i = 1. DCLW (``weighted=True``): w_i = 2 - exp(s_{i,p(i)}/sigma) / mean_j exp(s_{j,p(j)}/sigma),
     giving hard (dissimilar) positive pairs more weight. Shapes: z1, z2 (N, D) -> scalar;
     report: similarity (2N, 2N), per_sample (2N,), positive, hardest_negative.
+
+    temperature: softmax temperature tau, in [0.001, 10].
+    weighted: use DCLW's von Mises-Fisher weights w_i on the positive pairs.
+    sigma: width of the DCLW weighting (> 0); used only with ``weighted``.
     """
 
     term_names = ("pos_sim", "neg_sim")
@@ -49,7 +53,11 @@ class DCL(nn.Module):
 
 
 class DCLW(DCL):
-    """DCL with the von Mises-Fisher weighting of positive pairs (Yeh et al. 2022)."""
+    """DCL with the von Mises-Fisher weighting of positive pairs (Yeh et al. 2022).
+
+    temperature: softmax temperature tau, in [0.001, 10].
+    sigma: width of the von Mises-Fisher weighting (> 0).
+    """
 
     def __init__(self, temperature: float = 0.1, sigma: float = 0.5):
         super().__init__(temperature, True, sigma)

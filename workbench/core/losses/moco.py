@@ -19,6 +19,10 @@ class MoCo(nn.Module):
     momentum encoder (updated as theta_k <- m theta_k + (1 - m) theta_q after each step).
     Shapes: z1, z2, t1, t2 (N, D) -> scalar; queue (K, D). Report: similarity (2N, 2N) of
     queries against the batch's keys, per_sample (2N,), mined["queue_similarity"] (2N, K).
+
+    temperature: softmax temperature tau, in [0.001, 10].
+    queue_size: K, the number of past keys kept as negatives (>= 1).
+    momentum: m of the key encoder's update, in [0, 1).
     """
 
     term_names = ("pos_sim", "queue_sim")

@@ -27,6 +27,8 @@ class BYOL(nn.Module):
     ||l2n(p) - l2n(t)||^2 = 2 - 2 cos, summed over the two directions, mean over the batch; paper Eq. 2-3). Its loss
     and gradient are 4x lightly's form ``0.5 * (NegativeCosineSimilarity(p1, t2) + NegativeCosineSimilarity(p2, t1))``
     (up to the constant 4): a learning rate tuned with lightly's BYOL corresponds to one 4x smaller here (with SGD).
+
+    momentum: the target network's starting momentum, in [0, 1); it rises to 1 over the run.
     """
 
     term_names = ("cos_p1_t2", "cos_p2_t1")
@@ -74,6 +76,8 @@ class BarlowTwins(nn.Module):
         L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2,   C = z1n^T z2n / N.
 
     Shapes: z1, z2 (N, D) -> scalar; terms on_diagonal, off_diagonal.
+
+    lambda_offdiag: lambda, the weight (>= 0) of the off-diagonal (redundancy reduction) term.
     """
 
     term_names = ("on_diagonal", "off_diagonal")
@@ -113,6 +117,10 @@ class VICReg(nn.Module):
     25, 25, 1 are the paper's. The ``variance`` term reported is the averaged one the loss uses.
 
     Shapes: z1, z2 (N, D) -> scalar; terms invariance, variance, covariance.
+
+    sim_coeff: lambda, the weight (>= 0) of the invariance term.
+    std_coeff: mu, the weight (>= 0) of the variance term.
+    cov_coeff: nu, the weight (>= 0) of the covariance term.
     """
 
     term_names = ("invariance", "variance", "covariance")

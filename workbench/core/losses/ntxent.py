@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -77,11 +78,15 @@ class NTXent(nn.Module):
     with s the cosine (or dot-product) similarity. Shapes: z1, z2 (N, D) -> scalar;
     report: similarity (2N, 2N), per_sample (2N,), positive (2N,), hardest_negative (2N,).
     Under DDP the keys are gathered from all ranks (negatives span the global batch).
+
+    temperature: softmax temperature tau, in [0.001, 10]; lower values concentrate the loss on the hardest negatives.
+    similarity: cosine (L2-normalised projections) or dot (raw inner products).
+    learnable_temperature: learn tau (through its logarithm, kept in [0.01, 1]) instead of fixing it.
     """
 
     term_names = ("temperature", "pos_sim", "neg_sim")
 
-    def __init__(self, temperature: float = 0.5, similarity: str = "cosine", learnable_temperature: bool = False):
+    def __init__(self, temperature: float = 0.5, similarity: Literal["cosine", "dot"] = "cosine", learnable_temperature: bool = False):
         super().__init__()
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got '{similarity}'")

@@ -7,6 +7,8 @@ Distances are Euclidean, on L2-normalised embeddings unless ``normalize=False``.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +40,10 @@ class MarginContrastive(nn.Module):
 
     Shapes: z1, z2 (N, D), N even -> scalar; report: similarity (2N, 2N) cosine, per_sample (2N,)
     (N positive then N negative pair losses), mined["pairs"] (2N, 3) = (i, j, y) over [z1; z2] rows.
+
+    margin: distance (> 0) beyond which a dissimilar pair costs nothing.
+    normalize: L2-normalise the projections before measuring distances.
+    use_labels: treat a pair as dissimilar only when the labels differ (needs labelled data).
     """
 
     term_names = ("pos_dist", "neg_dist")
@@ -82,11 +88,17 @@ class Triplet(nn.Module):
     (a, p) the closest negative farther than p (FaceNet), else the farthest negative.
     Shapes: z1, z2 (N, D) -> scalar; report: similarity (2N, 2N), per_sample (2N,) (mean loss of
     each anchor's triplets), positive / hardest_negative per anchor, mined["triplets"] (T, 3).
+
+    margin: how much (> 0) closer than the negative the positive must be.
+    mining: which triplets count: batch_all, batch_hard or semi_hard (see above).
+    normalize: L2-normalise the projections before measuring distances.
+    use_labels: positives are all views of the same class, not only of the same image (needs labels).
     """
 
     term_names = ("active_fraction", "pos_dist", "neg_dist")
 
-    def __init__(self, margin: float = 0.2, mining: str = "batch_hard", normalize: bool = True, use_labels: bool = False):
+    def __init__(self, margin: float = 0.2, mining: Literal["batch_all", "batch_hard", "semi_hard"] = "batch_hard",
+                 normalize: bool = True, use_labels: bool = False):
         super().__init__()
         _check_margin(margin)
         if mining not in ("batch_all", "batch_hard", "semi_hard"):

@@ -16,6 +16,8 @@ class SupCon(nn.Module):
     positive, so without labels this is NT-Xent. Shapes: z1, z2 (N, D), labels (N,) -> scalar;
     report: similarity (2N, 2N), per_sample (2N,), positive (the other view), hardest_negative
     (most similar view of another class).
+
+    temperature: softmax temperature tau, in [0.001, 10].
     """
 
     term_names = ("pos_sim", "neg_sim")
