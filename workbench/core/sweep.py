@@ -589,12 +589,22 @@ class _TrialControl(Control):
     """A trial's control: the sweep's stop and pause, plus its own stop (pruning)."""
 
     def __init__(self, parent: Control):
-        super().__init__()
         self.parent = parent
         self._prune = threading.Event()
+        super().__init__()
 
-    def stop(self):
+    def stop(self, quick: bool = True):
+        """Prune: stop at the next step; the last evaluation stands (no final one)."""
+        self.quick = self.quick or quick
         self._prune.set()
+
+    @property
+    def quick(self) -> bool:
+        return self._quick or self.parent.quick
+
+    @quick.setter
+    def quick(self, value: bool) -> None:
+        self._quick = value
 
     @property
     def stopped(self) -> bool:
