@@ -38,8 +38,15 @@ def test_summary_names_state_metrics_and_duration(tmp_path):
     assert row["best_knn"] == pytest.approx(0.70) and row["duration_s"] == pytest.approx(30.0) and row["step"] == 40
     (run / "run.log").write_text("ERROR the loss became nan at step 41\n")
     assert run_summary(run)["status"] == "failed"
+    import json
+
+    write_status(run, "running", 0)
+    st = json.loads((run / "status.json").read_text())
+    st["updated"] -= 90  # started 90 s ago
+    (run / "status.json").write_text(json.dumps(st))
     write_status(run, "stopped", 40)
     assert run_summary(run)["status"] == "stopped"
+    assert run_summary(run)["duration_s"] == pytest.approx(90, abs=2)  # time running, from status.json
     write_status(run, "failed", 41, "the loss became nan at step 41")
     assert run_summary(run)["error"] == "the loss became nan at step 41"
     (run / "config.toml").write_text("[data]\nnope = 1\n")

@@ -41,7 +41,12 @@ def read_history(run_dir: str | Path) -> list:
 
 def write_status(run_dir: str | Path, state: str, step: int = 0, message: str = "") -> None:
     """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic)."""
-    text = json.dumps({"state": state, "step": int(step), "updated": round(time.time(), 3), "message": message})
+    now = round(time.time(), 3)
+    prev = read_status(run_dir)
+    elapsed = float(prev.get("elapsed_s", 0.0))
+    if prev.get("state") == "running":  # time spent running since the last record (not the time between sessions)
+        elapsed += max(0.0, now - float(prev.get("updated", now)))
+    text = json.dumps({"state": state, "step": int(step), "elapsed_s": round(elapsed, 3), "updated": now, "message": message})
     atomic_write_bytes(Path(run_dir) / "status.json", text.encode("utf-8"))
 
 
@@ -79,7 +84,9 @@ def run_summary(run_dir: str | Path) -> dict:
     from workbench.core.registry import ConfigError
 
     run = Path(run_dir)
-    row = {"run": str(run), "name": run.name, "date": run.name[:17].replace("_", " ", 1), "status": "?", "dataset": "",
+    stamp = run.name[:17]
+    date = f"{stamp[:10]} {stamp[11:13]}:{stamp[13:15]}:{stamp[15:17]}" if len(stamp) == 17 and stamp[10] == "_" else stamp
+    row = {"run": str(run), "name": run.name, "date": date, "status": "?", "dataset": "",
            "loss": "", "temperature": None, "encoder": "", "batch": None, "epochs": None, "final_knn": None,
            "best_knn": None, "duration_s": None, "step": 0, "error": ""}
     try:
@@ -98,9 +105,16 @@ def run_summary(run_dir: str | Path) -> dict:
     row.update(status=state, dataset=cfg.data.name, loss=cfg.loss.name, temperature=cfg.loss.params.get("temperature"),
                encoder=cfg.model.encoder, batch=cfg.train.batch_size, epochs=cfg.train.epochs,
                final_knn=knn[-1] if knn else None, best_knn=max(knn) if knn else None,
-               duration_s=(times[-1] - times[0]) if len(times) > 1 else None, step=int(max(steps)) if steps else 0,
+               duration_s=_duration(status, times), step=int(max(steps)) if steps else 0,
                error=status.get("message", "") if state == "failed" else "")
     return row
+
+
+def _duration(status: dict, times: list[float]) -> float | None:
+    """Seconds spent running (status.json), else between the first and last metrics rows."""
+    if "elapsed_s" in status:
+        return float(status["elapsed_s"])
+    return (times[-1] - times[0]) if len(times) > 1 else None
 
 
 def save_view(run_dir: str | Path, xy: np.ndarray, indices: np.ndarray) -> Path:

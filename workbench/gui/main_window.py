@@ -102,6 +102,8 @@ class MainWindow(QMainWindow):
         else:
             screen = QApplication.primaryScreen().availableGeometry()
             self.resize(min(1500, screen.width()), min(950, screen.height()))
+            if screen.width() < 1500 or screen.height() < 950:
+                self.setWindowState(Qt.WindowMaximized)  # a laptop screen: use all of it, title bar and status bar included
 
     def _toolbar(self):
         tb = QToolBar("Training")

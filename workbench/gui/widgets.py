@@ -3,6 +3,7 @@ image tiles in a grid that is updated in place."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -137,6 +138,10 @@ class ParamForm(QWidget):
         elif kind is int:
             ed = QSpinBox()
             ed.setRange(int(lo) if lo is not None else -1, int(hi) if hi is not None else 10_000_000)
+            zero = re.search(r"\b0 (?:=|means) ([^;,.)]+)", getattr(p, "help", "") or "")
+            if zero and ed.minimum() <= 0:
+                ed.setMinimum(0)
+                ed.setSpecialValueText(f"0 ({zero.group(1).strip()})")  # size=0 reads as what it means
             ed.setValue(int(v))
             sig = ed.valueChanged
         elif kind is float:

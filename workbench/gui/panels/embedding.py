@@ -173,7 +173,7 @@ class EmbeddingPanel(QWidget):
         self.drawn.emit()
 
     def _new_item(self, c: int) -> pg.ScatterPlotItem:
-        item = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(class_colour(c)), hoverable=True, hoverSize=11)
+        item = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(class_colour(c)), hoverable=True, hoverSize=11, tip=None)
         item.sigHovered.connect(self._hovered)
         item.sigClicked.connect(self._clicked)
         self.plot.addItem(item)

@@ -19,7 +19,7 @@ from workbench.gui.tasks import Task
 
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
-           ("best kNN", "best_knn"), ("duration", "duration_s"), ("folder", "name")]
+           ("best kNN", "best_knn"), ("duration", "duration_s")]
 STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#ff7f0e", "failed": "#d62728", "unreadable": "#d62728"}
 
 
@@ -185,14 +185,15 @@ class RunsPanel(QWidget):
             item.setTextAlignment(Qt.AlignCenter)
             if r.get("error"):
                 item.setToolTip(r["error"])
-        if key == "name":
-            item.setToolTip(r["run"])
+        if key == "date":
+            item.setToolTip(r["run"])  # the run folder
         return item
 
     def _apply_filter(self, text: str):
         words = text.lower().split()
         for i in range(self.table.rowCount()):
-            row_text = " ".join(self.table.item(i, j).text().lower() for j in range(self.table.columnCount()))
+            cells = [self.table.item(i, j).text() for j in range(self.table.columnCount())]
+            row_text = " ".join(cells + [Path(self.table.item(i, 0).data(Qt.UserRole)).name]).lower()
             self.table.setRowHidden(i, not all(w in row_text for w in words))
 
     def visible_runs(self) -> list[str]:

@@ -31,6 +31,11 @@ COLOUR_PRESET = "simclr_cifar"
 THUMBS_PER_CLASS, THUMB_COLUMNS = 2, 10
 
 
+def preset_recipe(name: str) -> list[dict]:
+    """A preset's recipe as the config resolves it (every parameter written out), to compare with and to apply."""
+    return copy.deepcopy(Config.from_dict({"augment": {"preset": name}}).augment.recipe)
+
+
 def _combo(names, name):
     c = QComboBox()
     c.addItems(names)
@@ -258,7 +263,8 @@ class SetupPanel(QScrollArea):
         self.image_size.setValue(cfg.data.image_size)
         self.subset.setValue(cfg.data.subset)
         self._recipe = copy.deepcopy(cfg.augment.recipe)
-        self._set_preset(cfg.augment.preset if self._recipe == PRESETS.get(cfg.augment.preset) else CUSTOM)
+        same = cfg.augment.preset in PRESETS and self._recipe == preset_recipe(cfg.augment.preset)
+        self._set_preset(cfg.augment.preset if same else CUSTOM)
         self._refresh_recipe()
         self.loss.setCurrentText(cfg.loss.name)
         self.loss_form.set_params(LOSSES.get(cfg.loss.name).params, cfg.loss.params)
@@ -454,7 +460,7 @@ class SetupPanel(QScrollArea):
 
     def _apply_preset(self, name: str):
         self._set_preset(name)
-        self._recipe = copy.deepcopy(PRESETS[name])
+        self._recipe = preset_recipe(name)
         self._refresh_recipe()
 
     def _preset_changed(self, name: str):
