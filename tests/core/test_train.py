@@ -187,8 +187,8 @@ def test_channels_last_is_a_layout_choice_not_a_numerical_one(quick_cfg):
         s = prepare(quick_cfg(f"train.channels_last={cl}"))
         g = torch.Generator().manual_seed(0)
         idx = torch.arange(32)
-        v1, v2 = make_views(s, idx, g)
-        out = s.loss(forward_views(s, v1, v2, s.train.labels[idx]))
+        crops = make_views(s, s.train.images[idx], g)
+        out = s.loss(forward_views(s, crops, s.train.labels[idx]))
         out.loss.backward()
         conv = s.net.encoder.features[3].weight
         assert conv.is_contiguous(memory_format=torch.channels_last) == (cl == "true")

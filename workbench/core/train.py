@@ -349,20 +349,22 @@ class Run:
                           str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
 
     # ----- where the run is -----
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(indices (B,), uint8 images (B, C, H, W) on the device) for the rest of the run, from where it
-        stands. Each epoch is a fresh permutation seeded by (seed, epoch), so a resumed run replays the
-        same order; this rank takes its slice of every global batch."""
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(indices (B,), uint8 images (B, C, H, W) and labels (B,) on the device) for the rest of the run,
+        from where it stands. Each epoch is a fresh permutation seeded by (seed, epoch), so a resumed run
+        replays the same order; this rank takes its slice of every global batch."""
         s, bs = self.s, self.cfg.train.batch_size
+        labels = s.train.labels.to(s.device)  # label lookups stay on the device: no host sync per step
         while self.step < s.total_steps:
             perm = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(self.cfg.train.seed * 7919 + self.epoch))
+            perm_on_device = perm.to(s.device)
             first = self.images_done // s.global_batch * s.global_batch + ddp.rank() * bs
             starts = range(first, s.steps_per_epoch * s.global_batch, s.global_batch)
-            idxs = [perm[lo: lo + bs] for lo in starts]
-            for idx, x in zip(idxs, s.train.batches(iter(idxs), s.device), strict=False):
+            images = s.train.batches((perm[lo: lo + bs] for lo in starts), s.device)
+            for lo, x in zip(starts, images, strict=False):
                 if self.step >= s.total_steps:
                     return
-                yield idx, x
+                yield perm[lo: lo + bs], x, labels[perm_on_device[lo: lo + bs]]
 
     def progress(self) -> float:
         return self.step / max(1, self.s.total_steps)
@@ -387,15 +389,14 @@ class Run:
         return time.monotonic() >= self.next_save
 
     # ----- what the run does -----
-    def train_step(self, idx: torch.Tensor, x: torch.Tensor, report: bool):
-        """One optimiser step on a batch; returns (crops, labels, LossOut)."""
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor, report: bool):
+        """One optimiser step on a batch (no host sync); returns (crops, LossOut)."""
         t0, s = time.perf_counter(), self.s
         progress = self.progress()
         self.lr = self.cfg.optim.lr * lr_factor(self.step, s.total_steps, self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
         for group in s.opt.param_groups:
             group["lr"] = self.lr
         crops = make_views(s, x, self.g)
-        labels = s.train.labels[idx.to(s.train.labels.device)].to(s.device)
         out = s.loss(forward_views(s, crops, labels, progress), report=report)
         s.opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -405,7 +406,7 @@ class Run:
         self.images_done += s.global_batch
         self.guard.record(out.loss, self.step)
         self.elapsed += time.perf_counter() - t0
-        return crops, labels, out
+        return crops, out
 
     def log(self, out) -> StepEvent:
         loss = out.loss.item()  # CPU-GPU sync point: only every train.log_every steps
@@ -454,6 +455,9 @@ class Run:
         if self.metrics:
             self.metrics.write(epoch=self.epoch, step=self.step, **metrics)
         events = [EvalEvent(self.epoch, self.step, metrics), self.embedding(feats[self.embed_idx.to(feats.device)])]
+        if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
+            images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
+            self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
         warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head)
         return events + ([WarningEvent(warning)] if warning else [])
@@ -510,13 +514,13 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
     with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as log, contextlib.closing(run):
         yield run.started()
         try:
-            for idx, x in run.batches():
+            for idx, x, labels in run.batches():
                 if control.paused:
                     yield from run.pause()
                 if run.should_end():  # stop asked for (on any rank), or the time budget spent
                     break
                 report = control.take_batch_request()
-                crops, labels, out = run.train_step(idx, x, report)
+                crops, out = run.train_step(x, labels, report)
                 if report:
                     yield run.batch_event(idx, crops, labels, out)
                 if run.log_due():
