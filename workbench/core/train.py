@@ -155,7 +155,8 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
 def check_fits(cfg: Config, train_data: ImageData) -> int:
     """The global batch size, after checking the data can feed this config (ConfigError otherwise)."""
     if LOSSES.get(cfg.loss.name).meta.get("labels") and not train_data.has_labels:
-        raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); choose a self-supervised loss such as ntxent")
+        raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); "
+                          "choose a self-supervised loss such as ntxent")
     world = ddp.world_size()
     global_batch = cfg.train.batch_size * world
     if global_batch > len(train_data):
