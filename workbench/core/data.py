@@ -242,12 +242,12 @@ def place(data: ImageData, device, in_memory="auto") -> ImageData:
     """Training images where the loop reads them: on ``device`` when they fit there (``in_memory``
     True forces it, False never moves them), else where they are (RAM, or streamed from the store)."""
     device = torch.device(device)
-    if in_memory is False or data.images.device == device:
+    if in_memory is False:
         return data
-    if device.type == "cuda":
+    if device.type == "cuda" and data.images.device != device:
         free = torch.cuda.mem_get_info(device)[0]
         return data.to(device) if in_memory is True or data.nbytes <= RAM_SHARE * free else data
-    return data.to(device) if data.in_memory else data
+    return data.to(device) if data.in_memory or in_memory is True else data
 
 
 def available_ram() -> int:

@@ -301,12 +301,10 @@ class MetricsLog:
     def __init__(self, path: Path, terms: tuple[str, ...], tensorboard: bool = False):
         self.path = path
         self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError("eval.tensorboard needs the tensorboard package: pip install tensorboard") from None
-            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+        if tensorboard:  # grouped tags, hparams and projector embeddings: core/tensorboard.py
+            from workbench.core.tensorboard import TensorBoardLog
+
+            self.tb = TensorBoardLog(path.parent)
         self.columns = METRIC_COLUMNS + [f"term_{t}" for t in terms]
         new = not path.exists() or path.stat().st_size == 0
         self._f = open(path, "a", newline="", encoding="utf-8")
@@ -319,9 +317,7 @@ class MetricsLog:
             row[f"term_{k}"] = v
         row.setdefault("time", round(time.time(), 3))
         if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("time", "epoch", "step") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, row.get("step", 0))
+            self.tb.write(row)
         self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         self._f.flush()
 

@@ -459,6 +459,9 @@ class Run:
         if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
             self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
+        if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
+            images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
+            self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
         warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head)
         return events + ([WarningEvent(warning)] if warning else [])
