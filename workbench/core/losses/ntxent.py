@@ -81,7 +81,7 @@ class NTXent(nn.Module):
 
     temperature: softmax temperature tau, in [0.001, 10]; lower values concentrate the loss on the hardest negatives.
     similarity: cosine (L2-normalised projections) or dot (raw inner products).
-    learnable_temperature: learn tau (through its logarithm, kept in [0.01, 1]) instead of fixing it.
+    learnable_temperature: learn tau in (0.01, 1) (tau = 0.01 ** sigmoid(theta), a gradient at every value); the start must lie inside.
     """
 
     term_names = ("temperature", "pos_sim", "neg_sim")
