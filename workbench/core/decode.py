@@ -152,3 +152,22 @@ def decode_into(images_path: str, shape: tuple, rows: list[int], paths: list[str
         mm[row] = arrays[i]
     del mm  # the shared mapping's pages reach the file; the builder fsyncs once at the end
     return failures
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1..8; 1 when absent) of JPEG bytes, read from the APP1 segment's first IFD."""
+    start = data.find(b"Exif\x00\x00", 0, 65536)
+    if start < 0:
+        return 1
+    tiff = start + 6
+    order = "little" if data[tiff:tiff + 2] == b"II" else "big"
+    try:
+        ifd = tiff + int.from_bytes(data[tiff + 4:tiff + 8], order)
+        for k in range(int.from_bytes(data[ifd:ifd + 2], order)):
+            entry = ifd + 2 + 12 * k
+            if int.from_bytes(data[entry:entry + 2], order) == ORIENTATION:
+                value = int.from_bytes(data[entry + 8:entry + 10], order)
+                return value if 1 <= value <= 8 else 1
+    except (IndexError, ValueError):
+        pass
+    return 1

@@ -112,8 +112,12 @@ def _walk(folder: Path, errors: list, recurse: bool) -> list[str]:
     return found
 
 
-def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=None, cancel=None, workers: str = "auto") -> store.Store:
-    """Decode every image under ``folder`` into a store (or open the one already there)."""
+def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=None, cancel=None, workers: str = "auto",
+                decoder: str = "auto") -> store.Store:
+    """Decode every image under ``folder`` into a store (or open the one already there).
+
+    ``workers``: "processes" | "threads" | "serial" | "auto" (processes for large folders);
+    ``decoder``: "cuda" | "cpu" | "auto" (JPEGs on the GPU when CUDA is present, ``$WORKBENCH_DECODER`` overrides)."""
     listing = list_images(folder)
     if not listing.files:
         raise ConfigError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTS))}) found in '{folder}' or its sub-folders")
@@ -121,7 +125,7 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
     with store.locked(final):
         st = store.open_store(final)
         if st is None:
-            with Runner(workers, progress, cancel) as run:
+            with Runner(workers, progress, cancel, os.environ.get("WORKBENCH_DECODER", decoder)) as run:
                 st = _build(listing, final, channels, image_size, run)
         else:
             log.info("data: '%s': %d images, %s", folder, st.shape[0], st.meta["decided"])
@@ -148,12 +152,7 @@ def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner
     rows[perm] = np.arange(len(todo))
     writer = store.Writer(final, (len(todo), c, size, size))
     try:
-        args = [(str(writer.images_path), writer.shape, rows[a:a + CHUNK].tolist(), [files[i] for i in todo[a:a + CHUNK]], size, c)
-                for a in range(0, len(todo), CHUNK)]
-        results = run.chunks(decode.decode_into, args, len(todo), f"decoding {listing.folder}")
-        for a, chunk in zip(range(0, len(todo), CHUNK), results, strict=True):
-            for i, kind, msg in chunk:
-                failures[files[todo[a + i]]] = (kind, msg)
+        _decode_all(run, writer, files, todo, rows, (size, c), failures, listing.folder)
         ok = np.asarray([files[i] not in failures for i in todo])
         keep = np.sort(rows[ok])
         order = np.asarray(todo)[np.argsort(rows)]  # file index held by each row
@@ -166,6 +165,42 @@ def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner
         raise
     log.info("data: '%s': %d images, %s; stored in %s", listing.folder, st.shape[0], decided, final)
     return st
+
+
+def _decode_all(run: Runner, writer: store.Writer, files, todo, rows, size_c, failures: dict, folder: Path) -> None:
+    """Decode ``files[todo[k]]`` into store row ``rows[k]``: JPEGs on the GPU in batches when the runner's decoder
+    says so, the rest (and what nvjpeg refuses) on the CPU workers; failures land in ``failures``."""
+    size, c = size_c
+    pos = list(range(len(todo)))
+    if run.use_cuda([files[i] for i in todo]):
+        pos = _decode_cuda(run, writer, [files[i] for i in todo], rows, size_c, folder)
+    args = [(str(writer.images_path), writer.shape, [int(rows[k]) for k in pos[a:a + CHUNK]], [files[todo[k]] for k in pos[a:a + CHUNK]],
+             size, c) for a in range(0, len(pos), CHUNK)]
+    results = run.chunks(decode.decode_into, args, len(pos), f"decoding {folder}")
+    for a, chunk in zip(range(0, len(pos), CHUNK), results, strict=True):
+        for i, kind, msg in chunk:
+            failures[files[todo[pos[a + i]]]] = (kind, msg)
+
+
+def _decode_cuda(run: Runner, writer: store.Writer, paths: list[str], rows, size_c, folder: Path) -> list[int]:
+    """JPEGs among ``paths`` decoded on the GPU into ``rows``; returns the positions left for the CPU."""
+    from workbench.core import decode_cuda
+
+    jpeg = [k for k, p in enumerate(paths) if p.lower().endswith(decode_cuda.JPEG_EXTS)]
+    rest = sorted(set(range(len(paths))) - set(jpeg))
+    log.info("data: decoding %d JPEG files of '%s' on %s (nvjpeg)", len(jpeg), folder, run.device)
+    mm = np.memmap(writer.images_path, dtype=np.uint8, mode="r+", shape=writer.shape)
+    message = f"decoding {folder} on {run.device}"
+    run.tick(0, len(jpeg), message)
+    for a in range(0, len(jpeg), decode_cuda.BATCH):
+        run.check()
+        part = jpeg[a:a + decode_cuda.BATCH]
+        arrays, failed = decode_cuda.decode_batch([paths[k] for k in part], *size_c, device=run.device)
+        mm[rows[part]] = arrays
+        rest += [part[i] for i in failed]
+        run.tick(a + len(part), len(jpeg), message)
+    del mm
+    return sorted(rest)
 
 
 def decide(folder: Path, files: list[str], heads: list, channels, image_size: int, failures: dict) -> tuple[int, int, str]:
@@ -216,8 +251,17 @@ def _report(failures: dict, folder: Path) -> None:
 class Runner:
     """Runs chunk tasks on one pool (processes, threads or inline) with progress and cancel; a context manager."""
 
-    def __init__(self, workers: str = "auto", progress=None, cancel=None):
+    def __init__(self, workers: str = "auto", progress=None, cancel=None, decoder: str = "auto"):
         self.workers, self.progress, self.cancel, self.pool = workers, progress, cancel, None
+        self.decoder, self.device = decoder, "cuda"
+
+    def use_cuda(self, paths: list[str]) -> bool:
+        """Decode JPEGs on the GPU: ``decoder`` "cuda", or "auto" with CUDA present and enough JPEGs to pay off."""
+        if self.decoder == "cpu" or (self.decoder == "auto" and sum(p.lower().endswith((".jpg", ".jpeg")) for p in paths) < 2 * CHUNK):
+            return False
+        from workbench.core import decode_cuda
+
+        return decode_cuda.available()
 
     def __enter__(self):
         return self
@@ -228,7 +272,7 @@ class Runner:
 
     def chunks(self, fn, args: list[tuple], total: int, message: str) -> list:
         kind = self.workers if self.workers != "auto" else ("processes" if total >= 4 * CHUNK and _cpus() > 1 else "serial")
-        self._tick(0, total, message)
+        self.tick(0, total, message)
         if kind == "serial":
             return self._inline(fn, args, total, message)
         if self.pool is None:
@@ -239,28 +283,28 @@ class Runner:
         results, pending, done = [None] * len(args), set(futures), 0
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            self._check()
+            self.check()
             for f in finished:
                 results[futures[f]] = f.result()
                 done += _count(args[futures[f]])
             if finished:
-                self._tick(done, total, message)
+                self.tick(done, total, message)
         return results
 
     def _inline(self, fn, args, total, message):
         results, done = [], 0
         for a in args:
-            self._check()
+            self.check()
             results.append(fn(*a))
             done += _count(a)
-            self._tick(done, total, message)
+            self.tick(done, total, message)
         return results
 
-    def _tick(self, done, total, message):
+    def tick(self, done, total, message):
         if self.progress is not None:
             self.progress(done, total, message)
 
-    def _check(self):
+    def check(self):
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("loading cancelled")
 
