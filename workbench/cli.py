@@ -67,7 +67,7 @@ class Progress:
     def update(self, ev) -> None:
         frac = ev.step / max(1, self.total)
         bar = "#" * int(frac * 30)
-        self._show(f"epoch {ev.epoch + 1} step {ev.step}/{self.total} [{bar:<30}] loss {ev.loss:.4f} "
+        self._show(f"epoch {ev.epoch} step {ev.step}/{self.total} [{bar:<30}] loss {ev.loss:.4f} "
                    f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {_fmt_time(ev.eta_s)}", ev.step == self.total)
 
     def decode(self, done: int, total: int, message: str = "") -> None:
@@ -105,7 +105,7 @@ class CtrlC:
         (self.say or (lambda t: print(t, file=sys.stderr, flush=True)))(
             "stopping: finishing this step and saving a checkpoint (press Ctrl-C again to abort without saving)")
 
-    def __enter__(self) -> "CtrlC":
+    def __enter__(self) -> CtrlC:
         self.previous = None
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self)
@@ -268,7 +268,7 @@ def cmd_neighbours(args) -> int:
         print(f"note: -k {args.k} is more than the {len(bank)} training images; showing all of them", file=sys.stderr)
     idx, sim = neighbours(q, bank, args.k)
     rows = []
-    for r, (i, s) in enumerate(zip(idx[0], sim[0]), 1):
+    for r, (i, s) in enumerate(zip(idx[0], sim[0], strict=True), 1):
         lab = int(train.labels[i])
         rows.append((r, int(train.indices[i]), float(s), train.classes[lab] if 0 <= lab < len(train.classes) else "-"))
     print(f"{'rank':>4} {'index':>7} {'similarity':>10}  label")

@@ -98,7 +98,7 @@ class ErrorEvent:
     traceback: str = ""  # the full traceback text ("" for expected errors such as a bad config)
 
     @classmethod
-    def from_exception(cls, exc: BaseException, run_dir: str = "") -> "ErrorEvent":
+    def from_exception(cls, exc: BaseException, run_dir: str = "") -> ErrorEvent:
         """The user's line (``explain(exc)``) plus the full traceback of ``exc``."""
         return cls(explain(exc), str(run_dir), format_traceback(exc))
 
