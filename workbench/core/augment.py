@@ -374,9 +374,9 @@ def check_recipe(recipe) -> list[dict]:
         if not 0.0 <= full["p"] <= 1.0:
             raise ConfigError(f"{where}.p: probability must be in [0, 1], got {full['p']}")
         try:
-            entry.factory(**full)
-        except ValueError as exc:
-            raise ConfigError(f"{where} ({name}): {exc}") from None
+            AUGMENTS.build(name, full)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         out.append({"name": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}})
     return out
 
@@ -385,7 +385,7 @@ class Augmenter:
     """Turn a uint8 batch (B, C, H, W) into a normalised float view batch (B, C, S, S)."""
 
     def __init__(self, recipe: list[dict], mean: list[float], std: list[float]):
-        self.ops = [AUGMENTS.get(s["name"]).factory(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k != "name"})
+        self.ops = [AUGMENTS.build(s["name"], {k: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k != "name"})
                     for s in recipe]
         self.mean, self.std = mean, std
 
