@@ -246,3 +246,17 @@ def test_thumbnails_cover_every_class(tmp_path):
     images, labels = train.thumbnails(3)
     assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert (images[:, 0, 0, 0] == labels * 100).all()
+
+
+@pytest.mark.parametrize("name,make", [
+    ("rgb.jpg", lambda: Image.new("RGB", (40, 30))), ("l.jpg", lambda: Image.new("L", (40, 30))),
+    ("cmyk.jpg", lambda: Image.new("CMYK", (40, 30))), ("rgb.png", lambda: Image.new("RGB", (41, 31))),
+    ("la.png", lambda: Image.new("LA", (41, 31))), ("i16.png", lambda: Image.fromarray(np.zeros((5, 7), np.uint16))),
+    ("grey-palette.png", lambda: Image.new("L", (9, 9)).convert("P")), ("colour-palette.png", lambda: Image.new("RGB", (9, 9), RED).convert("P")),
+])
+def test_header_probe_agrees_with_pil(tmp_path, name, make):
+    path = tmp_path / name
+    make().save(path, **({"progressive": True} if name == "rgb.jpg" else {}))
+    with Image.open(path) as im:
+        expected = (*im.size, im.mode not in ("L", "LA", "I;16", "I") and not (im.mode == "P" and name.startswith("grey")))
+    assert decode.probe(str(path)) == expected

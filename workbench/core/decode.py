@@ -31,9 +31,21 @@ class Unreadable(Exception):
     """The decoder could not read the file (corrupt, truncated or an unknown format)."""
 
 
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def probe(path: str) -> tuple[int, int, bool]:
-    """(width, height, has_colour) from the file's header, after EXIF rotation; raises like ``decode``."""
+    """(width, height, has_colour) from the file's header, after EXIF rotation; raises like ``decode``.
+
+    JPEG and PNG headers are parsed from their first bytes (the SOF segment, IHDR); other formats,
+    palette PNGs and anything unusual go through PIL."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+        quick = _jpeg_header(head) if head[:2] == b"\xff\xd8" else _png_header(head) if head[:8] == PNG_SIGNATURE else None
+        if quick is not None:
+            return quick
         with Image.open(path) as im:
             w, h = im.size
             if _orientation(im) in (5, 6, 7, 8):
@@ -43,6 +55,32 @@ def probe(path: str) -> tuple[int, int, bool]:
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure means "unreadable"
         raise Unreadable(f"{type(exc).__name__}: {exc}") from None
+
+
+def _jpeg_header(b: bytes) -> tuple[int, int, bool] | None:
+    """(width, height, colour) from a JPEG's SOF segment (1 component: greyscale), EXIF orientation applied."""
+    i = 2
+    while i + 10 <= len(b):
+        if b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker == 0x01:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if marker in SOF_MARKERS:
+            h, w, comps = int.from_bytes(b[i + 5:i + 7], "big"), int.from_bytes(b[i + 7:i + 9], "big"), b[i + 9]
+            if not (w and h):
+                return None
+            return (h, w, comps != 1) if exif_orientation(b[:i]) in (5, 6, 7, 8) else (w, h, comps != 1)
+        i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    return None
+
+
+def _png_header(b: bytes) -> tuple[int, int, bool] | None:
+    """(width, height, colour) from a PNG's IHDR; None for palettes or an EXIF chunk (PIL decides those)."""
+    if len(b) < 33 or b[12:16] != b"IHDR" or b[25] == 3 or b"eXIf" in b:
+        return None
+    return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big"), b[25] in (2, 6)
 
 
 def has_colour(im: Image.Image) -> bool:

@@ -24,6 +24,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 HELDOUT_NAMES = ("val", "valid", "validation", "test")  # first present wins
 MAX_AUTO_SIZE = 256  # image_size = 0 never picks more than this
 CHUNK = 128  # files per decode task: small enough for prompt progress and cancel
+WORKER_NICE = 5  # decode processes yield to the window's thread
 
 
 class Cancelled(Exception):
@@ -276,8 +277,7 @@ class Runner:
         if kind == "serial":
             return self._inline(fn, args, total, message)
         if self.pool is None:
-            self.pool = (ProcessPoolExecutor(_cpus(), mp_context=_spawn(), initializer=_lower_priority) if kind == "processes"
-                         else ThreadPoolExecutor(_cpus()))
+            self.pool = self._pool(kind)
         with _main_not_imported():  # spawned as the burst of submits needs them
             futures = {self.pool.submit(fn, *a): i for i, a in enumerate(args)}
         results, pending, done = [None] * len(args), set(futures), 0
@@ -299,6 +299,12 @@ class Runner:
             done += _count(a)
             self.tick(done, total, message)
         return results
+
+    @staticmethod
+    def _pool(kind: str):
+        if kind == "threads":
+            return ThreadPoolExecutor(_cpus())
+        return ProcessPoolExecutor(_cpus(), mp_context=_spawn(), initializer=_lower_priority, initargs=(WORKER_NICE,))
 
     def tick(self, done, total, message):
         if self.progress is not None:
@@ -345,6 +351,6 @@ def _main_not_imported():
                     main.__dict__[k] = saved[k]
 
 
-def _lower_priority():
-    if hasattr(os, "nice"):
-        os.nice(5)  # the window's thread stays responsive while workers decode
+def _lower_priority(nice: int):
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)
