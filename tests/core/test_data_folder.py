@@ -252,7 +252,8 @@ def test_thumbnails_cover_every_class(tmp_path):
     ("rgb.jpg", lambda: Image.new("RGB", (40, 30))), ("l.jpg", lambda: Image.new("L", (40, 30))),
     ("cmyk.jpg", lambda: Image.new("CMYK", (40, 30))), ("rgb.png", lambda: Image.new("RGB", (41, 31))),
     ("la.png", lambda: Image.new("LA", (41, 31))), ("i16.png", lambda: Image.fromarray(np.zeros((5, 7), np.uint16))),
-    ("grey-palette.png", lambda: Image.new("L", (9, 9)).convert("P")), ("colour-palette.png", lambda: Image.new("RGB", (9, 9), RED).convert("P")),
+    ("grey-palette.png", lambda: Image.new("L", (9, 9)).convert("P")),
+    ("colour-palette.png", lambda: Image.new("RGB", (9, 9), RED).convert("P")),
 ])
 def test_header_probe_agrees_with_pil(tmp_path, name, make):
     path = tmp_path / name
