@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
         eta = int(ev.eta_s)
         if self.worker.control.paused or self.worker.control.stopped:
             return  # the status says pausing/stopping; the bar keeps its last numbers
-        self.progress.setFormat(f"epoch {ev.epoch + 1}  step {ev.step}/{self.total_steps}  "
+        self.progress.setFormat(f"epoch {ev.epoch}  step {ev.step}/{self.total_steps}  "
                                 f"{ev.images_per_s:,.0f} img/s  ETA {eta // 60}:{eta % 60:02d}")
         self.stepsShown.emit(ev.step)
 

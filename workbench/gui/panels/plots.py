@@ -74,8 +74,8 @@ class PlotsPanel(QWidget):
             p.setDownsampling(auto=True, mode="peak")  # long runs stay cheap to paint
             p.setClipToView(True)
         self.knn_plot.setLabel("bottom", "epoch")
-        self.terms_plot.addLegend()
-        self.loss_plot.addLegend()
+        self.terms_plot.addLegend(offset=(-10, 10))  # top right: curves start high on the left
+        self.loss_plot.addLegend(offset=(-10, 10))
         lay.addWidget(self.loss_plot, 0, 0)
         lay.addWidget(self.knn_plot, 0, 1)
         lay.addWidget(self.lr_plot, 1, 0)

@@ -24,7 +24,7 @@ STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#ff7f
 
 
 def _duration(s) -> str:
-    if s is None:
+    if not s:
         return ""
     s = int(s)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
@@ -95,6 +95,7 @@ class RunsPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.setSortingEnabled(True)
+        self.table.sortItems(1, Qt.DescendingOrder)  # newest first
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
