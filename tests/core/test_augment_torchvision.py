@@ -137,3 +137,14 @@ def test_rotation_and_blur_match_torchvision_at_fixed_parameters():
         assert torch.allclose(y[i], ref, atol=1e-4)
     blur = AUGMENTS.get("gaussian_blur").factory(p=1.0, kernel_size=5, sigma=(1.3, 1.3))(x, gen())
     assert torch.allclose(blur, TF.gaussian_blur(x, [5, 5], [1.3, 1.3]), atol=1e-6)
+
+
+def test_color_jitter_in_fixed_order_is_torchvisions_functions_in_that_order():
+    x = images(16)
+    op = ColorJitter(p=1.0, random_order=False)
+    prm = op.params(16, gen(6), "cpu")
+    ours = op.apply(x, prm)
+    for i in range(16):
+        f = prm["factors"][i].tolist()
+        ref = TF.adjust_hue(TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x[i], f[0]), f[1]), f[2]), f[3])
+        assert torch.allclose(ours[i], ref, atol=2e-5)

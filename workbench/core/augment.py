@@ -163,11 +163,15 @@ class ColorJitter:
     torchvision.transforms.v2.ColorJitter semantics per sample: its own factors and its own order of the four
     adjustments (``adjust_brightness``, ``adjust_contrast``, ``adjust_saturation``, ``adjust_hue``: HSV hue shift),
     each clamped to [0, 1]; saturation and hue leave one-channel images unchanged.
+
+    random_order: true = torchvision's semantics; false = always brightness, contrast, saturation, hue (about 3x faster on a GPU).
     """
 
     sync_free = False  # True: the accelerator path (no host sync) on every device
 
-    def __init__(self, p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1):
+    def __init__(self, p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1,
+                 random_order: bool = True):
+        self.random_order = random_order
         for k, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             _check(0 <= v <= 1, f"{k} must be in [0, 1], got {v}")
         _check(0 <= hue <= 0.5, f"hue must be in [0, 0.5], got {hue}")
@@ -184,17 +188,37 @@ class ColorJitter:
     def apply(self, x: torch.Tensor, prm: dict) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> same, with each sample's adjustments applied in its own order."""
         active = [self.b > 0, self.c > 0, x.shape[1] == 3 and self.s > 0, x.shape[1] == 3 and self.h > 0]
-        y, ops = x, [i for i in range(4) if active[i]]
+        y = x
+        if not self.random_order:  # fixed order: each adjustment once over the whole batch
+            for op in (i for i in range(4) if active[i]):
+                y = _ADJUST[op](y, prm["factors"][:, op])
+            return _where(prm["on"], y, x)
         for slot in range(4):
-            for op in ops:
-                mine = prm["order"][:, slot] == op  # (B,) the samples whose slot-th adjustment is op
-                if not (self.sync_free or x.device.type != "cpu"):  # compute it for those samples only
-                    idx = mine.nonzero()[:, 0]
-                    y = y.index_copy(0, idx, _ADJUST[op](y[idx], prm["factors"][idx, op]))
-                else:  # no host sync on an accelerator: every sample, the others with the identity factor
-                    f = torch.where(mine, prm["factors"][:, op], _IDENTITY[op])
-                    y = _where(mine, _ADJUST[op](y, f), y)
+            if self.sync_free or x.device.type != "cpu":
+                y = self._slot_sync_free(y, prm["order"][:, slot], prm["factors"], active)
+                continue
+            for op in (i for i in range(4) if active[i]):  # CPU: compute each op for its samples only
+                idx = (prm["order"][:, slot] == op).nonzero()[:, 0]
+                y = y.index_copy(0, idx, _ADJUST[op](y[idx], prm["factors"][idx, op]))
         return _where(prm["on"], y, x)
+
+    @staticmethod
+    def _slot_sync_free(y, op, factors, active):
+        """One slot without host syncs: brightness, contrast and saturation are one blend
+        clamp(f * y + (1 - f) * ref) with a per-sample reference (0, mean grey, grey); factor 1 (shift 0) for
+        samples whose op at this slot is another one, or inactive."""
+        f = factors.gather(1, op[:, None])[:, 0]
+        on = torch.ones_like(op, dtype=torch.bool)
+        for i in (i for i in range(4) if not active[i]):
+            on &= op != i
+        grey = _grey(y)
+        ref = torch.where(_f(op == 0), torch.zeros_like(grey), torch.where(_f(op == 1), grey.mean((1, 2, 3), keepdim=True), grey))
+        fb = _f(torch.where(on & (op < 3), f, torch.ones_like(f)))
+        y = (fb * y + (1 - fb) * ref).clamp(0, 1)
+        if active[3]:
+            hue = on & (op == 3)
+            y = _where(hue, adjust_hue(y, torch.where(hue, f, torch.zeros_like(f))), y)
+        return y
 
     def __call__(self, x, g):
         return self.apply(x, self.params(x.shape[0], g, x.device))
@@ -231,13 +255,12 @@ def adjust_hue(x, shift):
     h = torch.where(vv == r, (g - b) / safe, torch.where(vv == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
     h = torch.where(cc > 0, h, torch.zeros_like(h)) / 6  # turns, may be negative
     h6 = torch.remainder(h + shift.view(-1, 1, 1), 1.0)[:, None] * 6  # (B, 1, H, W) in [0, 6)
-    n = x.new_tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1 (no host copy)
     k = torch.remainder(n + h6, 6)
     return v - c * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 _ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-_IDENTITY = (1.0, 1.0, 1.0, 0.0)
 
 
 @AUGMENTS.register("grayscale")
@@ -388,6 +411,7 @@ class Augmenter:
         self.ops = [AUGMENTS.build(s["name"], {k: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k != "name"})
                     for s in recipe]
         self.mean, self.std = mean, std
+        self._cache: dict = {}
 
     def views(self, images_u8: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = images_u8.float().div_(255)
@@ -396,9 +420,15 @@ class Augmenter:
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.new_tensor(self.mean).view(1, -1, 1, 1)
-        std = x.new_tensor(self.std).view(1, -1, 1, 1)
+        mean, std = self._stats(x)
         return (x - mean) / std
+
+    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean, std (1, C, 1, 1) on x's device, copied there once (a host-to-device copy syncs the GPU)."""
+        key = (x.device, x.dtype)
+        if key not in self._cache:
+            self._cache[key] = (x.new_tensor(self.mean).view(1, -1, 1, 1), x.new_tensor(self.std).view(1, -1, 1, 1))
+        return self._cache[key]
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """Undo ``normalize``: float views (B, C, H, W) -> uint8 numpy images for display."""
