@@ -261,3 +261,14 @@ def test_header_probe_agrees_with_pil(tmp_path, name, make):
     with Image.open(path) as im:
         expected = (*im.size, im.mode not in ("L", "LA", "I;16", "I") and not (im.mode == "P" and name.startswith("grey")))
     assert decode.probe(str(path)) == expected
+
+
+def test_small_jpegs_decode_as_pil_does(tmp_path):
+    arr = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    save(tmp_path / "c.jpg", Image.fromarray(arr), quality=90)
+    save(tmp_path / "g.jpg", Image.fromarray(arr[..., 0]), quality=90)
+    for name, mode, tol in (("c.jpg", "RGB", 0), ("g.jpg", "L", 0), ("g.jpg", "RGB", 0), ("c.jpg", "L", 2)):
+        with Image.open(tmp_path / name) as im:
+            ref = np.asarray(im.convert(mode)).astype(int)
+        got = decode.decode(str(tmp_path / name), 32, 1 if mode == "L" else 3).astype(int)
+        assert np.abs(got - (ref[None] if mode == "L" else ref.transpose(2, 0, 1))).max() <= tol, (name, mode)
