@@ -267,8 +267,9 @@ def test_small_jpegs_decode_as_pil_does(tmp_path):
     arr = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     save(tmp_path / "c.jpg", Image.fromarray(arr), quality=90)
     save(tmp_path / "g.jpg", Image.fromarray(arr[..., 0]), quality=90)
-    for name, mode, tol in (("c.jpg", "RGB", 0), ("g.jpg", "L", 0), ("g.jpg", "RGB", 0), ("c.jpg", "L", 2)):
+    for name, mode in (("c.jpg", "RGB"), ("g.jpg", "L"), ("g.jpg", "RGB"), ("c.jpg", "L")):
         with Image.open(tmp_path / name) as im:
-            ref = np.asarray(im.convert(mode)).astype(int)
-        got = decode.decode(str(tmp_path / name), 32, 1 if mode == "L" else 3).astype(int)
-        assert np.abs(got - (ref[None] if mode == "L" else ref.transpose(2, 0, 1))).max() <= tol, (name, mode)
+            im.draft(mode, im.size)  # greyscale from a colour JPEG: the decoder's luminance (Y), as PIL gives it
+            ref = np.asarray(im.convert(mode))
+        got = decode.decode(str(tmp_path / name), 32, 1 if mode == "L" else 3)
+        assert np.array_equal(got, ref[None] if mode == "L" else ref.transpose(2, 0, 1)), (name, mode)
