@@ -42,6 +42,8 @@ def measure(app, seconds: float) -> np.ndarray:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="config overrides, e.g. a CIFAR-10 ResNet-18 run on a GPU")
     a = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
@@ -49,7 +51,7 @@ def main():
     from workbench.gui.main_window import MainWindow
 
     app = QApplication([])
-    cfg = Config().with_overrides(["train.epochs=50", "train.batch_size=128", "train.log_every=5"])
+    cfg = Config().with_overrides(["train.epochs=50", "train.batch_size=128", "train.log_every=5", *a.set])
     win = MainWindow(cfg, runs_root="/tmp/wb-stall-runs")
     win.resize(1280, 800)
     win.show()
