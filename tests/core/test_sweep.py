@@ -169,15 +169,16 @@ def test_ranked_table_orders_points_by_mean_over_seeds_with_the_spread():
 
 
 def test_run_metric_and_intermediate_values_from_metrics_rows():
-    rows = [{"epoch": 0, "loss": 5.0, "knn_acc": None}, {"epoch": 0, "loss": 4.0, "knn_acc": None},
-            {"epoch": 1, "loss": None, "knn_acc": 0.6}, {"epoch": 1, "loss": 3.0, "knn_acc": None},
-            {"epoch": 2, "loss": None, "knn_acc": 0.8}, {"epoch": 2, "loss": 2.5, "knn_acc": None},
-            {"epoch": 2, "loss": None, "knn_acc": 0.7}]
+    def row(epoch, step, loss=None, knn=None):
+        return {"epoch": epoch, "step": step, "loss": loss, "knn_acc": knn}
+
+    rows = [row(1, 1, loss=5.0), row(1, 2, loss=4.0), row(1, 2, knn=0.6), row(2, 3, loss=3.0), row(2, 4, loss=2.5),
+            row(2, 4, knn=0.8), row(2, 4, knn=0.7)]  # the last: an evaluation after a stop at the same step
     assert S.run_metric(rows, "final_knn") == 0.7 and S.run_metric(rows, "best_knn") == 0.8
     assert S.run_metric(rows, "final_loss") == 2.5 and S.run_metric(rows, "best_loss") == 2.5
     assert S.run_metric(rows, "best_linear") is None
     assert S.intermediate(rows, "best_knn") == {1: 0.6, 2: 0.7}
-    assert S.intermediate(rows, "final_loss") == {1: 4.5, 2: 3.0}  # mean loss of the epoch before each evaluation
+    assert S.intermediate(rows, "final_loss") == {1: 4.5, 2: 2.75}  # mean loss of the steps before each evaluation
 
 
 # ----- pruning -----
@@ -219,16 +220,17 @@ def test_median_rule_decides_as_optunas_median_pruner():
 
 def test_a_hopeless_trial_is_pruned_and_recorded(tmp_path):
     # ranked by the loss: a learning rate of 1e-7 keeps NT-Xent near its starting value while 3e-3 lowers it
-    base, spec = S.load(write(tmp_path, '[sweep]\nmetric = "final_loss"\nprune_startup = 1\n'
-                                        '[sweep.params]\noptim.lr = [0.003, 1e-7]', epochs=3))
+    # (first epoch's mean about 3.8 against 3.95 with 32 images a batch)
+    base, spec = S.load(write(tmp_path, '[sweep]\nmetric = "final_loss"\nprune_startup = 1\nprune_warmup = 0\n'
+                                        '[sweep.params]\noptim.lr = [0.003, 1e-7]', epochs=2))
     evs = events_of(base, spec, tmp_path / "out", pruner="median")
     done = evs[-1]
     assert isinstance(done, S.SweepDone) and [t.status for t in done.trials] == ["finished", "pruned"]
     pruned = done.trials[1]
     evals = [r for r in read_metrics(tmp_path / "out" / pruned.run_dir) if r["knn_acc"] is not None]
-    assert max(r["epoch"] for r in evals) == 2  # stopped at its second evaluation, before the third epoch
+    assert [r["epoch"] for r in evals] == [1]  # stopped at its first evaluation, before the second epoch
     csv_text = (tmp_path / "out" / "trials.csv").read_text()
-    assert ",pruned," in csv_text and "below the median at evaluation 2" in csv_text
+    assert ",pruned," in csv_text and "below the median at evaluation 1" in csv_text
     assert done.table[0]["params"] == {"optim.lr": 0.003}
 
 

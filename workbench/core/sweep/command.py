@@ -1,0 +1,61 @@
+"""`workbench sweep`: a progress line per trial and the ranked table at the end."""
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+
+from workbench.core.train import Control
+from workbench.core.sweep.events import NeedsConfirmation, SweepDone, SweepStarted, TrialFinished, TrialStarted
+from workbench.core.sweep.results import format_table
+from workbench.core.sweep.run import run_sweep
+from workbench.core.sweep.spec import load
+
+
+
+
+# ----- the command line -----
+def describe(ev) -> str | None:
+    """The progress line of a sweep event (None for run events)."""
+    if isinstance(ev, SweepStarted):
+        extra = f", {ev.done} already done" if ev.done else ""
+        return f"sweep folder: {ev.sweep_dir}\n{ev.n_trials} trials ranked by {ev.metric}{extra}" + (f"\n{ev.note}" if ev.note else "")
+    if isinstance(ev, TrialStarted):
+        return f"trial {ev.index}/{ev.total} started: {ev.trial.label()}" + (" (resuming from its checkpoint)" if ev.resumed else "")
+    if isinstance(ev, TrialFinished):
+        t = ev.trial
+        value = "-" if t.metric is None else f"{t.metric:.4f}"
+        why = f" ({t.message})" if t.message else ""
+        return f"trial {ev.index}/{ev.total} {t.status}: {t.label()}  {value}  {t.seconds:.0f} s  {t.run_dir}{why}"
+    return None
+
+
+def run_cli(config: str, out: str | None, overrides: list[str], parallel: int = 1, yes: bool = False) -> int:
+    """``workbench sweep``: progress line per trial, ranked table at the end; Ctrl-C stops (resume by running again)."""
+    import signal
+
+    base, spec = load(config, overrides)
+    out = out or str(Path("sweeps") / Path(config).stem)
+    control = Control()
+    signal.signal(signal.SIGINT, lambda *_: control.stop())
+    try:
+        events = run_sweep(base, spec, out, control, parallel=parallel, confirm=yes)
+        first = next(events)
+    except NeedsConfirmation as exc:
+        if not (sys.stdin.isatty() and input(f"{exc}\nrun them all? [y/N] ").strip().lower() in ("y", "yes")):
+            raise
+        events = run_sweep(base, spec, out, control, parallel=parallel, confirm=True)
+        first = next(events)
+    status = 0
+    for ev in itertools.chain([first], events):
+        line = describe(ev)
+        if line:
+            print(line, flush=True)
+        if isinstance(ev, SweepDone):
+            print("\n" + format_table(ev.table, spec))
+            if ev.reason == "stopped":
+                print(f"\nstopped; resume with the same command (or: workbench sweep {config} --out {out})")
+                status = 130
+    return status
+
