@@ -269,3 +269,19 @@ def test_pt2_and_uint8_onnx_agree_with_the_trained_model_and_onnx_carries_the_pr
     assert out[2:5] == ["uint8", "1", "28"] and float(out[5]) == pytest.approx(rm.mean[0]) and float(out[6]) == pytest.approx(rm.std[0])
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["files"]["encoder.pt2"]["load"].startswith("torch.export.load")
+
+
+def test_an_export_that_does_not_reload_to_the_same_network_is_reported(small_run, tmp_path, monkeypatch):
+    real = torch.export.load
+
+    class Off(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x) + 1e-3
+
+    monkeypatch.setattr(torch.export, "load", lambda p: type("P", (), {"module": lambda self: Off(real(p).module())})())
+    with pytest.raises(ConfigError, match="reloaded gives outputs 0.001 away"):
+        export_run(small_run, "pt2", tmp_path)

@@ -193,9 +193,39 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
         atomic_write_bytes(out, buf.getvalue())
     elif fmt in ("onnx", "onnx_uint8"):
         _export_onnx(rm, module, example, out, fmt == "onnx_uint8")
+    verify_reload(fmt, out, module, rm)
     card = merge_card(card_path(out), model_card(rm, fmt, include_head, out_dim, out, module))
     atomic_write_text(card_path(out), json.dumps(card, indent=2))
     return [out, card_path(out)]
+
+
+def verify_reload(fmt: str, path: Path, module: nn.Module, rm: RunModel) -> float:
+    """Reload the written file as a user would and compare it with the trained network on random images;
+    returns the max abs difference, raises ConfigError above 1e-4 (the file stays, named in the message)."""
+    g = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (3, rm.channels, rm.image_size, rm.image_size), generator=g, dtype=torch.uint8)
+    x = rm.preprocess(u8).cpu()
+    with torch.no_grad():
+        want = module(x)
+        if fmt == "safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+            ref = module.state_dict() if any(k.startswith("head.") for k in state) else module.encoder.state_dict()
+            return max((float((state[k].float() - v.float()).abs().max()) for k, v in ref.items() if v.numel()), default=0.0)
+        if fmt == "pt2":
+            got = torch.export.load(str(path)).module()(x)
+        elif fmt == "torchscript":
+            got = torch.jit.load(str(path))(x)
+        else:
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            got = torch.from_numpy(sess.run(None, {"images": (u8 if fmt == "onnx_uint8" else x).numpy()})[0])
+    diff = float((got - want).abs().max())
+    if not diff < 1e-4:
+        raise ConfigError(f"export: '{path}' reloaded gives outputs {diff:.3g} away from the trained network; do not use it")
+    return diff
 
 
 def _export_onnx(rm: RunModel, module: nn.Module, example: torch.Tensor, out: Path, uint8: bool) -> None:
