@@ -87,6 +87,8 @@ def main() -> None:
     if not args.skip_cifar and CIFAR.is_dir():
         splits = [CIFAR / "train", CIFAR / "test"]
         compare("CIFAR-10 JPEG folder", splits, sorted(str(p) for s in splits for p in s.glob("*/*.jpg")), 32, kinds)
+    if args.large <= 0:
+        return
     tmp = Path(tempfile.mkdtemp(prefix="wb-large-jpegs-"))
     try:
         t = time.perf_counter()

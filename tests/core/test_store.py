@@ -146,3 +146,15 @@ def test_key_covers_every_file_path_size_and_mtime(tmp_path):
     for changed in ([("a/1.png", 100, 4), files[1]], [("a/1.png", 101, 5), files[1]], [("a/3.png", 100, 5), files[1]], files[:1]):
         assert store.key(tmp_path, changed, channels="auto") != base
     assert store.key(tmp_path, files, channels=3) != base
+
+
+def test_process_workers_decode_the_same_store_as_threads(tmp_path, monkeypatch):
+    from workbench.core import folder
+
+    root = noise_folder(tmp_path / "imgs", n=20)
+    got = {}
+    for workers in ("processes", "threads"):
+        monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / workers))
+        got[workers] = folder.load_folder(root, "auto", 0, workers=workers)
+    assert np.array_equal(np.asarray(got["processes"].images), np.asarray(got["threads"].images))
+    assert np.array_equal(got["processes"].labels, got["threads"].labels) and got["threads"].shape == (60, 3, 12, 12)
