@@ -1,3 +1,4 @@
+import math
 import threading
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent, PausedEvent,
-                                   RunStarted, StepEvent)
+                                   RunStarted, StepEvent, WarningEvent)
 from workbench.core.registry import ConfigError
 from workbench.core.runs import load_checkpoint, read_metrics
 from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train
@@ -254,3 +255,60 @@ def test_quick_stop_skips_the_final_evaluation(tmp_path, quick_cfg):
             control.stop(quick=True)
     assert not any(isinstance(e, EvalEvent) for e in events)
     assert isinstance(events[-2], CheckpointEvent) and events[-1].reason == "stopped"
+
+
+def test_lr_schedule_is_a_fraction_of_the_run():
+    """Linear warm-up over the first ``warmup`` of the run, then a half cosine to ``min_ratio`` at the end."""
+    from workbench.core.optim import lr_factor, warmup_fraction
+
+    assert lr_factor(0.05, 0.1, "cosine", 0.1) == pytest.approx(0.5)
+    assert lr_factor(0.1, 0.1, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(0.55, 0.1, "cosine", 0.1) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down: cos(pi/2) = 0
+    assert lr_factor(1.0, 0.1, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(0.7, 0.0, "constant", 0.1) == 1.0
+    assert warmup_fraction(1.0, 16, 160) == (0.1, "")
+    frac, warning = warmup_fraction(1.0, 16, 16)  # a one-epoch run asking for one epoch of warm-up
+    assert frac == 0.5 and "optim.warmup_epochs = 1 is 100% of this run" in warning
+
+
+def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, monkeypatch):
+    """With a clock where every training step takes 25 ms, a 0.49 s budget is 20 steps of a 3,200-step plan:
+    the cosine follows the clock, not the step count, and the last step's lr is near the floor."""
+    import time
+
+    import workbench.core.train as T
+
+    class Clock:  # perf_counter advances 25 ms a call; train_step reads it twice a step
+        t = 0.0
+        monotonic = staticmethod(time.monotonic)
+
+        def perf_counter(self):
+            self.t += 0.025
+            return self.t
+
+    monkeypatch.setattr(T, "time", Clock())
+    cfg = quick_cfg("train.epochs=200", "train.time_budget_s=0.49", "train.log_every=1", "optim.min_lr_ratio=0.1",
+                    "optim.warmup_epochs=0", "optim.lr=0.001")
+    events = run_all(cfg, runs_root=tmp_path)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert events[-1].reason == "budget" and len(steps) == 20
+    expected = [0.001 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * max(k / 3200, (k - 1) * 0.025 / 0.49)))) for k in range(1, 21)]
+    assert [e.lr for e in steps] == pytest.approx(expected, rel=1e-6)
+    assert steps[-1].lr < 0.001 * 0.11  # 97% of the budget spent before the last step: near the floor
+    assert [e.eta_s for e in steps] == pytest.approx([max(0.0, 0.49 - k * 0.025) for k in range(1, 21)], abs=1e-6)
+
+
+def test_epochs_are_numbered_from_one_everywhere(tmp_path, quick_cfg):
+    events = run_all(quick_cfg("train.epochs=2", "train.log_every=1", "optim.warmup_epochs=0.5"), runs_root=tmp_path)
+    assert not any(isinstance(e, WarningEvent) and "warmup" in e.message for e in events)
+    steps = {e.step: e.epoch for e in events if isinstance(e, StepEvent)}
+    assert steps[1] == 1 and steps[16] == 1 and steps[17] == 2 and steps[32] == 2  # 16 steps an epoch
+    assert [e.epoch for e in events if isinstance(e, EvalEvent)] == [1, 2]
+    rows = read_metrics(events[0].run_dir)
+    assert {r["epoch"] for r in rows if r["step"] <= 16} == {1.0} and {r["epoch"] for r in rows if r["step"] > 16} == {2.0}
+
+
+def test_warm_up_longer_than_half_the_run_is_capped_with_a_warning(tmp_path, quick_cfg):
+    events = run_all(quick_cfg("train.max_steps=2"), runs_root=tmp_path)  # 1 epoch of warm-up in a 2-step run
+    assert isinstance(events[0], RunStarted) and isinstance(events[1], WarningEvent)
+    assert "optim.warmup_epochs" in events[1].message and "first 50%" in events[1].message

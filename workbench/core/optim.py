@@ -105,11 +105,27 @@ class LARS(torch.optim.Optimizer):
             torch._foreach_add_(params, bufs, alpha=-group["lr"])
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio`` (or constant)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
+MAX_WARMUP = 0.5  # warm-up never takes more than this fraction of a run
+
+
+def warmup_fraction(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> tuple[float, str]:
+    """Warm-up as a fraction of the run (``warmup_epochs`` epochs of the planned ``total_steps``), capped at
+    MAX_WARMUP; returns (fraction, warning) with the warning "" unless the config asked for more."""
+    asked = warmup_epochs * steps_per_epoch / max(1, total_steps)
+    if asked <= MAX_WARMUP:
+        return asked, ""
+    return MAX_WARMUP, (f"optim.warmup_epochs = {warmup_epochs:g} is {asked:.0%} of this run ({total_steps} steps); "
+                        f"warming up over the first {MAX_WARMUP:.0%} instead (lower optim.warmup_epochs or train longer)")
+
+
+def lr_factor(progress: float, warmup: float, schedule: str, min_ratio: float) -> float:
+    """Learning-rate multiplier once a fraction ``progress`` (0, 1] of the run is done: linear warm-up over the
+    first ``warmup`` of the run, then a half cosine from 1 down to ``min_ratio`` at progress 1 (Loshchilov &
+    Hutter 2017, without restarts), or constant. Progress is whatever ends the run (epochs, train.max_steps or
+    train.time_budget_s), so a time-boxed run ends at the bottom of its schedule too."""
+    if progress < warmup:
+        return progress / warmup
+    if schedule == "constant" or warmup >= 1:
         return 1.0
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    t = min(1.0, (progress - warmup) / (1 - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))

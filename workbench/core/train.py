@@ -39,7 +39,7 @@ from workbench.core.inspector import batch_event
 from workbench.core.losses import LOSSES, Views
 from workbench.core.methods import Method, build_method, build_network
 from workbench.core.models import Network
-from workbench.core.optim import build_optimizer, lr_factor
+from workbench.core.optim import build_optimizer, lr_factor, warmup_fraction
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
 
@@ -300,7 +300,8 @@ class Run:
         self.projector = StableProjector("pca", cfg.train.seed)
         n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
-        self.warmup = int(round(cfg.optim.warmup_epochs * s.steps_per_epoch))
+        self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
+        self.notices = [WarningEvent(warning)] if warning else []
         self.lr = cfg.optim.lr
         self.clock = (time.perf_counter(), 0)  # (time, step) of the last log line, for images/s
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
@@ -344,10 +345,13 @@ class Run:
         if state.get("world_size", 1) == ddp.world_size() and "rng" in state:
             self.g.set_state(state["rng"].to(self.g.get_state().device) if s.device.type == "cpu" else state["rng"])
 
-    def started(self) -> RunStarted:
+    def started(self) -> list:
+        """RunStarted, then any warning about the set-up (also in run.log)."""
         s = self.s
-        return RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
-                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
+        for notice in self.notices:
+            logger.warning(notice.message)
+        return [RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
+                           str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy()), *self.notices]
 
     # ----- where the run is -----
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -367,8 +371,17 @@ class Run:
                     return
                 yield perm[lo: lo + bs], x, labels[perm_on_device[lo: lo + bs]]
 
-    def progress(self) -> float:
-        return self.step / max(1, self.s.total_steps)
+    def progress(self, ahead: int = 0) -> float:
+        """Fraction of the run done (after ``ahead`` more steps): steps over total steps, or training seconds
+        over train.time_budget_s when the budget is nearer its end. The lr schedule, the method's schedules
+        and the ETA all follow it."""
+        p = (self.step + ahead) / max(1, self.s.total_steps)
+        budget = self.cfg.train.time_budget_s
+        return min(1.0, max(p, self.elapsed / budget) if budget else p)
+
+    def shown_epoch(self) -> int:
+        """The epoch (1-based) the latest step belongs to: what events, metrics.csv and the user see."""
+        return max(1, self.epoch + (1 if self.images_done else 0))
 
     def should_end(self) -> bool:
         if ddp.any_flag(self.control.stopped):
@@ -394,7 +407,7 @@ class Run:
         """One optimiser step on a batch (no host sync); returns (crops, LossOut)."""
         t0, s = time.perf_counter(), self.s
         progress = self.progress()
-        self.lr = self.cfg.optim.lr * lr_factor(self.step, s.total_steps, self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
+        self.lr = self.cfg.optim.lr * lr_factor(self.progress(ahead=1), self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
         for group in s.opt.param_groups:
             group["lr"] = self.lr
         crops = make_views(s, x, self.g)
@@ -413,13 +426,17 @@ class Run:
         loss = out.loss.item()  # CPU-GPU sync point: only every train.log_every steps
         self.guard.check(self)
         now, (then, then_step) = time.perf_counter(), self.clock
-        ips = (self.step - then_step) * self.s.global_batch / max(now - then, 1e-9)
+        steps_per_s = (self.step - then_step) / max(now - then, 1e-9)
+        ips = steps_per_s * self.s.global_batch
         self.clock = (now, self.step)
-        eta = (self.s.total_steps - self.step) * self.s.global_batch / max(ips, 1e-9)
+        eta = (self.s.total_steps - self.step) / max(steps_per_s, 1e-9)
+        if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
+            eta = min(eta, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
         terms = {k: float(v) for k, v in out.terms.items()}
+        epoch = self.shown_epoch()
         if self.metrics:
-            self.metrics.write(epoch=self.epoch, step=self.step, loss=loss, lr=self.lr, images_per_s=ips, terms=terms)
-        return StepEvent(self.epoch, self.step, loss, self.lr, ips, eta, terms)
+            self.metrics.write(epoch=epoch, step=self.step, loss=loss, lr=self.lr, images_per_s=ips, terms=terms)
+        return StepEvent(epoch, self.step, loss, self.lr, ips, eta, terms)
 
     def pause(self) -> Iterator:
         yield PausedEvent(self.step, True)
@@ -454,11 +471,8 @@ class Run:
             return []
         self.final, self.evaluated_step = metrics, self.step
         if self.metrics:
-            self.metrics.write(epoch=self.epoch, step=self.step, **metrics)
-        events = [EvalEvent(self.epoch, self.step, metrics), self.embedding(feats[self.embed_idx.to(feats.device)])]
-        if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
-            images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
-            self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
+            self.metrics.write(epoch=self.shown_epoch(), step=self.step, **metrics)
+        events = [EvalEvent(self.shown_epoch(), self.step, metrics), self.embedding(feats[self.embed_idx.to(feats.device)])]
         if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
             self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
@@ -471,7 +485,7 @@ class Run:
             feats = embed(self.s, self.s.test.images[self.embed_idx])
         src = feats.cpu().numpy().astype(np.float32)
         labels = self.s.test.labels[self.embed_idx].numpy()
-        return EmbeddingEvent(self.epoch, self.step, self.projector(src), src, labels, self.embed_idx.numpy())
+        return EmbeddingEvent(self.shown_epoch(), self.step, self.projector(src), src, labels, self.embed_idx.numpy())
 
     def checkpoint(self) -> list:
         """Save last.pt (previous one kept as prev.pt) unless this step is saved already; [CheckpointEvent]."""
@@ -489,7 +503,7 @@ class Run:
                  "mean": s.aug.mean, "std": s.aug.std, "channels": s.train.channels,
                  "image_size": s.aug.out_size(s.train.size), "config": self.cfg.to_dict()}
         runs.save_checkpoint(path, state)
-        return [CheckpointEvent(str(path), self.epoch, self.step)]
+        return [CheckpointEvent(str(path), self.shown_epoch(), self.step)]
 
     def finish(self) -> list:
         events = []
@@ -516,7 +530,7 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
     control = control or Control()
     run = Run.start(cfg, control, runs_root, resume, data)
     with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as log, contextlib.closing(run):
-        yield run.started()
+        yield from run.started()
         try:
             for idx, x, labels in run.batches():
                 if control.paused:
