@@ -112,3 +112,35 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "stopped" in rest and "resume with: workbench train --resume" in rest and "Traceback" not in rest
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("argv", [["-v", "train", "x.toml"], ["train", "-v", "x.toml"], ["train", "x.toml", "--verbose"]])
+def test_verbose_works_before_or_after_the_command(argv):
+    from workbench.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose is True
+    assert build_parser().parse_args(["train", "x.toml"]).verbose is False
+
+
+def test_a_usage_mistake_is_one_line_in_a_real_process(tmp_path):
+    res = wb("neighbours", str(tmp_path), "--image", "q.png", "-k", "0", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: workbench neighbours: argument -k: must be >= 1, got 0")
+
+
+def test_embed_overwrites_only_with_force(trained_run, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "emb.npz"
+    out.write_bytes(b"old")
+    res = wb("embed", str(run), "--out", str(out))
+    assert res.returncode == 2 and "already exists; add --force" in res.stderr and out.read_bytes() == b"old"
+    res = wb("embed", str(run), "--out", str(out), "--force")
+    assert res.returncode == 0, res.stderr
+    assert np.load(out)["embeddings"].shape[0] == 1000
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    old = os.umask(0)
+    os.umask(old)
+    return old

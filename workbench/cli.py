@@ -49,7 +49,9 @@ class Progress:
         self.tty = self.stream.isatty()
         self.last_print = 0.0
         self.quiet_from, self.shown = time.monotonic(), False
-        self.lock = threading.Lock()  # decode progress arrives from the loading thread
+        # decode progress arrives from the loading thread; re-entrant because the Ctrl-C handler
+        # prints from the main thread, possibly while that thread is inside _show
+        self.lock = threading.RLock()
 
     def _show(self, line: str, final: bool, quiet_start: bool = False) -> None:
         now = time.monotonic()

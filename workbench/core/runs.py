@@ -55,20 +55,15 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
-_UMASK: int | None = None
-
-
 def file_mode() -> int:
     """The mode ``open()`` gives a new file (0o666 less the umask); mkstemp would give 0o600."""
-    global _UMASK
-    if _UMASK is None:
-        try:  # read it without changing it (os.umask would race with other threads)
-            with open("/proc/self/status", encoding="ascii") as f:
-                _UMASK = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-        except (OSError, StopIteration, ValueError):
-            _UMASK = os.umask(0o022)
-            os.umask(_UMASK)
-    return 0o666 & ~_UMASK
+    try:  # read the umask without changing it (os.umask would race with other threads)
+        with open("/proc/self/status", encoding="ascii") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
