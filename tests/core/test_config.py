@@ -72,3 +72,30 @@ def test_load_reports_bad_toml_and_missing_file(tmp_path):
     unknown.write_text("[trainer]\nepochs = 3\n")
     with pytest.raises(ConfigError, match="unknown section"):
         Config.load(unknown)
+
+
+def test_saving_over_a_run_config_keeps_when_it_was_created(tmp_path):
+    import tomllib
+
+    path = tmp_path / "config.toml"
+    Config().save(path, meta={"created": "2026-01-01T10:00:00", "seed": 0})
+    Config().save(path, meta={"created": "2026-02-02T12:00:00", "seed": 0})
+    meta = tomllib.loads(path.read_text())["meta"]
+    assert meta["created"] == "2026-01-01T10:00:00" and meta["resumed"] == "2026-02-02T12:00:00"
+
+
+@pytest.mark.parametrize("section", ["data", "train", "loss", "augment"])
+def test_a_section_that_is_not_a_table_is_named(section):
+    with pytest.raises(ConfigError, match=f"^{section}: expected a table"):
+        Config.from_dict({section: "bundled"})
+
+
+def test_threads_are_bounded_by_the_core_count():
+    import os
+
+    from workbench.core.config import max_threads
+
+    assert max_threads() == 4 * (os.cpu_count() or 1)
+    assert Config().with_overrides([f"train.threads={max_threads()}"]).train.threads == max_threads()
+    with pytest.raises(ConfigError, match="train.threads"):
+        Config().with_overrides([f"train.threads={max_threads() + 1}"])

@@ -309,9 +309,19 @@ class Config:
         return tomli_w.dumps(d)
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
+        """Write the resolved config (and a ``[meta]`` table) atomically. Saving over a run's
+        config.toml (a resume) keeps its original ``created`` time and records ``resumed``."""
         from workbench.core.runs import atomic_write_text
 
-        atomic_write_text(Path(path), self.to_toml(meta))
+        path = Path(path)
+        if meta and "created" in meta and path.is_file():
+            try:
+                old = tomllib.loads(path.read_text(encoding="utf-8")).get("meta", {})
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                old = {}
+            if isinstance(old, dict) and isinstance(old.get("created"), str):
+                meta = meta | {"created": old["created"], "resumed": meta["created"]}
+        atomic_write_text(path, self.to_toml(meta))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
