@@ -181,13 +181,15 @@ def test_rows_follow_their_files_when_some_fail(tmp_path, monkeypatch):
 def test_replaced_file_with_an_older_mtime_is_decoded_again(tmp_path):
     fill(tmp_path, size=(8, 8))
     target = tmp_path / "a" / "img0.png"
-    first, _ = load(tmp_path, holdout=0.5)
+    first, _ = load(tmp_path, holdout=0.5, in_memory=False)
     st = target.stat()
     save(target, Image.new("RGB", (8, 8), BLUE))
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))  # older than before
-    train, test = load(tmp_path, holdout=0.5)
+    train, test = load(tmp_path, holdout=0.5, in_memory=False)
     images, indices = pixels(train, test)
     assert tuple(images[indices == 0][0][:, 0, 0].tolist()) == BLUE
+    assert not first.store.path.exists() and train.store.path.exists()  # the superseded store is removed...
+    assert first.read(torch.arange(len(first))).shape == (len(first), 3, 8, 8)  # ...yet a run still reading it can
 
 
 def test_train_val_layout_is_split_not_two_classes(tmp_path, caplog):

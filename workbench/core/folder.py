@@ -158,12 +158,14 @@ def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner
         keep = np.sort(rows[ok])
         order = np.asarray(todo)[np.argsort(rows)]  # file index held by each row
         labels = np.asarray(listing.labels)[order[keep]]
-        meta = {"classes": listing.classes, "decided": decided, "folder": str(listing.folder),
+        meta = {"classes": listing.classes, "decided": decided, "folder": str(listing.folder.resolve()),
+                "options": {"channels": channels, "image_size": image_size},
                 "failures": {f: list(v) for f, v in failures.items()}}
         st = writer.finish(keep, labels, order[keep], meta)
     except BaseException:
         writer.abort()
         raise
+    store.prune(final, st.meta)  # a changed folder's earlier store is never read again
     log.info("data: '%s': %d images, %s; stored in %s", listing.folder, st.shape[0], decided, final)
     return st
 

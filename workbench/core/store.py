@@ -57,6 +57,7 @@ class Store:
     labels: np.ndarray
     indices: np.ndarray
     images: np.ndarray = field(repr=False)
+    _fd: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -73,15 +74,16 @@ class Store:
         order = np.argsort(rows, kind="stable")
         flat = out.reshape(len(rows), -1)
         rb = self.row_bytes
-        fd = os.open(self.path / "images.u8", os.O_RDONLY)
-        try:
-            for j in order.tolist():
-                view = memoryview(flat[j])
-                if os.preadv(fd, [view], int(rows[j]) * rb) != rb:
-                    raise OSError(f"{self.path / 'images.u8'} is shorter than its meta.json says")
-        finally:
-            os.close(fd)
+        if self._fd is None:  # kept open: a store pruned while a run reads it stays readable (POSIX)
+            self._fd = os.open(self.path / "images.u8", os.O_RDONLY)
+        for j in order.tolist():
+            if os.preadv(self._fd, [memoryview(flat[j])], int(rows[j]) * rb) != rb:
+                raise OSError(f"{self.path / 'images.u8'} is shorter than its meta.json says")
         return out
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
 
 
 def open_store(path: Path) -> Store | None:
@@ -92,7 +94,8 @@ def open_store(path: Path) -> Store | None:
         if meta.get("format") != FORMAT or (path / "images.u8").stat().st_size != int(np.prod(shape)):
             return None
         images = np.memmap(path / "images.u8", dtype=np.uint8, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
-        return Store(path, meta, np.load(path / "labels.npy"), np.load(path / "indices.npy"), images)
+        fd = os.open(path / "images.u8", os.O_RDONLY)
+        return Store(path, meta, np.load(path / "labels.npy"), np.load(path / "indices.npy"), images, fd)
     except (OSError, ValueError, KeyError):
         return None
 
@@ -151,6 +154,20 @@ class Writer:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def prune(final: Path, meta: dict) -> None:
+    """Delete other stores built from the same folder with the same options (superseded by ``final``)."""
+    for other in final.parent.glob("store-*"):
+        if other == final or not other.is_dir() or ".tmp-" in other.name:
+            continue
+        try:
+            old = json.loads((other / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if old.get("folder") == meta.get("folder") and old.get("options") == meta.get("options"):
+            log.info("data: removing %s, superseded by %s", other, final.name)
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _compact(path: Path, shape: tuple, keep: np.ndarray, chunk: int = 4096) -> None:
