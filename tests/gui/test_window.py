@@ -214,3 +214,56 @@ def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
     assert window.tabs.currentWidget() is window.inspector
     window.retrieve_file(str(tmp_path / "missing.png"))
     qtbot.waitUntil(lambda: any("does not exist" in m for m in window.messages), timeout=60000)
+
+
+CLOSE_SCRIPT = r"""
+import sys, time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from workbench.core.config import Config
+from workbench.gui import main_window
+
+app = QApplication([])
+cfg = Config().with_overrides(["data.subset=1024", "train.batch_size=64", "train.epochs=50", "train.log_every=2",
+                               "eval.test_size=300", "eval.embed_points=200", "eval.bank_size=1024",
+                               "eval.embed_every_steps=3"])
+win = main_window.MainWindow(cfg, runs_root=sys.argv[1])
+win.confirm_close = lambda: True
+win.show()
+win.embedding.method.setCurrentText("tsne")  # a background projection job is running when the window closes
+win.start()
+closed = []
+
+def poll():
+    if win.embedding.job is not None and getattr(win.embedding.job, "proc", None) is not None and not closed:
+        closed.append(time.perf_counter())
+        win.close()
+    elif not closed:
+        QTimer.singleShot(50, poll)
+
+QTimer.singleShot(50, poll)
+app.exec()
+win.wait_for_worker()
+print(f"CLOSED-TO-EXIT {time.perf_counter() - closed[0]:.2f}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_app_process_ends_within_seconds_of_closing_during_training(tmp_path):
+    """The whole process (training thread, t-SNE child process) is gone a few seconds after the window closes."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if not importlib.util.find_spec("sklearn"):
+        pytest.skip("t-SNE needs scikit-learn")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", WORKBENCH_SETTINGS=str(tmp_path / "s.ini"), WORKBENCH_NO_DIALOGS="1")
+    proc = subprocess.Popen([sys.executable, "-c", CLOSE_SCRIPT, str(tmp_path / "runs")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    line = [x for x in out.splitlines() if x.startswith("CLOSED-TO-EXIT")]
+    assert line and float(line[0].split()[1]) < 5.0, out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.pt").is_file()

@@ -15,4 +15,6 @@ def run(config_path: str | None = None) -> int:
     cfg = Config.load(config_path) if config_path else None
     win = MainWindow(cfg)
     win.show()
-    return app.exec()
+    code = app.exec()
+    win.wait_for_worker()  # closed during training: the worker is writing its checkpoint
+    return code

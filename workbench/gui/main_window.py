@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QSizePolicy, QTabWidget, QToolBar)
 
@@ -306,8 +306,6 @@ class MainWindow(QMainWindow):
         self._on_steps()
         self.worker = None
         self.runs.set_running(None)
-        if self._closing:
-            self.close()
 
     def _on_warning(self, msg: str):
         self.messages.append(msg)
@@ -519,24 +517,17 @@ class MainWindow(QMainWindow):
                                     "Stop training and close? The checkpoint is kept and the run can be resumed.") == QMessageBox.Yes
 
     def closeEvent(self, event):  # noqa: N802 - Qt's name
-        if self.running:
-            if not self._closing and not self.confirm_close():
+        if self.running and not self._closing:
+            if not self.confirm_close():
                 event.ignore()
                 return
-            # stop at the next step without the final evaluation, end background jobs, and let the window go at
-            # once; the process ends when the worker has written its checkpoint
+            # stop at the next step without a final evaluation and end background jobs; the window goes at once and
+            # app.run() waits for the worker to write its checkpoint (a step and a save: a few seconds at most)
             self._closing = True
             self.stop(quick=True)
-            Task.cancel_all()
-            self.hide()
-            QTimer.singleShot(CLOSE_WAIT_MS, self._close_anyway)
-            event.ignore()
-            return
         self.setup.cancel_loading(quiet=True)
         Task.cancel_all()
         self.embedding.tip.hide()
-        if self.thread is not None:
-            self.thread.wait(5000)  # the worker has finished; its thread is only returning
         with contextlib.suppress(ConfigError):
             self.settings.setValue("last_config", self.setup.build_config().to_toml())
         self.settings.setValue("geometry", self.saveGeometry())
@@ -544,8 +535,6 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         event.accept()
 
-    def _close_anyway(self):
-        if self._closing and self.running and self.thread is not None:
-            self.thread.wait(CLOSE_WAIT_MS)
-            self._running = False
-            self.close()
+    def wait_for_worker(self, timeout_ms: int = CLOSE_WAIT_MS) -> bool:
+        """Block until the training thread has ended (after the window closed); True when it has."""
+        return self.thread is None or self.thread.wait(timeout_ms)
