@@ -53,6 +53,9 @@ def test_greyscale_file_first_does_not_make_a_colour_folder_greyscale(tmp_path, 
     grey = images[indices == 0][0]
     assert (grey == 90).all()  # repeated in R, G and B
     assert (images[indices == 1][0][0] == RED[0]).all()
+    caplog.clear()
+    load(tmp_path)  # from the store: the decision is said again
+    assert "mixes 12 colour and 1 greyscale files" in caplog.text and "stored in" not in caplog.text
 
 
 def test_channels_can_be_forced(tmp_path):

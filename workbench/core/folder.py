@@ -129,6 +129,8 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
             with Runner(workers, progress, cancel, os.environ.get("WORKBENCH_DECODER", decoder)) as run:
                 st = _build(listing, final, channels, image_size, run)
         else:
+            for text in st.meta.get("warnings", []):
+                log.warning("%s", text)
             log.info("data: '%s': %d images, %s", folder, st.shape[0], st.meta["decided"])
     _report(st.meta["failures"], folder)
     return st
@@ -137,11 +139,12 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
 def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner) -> store.Store:
     files = listing.files
     failures: dict[str, tuple[str, str]] = {}
+    notes: list[str] = []
     c, size = channels, image_size
     if channels == "auto" or not image_size:
         heads = run.chunks(decode.probe_many, [(files[a:a + CHUNK],) for a in range(0, len(files), CHUNK)], len(files),
                            f"reading headers in {listing.folder}")
-        c, size, decided = decide(listing.folder, files, [h for chunk in heads for h in chunk], channels, image_size, failures)
+        c, size, decided = decide(listing.folder, files, [h for chunk in heads for h in chunk], channels, image_size, failures, notes)
     else:
         decided = f"{c} channel(s), {size}x{size} (set in the config)"
     todo = [i for i in range(len(files)) if files[i] not in failures]
@@ -159,7 +162,7 @@ def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner
         order = np.asarray(todo)[np.argsort(rows)]  # file index held by each row
         labels = np.asarray(listing.labels)[order[keep]]
         meta = {"classes": listing.classes, "decided": decided, "folder": str(listing.folder.resolve()),
-                "options": {"channels": channels, "image_size": image_size},
+                "options": {"channels": channels, "image_size": image_size}, "warnings": notes,
                 "failures": {f: list(v) for f, v in failures.items()}}
         st = writer.finish(keep, labels, order[keep], meta)
     except BaseException:
@@ -206,7 +209,7 @@ def _decode_cuda(run: Runner, writer: store.Writer, paths: list[str], rows, size
     return sorted(rest)
 
 
-def decide(folder: Path, files: list[str], heads: list, channels, image_size: int, failures: dict) -> tuple[int, int, str]:
+def decide(folder: Path, files: list[str], heads: list, channels, image_size: int, failures: dict, notes: list) -> tuple[int, int, str]:
     """Channels and size from the headers of every readable file; logs what it decided and why."""
     ok = []
     for f, h in zip(files, heads, strict=True):
@@ -220,23 +223,29 @@ def decide(folder: Path, files: list[str], heads: list, channels, image_size: in
     c = channels if channels != "auto" else (3 if n_colour else 1)
     said = [f"{c} channel(s)"]
     if channels == "auto" and 0 < n_colour < len(ok):
-        log.warning("data: '%s' mixes %d colour and %d greyscale files: using 3 channels (greyscale repeated in R, G, B); "
-                    "set data.channels = 1 for greyscale", folder, n_colour, len(ok) - n_colour)
+        _note(notes, f"data: '{folder}' mixes {n_colour} colour and {len(ok) - n_colour} greyscale files: using 3 channels "
+                     "(greyscale repeated in R, G, B); set data.channels = 1 for greyscale")
         said[0] += f" ({n_colour} colour, {len(ok) - n_colour} greyscale files)"
-    size = image_size or _auto_size(folder, ok)
+    size = image_size or _auto_size(folder, ok, notes)
     said.append(f"{size}x{size}" + (" (set in the config)" if image_size else ""))
     return c, size, ", ".join(said)
 
 
-def _auto_size(folder: Path, heads: list) -> int:
+def _auto_size(folder: Path, heads: list, notes: list) -> int:
     sides = [min(w, h) for w, h, _ in heads]
     med = int(statistics.median_low(sides))
     size = max(8, min(med, MAX_AUTO_SIZE))
     if len({(w, h) for w, h, _ in heads}) > 1 or size != med:
         cap = f", capped at {MAX_AUTO_SIZE}" if med > MAX_AUTO_SIZE else ""
-        log.warning("data: images in '%s' range from %d to %d px on their shorter side: resizing all to %dx%d "
-                    "(the median shorter side%s); set data.image_size to choose", folder, min(sides), max(sides), size, size, cap)
+        _note(notes, f"data: images in '{folder}' range from {min(sides)} to {max(sides)} px on their shorter side: resizing all "
+                     f"to {size}x{size} (the median shorter side{cap}); set data.image_size to choose")
     return size
+
+
+def _note(notes: list, text: str) -> None:
+    """A decision the user should check: logged as a warning now and again whenever the store is reused."""
+    notes.append(text)
+    log.warning("%s", text)
 
 
 KIND_TEXT = {"unreadable": "unreadable image file(s) (decoder failed)", "memory": "file(s) too large to decode in memory",
