@@ -112,7 +112,8 @@ class ImageData:
         """
         if self.in_memory:
             for idx in idx_batches:
-                yield self.images[idx.to(self.images.device)].to(device, non_blocking=True)
+                # non_blocking: a plain host-to-GPU copy of the indices would synchronise the stream every step
+                yield self.images[idx.to(self.images.device, non_blocking=True)].to(device, non_blocking=True)
         else:
             yield from _prefetched(self, idx_batches, torch.device(device), prefetch)
 
