@@ -183,7 +183,7 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
             out.update(ev)
         elif isinstance(ev, EvalEvent):
             out.message(f"epoch {ev.epoch} (step {ev.step}): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
-        elif isinstance(ev, WarningEvent):
+        elif isinstance(ev, WarningEvent) and ev.message not in PRINTED:
             out.message(f"warning: {ev.message}")
         elif isinstance(ev, CheckpointEvent) and args.verbose:
             out.message(f"checkpoint: {ev.path}")
@@ -408,6 +408,26 @@ def report_failure(exc: BaseException, args) -> str:
     return f"{line}\n{where}" + (" (or run with -v)" if "-v" not in where else "")
 
 
+PRINTED: set[str] = set()  # log messages already on stderr (the loop also yields most as WarningEvent)
+
+
+class _StderrLog(logging.Handler):
+    """The workbench's log records as ``warning: ...`` lines on the current stderr, each remembered
+    so the same text arriving as a WarningEvent is not printed twice."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        PRINTED.add(text)
+        print(f"{record.levelname.lower()}: {text}", file=sys.stderr, flush=True)
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    logger = logging.getLogger("workbench")
+    if not any(isinstance(h, _StderrLog) for h in logger.handlers):
+        logger.addHandler(_StderrLog())
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -419,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args.command, args.config = "gui", None
     args.run_dir = getattr(args, "run_dir", None)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    _log_to_stderr(args.verbose)
     from workbench.core.data import Cancelled
 
     try:

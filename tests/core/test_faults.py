@@ -146,8 +146,8 @@ def test_training_on_a_full_disk_stops_with_one_line_and_keeps_the_checkpoint(tm
 
     monkeypatch.setattr(os, "fsync", fsync)
     code = main(["train", CFG, "--out", str(tmp_path), "--set", "data.subset=256", "--set", "train.batch_size=64",
-                 "--set", "train.epochs=3", "--set", "eval.test_size=100", "--set", "eval.embed_points=20",
-                 "--set", "eval.bank_size=256"])
+                 "--set", "train.epochs=3", "--set", "eval.every=5", "--set", "eval.test_size=100",
+                 "--set", "eval.embed_points=20", "--set", "eval.bank_size=256"])
     monkeypatch.undo()
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
@@ -221,8 +221,9 @@ def make_finished_run(tmp_path: Path) -> Path:
 # ----- the training loop: NaN between log steps, checkpoints before the first epoch ends -----
 def test_nan_between_log_steps_never_reaches_a_checkpoint(tmp_path, quick_cfg):
     """eval.every > 1 and log_every larger than the run: only the guard sees the weights go NaN."""
-    cfg = quick_cfg("train.epochs=3", "eval.every=5", "train.log_every=1000", "train.checkpoint_every=1")
-    nan_at = 20  # epoch 2 of 16 steps each; no log step, no evaluation before the epoch-end checkpoint
+    cfg = quick_cfg("data.subset=256", "train.batch_size=32", "train.epochs=3", "eval.every=5", "train.log_every=1000",
+                    "train.checkpoint_every=1", "eval.bank_size=256", "eval.test_size=100")
+    nan_at = 12  # in epoch 2 of 8 steps each; no log step, no evaluation before the epoch-end checkpoint
 
     def poison(opt, args, kwargs):
         poison.n += 1
@@ -239,11 +240,11 @@ def test_nan_between_log_steps_never_reaches_a_checkpoint(tmp_path, quick_cfg):
     errors = [e for e in events if isinstance(e, ErrorEvent)]
     assert len(errors) == 1 and not any(isinstance(e, DoneEvent) for e in events)
     msg = errors[0].message
-    assert ("step 20" in msg or "step 21" in msg) and "optim.lr" in msg and "16 is kept" in msg
+    assert ("step 12" in msg or "step 13" in msg) and "optim.lr" in msg and "step 8 is kept" in msg
     assert "FloatingPointError" in errors[0].traceback
-    assert all(e.step <= 16 for e in events if isinstance(e, CheckpointEvent))
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == [8]
     run = Path(errors[0].run_dir)
-    assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 16
+    assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8
     assert "FloatingPointError" in (run / "run.log").read_text()
 
 
