@@ -130,6 +130,7 @@ def test_a_sweep_folder_of_another_config_is_refused(tmp_path):
     S.open_sweep_dir(tmp_path / "out", base, spec)  # the same sweep reopens (resume)
     with pytest.raises(ConfigError, match=r"written by another config \(optim.lr: 0.001 there, 0.01 here\)"):
         S.open_sweep_dir(tmp_path / "out", base.replace("optim", lr=0.01), spec)
+    S.open_sweep_dir(tmp_path / "out", base, spec_of('[sweep]\nmax_trials = 500\n[sweep.params]\nloss.temperature = [0.1, 0.2]'))
     other = spec_of('[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.3]')
     with pytest.raises(ConfigError, match="sweep.params.loss.temperature"):
         S.open_sweep_dir(tmp_path / "out", base, other)
@@ -328,3 +329,16 @@ def test_cli_sweep_prints_a_line_per_trial_and_the_ranked_table(tmp_path, capsys
     os.remove(tmp_path / "out" / "sweep.toml")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--yes"]) == 2
     assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_a_resumed_tpe_sweep_runs_the_seeds_a_point_had_not_started(tmp_path):
+    pytest.importorskip("optuna")
+    base, spec = S.load(write(tmp_path, '[sweep]\nmethod = "tpe"\ncount = 2\nseeds = [0, 1]\n'
+                                        '[sweep.params]\nloss.temperature = {low = 0.05, high = 1.0}'))
+    out = S.open_sweep_dir(tmp_path / "out", base, spec)
+    S.write_trials(out, [S.Trial(0, 0, 0, {"loss.temperature": 0.3}, "finished", 0.5, "run0")], spec)  # killed before seed 1
+    gen = S.run_sweep(base, spec, out)
+    started = next(gen)
+    gen.close()
+    assert [(t.id, t.point, t.seed, t.params, t.status) for t in started.trials] == [
+        (0, 0, 0, {"loss.temperature": 0.3}, "finished"), (1, 0, 1, {"loss.temperature": 0.3}, "")]

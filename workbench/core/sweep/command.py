@@ -38,7 +38,22 @@ def run_cli(config: str, out: str | None, overrides: list[str], parallel: int = 
     base, spec = load(config, overrides)
     out = out or str(Path("sweeps") / Path(config).stem)
     control = Control()
-    signal.signal(signal.SIGINT, lambda *_: control.stop())
+    presses = []
+
+    def on_sigint(signum, frame):  # the first Ctrl-C stops after the step (checkpoint kept); a second one at once
+        presses.append(1)
+        if len(presses) > 1:
+            raise KeyboardInterrupt
+        control.stop(quick=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _report(base, spec, out, control, parallel, yes, config)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _report(base, spec, out, control, parallel: int, yes: bool, config: str) -> int:
     try:
         events = run_sweep(base, spec, out, control, parallel=parallel, confirm=yes)
         first = next(events)

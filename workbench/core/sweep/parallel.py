@@ -116,12 +116,15 @@ def decode_event(line: str):
 
 def child(job: dict) -> int:
     """A trial in its own process: events as JSON lines on stdout; "stop" on stdin stops it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal reaches the parent, which sends "stop"
     control = Control()
 
     def listen():
         for line in sys.stdin:
-            if line.strip() == "stop":
-                control.stop()
+            if line.strip() == "stop":  # pruned or the sweep stopped: the last evaluation stands
+                control.stop(quick=True)
 
     threading.Thread(target=listen, daemon=True).start()
     cfg = Config.from_dict(tomllib.loads(job["config"])) if job["config"] else None

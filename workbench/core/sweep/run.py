@@ -58,6 +58,8 @@ def open_sweep_dir(out: str | Path, base: Config, spec: SweepSpec) -> Path:
             there["sweep"] = SweepSpec.from_dict(raw.get("sweep")).to_dict()
         except (ConfigError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"sweep folder '{out}' holds an unreadable sweep.toml ({exc}); give another --out") from None
+        for d in (there, here):
+            d["sweep"].pop("max_trials", None)  # only a guard: raising it to resume a sweep is fine
         diff = _difference(there, here)
         if diff:
             raise ConfigError(f"sweep folder '{out}' was written by another config ({diff}); give another --out, "
@@ -161,9 +163,13 @@ class _Sweep:
     def _restore(self) -> None:
         recorded = read_trials(self.dir, self.spec)
         if self.tpe is not None:
-            for r in recorded:
-                r.config = _checked_config(self.base, r.params, r.seed)
             self.trials = sorted(recorded, key=lambda t: t.id)
+            for p in sorted({t.point for t in recorded}):  # seeds of a point not started before the interruption
+                ts = [t for t in recorded if t.point == p]
+                for seed in set(self.seeds) - {t.seed for t in ts}:
+                    self.trials.append(Trial(max(t.id for t in self.trials) + 1, p, seed, ts[0].params))
+            for t in self.trials:
+                t.config = _checked_config(self.base, t.params, t.seed)
         else:
             by_id = {t.id: t for t in self.trials}
             for r in recorded:
