@@ -54,8 +54,13 @@ def test_only_registry_values_can_be_chosen_and_bad_values_block_start(win):
     assert not panel.running
 
 
-def test_sweep_queue_runs_trials_in_the_worker_and_shows_them(win, qtbot, tmp_path):
+def test_sweep_queue_runs_trials_in_the_worker_and_shows_them(win, qtbot, tmp_path, monkeypatch):
+    from workbench.core import data
+
     panel = win.sweep
+    qtbot.waitUntil(lambda: win.setup.loaded_for(win.setup.build_config()) is not None, timeout=60_000)
+    loads = []
+    monkeypatch.setattr(data, "load_splits", lambda *a, **k: loads.append(a))  # the window's loaded splits are used
     choose(panel, "loss.temperature", "0.2, 0.5")
     choose(panel, "loss.name", ["ntxent", "dcl"])
     panel.editor.seeds.setText("0")
@@ -66,7 +71,7 @@ def test_sweep_queue_runs_trials_in_the_worker_and_shows_them(win, qtbot, tmp_pa
         assert panel.running and not panel.start_btn.isEnabled() and panel.stop_btn.isEnabled()
     done = blocker.args[0]
     qtbot.waitUntil(lambda: not panel.running)
-    assert panel.start_btn.isEnabled()
+    assert panel.start_btn.isEnabled() and loads == []
     # the live table shows what trials.csv records
     recorded = S.read_trials(done.sweep_dir, panel.spec)
     assert panel.table.rowCount() == 4 == len(recorded)

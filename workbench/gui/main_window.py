@@ -75,7 +75,8 @@ class MainWindow(QMainWindow):
         self.embedding = EmbeddingPanel()
         self.inspector = InspectorPanel()
         self.runs = RunsPanel(self.runs_root)
-        self.sweep = SweepPanel(self.setup.build_config, lambda: self.runs_root, busy=lambda: self.running)
+        self.sweep = SweepPanel(self.setup.build_config, lambda: self.runs_root, busy=lambda: self.running,
+                                loaded_for=self.setup.loaded_for)
         for w, name in ((self.plots, "Curves"), (self.embedding, "Embedding"), (self.inspector, "Pairs"), (self.runs, "Runs"),
                         (self.sweep, "Sweep")):
             self.tabs.addTab(w, name)

@@ -270,13 +270,14 @@ class _Sweep:
 
 # ----- running -----
 def run_sweep(base: Config, spec: SweepSpec, out: str | Path, control: Control | None = None, parallel: int = 1,
-              confirm: bool = False, devices: list[str] | None = None, pruner: str = "auto") -> Iterator:
+              confirm: bool = False, devices: list[str] | None = None, pruner: str = "auto", data=None) -> Iterator:
     """Run (or resume) a sweep into ``out``, yielding SweepStarted, TrialStarted, RunEvent, TrialFinished, SweepDone.
 
     Everything is checked before the first event (ConfigError): each trial's config, the metric, the sweep
     folder and the number of trials (NeedsConfirmation above ``spec.max_trials`` unless ``confirm``).
     ``parallel`` > 1 runs one process per GPU (``devices``: CUDA_VISIBLE_DEVICES values, one per process);
-    on the CPU trials run one after another in this process, sharing data loaded once.
+    on the CPU trials run one after another in this process, sharing data loaded once (``data``: the base
+    config's (train, test) splits already loaded, e.g. by the window).
     """
     control = control or Control()
     check_metric(base, spec)
@@ -291,7 +292,7 @@ def run_sweep(base: Config, spec: SweepSpec, out: str | Path, control: Control |
     if len(devices) > 1:
         yield from _run_parallel(st, devices)
     else:
-        yield from _run_local(st)
+        yield from _run_local(st, data)
     reason = "stopped" if control.stopped else "finished"
     yield SweepDone(str(st.dir), reason, ranked(st.trials, spec), list(st.trials))
 
@@ -309,9 +310,10 @@ def _devices(parallel: int, devices: list[str] | None) -> tuple[list[str], str]:
     return ids[: min(parallel, n)], ""
 
 
-def _run_local(st: _Sweep) -> Iterator:
-    data = None
-    if not any(k.startswith("data.") for k in st.spec.params):
+def _run_local(st: _Sweep, data=None) -> Iterator:
+    if any(k.startswith("data.") for k in st.spec.params):
+        data = None  # each trial loads its own
+    elif data is None:
         from workbench.core.data import load_splits
 
         data = load_splits(st.base.data)  # once for every trial

@@ -64,9 +64,9 @@ class SweepWorker(QObject):
     error = Signal(str, str)  # one line, full traceback
     finished = Signal()
 
-    def __init__(self, base, spec, out: str, confirm: bool):
+    def __init__(self, base, spec, out: str, confirm: bool, data=None):
         super().__init__()
-        self.base, self.spec, self.out, self.confirm = base, spec, out, confirm
+        self.base, self.spec, self.out, self.confirm, self.data = base, spec, out, confirm, data
         self.control = Control()
         self._lock = threading.Lock()
         self._steps: list = []
@@ -102,12 +102,17 @@ class SweepWorker(QObject):
 
     @Slot()
     def run(self):
+        import torch
+
+        if not self.base.train.threads:  # leave a core to the window, as the training worker does
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         try:
-            for ev in S.run_sweep(self.base, self.spec, self.out, self.control, confirm=self.confirm):
+            for ev in S.run_sweep(self.base, self.spec, self.out, self.control, confirm=self.confirm, data=self.data):
                 self._route(ev)
         except Exception as exc:  # noqa: BLE001 - shown as one line; the traceback goes to Details
             self.error.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, traceback.format_exc())
         finally:
+            self.data = None
             self.finished.emit()
 
 
@@ -226,10 +231,11 @@ class SweepPanel(QWidget):
     openRun = Signal(str)
     sweepDone = Signal(object)  # SweepDone, once the window has shown it
 
-    def __init__(self, base_config, runs_root, busy=lambda: False):
-        """``base_config()`` returns the set-up's Config (raises ConfigError); ``runs_root()`` the runs folder."""
+    def __init__(self, base_config, runs_root, busy=lambda: False, loaded_for=lambda cfg: None):
+        """``base_config()`` returns the set-up's Config (raises ConfigError); ``runs_root()`` the runs folder;
+        ``loaded_for(cfg)`` the (train, test) splits the window has already loaded for ``cfg.data``, or None."""
         super().__init__()
-        self.base_config, self.runs_root, self.busy = base_config, runs_root, busy
+        self.base_config, self.runs_root, self.busy, self.loaded_for = base_config, runs_root, busy, loaded_for
         self.worker = self.thread = None
         self.trials: dict[int, S.Trial] = {}
         self.curves: dict[int, dict] = {}  # trial id -> {"steps": [], "loss": [], "epochs": [], "knn": []}
@@ -350,7 +356,7 @@ class SweepPanel(QWidget):
             return
         self.sweep_dir = out or str(Path(self.runs_root()) / "sweeps" / time.strftime("%Y-%m-%d_%H%M%S"))
         self._reset(spec)
-        self.worker = w = SweepWorker(base, spec, self.sweep_dir, confirm=True)
+        self.worker = w = SweepWorker(base, spec, self.sweep_dir, confirm=True, data=self.loaded_for(base))
         w.sweepStarted.connect(self._on_sweep_started)
         w.trialStarted.connect(self._on_trial_started)
         w.runStarted.connect(self._on_run_started)
