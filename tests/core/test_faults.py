@@ -284,7 +284,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
     rng = random.Random(11)
     proc = wb("train", CFG, *KILL_SET, "--out", run_root)
     run = None
-    for kill in range(3):
+    for _ in range(3):  # kill it up to three times
         deadline = time.monotonic() + 120
         while run is None or not (run / "checkpoints" / "last.pt").exists():
             run = next(run_root.iterdir(), None) if run_root.exists() else None

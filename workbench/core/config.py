@@ -88,7 +88,8 @@ class DataConfig:
         from workbench.core.data import DATASETS
 
         DATASETS.get(self.name)
-        _require(self.image_size == 0 or 8 <= self.image_size <= 1024, "data.image_size", f"must be 0 (native) or 8..1024, got {self.image_size}")
+        _require(self.image_size == 0 or 8 <= self.image_size <= 1024, "data.image_size",
+                 f"must be 0 (native) or 8..1024, got {self.image_size}")
         _require(0.0 < self.holdout < 1.0, "data.holdout", f"must be in (0, 1), got {self.holdout}")
         _in_range(self, "data", "subset", 0, 10**9, " (0 = all)")
 
@@ -106,7 +107,8 @@ class AugmentConfig:
             _require(self.preset in PRESETS, "augment.preset", f"unknown preset '{self.preset}'; choose from: {', '.join(PRESETS)}")
             self.recipe = copy.deepcopy(PRESETS[self.preset])
         if not isinstance(self.recipe, list):
-            raise ConfigError(f"augment.recipe: expected a list of steps like [{{name = \"horizontal_flip\", p = 0.5}}], got {self.recipe!r}")
+            raise ConfigError('augment.recipe: expected a list of steps like [{name = "horizontal_flip", p = 0.5}], '
+                              f"got {self.recipe!r}")
         for i, step in enumerate(self.recipe):
             if not isinstance(step, dict):
                 raise ConfigError(f"augment.recipe[{i}]: expected a table like {{name = \"horizontal_flip\", p = 0.5}}, got {step!r}")
@@ -207,7 +209,8 @@ class TrainConfig:
         _in_range(self, "train", "max_steps", 0, 10**9, " (0 = no limit)")
         _in_range(self, "train", "log_every", 1, 10**6)
         _in_range(self, "train", "checkpoint_every", 1, 100000, " (epochs)")
-        _require(0.01 <= self.checkpoint_minutes <= 1440, "train.checkpoint_minutes", f"must be in 0.01..1440 minutes, got {self.checkpoint_minutes}")
+        _require(0.01 <= self.checkpoint_minutes <= 1440, "train.checkpoint_minutes",
+                 f"must be in 0.01..1440 minutes, got {self.checkpoint_minutes}")
         _in_range(self, "train", "threads", 0, max_threads(), f" on this machine ({os.cpu_count()} cores; 0 = torch's default)")
         _require(self.time_budget_s >= 0, "train.time_budget_s", f"must be >= 0 (0 = no limit), got {self.time_budget_s}")
 
@@ -263,7 +266,8 @@ class Config:
 
         meta = LOSSES.get(self.loss.name).meta
         if meta.get("pairs") and self.train.batch_size % 2:
-            raise ConfigError(f"train.batch_size: loss '{self.loss.name}' forms pairs and needs an even batch size, got {self.train.batch_size}")
+            raise ConfigError(f"train.batch_size: loss '{self.loss.name}' forms pairs and needs an even batch size, "
+                              f"got {self.train.batch_size}")
 
     # ----- dict / TOML round trip -----
     def to_dict(self) -> dict:
@@ -276,7 +280,7 @@ class Config:
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Config":
+    def from_dict(cls, raw: dict) -> Config:
         if not isinstance(raw, dict):
             raise ConfigError("config: expected a table of sections")
         for name in SECTIONS:
@@ -311,7 +315,7 @@ class Config:
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         """Write the resolved config (and a ``[meta]`` table) atomically. Saving over a run's
         config.toml (a resume) keeps its original ``created`` time and records ``resumed``."""
-        from workbench.core.runs import atomic_write_text
+        from workbench.core.files import atomic_write_text
 
         path = Path(path)
         if meta and "created" in meta and path.is_file():
@@ -324,7 +328,7 @@ class Config:
         atomic_write_text(path, self.to_toml(meta))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"config file '{path}' is a folder; give a .toml file (see examples/)")
@@ -336,7 +340,7 @@ class Config:
             raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from None
         return cls.from_dict(raw)
 
-    def with_overrides(self, overrides: list[str]) -> "Config":
+    def with_overrides(self, overrides: list[str]) -> Config:
         """Apply ``section.key=value`` overrides; values are parsed as TOML literals when they can be."""
         d = self.to_dict()
         for item in overrides:
@@ -355,7 +359,7 @@ class Config:
                 d["augment"]["recipe"] = []
         return Config.from_dict(d)
 
-    def replace(self, section: str, **changes) -> "Config":
+    def replace(self, section: str, **changes) -> Config:
         d = self.to_dict()
         d[section].update(changes)
         return Config.from_dict(d)

@@ -14,83 +14,22 @@ moment leaves either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import torch
 
+from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode  # noqa: F401 (re-exported)
 from workbench.core.registry import ConfigError
 
 METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_acc", "linear_acc",
                   "alignment", "uniformity", "emb_std", "eff_rank"]
-
-
-class DiskFullError(OSError):
-    """No space left while writing ``filename``; ``str()`` is the user's line with path and sizes."""
-
-    def __init__(self, path: Path, needed: int):
-        super().__init__(errno.ENOSPC, "No space left on device", str(path))
-        self.needed = needed
-        try:
-            free = shutil.disk_usage(path.parent).free
-        except OSError:
-            free = -1
-        self.text = (f"disk full writing '{path}': it needs about {_mb(needed)}"
-                     + (f" and {_mb(free)} is free" if free >= 0 else "")
-                     + f"; free some space on that disk or write elsewhere (--out)")
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
-
-
-def file_mode() -> int:
-    """The mode ``open()`` gives a new file (0o666 less the umask); mkstemp would give 0o600."""
-    try:  # read the umask without changing it (os.umask would race with other threads)
-        with open("/proc/self/status", encoding="ascii") as f:
-            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError):
-        umask = os.umask(0o022)
-        os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically; errors name ``path`` (never the temporary file)."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), file_mode())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError):
-            if exc.errno == errno.ENOSPC:
-                raise DiskFullError(path, len(data)) from exc
-            raise OSError(exc.errno, f"cannot write '{path}': {exc.strerror or exc}") from exc
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def new_run_dir(root: str | Path, cfg) -> Path:
@@ -136,7 +75,7 @@ def nonfinite_tensors(tensors: dict, prefix: str = "") -> list[str]:
     if not flags:
         return []
     ok = torch.stack([f.to(flags[0].device) for f in flags]).cpu().tolist()
-    return [n for n, good in zip(names, ok) if not good]
+    return [n for n, good in zip(names, ok, strict=True) if not good]
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -178,9 +117,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"checkpoint '{path}' is corrupted or truncated ({first}); use prev.pt beside it or start a new run") from None
     except Exception as exc:  # pickle.UnpicklingError for disallowed globals and the like
-        raise ConfigError(f"checkpoint '{path}' cannot be loaded safely: it is corrupted or not a workbench checkpoint ({type(exc).__name__}); nothing in it was executed") from None
+        raise ConfigError(f"checkpoint '{path}' cannot be loaded safely: it is corrupted or not a workbench checkpoint "
+                          f"({type(exc).__name__}); nothing in it was executed") from None
     if not isinstance(state, dict):
-        raise ConfigError(f"checkpoint '{path}' holds a {type(state).__name__}, not a workbench checkpoint (a dict of model, optimiser and progress); use prev.pt beside it or start a new run")
+        raise ConfigError(f"checkpoint '{path}' holds a {type(state).__name__}, not a workbench checkpoint (a dict of "
+                          "model, optimiser and progress); use prev.pt beside it or start a new run")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise ConfigError(f"checkpoint '{path}' is not a workbench checkpoint: it lacks {', '.join(repr(k) for k in missing[:4])}")
@@ -246,7 +187,7 @@ class RunLog:
         self.logger = logging.getLogger(logger)
         self.handler: logging.Handler | None = None
 
-    def __enter__(self) -> "RunLog":
+    def __enter__(self) -> RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path, encoding="utf-8", delay=True)
         self.handler.setLevel(logging.INFO)
@@ -302,7 +243,7 @@ class MetricsLog:
             self.tb = TensorBoardLog(path.parent)
         self.columns = METRIC_COLUMNS + [f"term_{t}" for t in terms]
         new = not path.exists() or path.stat().st_size == 0
-        self._f = open(path, "a", newline="", encoding="utf-8")
+        self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - open for the run's lifetime
         self._w = csv.DictWriter(self._f, self.columns, extrasaction="ignore")
         if new:
             self._w.writeheader()

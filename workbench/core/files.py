@@ -1,0 +1,74 @@
+"""Atomic file writes for everything the workbench saves (run files, configs, exports).
+
+A file is written to a temporary file in the same folder, fsynced, then renamed over the target,
+with the permissions a plain ``open`` would give (the user's umask; ``mkstemp`` alone gives 0600),
+so a crash at any moment leaves either the old file or the new one, never a torn one. Errors
+name the target, never the temporary file; a full disk says how much was needed and is free.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+class DiskFullError(OSError):
+    """No space left while writing ``filename``; ``str()`` is the user's line with path and sizes."""
+
+    def __init__(self, path: Path, needed: int):
+        super().__init__(errno.ENOSPC, "No space left on device", str(path))
+        self.needed = needed
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = -1
+        self.text = (f"disk full writing '{path}': it needs about {_mb(needed)}"
+                     + (f" and {_mb(free)} is free" if free >= 0 else "")
+                     + "; free some space on that disk or write elsewhere (--out)")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask); mkstemp would give 0o600."""
+    try:  # read the umask without changing it (os.umask would race with other threads)
+        with open("/proc/self/status", encoding="ascii") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; errors name ``path`` (never the temporary file)."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError):
+            if exc.errno == errno.ENOSPC:
+                raise DiskFullError(path, len(data)) from exc
+            raise OSError(exc.errno, f"cannot write '{path}': {exc.strerror or exc}") from exc
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
