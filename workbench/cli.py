@@ -93,9 +93,12 @@ class CtrlC:
     a second one aborts without saving. Checkpoints are written atomically (temporary file, then a
     rename), so an abort during the save leaves the previous last.pt whole."""
 
-    def __init__(self, control=None, cancel: threading.Event | None = None, say=None):
+    SAVING = "stopping: finishing this step and saving a checkpoint (press Ctrl-C again to abort without saving)"
+    LOADING = "stopping: cancelling the loading; nothing has been written yet"
+
+    def __init__(self, control=None, cancel: threading.Event | None = None, say=None, text: str = SAVING):
         self.control, self.cancel, self.say, self.presses = control, cancel or threading.Event(), say, 0
-        self.saving = False
+        self.text = text  # what the first press says
 
     def __call__(self, signum, frame) -> None:
         self.presses += 1
@@ -104,8 +107,7 @@ class CtrlC:
         self.cancel.set()
         if self.control is not None:
             self.control.stop()
-        (self.say or (lambda t: print(t, file=sys.stderr, flush=True)))(
-            "stopping: finishing this step and saving a checkpoint (press Ctrl-C again to abort without saving)")
+        (self.say or (lambda t: print(t, file=sys.stderr, flush=True)))(self.text)
 
     def __enter__(self) -> CtrlC:
         self.previous = None
@@ -152,12 +154,13 @@ def cmd_train(args) -> int:
         cfg = Config.load(args.config).with_overrides(args.set or [])
     control = Control()
     out = Progress(0) if main else None
-    with CtrlC(control, say=out.message if out else None) as ctrl_c:
+    with CtrlC(control, say=out.message if out else None, text=CtrlC.LOADING) as ctrl_c:
         kwargs = {}
         if _train_accepts_data():
             kwargs["data"] = load_data(cfg, out, ctrl_c.cancel)
             if ctrl_c.presses:
                 raise KeyboardInterrupt
+        ctrl_c.text = CtrlC.SAVING
         return _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, **kwargs),
                        args, out, main)
 
@@ -242,8 +245,10 @@ def cmd_embed(args) -> int:
     rm = RunModel.load(args.run_dir)
     cfg = rm.cfg.with_overrides(args.set or [])
     bar = Progress(0)
-    with CtrlC(say=bar.message) as ctrl_c:
+    with CtrlC(say=bar.message, text=CtrlC.LOADING) as ctrl_c:
         train, test = load_data(cfg, bar, ctrl_c.cancel)
+    if ctrl_c.presses:
+        raise KeyboardInterrupt
     data = train if args.split == "train" else test
     emb = rm.embed(data.images)
     _finite_or_refuse(emb, args.run_dir)

@@ -335,3 +335,22 @@ def test_ctrl_c_twice_aborts_without_breaking_the_checkpoint(tmp_path):
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["step"] > 0
     runs.check_resume(run)
+
+
+def test_ctrl_c_while_loading_cancels_it_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import workbench.core.data as data
+
+    def load(cfg, progress=None, cancel=None):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while images decode
+        assert cancel is not None and cancel.is_set()
+        raise data.Cancelled("loading cancelled")
+
+    monkeypatch.setattr(data, "load_splits", load)
+    handler = signal.getsignal(signal.SIGINT)
+    code = main(["train", CFG, "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert "stopping: cancelling the loading; nothing has been written yet" in err
+    assert err.strip().endswith("interrupted: nothing was written")
+    assert not (tmp_path / "runs").exists()
+    assert signal.getsignal(signal.SIGINT) is handler  # the CLI put the previous handler back
