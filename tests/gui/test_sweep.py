@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import Qt
 
@@ -122,3 +124,15 @@ def test_stop_ends_the_sweep_with_the_trial_resumable(win, qtbot):
     done = blocker.args[0]
     assert done.reason == "stopped"
     assert [t.status for t in done.trials if t.status] == ["stopped"]
+    first_run = done.trials[0].run_dir
+    qtbot.waitUntil(lambda: not panel.running)
+    # a fresh look at the folder: the recorded trial is shown; Start resumes it from its checkpoint
+    panel.editor.key.setCurrentText("loss.name")
+    panel.open_sweep(done.sweep_dir)
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 2).text() == "0" and panel.start_btn.isEnabled()
+    with qtbot.waitSignal(panel.sweepDone, timeout=240_000) as blocker:
+        panel.start_btn.click()
+    again = blocker.args[0]
+    assert again.sweep_dir == done.sweep_dir and [t.status for t in again.trials] == ["finished", "finished"]
+    assert again.trials[0].run_dir == first_run  # continued in its own run folder, no new one
+    assert sorted(p.name for p in Path(done.sweep_dir).iterdir() if p.is_dir()) == sorted(t.run_dir for t in again.trials)

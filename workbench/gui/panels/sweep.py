@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from workbench.core import events as E
 from workbench.core import sweep as S
 from workbench.core.config import parse_value
 from workbench.core.registry import ConfigError
+from workbench.core.runs import read_metrics
 from workbench.core.train import Control
 from workbench.gui.panels.plots import COLORS, ema
 
@@ -50,6 +52,13 @@ def sweepable() -> dict[str, tuple]:
             elif p.kind in (int, float):
                 out.setdefault(f"loss.{p.name}", ())
     return out
+
+
+def _shown(vals) -> str:
+    if isinstance(vals, dict):  # a range
+        num = f", {vals['num']} points" if vals.get("num") else ""
+        return f"{vals['low']} to {vals['high']}" + (" (log)" if vals.get("log") else "") + num
+    return ", ".join(str(v) for v in vals)
 
 
 class SweepWorker(QObject):
@@ -190,7 +199,8 @@ class SweepEditor(QWidget):
             item.setCheckState(Qt.Checked if v in self.params.get(key, []) else Qt.Unchecked)
             self.values_list.addItem(item)
         if not allowed:
-            self.values_text.setText(", ".join(str(v) for v in self.params.get(key, [])))
+            vals = self.params.get(key, [])
+            self.values_text.setText("" if isinstance(vals, dict) else ", ".join(str(v) for v in vals))
 
     def current_values(self) -> list:
         if self.choices.get(self.key.currentText()):
@@ -214,8 +224,22 @@ class SweepEditor(QWidget):
         self.table.setRowCount(len(self.params))
         for r, (k, vals) in enumerate(self.params.items()):
             self.table.setItem(r, 0, QTableWidgetItem(k))
-            self.table.setItem(r, 1, QTableWidgetItem(", ".join(str(v) for v in vals)))
+            self.table.setItem(r, 1, QTableWidgetItem(_shown(vals)))
         self.changed.emit()
+
+    def set_spec(self, spec, seeds: list) -> None:
+        """Show a sweep's section (an opened sweep folder) without emitting ``changed``."""
+        self.blockSignals(True)
+        self.params = {k: (asdict(v) if isinstance(v, S.Range) else list(v)) for k, v in spec.params.items()}
+        self.method.setCurrentText(spec.method)
+        self.count.setValue(max(1, spec.count))
+        self.metric.setCurrentText(spec.metric)
+        self.seeds.setText(", ".join(str(x) for x in seeds))
+        self.prune.setChecked(spec.prune)
+        self.max_trials.setValue(spec.max_trials)
+        self._refresh_table()
+        self._key_changed(self.key.currentText())
+        self.blockSignals(False)
 
     def spec_dict(self) -> dict:
         seeds = parse_value(f"[{self.seeds.text().strip()}]")
@@ -242,7 +266,7 @@ class SweepPanel(QWidget):
         self.items: dict[int, tuple] = {}  # trial id -> (loss curve, kNN curve)
         self.sweep_dir = None
         self.editor = SweepEditor()
-        self.editor.changed.connect(self.validate)
+        self.editor.changed.connect(self._edited)
         self.error = QLabel()
         self.error.setObjectName("sweep_error")
         self.error.setWordWrap(True)
@@ -250,7 +274,12 @@ class SweepPanel(QWidget):
         self.start_btn, self.stop_btn = QPushButton("Start sweep"), QPushButton("Stop")
         self.start_btn.setObjectName("sweep_start")
         self.stop_btn.setObjectName("sweep_stop")
-        self.start_btn.clicked.connect(self.start)
+        self.start_btn.clicked.connect(lambda: self.start())
+        self.open_btn = QPushButton("Open sweep…")
+        self.open_btn.setObjectName("sweep_open")
+        self.open_btn.setToolTip("show a sweep folder's trials; Start then resumes it")
+        self.open_btn.clicked.connect(self._pick_sweep)
+        self._opened = None  # (base config, spec, folder) of an opened sweep, until the editor is changed
         self.stop_btn.clicked.connect(self.stop)
         self.stop_btn.setEnabled(False)
         self.status = QLabel("add parameters to vary, then Start sweep")
@@ -263,6 +292,7 @@ class SweepPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.stop_btn)
+        buttons.addWidget(self.open_btn)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -316,8 +346,15 @@ class SweepPanel(QWidget):
         return right
 
     # ----- editing -----
+    def _edited(self):
+        self._opened = None  # a new sweep from here on
+        self.validate()
+
     def build(self):
         """(base config, sweep spec, trials planned); ConfigError names what is wrong."""
+        if self._opened is not None:
+            base, spec, _ = self._opened
+            return base, spec, S.plan(base, spec)
         base = self.base_config()
         spec = S.SweepSpec.from_dict(self.editor.spec_dict())
         S.check_metric(base, spec)
@@ -327,12 +364,12 @@ class SweepPanel(QWidget):
         if self.running:
             return False
         try:
-            _, spec, trials = self.build()
+            base, spec, trials = self.build()
         except ConfigError as exc:
             self.error.setText(str(exc))
             self.start_btn.setEnabled(False)
             return False
-        n = len(trials) or spec.count * len(S.seeds_of(self.base_config(), spec))
+        n = len(trials) or spec.count * len(S.seeds_of(base, spec))
         self.error.setText("")
         self.status.setText(f"{n} trials ready")
         self.start_btn.setEnabled(True)
@@ -354,7 +391,8 @@ class SweepPanel(QWidget):
         confirm = n <= spec.max_trials or self._ask(f"{n} trials is more than {spec.max_trials}; run them all?")
         if not confirm:
             return
-        self.sweep_dir = out or str(Path(self.runs_root()) / "sweeps" / time.strftime("%Y-%m-%d_%H%M%S"))
+        opened = self._opened[2] if self._opened is not None else None
+        self.sweep_dir = out or opened or str(Path(self.runs_root()) / "sweeps" / time.strftime("%Y-%m-%d_%H%M%S"))
         self._reset(spec)
         self.worker = w = SweepWorker(base, spec, self.sweep_dir, confirm=True, data=self.loaded_for(base))
         w.sweepStarted.connect(self._on_sweep_started)
@@ -372,6 +410,44 @@ class SweepPanel(QWidget):
         self.thread.finished.connect(self._on_finished)
         self.thread.start()
         self._set_running(True)
+
+    def _pick_sweep(self):
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Open a sweep folder", str(Path(self.runs_root()) / "sweeps"))
+        if folder:
+            self.open_sweep(folder)
+
+    def open_sweep(self, folder: str):
+        """Show a sweep folder's recorded trials and curves; Start resumes it (unless the editor is changed)."""
+        if self.running:
+            return
+        try:
+            base, spec = S.load(Path(folder) / "sweep.toml")
+            trials = S.read_trials(folder, spec)
+        except ConfigError as exc:
+            self._show_error(str(exc))
+            return
+        self.editor.set_spec(spec, S.seeds_of(base, spec))
+        self._opened, self.sweep_dir = (base, spec, folder), folder
+        self._reset(spec)
+        for t in trials:
+            self._show_trial(t)
+            self._load_curve(t)
+        self.validate()
+        self.status.setText(f"sweep {folder}: {len(trials)} trials recorded; Start resumes it")
+
+    def _load_curve(self, t: S.Trial):
+        """A recorded trial's curves from its metrics.csv (small: one row per logged step)."""
+        c = self.curves[t.id] = {"steps": [], "loss": [], "epochs": [], "knn": []}
+        for r in read_metrics(Path(self.sweep_dir) / t.run_dir) if t.run_dir else []:
+            if r.get("loss") is not None:
+                c["steps"].append(r["step"])
+                c["loss"].append(r["loss"])
+            if r.get("knn_acc") is not None:
+                c["epochs"].append(r["epoch"])
+                c["knn"].append(r["knn_acc"])
+        self.dirty = True
 
     def stop(self):
         if self.worker is not None:
@@ -430,6 +506,7 @@ class SweepPanel(QWidget):
         for t in ev.trials:
             if t.status:
                 self._show_trial(t)
+                self._load_curve(t)  # a resumed sweep shows what its earlier trials drew
 
     def _on_trial_started(self, ev):
         self._show_trial(ev.trial)
