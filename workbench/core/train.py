@@ -12,7 +12,7 @@ between steps and between evaluation batches: stop saves a checkpoint and ends w
 DoneEvent("stopped"); pause blocks until resumed.
 
 The loop (``train``) reads top to bottom; ``Run`` holds what moves (step, epoch, random stream,
-files) and does one thing per method: ``step``, ``log``, ``evaluate``, ``checkpoint``.
+files) and does one thing per method: ``train_step``, ``log``, ``evaluate``, ``checkpoint``.
 """
 from __future__ import annotations
 
@@ -529,7 +529,7 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
     """
     control = control or Control()
     run = Run.start(cfg, control, runs_root, resume, data)
-    with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as log, contextlib.closing(run):
+    with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
         yield from run.started()
         try:
             for idx, x, labels in run.batches():
@@ -553,6 +553,6 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
         except Exception as exc:  # every failure: one line for the user, the traceback in run.log and the event
             if raise_errors:
                 raise  # RunLog records it on the way out
-            if log is not None:
-                log.exception(exc)
+            if runlog is not None:
+                runlog.exception(exc)
             yield ErrorEvent.from_exception(exc, str(run.dir))
