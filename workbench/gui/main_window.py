@@ -287,6 +287,8 @@ class MainWindow(QMainWindow):
                         f"uniformity {m['uniformity']:.3f}, eff. rank {m['eff_rank']:.1f}")
         if self.worker:
             self.worker.control.request_batch()  # keep the similarity history growing
+        if self.runs.isVisible():
+            self.runs.refresh()  # the running run's kNN (read in the background)
         self.epochEvaluated.emit(ev)
 
     # slots are methods of this window so Qt queues them onto the GUI thread
