@@ -126,7 +126,7 @@ def explain(exc: BaseException) -> str:
     text = str(exc)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     name = type(exc).__name__
-    if name == "ConfigError" or isinstance(exc, FloatingPointError):
+    if any(c.__name__ == "ConfigError" for c in type(exc).__mro__) or isinstance(exc, FloatingPointError):
         return first
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == errno.ENOSPC:
         return first if name == "DiskFullError" else f"disk full ({first}); free some space or write elsewhere (--out)"

@@ -24,8 +24,8 @@ class DiskFullError(OSError):
             free = shutil.disk_usage(path.parent).free
         except OSError:
             free = -1
-        self.text = (f"disk full writing '{path}': it needs about {_mb(needed)}"
-                     + (f" and {_mb(free)} is free" if free >= 0 else "")
+        sizes = [f"it needs about {_mb(needed)}" if needed > 0 else "", f"{_mb(free)} is free" if free >= 0 else ""]
+        self.text = (f"disk full writing '{path}'" + (": " + " and ".join(x for x in sizes if x) if any(sizes) else "")
                      + "; free some space on that disk or write elsewhere (--out)")
 
     def __str__(self) -> str:
