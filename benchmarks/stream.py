@@ -9,8 +9,9 @@ each in its own process:
 - streamed: every image of the store, batches read by the prefetch thread (random order over the
   whole file, so most reads miss the page cache once the store is larger than memory).
 
-Prints training images/s (after ``--warmup`` steps) and each process's peak RSS, and deletes the
-store afterwards.
+Prints training images/s (after ``--warmup`` steps), what ``batches()`` alone delivers (random
+batches of 256, no training: the headroom over what training consumes) and each process's peak
+RSS, and deletes the store afterwards.
 
     .venv/bin/python benchmarks/stream.py                 # 40 GB store, 120 s per path
     .venv/bin/python benchmarks/stream.py --gb 4 --seconds 30
@@ -65,6 +66,7 @@ def child(path: str, mode: str, subset: int, seconds: float, warmup: int) -> Non
         "data.name=python", f"data.in_memory={'true' if mode == 'memory' else 'false'}", "augment.preset=simclr_cifar",
         "train.batch_size=256", "train.epochs=1", f"train.time_budget_s={seconds}", "train.log_every=1", "train.device=cpu",
         "eval.bank_size=2000", "eval.test_size=500", "eval.embed_points=200"])
+    read_ips = _read_rate(data)
     times = []
     with tempfile.TemporaryDirectory() as runs:
         for ev in train(cfg, runs_root=runs, data=(data, test)):
@@ -73,7 +75,18 @@ def child(path: str, mode: str, subset: int, seconds: float, warmup: int) -> Non
     steps = len(times) - 1 - warmup
     ips = steps * 256 / (times[-1] - times[warmup]) if steps > 0 else float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"mode": mode, "images": len(data), "steps": steps, "ips": ips, "peak_rss": peak}))
+    print(json.dumps({"mode": mode, "images": len(data), "steps": steps, "ips": ips, "read_ips": read_ips, "peak_rss": peak}))
+
+
+def _read_rate(data, batches: int = 100, size: int = 256) -> float:
+    """Images/s that ``batches()`` delivers alone: random batches over the whole split, no training."""
+    import torch
+
+    idx = torch.randint(0, len(data), (batches, size), generator=torch.Generator().manual_seed(0)).unbind(0)
+    t = time.perf_counter()
+    for _ in data.batches(idx, "cpu"):
+        pass
+    return batches * size / (time.perf_counter() - t)
 
 
 def run_child(path: Path, mode: str, args) -> dict:
@@ -110,7 +123,8 @@ def main() -> None:
         shutil.rmtree(where, ignore_errors=True)
     for r in (mem_run, stream_run):
         label = f"in memory ({r['images']:,} images)" if r["mode"] == "memory" else f"streamed ({r['images']:,} images)"
-        print(f"  {label:<34}{r['ips']:8,.0f} images/s  ({r['steps']} steps)   peak RSS {r['peak_rss'] / 1e9:5.2f} GB")
+        print(f"  {label:<34}{r['ips']:8,.0f} images/s  ({r['steps']} steps)   peak RSS {r['peak_rss'] / 1e9:5.2f} GB"
+              f"   batches() alone {r['read_ips']:9,.0f} images/s")
     print(f"  streamed / in memory: {stream_run['ips'] / mem_run['ips']:.0%}")
 
 
