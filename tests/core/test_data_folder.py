@@ -278,3 +278,13 @@ def test_small_jpegs_decode_as_pil_does(tmp_path):
             ref = np.asarray(im.convert(mode))
         got = decode.decode(str(tmp_path / name), 32, 1 if mode == "L" else 3)
         assert np.array_equal(got, ref[None] if mode == "L" else ref.transpose(2, 0, 1)), (name, mode)
+
+
+def test_folder_whose_files_all_fail_to_decode_says_so(tmp_path):
+    good = tmp_path / "x.jpg"
+    save(good, Image.new("RGB", (64, 64), RED))
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(good.read_bytes()[:300])  # header intact, image data cut off
+    good.unlink()
+    with pytest.raises(ConfigError, match="none of the 3 image files .* could be read"):
+        load(tmp_path)

@@ -158,6 +158,9 @@ def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner
     try:
         _decode_all(run, writer, files, todo, rows, (size, c), failures, listing.folder)
         ok = np.asarray([files[i] not in failures for i in todo])
+        if not ok.any():
+            _report(failures, listing.folder)
+            raise ConfigError(f"data.root: none of the {len(files)} image files in '{listing.folder}' could be read")
         keep = np.sort(rows[ok])
         order = np.asarray(todo)[np.argsort(rows)]  # file index held by each row
         labels = np.asarray(listing.labels)[order[keep]]
