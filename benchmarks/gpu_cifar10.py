@@ -30,7 +30,7 @@ def overrides(a, extra=()):
     return ["data.name=image_folder", f"data.root={a.data}", "augment.preset=simclr_cifar", "model.encoder=resnet18_cifar",
             "model.head_hidden=2048", f"train.batch_size={a.batch}", f"train.device={a.device}", "loss.temperature=0.2",
             "optim.name=lars", "optim.lr=1.0", "optim.weight_decay=1e-6", f"train.compile={str(a.compile).lower()}",
-            "train.log_every=10", "eval.every=1000000", *extra]
+            "train.log_every=10", "eval.every=100000", *extra]
 
 
 def ours(a, extra=()) -> float:
@@ -90,7 +90,7 @@ def baseline(a) -> float:
 
     from workbench.core.config import Config
     from workbench.core.losses import LOSSES, Views
-    from workbench.core.models import build_network
+    from workbench.core.methods import build_network
     from workbench.core.optim import build_optimizer
 
     dev = torch.device(a.device)
@@ -106,7 +106,7 @@ def baseline(a) -> float:
     loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, shuffle=True, drop_last=True, num_workers=os.cpu_count(),
                                          pin_memory=dev.type == "cuda", persistent_workers=True, prefetch_factor=4)
     cfg = Config().with_overrides(overrides(a))
-    net = build_network(cfg, 3, 32, {}).to(dev).to(memory_format=torch.channels_last)
+    net = build_network(cfg, 3, 32).to(dev).to(memory_format=torch.channels_last)
     loss_fn = LOSSES.build("ntxent", cfg.loss.params)
     opt = build_optimizer(net, cfg.optim)  # overrides() sets optim.name = "lars"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
