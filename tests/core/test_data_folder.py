@@ -288,3 +288,16 @@ def test_folder_whose_files_all_fail_to_decode_says_so(tmp_path):
     good.unlink()
     with pytest.raises(ConfigError, match="none of the 3 image files .* could be read"):
         load(tmp_path)
+
+
+def test_held_out_split_takes_the_training_split_shape(tmp_path):
+    fill(tmp_path / "train", n=4, size=(32, 32))
+    for i in range(3):
+        save(tmp_path / "val" / "a" / f"{i}.png", Image.new("L", (16, 16), 50))  # smaller and greyscale
+    train, test = load(tmp_path)
+    assert train.images.shape[1:] == test.images.shape[1:] == (3, 32, 32) and (test.images == 50).all()
+    folder_cfg = DataConfig(name="image_folder", root=str(tmp_path))
+    from workbench.core import data
+
+    data._TRAIN_SHAPE.clear()  # a new process asking for the held-out split alone
+    assert data.DATASETS.build("image_folder", None, cfg=folder_cfg, split="test", progress=None, cancel=None).size == 32

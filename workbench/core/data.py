@@ -414,12 +414,21 @@ def image_folder(cfg, split, progress=None, cancel=None):
     root = _root(cfg)
     if not root.is_dir():
         raise ConfigError(f"data.root: '{root}' is not a folder")
-    train_dir, heldout_dir = folders.split_folders(root)
-    folder = train_dir if split == "train" else heldout_dir
-    if folder is None:
+    train_dir, heldout_dir = folders.split_folders(root, say=split == "train")
+    key = (str(train_dir.resolve()), getattr(cfg, "channels", "auto"), cfg.image_size)
+    if split == "train":
+        st = folders.load_folder(train_dir, key[1], key[2], progress, cancel)
+        _TRAIN_SHAPE[key] = st.shape[1], st.shape[2]
+        return from_store(st)
+    if heldout_dir is None:
         return None
-    st = folders.load_folder(folder, getattr(cfg, "channels", "auto"), cfg.image_size, progress, cancel)
-    return from_store(st)
+    if key not in _TRAIN_SHAPE:  # the held-out split asked for alone: the training split still decides its shape
+        image_folder(cfg, "train", progress, cancel)
+    channels, size = _TRAIN_SHAPE[key]
+    return from_store(folders.load_folder(heldout_dir, channels, size, progress, cancel))
+
+
+_TRAIN_SHAPE: dict[tuple, tuple[int, int]] = {}  # (train folder, channels, image_size) -> decided (channels, size)
 
 
 def from_store(st: Store) -> ImageData:

@@ -40,8 +40,9 @@ class Listing:
     classes: list[str] = field(default_factory=list)
 
 
-def split_folders(root: Path) -> tuple[Path, Path | None]:
-    """(training folder, held-out folder or None) for ``root``; says which sub-folders it took as splits."""
+def split_folders(root: Path, say: bool = True) -> tuple[Path, Path | None]:
+    """(training folder, held-out folder or None) for ``root``; says which sub-folders it took as splits (``say``)."""
+    warn, info = (log.warning, log.info) if say else (log.debug, log.debug)
     subdirs = _subdirs(root)
     by_name = {d.name.lower(): d for d in subdirs}
     heldout = next((by_name[n] for n in HELDOUT_NAMES if n in by_name), None)
@@ -51,19 +52,19 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
             raise ConfigError(f"data.root: '{root}' holds only {', '.join(d.name + '/' for d in split_like)} and no train/; "
                               "add a train/ folder beside it, or point data.root at a folder of class sub-folders")
         if split_like:
-            log.warning("data: '%s' has no train/ folder, so %s taken as class(es), not split(s)", root,
+            warn("data: '%s' has no train/ folder, so %s taken as class(es), not split(s)", root,
                         ", ".join(d.name + "/" for d in split_like))
         return root, None
     train = by_name["train"]
     others = [d.name + "/" for d in subdirs if d not in (train, heldout)]
     if heldout is None:
-        log.warning("data: '%s' has train/ but no test/, val/, valid/ or validation/: the held-out split is carved from train/", root)
+        warn("data: '%s' has train/ but no test/, val/, valid/ or validation/: the held-out split is carved from train/", root)
     elif heldout.name.lower() == "test":
-        log.info("data: '%s': train/ is the training split, test/ the held-out split", root)
+        info("data: '%s': train/ is the training split, test/ the held-out split", root)
     else:
-        log.warning("data: '%s': train/ is the training split, %s/ the held-out split", root, heldout.name)
+        warn("data: '%s': train/ is the training split, %s/ the held-out split", root, heldout.name)
     if others:
-        log.warning("data: '%s': ignoring %s (only the split folders are read)", root, ", ".join(others))
+        warn("data: '%s': ignoring %s (only the split folders are read)", root, ", ".join(others))
     return train, heldout
 
 
