@@ -345,13 +345,14 @@ class Run:
         if state.get("world_size", 1) == ddp.world_size() and "rng" in state:
             self.g.set_state(state["rng"].to(self.g.get_state().device) if s.device.type == "cpu" else state["rng"])
 
-    def started(self) -> list:
+    def started(self) -> Iterator:
         """RunStarted, then any warning about the set-up (also in run.log)."""
         s = self.s
+        yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
+                         str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
         for notice in self.notices:
             logger.warning(notice.message)
-        return [RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
-                           str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy()), *self.notices]
+            yield notice
 
     # ----- where the run is -----
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
