@@ -191,3 +191,21 @@ def test_the_loop_inference_and_inspector_never_probe_for_optional_methods():
 
     for mod in (train, inference, methods):
         assert "hasattr(" not in inspect.getsource(mod), mod.__name__
+
+
+def test_inspector_batch_from_a_checkpoint_uses_the_saved_teacher_and_centre(tmp_path, quick_cfg):
+    """No faked momentum targets: the checkpointed teacher and centre feed the loss the inspector reports."""
+    import numpy as np
+
+    from workbench.core.inference import RunModel, batch_from_checkpoint
+    from workbench.core.runs import load_checkpoint
+    from workbench.core.train import train
+
+    cfg = quick_cfg("loss.name=dino", "loss.out_dim=32", "train.max_steps=3", "loss.momentum=0.5")
+    run_dir = list(train(cfg, runs_root=tmp_path))[0].run_dir
+    rm = RunModel.load(run_dir)
+    state = load_checkpoint(f"{run_dir}/checkpoints/last.pt")
+    online = {k: v for k, v in rm.net.state_dict().items() if k.startswith("predictor")}
+    assert any(not torch.equal(online[k], state["target"][k]) for k in online)  # the teacher is not the student
+    batch = batch_from_checkpoint(rm, n=16)
+    assert batch.similarity.shape == (32, 32) and np.isfinite(batch.per_sample).all() and batch.step == -1
