@@ -61,7 +61,7 @@ def main() -> int:
     if not Path(args.data).is_dir():
         print(f"error: Fashion-MNIST not found in {args.data}; give --data", file=sys.stderr)
         return 2
-    import tomllib
+    from workbench.core.config import tomllib
 
     from workbench.core import sweep as S
 

@@ -75,7 +75,7 @@ def test_load_reports_bad_toml_and_missing_file(tmp_path):
 
 
 def test_saving_over_a_run_config_keeps_when_it_was_created(tmp_path):
-    import tomllib
+    from workbench.core.config import tomllib
 
     path = tmp_path / "config.toml"
     Config().save(path, meta={"created": "2026-01-01T10:00:00", "seed": 0})

@@ -35,7 +35,7 @@ def write(tmp_path, sweep: str, epochs: int = 1, name: str = "s.toml") -> Path:
 
 
 def spec_of(sweep_toml: str) -> S.SweepSpec:
-    import tomllib
+    from workbench.core.config import tomllib
 
     return S.SweepSpec.from_dict(tomllib.loads(sweep_toml)["sweep"])
 

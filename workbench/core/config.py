@@ -11,12 +11,17 @@ import copy
 import dataclasses
 import math
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib  # noqa: TID251 - the one place that chooses the TOML parser; import it from here
+else:  # Python 3.10: the tomli backport (a dependency there) is the same parser
+    import tomli as tomllib  # noqa: TID251
 
 from workbench.core.registry import ConfigError, coerce
 

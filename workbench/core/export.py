@@ -68,7 +68,7 @@ def _final_metrics(run_dir) -> dict:
 
 
 def _train_meta(run_dir: Path) -> dict:
-    import tomllib
+    from workbench.core.config import tomllib
 
     try:
         return tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8")).get("meta", {})

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
+from workbench.core.config import tomllib
 from workbench.core.registry import ConfigError
 from workbench.core.runs import atomic_write_bytes, atomic_write_text
 

@@ -14,19 +14,13 @@ from typing import TYPE_CHECKING
 
 
 from workbench.core import events as E
-from workbench.core.config import Config
+from workbench.core.config import Config, tomllib
 from workbench.core.train import Control, train
 from workbench.core.sweep.events import RunEvent, TrialFinished
 from workbench.core.sweep.spec import Trial
 
 if TYPE_CHECKING:
     from workbench.core.sweep.run import _Sweep
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 
 
 # ----- one process per GPU -----

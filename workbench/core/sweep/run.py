@@ -13,7 +13,7 @@ from typing import Any
 import tomli_w
 
 from workbench.core import events as E
-from workbench.core.config import Config
+from workbench.core.config import Config, tomllib
 from workbench.core.registry import ConfigError
 from workbench.core.runs import atomic_write_text, read_metrics
 from workbench.core.train import Control, train
@@ -21,12 +21,6 @@ from workbench.core.sweep.events import NeedsConfirmation, RunEvent, SweepDone, 
 from workbench.core.sweep.parallel import _run_parallel
 from workbench.core.sweep.results import intermediate, make_pruner, ranked, read_trials, run_metric, write_trials
 from workbench.core.sweep.spec import Range, SweepSpec, Trial, _checked_config, check_metric, plan, seeds_of
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 
 
 # ----- the sweep folder -----

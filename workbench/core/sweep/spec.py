@@ -12,14 +12,8 @@ from typing import Any
 
 import tomli_w
 
-from workbench.core.config import SECTIONS, Config
+from workbench.core.config import SECTIONS, Config, tomllib
 from workbench.core.registry import ConfigError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 
 
 log = logging.getLogger("workbench")
