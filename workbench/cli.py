@@ -127,14 +127,6 @@ def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
     return load_splits(cfg.data, progress=progress.decode if progress else None, cancel=cancel)
 
 
-def _train_accepts_data() -> bool:
-    import inspect
-
-    from workbench.core.train import train
-
-    return "data" in inspect.signature(train).parameters
-
-
 def cmd_train(args) -> int:
     from workbench.core import distributed as ddp
     from workbench.core.config import Config
@@ -155,13 +147,11 @@ def cmd_train(args) -> int:
     control = Control()
     out = Progress(0) if main else None
     with CtrlC(control, say=out.message if out else None, text=CtrlC.LOADING) as ctrl_c:
-        kwargs = {}
-        if _train_accepts_data():
-            kwargs["data"] = load_data(cfg, out, ctrl_c.cancel)
-            if ctrl_c.presses:
-                raise KeyboardInterrupt
+        data = load_data(cfg, out, ctrl_c.cancel)  # decoded once here, with a progress bar, and handed over
+        if ctrl_c.presses:
+            raise KeyboardInterrupt
         ctrl_c.text = CtrlC.SAVING
-        return _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, **kwargs),
+        return _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, data=data),
                        args, out, main)
 
 
