@@ -153,3 +153,15 @@ def test_export_dialog_suggests_a_folder_per_format_and_names_what_it_would_repl
     dlg.format.setCurrentText("npz")
     assert dlg.folder.text() == str(run / "mine")  # the user's folder is kept
     assert dlg.choice() == ("npz", str(run / "mine"), False)
+
+
+def test_optimiser_parameters_follow_the_optimiser_and_keep_small_values(window, qtbot):
+    s = window.setup
+    loaded(window, qtbot)
+    assert set(s.optim_form.editors) == {"weight_decay"}  # adamw: lr has its own slider
+    s.optim_form.editors["weight_decay"].setValue(1e-6)
+    qtbot.waitUntil(lambda: s.cfg.optim.weight_decay == pytest.approx(1e-6))
+    s.optim.setCurrentText("sgd")
+    assert set(s.optim_form.editors) == {"weight_decay", "momentum"}
+    assert s.optim_form.editors["weight_decay"].value() == pytest.approx(1e-6)  # kept across the switch
+    qtbot.waitUntil(lambda: s.cfg.optim.name == "sgd")

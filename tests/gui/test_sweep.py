@@ -74,6 +74,8 @@ def test_sweep_queue_runs_trials_in_the_worker_and_shows_them(win, qtbot, tmp_pa
     done = blocker.args[0]
     qtbot.waitUntil(lambda: not panel.running)
     assert panel.start_btn.isEnabled() and loads == []
+    best = done.table[0]
+    assert panel.status.text().startswith("sweep finished") and f"best_knn {best['mean']:.4f}" in panel.status.text()
     # the live table shows what trials.csv records
     recorded = S.read_trials(done.sweep_dir, panel.spec)
     assert panel.table.rowCount() == 4 == len(recorded)

@@ -23,7 +23,7 @@ from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.tasks import Task
-from workbench.gui.worker import TrainWorker, start_worker
+from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
 
@@ -33,15 +33,6 @@ def settings() -> QSettings:
     if path:
         return QSettings(path, QSettings.IniFormat)
     return QSettings("ContrastiveWorkbench", "workbench")
-
-
-def _warm_up():
-    """Import what the first optimiser step pulls in (torch.optim imports torch._dynamo: ~2 s on a busy 2-core
-    machine) while the user is still setting up, so Start gets to the first step sooner."""
-    import torch
-
-    p = torch.zeros(1, requires_grad=True)
-    torch.optim.AdamW([p], lr=1e-3).step()
 
 
 class MainWindow(QMainWindow):
@@ -93,7 +84,7 @@ class MainWindow(QMainWindow):
         self.classes: list = []
         self.t_start = self.t_first_step = None
         self._wire()
-        Task(_warm_up, lambda _: None).start()
+        Task(warm_up, lambda _: None).start()
         self._set_running(False)
         self._validity(self.setup.valid, self.setup.error.text())
         geo = self.settings.value("geometry")

@@ -70,14 +70,19 @@ class Task(QObject):
         try:
             result = self._call()
             if not self.cancelled:
-                self.done.emit(result)
+                self._emit(self.done, result)
         except Exception as exc:  # noqa: BLE001 - reported in the window, never a crash
             if not self.cancelled:
-                self.failed.emit(first_line(exc), traceback.format_exc())
+                self._emit(self.failed, first_line(exc), traceback.format_exc())
         finally:
             self.finished.set()
             if self.cancelled:
                 Task.running.discard(self)
+
+    @staticmethod
+    def _emit(signal, *args):
+        with contextlib.suppress(RuntimeError):  # the window (and this object) went while the work ran
+            signal.emit(*args)
 
     def _finish(self, result):
         Task.running.discard(self)

@@ -146,9 +146,10 @@ class ParamForm(QWidget):
             sig = ed.valueChanged
         elif kind is float:
             ed = QDoubleSpinBox()
-            ed.setDecimals(4)
+            small = 0 < abs(float(v)) < 1e-2 or "decay" in name  # 1e-6 must not round to 0
+            ed.setDecimals(8 if small else 4)
             ed.setRange(float(lo) if lo is not None else -1e6, float(hi) if hi is not None else 1e6)
-            ed.setSingleStep(0.05)
+            ed.setSingleStep(abs(float(v)) / 2 if small and float(v) else 0.05)
             ed.setValue(float(v))
             sig = ed.valueChanged
         elif kind is tuple and isinstance(v, (list, tuple)) and 1 <= len(v) <= 4 and all(isinstance(x, (int, float)) for x in v):

@@ -18,6 +18,23 @@ from workbench.core.history import write_status
 from workbench.core.train import Control, train
 
 
+_warm = {"started": threading.Event(), "done": threading.Event()}
+
+
+def warm_up() -> None:
+    """Import what the first optimiser step pulls in (torch.optim imports torch._dynamo: ~2 s on a busy 2-core
+    machine) while the user is still setting up, so Start gets to the first step sooner. Training waits for it:
+    two threads importing torch's lazily registered operators at once can see them half-initialised."""
+    _warm["started"].set()
+    try:
+        import torch
+
+        p = torch.zeros(1, requires_grad=True)
+        torch.optim.AdamW([p], lr=1e-3).step()
+    finally:
+        _warm["done"].set()
+
+
 class TrainWorker(QObject):
     started = Signal(object)  # RunStarted
     stepsReady = Signal()  # take_steps() returns the StepEvents since the last call
@@ -90,6 +107,8 @@ class TrainWorker(QObject):
 
         import torch
 
+        if _warm["started"].is_set():
+            _warm["done"].wait(120)
         if self.cfg is None or not self.cfg.train.threads:
             # leave a core to the window so it stays responsive (CPU training only; a GPU run barely uses them)
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))

@@ -219,7 +219,9 @@ class SetupPanel(QScrollArea):
         self.head_out = QSpinBox()
         self.head_out.setRange(0, 8192)
         self.optim = _combo(OPTIMIZERS.names(), "optim")
+        self.optim_form = ParamForm()  # weight decay, momentum: what the chosen optimiser takes besides lr
         self.lr = LogSlider(1e-3, 1e-5, 10.0, decimals=5)
+        self.lr.setToolTip("peak learning rate (after warm-up)")
         self.batch = QSpinBox()
         self.batch.setObjectName("batch_size")
         self.batch.setRange(0, 65536)
@@ -231,7 +233,7 @@ class SetupPanel(QScrollArea):
             self.device.model().item(2).setEnabled(False)
             self.device.setToolTip("no CUDA GPU found on this machine")
         for label, w in (("encoder", self.encoder), ("", self.encoder_form), ("projection dim", self.head_out),
-                         ("optimiser", self.optim), ("learning rate", self.lr), ("batch size", self.batch),
+                         ("optimiser", self.optim), ("", self.optim_form), ("learning rate", self.lr), ("batch size", self.batch),
                          ("epochs", self.epochs), ("device", self.device)):
             f.addRow(label, w)
         return g
@@ -251,7 +253,8 @@ class SetupPanel(QScrollArea):
         for w in (self.head_out, self.batch, self.epochs):
             w.valueChanged.connect(self.changed)
         self.lr.valueChanged.connect(self.changed)
-        self.optim.currentTextChanged.connect(self.changed)
+        self.optim.currentTextChanged.connect(self._optim_changed)
+        self.optim_form.changed.connect(self.changed)
         self.device.currentTextChanged.connect(self.changed)
 
     # ----- config <-> widgets -----
@@ -273,6 +276,7 @@ class SetupPanel(QScrollArea):
         self.encoder_form.set_params(ENCODERS.get(cfg.model.encoder).params, cfg.model.params)
         self.head_out.setValue(cfg.model.head_out)
         self.optim.setCurrentText(cfg.optim.name)
+        self._set_optim_params(cfg.optim.name, vars(cfg.optim))
         self.lr.setValue(cfg.optim.lr)
         self.batch.setValue(cfg.train.batch_size)
         self.epochs.setValue(cfg.train.epochs)
@@ -289,7 +293,7 @@ class SetupPanel(QScrollArea):
         d["loss"] = {"name": self.loss.currentText(), **self.loss_form.values()}
         d["model"] = {k: v for k, v in d["model"].items() if k in ("head_layers", "head_hidden", "head_bn", "predictor_hidden", "sync_bn")}
         d["model"].update(encoder=self.encoder.currentText(), head_out=self.head_out.value(), **self.encoder_form.values())
-        d["optim"].update(name=self.optim.currentText(), lr=self.lr.value())
+        d["optim"].update(name=self.optim.currentText(), lr=self.lr.value(), **self.optim_form.values())
         d["train"].update(batch_size=self.batch.value(), epochs=self.epochs.value(), device=self.device.currentText())
         return Config.from_dict(d)
 
@@ -512,6 +516,14 @@ class SetupPanel(QScrollArea):
         self.loss_form.set_params(LOSSES.get(name).params)
         self.loss_doc.setText(plain_doc(LOSSES.get(name).doc))
         self.changed()
+
+    def _set_optim_params(self, name: str, values: dict):
+        self.optim_form.set_params([p for p in OPTIMIZERS.get(name).params if p.name != "lr"], values)
+
+    def _optim_changed(self, name: str):
+        if not self._building:
+            self._set_optim_params(name, self.optim_form.values())
+            self.changed()
 
     def _encoder_changed(self, name: str):
         if self._building:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -161,7 +161,8 @@ class SweepEditor(QWidget):
         self.table.setHorizontalHeaderLabels(["parameter", "values"])
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setMaximumHeight(130)
+        self.table.setMaximumHeight(110)
+        self.table.verticalHeader().setVisible(False)
         form.addRow(self.table)
         self.method = QComboBox()
         self.method.setObjectName("sweep_method")
@@ -173,12 +174,15 @@ class SweepEditor(QWidget):
         self.metric.setCurrentText("best_knn")
         self.seeds = QLineEdit("0")
         self.seeds.setObjectName("sweep_seeds")
-        self.prune = QCheckBox("stop trials below the median (pruning)")
+        self.prune = QCheckBox("prune (median rule)")
+        self.prune.setToolTip("stop a trial whose value falls below the median of finished trials at the same epoch")
         self.prune.setObjectName("sweep_prune")
         self.prune.setChecked(True)
         self.max_trials = QSpinBox(minimum=1, maximum=100000, value=64)
-        for label, w in (("method", self.method), ("points (random / tpe)", self.count), ("rank by", self.metric),
-                         ("seeds", self.seeds), ("", self.prune), ("ask above (trials)", self.max_trials)):
+        self.count.setToolTip("points to try (random / tpe)")
+        self.max_trials.setToolTip("a sweep with more trials asks before it starts")
+        for label, w in (("method", self.method), ("points", self.count), ("rank by", self.metric),
+                         ("seeds", self.seeds), ("", self.prune), ("ask above", self.max_trials)):
             form.addRow(label, w)
         for sig in (self.method.currentTextChanged, self.count.valueChanged, self.metric.currentTextChanged,
                     self.seeds.textChanged, self.prune.toggled, self.max_trials.valueChanged):
@@ -299,7 +303,9 @@ class SweepPanel(QWidget):
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(self._build_results())
-        split.setStretchFactor(1, 3)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([left.sizeHint().width(), 10000])
         QVBoxLayout(self).addWidget(split)
         self.timer = QTimer(self, interval=500)
         self.timer.timeout.connect(self.redraw)
@@ -318,6 +324,7 @@ class SweepPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.cellDoubleClicked.connect(self._open_row)
+        self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 2)
         row = QHBoxLayout()
         row.addWidget(QLabel("colour by"))
@@ -329,20 +336,21 @@ class SweepPanel(QWidget):
         self.legend.setObjectName("sweep_legend")
         row.addWidget(self.legend, 3)
         lay.addLayout(row)
-        plots = QHBoxLayout()
-        self.loss_plot = pg.PlotWidget(title="loss (smoothed), every trial")
-        self.knn_plot = pg.PlotWidget(title="kNN accuracy per epoch, every trial")
+        plots = QGridLayout()
+        self.loss_plot = pg.PlotWidget(title="loss (smoothed)")
+        self.knn_plot = pg.PlotWidget(title="kNN accuracy")
         self.metric_plot = pg.PlotWidget(title="metric against the parameter")
         self.loss_plot.setLabel("bottom", "step")
         self.knn_plot.setLabel("bottom", "epoch")
-        for p in (self.loss_plot, self.knn_plot, self.metric_plot):
+        for p, (r, c, cs) in ((self.loss_plot, (0, 0, 1)), (self.knn_plot, (0, 1, 1)), (self.metric_plot, (1, 0, 2))):
             p.showGrid(x=True, y=True, alpha=0.3)
-            plots.addWidget(p)
+            p.getAxis("left").enableAutoSIPrefix(False)
+            plots.addWidget(p, r, c, 1, cs)
         self.points = pg.ScatterPlotItem(size=8, pen=None, brush=pg.mkBrush("#1f77b4"))
         self.mean_line = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=2), symbol="s", symbolSize=7)
         self.metric_plot.addItem(self.points)
         self.metric_plot.addItem(self.mean_line)
-        lay.addLayout(plots, 3)
+        lay.addLayout(plots, 5)
         return right
 
     # ----- editing -----
@@ -469,7 +477,9 @@ class SweepPanel(QWidget):
         self.thread.deleteLater()
         self.thread = None
         self._set_running(False)
+        shown = self.status.text()  # the sweep's outcome stays in view
         self.validate()
+        self.status.setText(shown)
 
     def _ask(self, question: str) -> bool:
         if os.environ.get("WORKBENCH_NO_DIALOGS"):
@@ -553,7 +563,8 @@ class SweepPanel(QWidget):
     def _show_trial(self, t: S.Trial):
         self.trials[t.id] = t
         row = sorted(self.trials).index(t.id)
-        if self.table.rowCount() < len(self.trials):
+        new_row = self.table.rowCount() < len(self.trials)
+        if new_row:
             self.table.insertRow(row)
         metric = "" if t.metric is None else f"{t.metric:.4f}"
         cells = [str(t.id)] + [str(t.params[k]) for k in self.spec.params] + [str(t.seed), t.status or "queued", metric,
@@ -562,6 +573,8 @@ class SweepPanel(QWidget):
             item = QTableWidgetItem(text)
             item.setToolTip(t.message or text)
             self.table.setItem(row, col, item)
+        if new_row or t.status in ("finished", "pruned", "failed"):
+            self.table.resizeColumnsToContents()
 
     def _open_row(self, row: int, _col: int):
         t = self.trials[sorted(self.trials)[row]]
