@@ -165,3 +165,46 @@ def test_optimiser_parameters_follow_the_optimiser_and_keep_small_values(window,
     assert set(s.optim_form.editors) == {"weight_decay", "momentum"}
     assert s.optim_form.editors["weight_decay"].value() == pytest.approx(1e-6)  # kept across the switch
     qtbot.waitUntil(lambda: s.cfg.optim.name == "sgd")
+
+
+def test_thumbnails_show_several_classes(window, qtbot):
+    loaded(window, qtbot)
+    tiles = [t for t in window.setup.thumbs.tiles.values() if t.isVisibleTo(window.setup)]
+    classes = {t.pic.toolTip() for t in tiles}
+    assert len(tiles) >= 10 and len(classes) >= 5  # not the first 16 files of one class
+
+
+def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot, tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("ants", "bees", "cats"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    s = window.setup
+    loaded(window, qtbot)
+    s.batch.setValue(16)
+    s.root.setText(str(tmp_path / "imgs"))
+    s.dataset.setCurrentText("image_folder")
+    assert s.loading is not None and s.load_host.isVisibleTo(s)  # loading: progress bar and Cancel shown
+    s.load_cancel.click()
+    assert s.loading is None and "cancelled" in s.data_info.text()
+    qtbot.waitUntil(lambda: not window.start_btn.isEnabled())
+    s.subset.setValue(90)  # any data edit loads again
+    assert s.loading is not None
+    import workbench.core.train as train_module
+
+    def no_second_load(*a, **k):
+        raise AssertionError("the loop loaded the data a second time")
+
+    monkeypatch.setattr(train_module, "load_splits", no_second_load)
+    window.start()  # pressed while loading: starts as soon as the data are there, with them
+    qtbot.waitUntil(lambda: window.running, timeout=60000)
+    assert window.worker.data is not None or window.run_dir is not None
+    with qtbot.waitSignal(window.trainingDone, timeout=120000):
+        window.stop()
+    assert not window.messages or all("load" not in m for m in window.messages)
+    assert "3 classes" in s.data_info.text() and "colour" in s.data_info.text()
+    assert s.preset.currentText() == "simclr_cifar"  # a colour dataset gets the colour recipe
