@@ -23,7 +23,7 @@ os.environ.setdefault("WORKBENCH_SETTINGS", "/tmp/wb-stall-settings.ini")
 os.environ["WORKBENCH_NO_DIALOGS"] = "1"
 
 
-def measure(app, seconds: float) -> np.ndarray:
+def measure(app, seconds: float, until=None) -> np.ndarray:
     from PySide6.QtCore import QElapsedTimer, QTimer
 
     ticks, clock = [], QElapsedTimer()
@@ -32,7 +32,7 @@ def measure(app, seconds: float) -> np.ndarray:
     timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
     timer.start()
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while not until() if until is not None else time.monotonic() < end:
         app.processEvents()
         time.sleep(0.001)
     timer.stop()
@@ -44,7 +44,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="config overrides, e.g. a CIFAR-10 ResNet-18 run on a GPU")
+    ap.add_argument("--decode", metavar="FOLDER", help="measure while the set-up panel decodes this image folder "
+                    "(with an empty cache) instead of while training, e.g. ../shared/data/cifar10-jpg")
     a = ap.parse_args()
+    if a.decode:
+        import tempfile
+
+        os.environ["WORKBENCH_CACHE"] = tempfile.mkdtemp(prefix="wb-stall-cache-")  # decode for real, not from a cache
     from PySide6.QtWidgets import QApplication
 
     from workbench.core.config import Config
@@ -59,6 +65,12 @@ def main():
         app.processEvents()
         time.sleep(0.01)
     idle = measure(app, a.seconds / 3)
+    if a.decode:
+        import shutil
+
+        decode_stalls(app, win, a.decode, idle)
+        shutil.rmtree(os.environ["WORKBENCH_CACHE"], ignore_errors=True)
+        return
     win.start()
     while not win.plots.steps:
         app.processEvents()
@@ -76,6 +88,18 @@ def main():
         print(f"{name:<24} ticks {len(s):>5}  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {s.max():6.1f} ms")
     ratio = np.percentile(busy, 99) / max(np.percentile(idle, 99), 0.1)
     print(f"training reached step {steps}; p99 stall ratio training/idle: {ratio:.1f}x")
+
+
+def decode_stalls(app, win, folder: str, idle: np.ndarray) -> None:
+    t0 = time.perf_counter()
+    win.setup.root.setText(str(Path(folder).resolve()))
+    win.setup.dataset.setCurrentText("image_folder")  # what a user does: the panel starts loading in the background
+    busy = measure(app, 0, until=lambda: win.setup.data_cache is not None or win.setup.loading is None)
+    took = time.perf_counter() - t0
+    for name, s in (("idle window (baseline)", idle), ("while decoding", busy)):
+        p50, p99 = np.percentile(s, 50), np.percentile(s, 99)
+        print(f"{name:<24} ticks {len(s):>5}  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {s.max():6.1f} ms")
+    print(f"panel loaded {win.setup.data_info.text()} in {took:.1f} s")
 
 
 if __name__ == "__main__":
