@@ -68,7 +68,7 @@ def baseline(data: str, budget: float, tuned: bool = False) -> dict:
     from workbench.core.data import load_splits
     from workbench.core.losses import LOSSES, Views
     from workbench.core.metrics import knn_accuracy
-    from workbench.core.models import build_network
+    from workbench.core.methods import build_network
 
     torch.manual_seed(0)
     train_d, test_d = load_splits(DataConfig(name="fashion_mnist", root=data))
@@ -86,7 +86,7 @@ def baseline(data: str, budget: float, tuned: bool = False) -> dict:
             return tf(im), tf(im)
 
     cfg = Config().with_overrides(COMMON + [f"data.root={data}"])
-    net = build_network(cfg, 1, 28, {})
+    net = build_network(cfg, 1, 28)
     if tuned:
         torch.set_flush_denormal(True)
         net = net.to(memory_format=torch.channels_last)
