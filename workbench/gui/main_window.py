@@ -7,7 +7,6 @@ import shlex
 import time
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QSizePolicy, QTabWidget, QToolBar)
@@ -16,6 +15,7 @@ from workbench.core.config import Config
 from workbench.core.history import read_history, read_view, save_view
 from workbench.core.registry import ConfigError
 from workbench.gui import wheel
+from workbench.gui.actions import RunActions
 from workbench.gui.panels.embedding import EmbeddingPanel
 from workbench.gui.panels.inspector import InspectorPanel
 from workbench.gui.panels.plots import PlotsPanel
@@ -35,7 +35,7 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
-class MainWindow(QMainWindow):
+class MainWindow(RunActions, QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
     stepsShown = Signal(int)  # latest step drawn into the curves
@@ -349,44 +349,7 @@ class MainWindow(QMainWindow):
 
         return Task(fn, done, self.show_error).start()
 
-    # ----- retrieval -----
-    def _retrieve(self, row: int):
-        ev = self.embedding.latest
-        if ev is not None and self.held_out is not None:
-            self.tabs.setCurrentWidget(self.inspector)
-            self.inspector.show_retrieval(row, ev, self.held_out, self.embedding.classes)
-
-    def retrieve_file(self, path: str):
-        from workbench.core.inference import RunModel, load_image_file
-
-        ev = self.embedding.latest
-        if ev is None or not self.run_dir:
-            self.show_error("train or open a run first: retrieval needs an embedding")
-            return
-        run = self.run_dir
-
-        def work():
-            rm = RunModel.load(run)
-            img = load_image_file(path, rm.channels)
-            return img[0].numpy(), rm.embed(img)[0]
-
-        def show(result):
-            image, vec = result
-            self.tabs.setCurrentWidget(self.inspector)
-            self.inspector.show_query(vec, image, -1, ev, self.held_out, self.embedding.classes)
-
-        self.background(work, show, "embedding the image")
-
-    def dragEnterEvent(self, e):  # noqa: N802 - Qt's name
-        if e.mimeData().hasUrls():
-            e.acceptProposedAction()
-
-    def dropEvent(self, e):  # noqa: N802 - Qt's name
-        urls = e.mimeData().urls()
-        if urls:
-            self.retrieve_file(urls[0].toLocalFile())
-
-    # ----- configs and runs -----
+    # ----- configs -----
     def load_config(self):
         path, _ = QFileDialog.getOpenFileName(self, "Load config", "", "TOML (*.toml)")
         if path:
@@ -417,93 +380,6 @@ class MainWindow(QMainWindow):
             self.save_config(path)
             QMessageBox.information(self, "Multi-GPU command", "Run on the multi-GPU machine:\n\n" + self.torchrun_command(path, gpus)
                                     + "\n\nThen open the run folder from the Runs tab.")
-
-    def open_run(self, run: str):
-        if self.running:
-            self.show_error("stop the training first: opening a run replaces the curves and the embedding")
-            return
-        try:
-            cfg = Config.load(Path(run) / "config.toml")
-        except ConfigError as exc:
-            self.show_error(str(exc))
-            return
-        self.plots.reset()
-        self.plots.clear_overlays()
-        self._show_history(run)
-        self.run_dir = run
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat(f"opened {Path(run).name}")
-        self._show_run_embedding(run, cfg)
-        self.tabs.setCurrentWidget(self.plots)
-
-    def _show_run_embedding(self, run, cfg):
-        from workbench.core.events import EmbeddingEvent
-        from workbench.core.inference import RunModel
-        from workbench.core.projection import pca_2d
-
-        view = read_view(run)
-
-        def work():
-            rm = RunModel.load(run)
-            _, test = rm.splits()
-            if view is not None and int(view[1].max(initial=-1)) < len(test):
-                rows = view[1]  # the points the live view showed, so the picture matches it
-            else:
-                rows = np.arange(min(cfg.eval.embed_points or 2000, len(test)))
-            emb = rm.embed(test.images[rows])
-            return test, EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[rows].numpy(), np.asarray(rows))
-
-        def show(result):
-            test, ev = result
-            self.held_out = test.images.numpy()
-            self.embedding.reset()
-            self.embedding.set_reference(view)
-            self.embedding.set_dataset(self.held_out, test.classes)
-            self.embedding.show_embedding(ev)
-            self.runOpened.emit(run)
-
-        self.background(work, show, "embedding the held-out set")
-
-    def overlay_runs(self, runs: list):
-        self.plots.clear_overlays()
-        for i, run in enumerate(runs):
-            events = read_history(run)
-            steps = [e for e in events if hasattr(e, "loss")]
-            evals = [e for e in events if not hasattr(e, "loss") and "knn_acc" in e.metrics]
-            self.plots.overlay(Path(run).name, [e.step for e in steps], [e.loss for e in steps],
-                               [e.epoch for e in evals], [e.metrics["knn_acc"] for e in evals], i + 1)
-        self.tabs.setCurrentWidget(self.plots)
-
-    def overlay_run(self, run: str):
-        self.overlay_runs([run])
-
-    def clone_run(self, run: str):
-        try:
-            self.setup.set_config(Config.load(Path(run) / "config.toml"))
-        except ConfigError as exc:
-            self.show_error(str(exc))
-
-    def export_dialog(self, run: str):
-        from workbench.gui.export_dialog import ExportDialog
-
-        dlg = ExportDialog(run, self)
-        if dlg.exec() == ExportDialog.Accepted:
-            self.export_run(run, *dlg.choice())
-
-    def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False):
-        from workbench.core.export import export_run
-
-        def work():
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            return export_run(run, fmt, folder, include_head=include_head)
-
-        def done(paths):
-            names = ", ".join(Path(p).name for p in paths)
-            self.set_status(f"exported {len(paths)} file(s) to {folder}: {names}")
-            self.exported.emit([str(p) for p in paths])
-
-        self.background(work, done, f"exporting {fmt}")
 
     # ----- closing -----
     def confirm_close(self) -> bool:
