@@ -128,10 +128,6 @@ class RunsPanel(QWidget):
         self._selection_changed()
         self.refresh()
 
-    def set_root(self, root: str):
-        self.root = Path(root)
-        self.refresh()
-
     def set_running(self, run_dir: str | None):
         self.running_run = run_dir
         self.refresh()
