@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDia
                                QProgressBar, QSizePolicy, QTabWidget, QToolBar)
 
 from workbench.core.config import Config
-from workbench.core.history import read_history, read_view, save_view
+from workbench.core.history import read_history, read_view
 from workbench.core.registry import ConfigError
 from workbench.gui import wheel
 from workbench.gui.actions import RunActions
@@ -309,10 +309,6 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setFormat(f"{ev.reason}: step {self.progress.value()}/{self.total_steps}")
         knn = ev.metrics.get("knn_acc")
         self.set_status(f"{ev.reason}{f', kNN {knn:.4f}' if knn is not None else ''}: checkpoint and metrics in {ev.run_dir}")
-        lay = self.embedding.pca_view()
-        if lay is not None:
-            with contextlib.suppress(OSError):
-                save_view(ev.run_dir, *lay)
         self.trainingDone.emit(ev)
 
     def show_error(self, msg: str, details: str = ""):
