@@ -253,6 +253,10 @@ class EmbeddingPanel(QWidget):
         self.tip.hide()
         super().leaveEvent(e)
 
+    def hideEvent(self, e):  # noqa: N802 - Qt's name (another tab, or a click that opened the retrieval)
+        self.tip.hide()
+        super().hideEvent(e)
+
     def reset(self):
         if self.job is not None:
             self.job.cancel()

@@ -106,14 +106,17 @@ class InspectorPanel(QWidget):
         self.tabs.addTab(scroll_sims, "Similarities")
         # retrieval
         self.retrieval_host = QWidget()
-        grid = QGridLayout(self.retrieval_host)
-        self.retrieval = TileGrid(grid, 72)
-        grid.setRowStretch(20, 1)  # tiles (image with its caption right under it) pack at the top left
-        grid.setColumnStretch(20, 1)
+        rv = QVBoxLayout(self.retrieval_host)
         self.retrieval_info = QLabel("Click a point in the Embedding tab, or drop an image file on the window, "
                                      "to see its nearest neighbours.")
         self.retrieval_info.setWordWrap(True)
-        grid.addWidget(self.retrieval_info, 21, 0, 1, 21)
+        rv.addWidget(self.retrieval_info)
+        tiles = QWidget()
+        grid = QGridLayout(tiles)
+        self.retrieval = TileGrid(grid, 72)
+        grid.setRowStretch(20, 1)  # tiles (image with its caption right under it) pack at the top left
+        grid.setColumnStretch(20, 1)
+        rv.addWidget(tiles, 1)
         self.tabs.addTab(self.retrieval_host, "Retrieval")
         self.batch = None
         self.history: list[tuple[int, float, float]] = []
