@@ -26,7 +26,7 @@ class ExportDialog(QDialog):
     def __init__(self, run: str, parent=None):
         super().__init__(parent)
         self.setWindowTitle(f"Export {Path(run).name}")
-        self.run = Path(run)
+        self.run = Path(run).resolve()
         self.format = QComboBox()
         self.format.setObjectName("export_format")
         self.format.addItems(FORMATS)
