@@ -312,3 +312,27 @@ def test_warm_up_longer_than_half_the_run_is_capped_with_a_warning(tmp_path, qui
     events = run_all(quick_cfg("train.max_steps=2"), runs_root=tmp_path)  # 1 epoch of warm-up in a 2-step run
     assert isinstance(events[0], RunStarted) and isinstance(events[1], WarningEvent)
     assert "optim.warmup_epochs" in events[1].message and "first 50%" in events[1].message
+
+
+def test_streamed_and_in_memory_training_see_the_same_batches(tmp_path):
+    """data.in_memory = false streams batches from the decoded store (memory-mapped); the run is the same."""
+    from PIL import Image
+
+    from workbench.core.config import Config
+    from workbench.core.data import load_splits
+
+    root = tmp_path / "imgs"
+    g = np.random.default_rng(0)
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(96):
+            Image.fromarray(g.integers(0, 255, (16, 16), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.png")
+    losses = {}
+    for mode in ("true", "false"):
+        cfg = Config().with_overrides([f"data.root={root}", "data.name=image_folder", f"data.in_memory={mode}", "train.batch_size=32",
+                                       "train.max_steps=6", "train.log_every=1", "eval.embed_points=20"])
+        assert load_splits(cfg.data)[0].in_memory == (mode == "true")
+        events = run_all(cfg, runs_root=tmp_path / mode)
+        assert isinstance(events[-1], DoneEvent), events[-1]
+        losses[mode] = [e.loss for e in events if isinstance(e, StepEvent)]
+    assert losses["true"] == losses["false"] and len(losses["true"]) == 6

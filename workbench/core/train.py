@@ -32,7 +32,7 @@ from workbench.core import metrics as M
 from workbench.core import runs
 from workbench.core.augment import Augmenter
 from workbench.core.config import Config
-from workbench.core.data import ImageData, load_splits
+from workbench.core.data import ImageData, load_splits, place
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
                                    PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.inspector import batch_event
@@ -137,8 +137,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     train_data, test_data = data if data is not None else load_splits(cfg.data)
     global_batch = check_fits(cfg, train_data)
     aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
-    if cfg.data.in_memory and train_data.in_memory:
-        train_data = train_data.to(device)
+    train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
     method = build_method(cfg)
     net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
     method.attach(net, aug)
