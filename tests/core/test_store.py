@@ -158,3 +158,12 @@ def test_process_workers_decode_the_same_store_as_threads(tmp_path, monkeypatch)
         got[workers] = folder.load_folder(root, "auto", 0, workers=workers)
     assert np.array_equal(np.asarray(got["processes"].images), np.asarray(got["threads"].images))
     assert np.array_equal(got["processes"].labels, got["threads"].labels) and got["threads"].shape == (60, 3, 12, 12)
+
+
+def test_read_gathers_any_rows_in_the_order_asked(tmp_path):
+    w = store.Writer(tmp_path / "store-r", (50, 1, 3, 3))
+    np.memmap(w.images_path, dtype=np.uint8, mode="r+", shape=(50, 1, 3, 3))[:] = np.arange(50).reshape(50, 1, 1, 1)
+    st = w.finish(np.arange(50), np.zeros(50), np.arange(50), {"classes": []})
+    for rows in ([7, 8, 9, 10], [10, 9, 8, 7], [3, 40, 3, 0], list(range(50)), [49]):
+        out = st.read(np.asarray(rows), np.empty((len(rows), 1, 3, 3), np.uint8))
+        assert out[:, 0, 0, 0].tolist() == rows and (out == out[:, :, :1, :1]).all()
