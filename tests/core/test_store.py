@@ -167,3 +167,35 @@ def test_read_gathers_any_rows_in_the_order_asked(tmp_path):
     for rows in ([7, 8, 9, 10], [10, 9, 8, 7], [3, 40, 3, 0], list(range(50)), [49]):
         out = st.read(np.asarray(rows), np.empty((len(rows), 1, 3, 3), np.uint8))
         assert out[:, 0, 0, 0].tolist() == rows and (out == out[:, :, :1, :1]).all()
+
+
+def test_waiting_for_another_builder_can_be_cancelled(tmp_path):
+    from workbench.core import folder
+    from workbench.core.data import Cancelled
+
+    class Cancel:  # a cancel event that says when the loader first polls it: only the lock's wait loop does
+        def __init__(self):
+            self.polled, self.flag = threading.Event(), False
+
+        def is_set(self):
+            self.polled.set()
+            return self.flag
+
+    root = noise_folder(tmp_path / "imgs", n=5, classes=("a",))
+    listing = folder.list_images(root)
+    final = store.cache_root() / f"store-{store.key(root, listing.stats, channels='auto', image_size=0)}"
+    cancel, seen = Cancel(), []
+
+    def load():
+        try:
+            folder.load_folder(root, "auto", 0, cancel=cancel)
+        except Cancelled as exc:
+            seen.append(exc)
+
+    with store.locked(final):  # another builder holds the lock
+        t = threading.Thread(target=load)
+        t.start()
+        assert cancel.polled.wait(10)  # waiting on the lock, not decoding a second copy
+        cancel.flag = True
+        t.join(timeout=10)
+    assert not t.is_alive() and len(seen) == 1 and store.open_store(final) is None

@@ -124,10 +124,11 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
     if not listing.files:
         raise ConfigError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTS))}) found in '{folder}' or its sub-folders")
     final = store.cache_root() / f"store-{store.key(folder, listing.stats, channels=channels, image_size=image_size)}"
-    with store.locked(final):
+    run = Runner(workers, progress, cancel, os.environ.get("WORKBENCH_DECODER", decoder))
+    with store.locked(final, waiting=run.check):
         st = store.open_store(final)
         if st is None:
-            with Runner(workers, progress, cancel, os.environ.get("WORKBENCH_DECODER", decoder)) as run:
+            with run:
                 st = _build(listing, final, channels, image_size, run)
         else:
             for text in st.meta.get("warnings", []):

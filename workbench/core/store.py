@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +113,9 @@ def open_store(path: Path) -> Store | None:
 
 
 @contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock beside ``path`` (no-op where fcntl is missing)."""
+def locked(path: Path, waiting=None):
+    """Hold an exclusive lock beside ``path`` (no-op where fcntl is missing); while another process holds
+    it, ``waiting()`` is called every 0.2 s (it may raise to give up, e.g. on cancel)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a+b") as f:
         try:
@@ -121,11 +123,26 @@ def locked(path: Path):
         except ImportError:  # Windows: concurrent builders each write, the rename keeps one
             yield
             return
-        fcntl.flock(f, fcntl.LOCK_EX)
+        _acquire(f, fcntl, path, waiting)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _acquire(f, fcntl, path: Path, waiting) -> None:
+    said = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not said:
+                log.info("data: waiting for another process that is writing %s", path)
+                said = True
+            if waiting is not None:
+                waiting()
+            time.sleep(0.2)
 
 
 class Writer:
