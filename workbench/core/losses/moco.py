@@ -55,10 +55,10 @@ class MoCo(nn.Module):
         if views.gather is not None:
             keys = views.gather(keys)
         keys = keys[: self.queue_size]
-        k, p = len(keys), int(self.ptr)
-        idx = (torch.arange(k, device=keys.device) + p) % self.queue_size
+        k = len(keys)  # the pointer stays on the device: no host sync per step
+        idx = (torch.arange(k, device=keys.device) + self.ptr.to(keys.device)) % self.queue_size
         self.queue[idx] = keys
-        self.ptr.fill_((p + k) % self.queue_size)
+        self.ptr.copy_((self.ptr + k) % self.queue_size)
 
     def forward(self, views: Views, report: bool = False) -> LossOut:
         if views.t1 is None:
