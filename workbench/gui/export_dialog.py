@@ -8,18 +8,15 @@ from pathlib import Path
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QToolButton, QVBoxLayout)
 
-FORMATS = ("safetensors", "torchscript", "onnx", "npz", "projector")
-FILES = {"safetensors": ["encoder.safetensors"], "torchscript": ["encoder.ts"], "onnx": ["encoder.onnx"],
-         "npz": ["embeddings.npz"], "projector": ["vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt"]}
-MODEL_FORMATS = ("safetensors", "torchscript", "onnx")
+from workbench.core.formats import FORMATS, MODEL
 
 
-def would_replace(folder: Path, fmt: str) -> list[str]:
-    """Files an export of ``fmt`` into ``folder`` would overwrite."""
-    names = list(FILES[fmt])
-    if fmt in MODEL_FORMATS:
-        names += [p.name for p in folder.glob("model_card*.json")] if folder.is_dir() else []
-    return sorted({n for n in names if (folder / n).exists()})
+def would_replace(folder: Path, fmt: str, run: Path | None = None) -> list[str]:
+    """Names of the files an export of ``fmt`` into ``folder`` would overwrite (a model card of the same run is
+    extended, not replaced)."""
+    from workbench.core.export import export_targets
+
+    return sorted({p.name for p in export_targets(fmt, folder, run) if p.exists()})
 
 
 class ExportDialog(QDialog):
@@ -61,7 +58,7 @@ class ExportDialog(QDialog):
         self._format_changed(self.format.currentText())
 
     def _format_changed(self, fmt: str):
-        self.head.setEnabled(fmt in MODEL_FORMATS)
+        self.head.setEnabled(fmt in MODEL)
         if self._auto:
             self.folder.setText(str(self.run / "export" / fmt))
         self._check()
@@ -82,7 +79,7 @@ class ExportDialog(QDialog):
 
     def _check(self):
         folder = Path(self.folder.text().strip())
-        replaced = would_replace(folder, self.format.currentText()) if self.folder.text().strip() else []
+        replaced = would_replace(folder, self.format.currentText(), self.run) if self.folder.text().strip() else []
         ok = bool(self.folder.text().strip())
         if not ok:
             self.note.setText("choose a folder")

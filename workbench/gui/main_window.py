@@ -168,6 +168,9 @@ class MainWindow(RunActions, QMainWindow):
     def start(self, resume: str | None = None):
         if self.running:
             return
+        if getattr(self, "sweep", None) is not None and self.sweep.running:
+            self.show_error("a sweep is running: stop it in the Sweep tab before starting a single run")
+            return
         try:
             cfg = Config.load(Path(resume) / "config.toml") if resume else self.setup.build_config()
         except ConfigError as exc:
