@@ -254,7 +254,8 @@ class MetricsLog:
         row.setdefault("time", round(time.time(), 3))
         if self.tb is not None:
             self.tb.write(row)
-        self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        # 6 significant digits for values; the timestamp keeps its milliseconds (durations are read from it)
+        self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k != "time" else v) for k, v in row.items()})
         self._f.flush()
 
     def close(self) -> None:

@@ -391,7 +391,8 @@ class Run:
         return self.reason != "finished"
 
     def log_due(self) -> bool:
-        return self.step % self.cfg.train.log_every == 0 or self.step == self.s.total_steps
+        # step 1 too: the curve starts after one step instead of after train.log_every of them
+        return self.step == 1 or self.step % self.cfg.train.log_every == 0 or self.step == self.s.total_steps
 
     def embed_due(self) -> bool:
         return bool(self.cfg.eval.embed_every_steps) and self.step % self.cfg.eval.embed_every_steps == 0
