@@ -182,17 +182,17 @@ def test_rows_follow_their_files_when_some_fail(tmp_path, monkeypatch):
 
 
 def test_replaced_file_with_an_older_mtime_is_decoded_again(tmp_path):
-    fill(tmp_path, size=(8, 8))
+    fill(tmp_path, size=(16, 16))
     target = tmp_path / "a" / "img0.png"
     first, _ = load(tmp_path, holdout=0.5, in_memory=False)
     st = target.stat()
-    save(target, Image.new("RGB", (8, 8), BLUE))
+    save(target, Image.new("RGB", (16, 16), BLUE))
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))  # older than before
     train, test = load(tmp_path, holdout=0.5, in_memory=False)
     images, indices = pixels(train, test)
     assert tuple(images[indices == 0][0][:, 0, 0].tolist()) == BLUE
     assert not first.store.path.exists() and train.store.path.exists()  # the superseded store is removed...
-    assert first.read(torch.arange(len(first))).shape == (len(first), 3, 8, 8)  # ...yet a run still reading it can
+    assert first.read(torch.arange(len(first))).shape == (len(first), 3, 16, 16)  # ...yet a run still reading it can
 
 
 def test_train_val_layout_is_split_not_two_classes(tmp_path, caplog):
@@ -301,3 +301,36 @@ def test_held_out_split_takes_the_training_split_shape(tmp_path):
 
     data._TRAIN_SHAPE.clear()  # a new process asking for the held-out split alone
     assert data.DATASETS.build("image_folder", None, cfg=folder_cfg, split="test", progress=None, cancel=None).size == 32
+
+
+def test_empty_class_folder_is_named(tmp_path, caplog):
+    fill(tmp_path, size=(20, 20))
+    (tmp_path / "odd" / "empty").mkdir(parents=True)
+    train, _ = load(tmp_path)
+    assert train.classes == ["a", "b"]
+    assert f"1 class folder(s) under '{tmp_path}' hold no images and are left out (no class made for them): odd" in caplog.text
+
+
+def test_tiny_images_are_never_resized_below_16_and_the_root_is_named(tmp_path, caplog):
+    fill(tmp_path, size=(8, 8))
+    save(tmp_path / "a" / "big.jpg", Image.new("RGB", (300, 200), BLUE))
+    train, _ = load(tmp_path)
+    assert train.size == folder.MIN_AUTO_SIZE == 16
+    assert f"the images in '{tmp_path}' are tiny (median shorter side 8 px, 13 files): resizing them up to 16x16" in caplog.text
+    assert "check data.root" in caplog.text
+
+
+def test_size_set_in_the_config_is_kept_even_if_tiny(tmp_path, caplog):
+    fill(tmp_path, size=(8, 8))
+    train, _ = load(tmp_path, image_size=8)
+    assert train.size == 8 and "tiny" not in caplog.text
+
+
+def test_general_folder_tree_is_called_out(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(folder, "IRREGULAR_CLASSES", 5)
+    for i in range(7):
+        save(tmp_path / f"dir{i}" / "x.png", Image.new("L", (20, 20), 9))
+    for j in range(60):
+        save(tmp_path / "photos" / f"{j}.png", Image.new("L", (20, 20), j))
+    load(tmp_path)
+    assert f"'{tmp_path}' has 8 sub-folders holding 1 to 60 images each: this looks like a general folder" in caplog.text

@@ -23,6 +23,8 @@ log = logging.getLogger("workbench.data")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 HELDOUT_NAMES = ("val", "valid", "validation", "test")  # first present wins
 MAX_AUTO_SIZE = 256  # image_size = 0 never picks more than this
+MIN_AUTO_SIZE = 16  # ... nor less than this (smaller medians mean icons or a mistyped data.root)
+IRREGULAR_CLASSES = 100  # more class folders than this, with very uneven sizes, looks like a mistyped data.root
 CHUNK = 128  # files per decode task: small enough for prompt progress and cancel
 WORKER_NICE = 5  # decode processes yield to the window's thread
 
@@ -81,12 +83,20 @@ def list_images(folder: Path) -> Listing:
     loose = _walk(folder, errors, recurse=False)
     out.files += loose
     out.labels += [-1] * len(loose)
+    empty, counts = [], []
     for d in _subdirs(folder):
         found = _walk(d, errors, recurse=True)
         if found:
             out.labels += [len(out.classes)] * len(found)
             out.classes.append(d.name)
             out.files += found
+            counts.append(len(found))
+        else:
+            empty.append(d.name)
+    if empty:
+        log.warning("data: %d class folder(s) under '%s' hold no images and are left out (no class made for them): %s",
+                    len(empty), folder, ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""))
+    _check_regular(folder, counts)
     if errors:
         log.warning("data: could not read %d folder(s) under '%s'; their images are left out: %s", len(errors), folder,
                     "; ".join(f"{p} ({why})" for p, why in errors[:5]) + (" ..." if len(errors) > 5 else ""))
@@ -94,6 +104,14 @@ def list_images(folder: Path) -> Listing:
         st = os.stat(f)
         out.stats.append((os.path.relpath(f, folder), st.st_size, st.st_mtime_ns))
     return out
+
+
+def _check_regular(folder: Path, counts: list[int]) -> None:
+    """Warn when the class folders look like a general folder tree rather than a data set (e.g. data.root=/tmp)."""
+    if len(counts) > IRREGULAR_CLASSES and max(counts) > 50 * statistics.median(counts):
+        log.warning("data: '%s' has %d sub-folders holding %d to %d images each: this looks like a general folder rather than "
+                    "a data set; using each sub-folder as a class anyway; check data.root", folder, len(counts),
+                    min(counts), max(counts))
 
 
 def _walk(folder: Path, errors: list, recurse: bool) -> list[str]:
@@ -239,8 +257,11 @@ def decide(folder: Path, files: list[str], heads: list, channels, image_size: in
 def _auto_size(folder: Path, heads: list, notes: list) -> int:
     sides = [min(w, h) for w, h, _ in heads]
     med = int(statistics.median_low(sides))
-    size = max(8, min(med, MAX_AUTO_SIZE))
-    if len({(w, h) for w, h, _ in heads}) > 1 or size != med:
+    size = max(MIN_AUTO_SIZE, min(med, MAX_AUTO_SIZE))
+    if med < MIN_AUTO_SIZE:
+        _note(notes, f"data: the images in '{folder}' are tiny (median shorter side {med} px, {len(sides)} files): resizing "
+                     f"them up to {size}x{size}; if this is not your data set, check data.root; set data.image_size to choose")
+    elif len({(w, h) for w, h, _ in heads}) > 1 or size != med:
         cap = f", capped at {MAX_AUTO_SIZE}" if med > MAX_AUTO_SIZE else ""
         _note(notes, f"data: images in '{folder}' range from {min(sides)} to {max(sides)} px on their shorter side: resizing all "
                      f"to {size}x{size} (the median shorter side{cap}); set data.image_size to choose")
