@@ -1,33 +1,52 @@
 """The mouse wheel scrolls panels; it changes a setting only in a control the user has clicked into.
 
 Combo boxes, spin boxes and sliders get ``Qt.StrongFocus`` (the wheel never gives them focus) and an
-application-wide event filter hands a wheel event over an unfocused one to the enclosing scroll
-area. One filter on the application covers every window, tab and dynamically built form.
+application-wide event filter hands a wheel event over such a control to the enclosing scroll area
+unless the user pressed the mouse in it since it gained focus: focus reached with Tab (typing a
+temperature, Tab, then scrolling over the next combo) leaves the setting as it is. One filter on the
+application covers every window, tab and dynamically built form.
 """
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox,
-                               QScrollBar)
+                               QScrollBar, QWidget)
 
 GUARDED = (QComboBox, QAbstractSpinBox, QAbstractSlider)
+CLICKED = "_wheel_clicked"  # dynamic property: pressed with the mouse since it last gained focus
+KEEP = (Qt.PopupFocusReason, Qt.ActiveWindowFocusReason)  # back from its own popup or another window: same focus
 
 
 def _guarded(obj) -> bool:
     return isinstance(obj, GUARDED) and not isinstance(obj, QScrollBar)
 
 
+def _owner(obj):
+    """The guarded control ``obj`` belongs to (a spin box's line edit, a combo's line edit), or None."""
+    while isinstance(obj, QWidget):
+        if _guarded(obj):
+            return obj
+        obj = obj.parentWidget()
+    return None
+
+
 class WheelGuard(QObject):
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
         t = event.type()
-        if t == QEvent.Wheel and _guarded(obj) and not obj.hasFocus():
+        if t == QEvent.MouseButtonPress:
+            owner = _owner(obj)
+            if owner is not None:
+                owner.setProperty(CLICKED, True)
+        elif t == QEvent.FocusIn and _guarded(obj) and event.reason() not in KEEP:
+            obj.setProperty(CLICKED, event.reason() == Qt.MouseFocusReason)  # Tab, a shortcut, the program: not a click
+        elif t == QEvent.Wheel and _guarded(obj) and not (obj.hasFocus() and obj.property(CLICKED)):
             area = obj.parentWidget()
             while area is not None and not isinstance(area, QAbstractScrollArea):
                 area = area.parentWidget()
             if area is not None:
                 QApplication.sendEvent(area.viewport(), event)
             return True  # swallowed: the setting stays as it is
-        if t == QEvent.Polish and _guarded(obj):
+        elif t == QEvent.Polish and _guarded(obj):
             obj.setFocusPolicy(Qt.StrongFocus)
         return False
 
