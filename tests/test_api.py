@@ -115,7 +115,7 @@ def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_pat
     evals = [r for r in run.metrics if r["knn_acc"] is not None]
     steps = [r for r in run.metrics if r["loss"] is not None]
     assert len(evals) == 1 and evals[0]["knn_acc"] == pytest.approx(run.final["knn_acc"], abs=1e-5)
-    assert [r["step"] for r in steps] == [2, 4, 6, 8]  # 540 training images (10% held out), batch 64: 8 steps
+    assert [r["step"] for r in steps] == [1, 2, 4, 6, 8]  # 540 training images (10% held out), batch 64: 8 steps; step 1 logged too
     emb = run.embed(x[:7])
     assert emb.shape == (7, 4 * 8 * 2 * 2) and emb.dtype == np.float32 and np.isfinite(emb).all()
     np.testing.assert_allclose(wb.load_run(run.run_dir).embed(x[:7]), emb, rtol=1e-5, atol=1e-6)
