@@ -69,3 +69,33 @@ def test_view_round_trip(tmp_path):
     save_view(tmp_path, xy, idx)
     got = read_view(tmp_path)
     assert np.array_equal(got[0], xy) and np.array_equal(got[1], idx)
+
+
+def test_a_running_run_whose_process_is_gone_reads_interrupted(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = write_run(tmp_path, epochs=9)
+    write_status(run, "running", 20)
+    assert run_summary(run)["status"] == "running"  # this very process wrote it and is alive
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that existed and ended, as a window killed with SIGTERM
+    st = json.loads((run / "status.json").read_text())
+    st.update(pid=gone.pid, updated=110.0)
+    (run / "status.json").write_text(json.dumps(st))
+    row = run_summary(run)
+    assert row["status"] == "interrupted"
+    assert row["duration_s"] == pytest.approx(20.0)  # 0 s recorded at start + metrics rows up to 130.0
+
+
+def test_cli_run_duration_from_millisecond_times_and_steps_done(tmp_path):
+    run = tmp_path / "2026-11-22_150000_bundled-ntxent"
+    run.mkdir()
+    Config().with_overrides(["train.epochs=3", "train.max_steps=15"]).save(run / "config.toml")
+    (run / "metrics.csv").write_text("time,epoch,step,loss,knn_acc\n"
+                                     "1763900000.125,1,1,5.5,\n1763900001.5,1,10,5.0,\n1763900002.875,1,15,4.9,\n"
+                                     "1763900004.250,1,15,,0.4\n")
+    row = run_summary(run)  # a CLI run: no status.json
+    assert row["duration_s"] == pytest.approx(4.125)
+    assert row["epochs"] == 3 and row["epochs_done"] == 1 and row["max_steps"] == 15 and row["step"] == 15

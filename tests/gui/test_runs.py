@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 
 def test_pause_and_stop_answer_at_once_and_take_effect_within_a_second(window, qtbot):
@@ -141,3 +142,37 @@ def test_tsne_is_computed_in_a_child_process_and_cancelled_on_reset(window, qtbo
     proc = panel.job.proc
     panel.reset()
     qtbot.waitUntil(lambda: not proc.is_alive(), timeout=5000)
+
+
+def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_duration(qtbot, tmp_path):
+    """A window run killed while training (status.json says running, its pid is gone) and a CLI run cut by max_steps."""
+    import json
+    import subprocess
+    import sys
+
+    from workbench.core.config import Config
+    from workbench.core.history import write_status
+    from workbench.gui.panels.runs import COLUMNS, RunsPanel
+
+    killed, cli = tmp_path / "2026-11-22_140000_bundled-ntxent", tmp_path / "2026-11-22_150000_bundled-ntxent"
+    for run, over in ((killed, []), (cli, ["train.max_steps=15"])):
+        run.mkdir()
+        Config().with_overrides(["train.epochs=3", *over]).save(run / "config.toml")
+        (run / "metrics.csv").write_text("time,epoch,step,loss\n1763900000.125,1,1,5.5\n1763900075.375,1,15,4.9\n")
+    write_status(killed, "running", 0)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    st = json.loads((killed / "status.json").read_text())
+    (killed / "status.json").write_text(json.dumps({**st, "pid": gone.pid}))
+    panel = RunsPanel(str(tmp_path))
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.refreshed, timeout=10000):
+        panel.refresh()
+    col = {key: j for j, (_, key) in enumerate(COLUMNS)}
+    cells = {panel.table.item(i, 0).data(Qt.UserRole): i for i in range(panel.table.rowCount())}
+    k, c = cells[str(killed)], cells[str(cli)]
+    assert panel.table.item(k, col["status"]).text() == "interrupted"
+    assert "Resume" in panel.table.item(k, col["status"]).toolTip()
+    assert panel.table.item(c, col["duration_s"]).text() == "1:15"  # 75.25 s between the first and last rows
+    assert panel.table.item(c, col["epochs"]).text() == "15 steps"
+    assert panel.table.item(k, col["epochs"]).text() == "1/3"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -40,13 +42,15 @@ def read_history(run_dir: str | Path) -> list:
 
 
 def write_status(run_dir: str | Path, state: str, step: int = 0, message: str = "") -> None:
-    """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic)."""
+    """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic), with
+    the writing process's pid and host, so a reader can tell a run whose process was killed ("interrupted")."""
     now = round(time.time(), 3)
     prev = read_status(run_dir)
     elapsed = float(prev.get("elapsed_s", 0.0))
     if prev.get("state") == "running":  # time spent running since the last record (not the time between sessions)
         elapsed += max(0.0, now - float(prev.get("updated", now)))
-    text = json.dumps({"state": state, "step": int(step), "elapsed_s": round(elapsed, 3), "updated": now, "message": message})
+    text = json.dumps({"state": state, "step": int(step), "elapsed_s": round(elapsed, 3), "updated": now, "message": message,
+                       "pid": os.getpid(), "host": socket.gethostname()})
     atomic_write_bytes(Path(run_dir) / "status.json", text.encode("utf-8"))
 
 
@@ -100,19 +104,49 @@ def run_summary(run_dir: str | Path) -> dict:
     steps = [r["step"] for r in rows if r.get("step") is not None]
     status = read_status(run)
     state = status.get("state") or _infer_state(run, cfg, rows)
-    if state == "running" and time.time() - float(status.get("updated", time.time())) > 3600:
-        state = "stopped"  # the process that wrote it is gone (killed); the checkpoint stays resumable
+    if state == "running" and _writer_gone(run, status):
+        state = "interrupted"  # the process that wrote it was killed; the checkpoint stays resumable
+    epochs_done = [int(r["epoch"]) for r in rows if r.get("epoch") is not None]
     row.update(status=state, dataset=cfg.data.name, loss=cfg.loss.name, temperature=cfg.loss.params.get("temperature"),
                encoder=cfg.model.encoder, batch=cfg.train.batch_size, epochs=cfg.train.epochs,
+               epochs_done=max(epochs_done, default=0), max_steps=int(cfg.train.max_steps or 0),
                final_knn=knn[-1] if knn else None, best_knn=max(knn) if knn else None,
                duration_s=_duration(status, times), step=int(max(steps)) if steps else 0,
                error=status.get("message", "") if state == "failed" else "")
     return row
 
 
+def pid_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` exists on this machine (None where that cannot be told)."""
+    if os.name != "posix" or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except OSError:
+        return None
+    return True
+
+
+def _writer_gone(run: Path, status: dict) -> bool:
+    """A status.json saying "running" whose writer is gone: its pid is not alive on this host, or (another host,
+    or no pid recorded) nothing in the folder changed for an hour."""
+    if status.get("host") == socket.gethostname() and status.get("pid"):
+        alive = pid_alive(int(status["pid"]))
+        if alive is not None:
+            return not alive
+    newest = max((p.stat().st_mtime for p in (run / "metrics.csv", run / "status.json") if p.exists()), default=0)
+    return time.time() - max(newest, float(status.get("updated", 0))) > 3600
+
+
 def _duration(status: dict, times: list[float]) -> float | None:
     """Seconds spent running (status.json), else between the first and last metrics rows."""
     if "elapsed_s" in status:
+        if status.get("state") == "running" and times:  # killed: add what it ran after its last record
+            return float(status["elapsed_s"]) + max(0.0, times[-1] - float(status.get("updated", times[-1])))
         return float(status["elapsed_s"])
     return (times[-1] - times[0]) if len(times) > 1 else None
 

@@ -20,13 +20,25 @@ from workbench.gui.tasks import Task
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
            ("best kNN", "best_knn"), ("duration", "duration_s")]
-STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#ff7f0e", "failed": "#d62728", "unreadable": "#d62728"}
+STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#ff7f0e", "interrupted": "#ff7f0e",
+                  "failed": "#d62728", "unreadable": "#d62728"}
+STATUS_TIPS = {"interrupted": "its process ended while training (killed or crashed): Resume continues from the last checkpoint",
+               "stopped": "stopped before the end: Resume continues from the last checkpoint"}
+
+
+def epochs_text(r: dict) -> str:
+    """What a run did: "2/3" epochs, or "15 steps" for a run cut short by train.max_steps."""
+    if r.get("epochs") is None:
+        return ""
+    if r.get("max_steps") and r.get("step"):
+        return f"{r['step']} steps"
+    return f"{r.get('epochs_done', r['epochs'])}/{r['epochs']}"
 
 
 def _duration(s) -> str:
-    if not s:
+    if s is None:
         return ""
-    s = int(s)
+    s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
@@ -172,6 +184,8 @@ class RunsPanel(QWidget):
             text = f"{v:g}" if v is not None else ""
         elif key == "duration_s":
             text = _duration(v)
+        elif key == "epochs":
+            text, v = epochs_text(r), r.get("epochs_done", v)
         else:
             text = "" if v is None else str(v)
         item = Item(v, text)
@@ -180,8 +194,8 @@ class RunsPanel(QWidget):
             item.setForeground(Qt.white)
             item.setBackground(_colour(STATUS_COLOURS.get(str(v), "#7f7f7f")))
             item.setTextAlignment(Qt.AlignCenter)
-            if r.get("error"):
-                item.setToolTip(r["error"])
+            if r.get("error") or v in STATUS_TIPS:
+                item.setToolTip(r.get("error") or STATUS_TIPS[v])
         if key == "date":
             item.setToolTip(r["run"])  # the run folder
         return item
