@@ -121,6 +121,13 @@ def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_pat
     np.testing.assert_allclose(wb.load_run(run.run_dir).embed(x[:7]), emb, rtol=1e-5, atol=1e-6)
     paths = run.export("safetensors")
     assert [p.name for p in paths] == ["encoder.safetensors", "model_card.json"] and all(p.is_file() for p in paths)
+    assert paths[0].parent == run.run_dir / "export" / "safetensors"  # the window's layout: one folder per format
+    first = paths[0].read_bytes()
+    paths[0].write_bytes(b"edited by the user")
+    with pytest.raises(wb.ConfigError, match=re.escape(f"'{paths[0]}' already exists; pass force=True")):
+        run.export("safetensors")
+    assert paths[0].read_bytes() == b"edited by the user"  # nothing saved is replaced without force
+    assert run.export("safetensors", force=True) == paths and paths[0].read_bytes() == first
     from workbench.core.inference import RunModel
 
     with pytest.raises(wb.ConfigError, match="workbench.fit"):  # the CLI cannot silently embed another dataset
@@ -169,4 +176,4 @@ def test_readme_example_runs(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "knn_acc" in res.stdout and "(1, 512)" in res.stdout and "encoder.safetensors" in res.stdout
-    assert list((tmp_path / "runs").glob("*_python-hcl/export/model_card.json"))
+    assert list((tmp_path / "runs").glob("*_python-hcl/export/safetensors/model_card.json"))

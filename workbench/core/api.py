@@ -4,7 +4,7 @@
     cfg = wb.config("examples/bundled_quick.toml", train={"epochs": 1}, **{"loss.temperature": 0.1})
     run = wb.fit(cfg, data=images, labels=labels)        # uint8 (N, C, H, W) and (N,), or a torch Dataset
     emb = run.embed(images[:100])                         # (100, D) float32 numpy
-    run.export("onnx"); run.metrics[-1]                   # export files; metrics as a list of dicts
+    run.export("onnx"); run.metrics[-1]                   # files in <run>/export/onnx/; metrics as a list of dicts
 
 ``fit`` runs the same training generator as the window and the CLI (one run folder under
 ``runs_root``), raises failures as the exceptions they are (the run's run.log keeps the traceback
@@ -263,12 +263,20 @@ class Run:
         x = images.images if isinstance(images, ImageData) else as_image_data(images, where="images").images
         return self.model.embed(x, batch=batch, project=project)
 
-    def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False) -> list[Path]:
-        """Write the encoder (safetensors | torchscript | onnx) or embeddings (npz | projector) with a
-        model card; ``out`` defaults to ``<run>/export``. Returns the written paths."""
-        from workbench.core.export import export_run
+    def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
+               force: bool = False) -> list[Path]:
+        """Write the encoder (safetensors | pt2 | torchscript | onnx | onnx_uint8, with a model card) or
+        embeddings (npz | projector); ``out`` defaults to ``<run>/export/<fmt>/`` (as in the window).
+        Returns the written paths. An existing file is never replaced unless ``force``: ConfigError
+        naming it (the model card of the same run is extended, not replaced)."""
+        from workbench.core.export import export_run, export_targets
 
-        return export_run(self.run_dir, fmt, Path(out) if out is not None else self.run_dir / "export", include_head)
+        out = Path(out) if out is not None else self.run_dir / "export" / fmt
+        existing = [p for p in export_targets(fmt, out, self.run_dir) if p.exists()]
+        if existing and not force:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise ConfigError(f"export: '{existing[0]}'{more} already exists; pass force=True to overwrite it or choose another out")
+        return export_run(self.run_dir, fmt, out, include_head)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
