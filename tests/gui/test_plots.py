@@ -38,3 +38,28 @@ def test_step_plots_keep_their_view_with_headroom_and_respect_the_user(qtbot):
     feed(panel, range(900, 905, 5))
     (x0c, x1c), _ = vb.viewRange()
     assert x1c >= 900 and panel.ranges[panel.loss_plot].follow
+
+
+def test_overlays_go_on_a_new_run_and_the_knn_plot_follows_the_epochs_within_0_1(qtbot):
+    from workbench.core.events import EvalEvent
+
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.overlay("2026-11-22_140000_bundled-dcl", [1, 10, 20], [5.0, 4.0, 3.5], [1, 2], [0.5, 0.6], 1)
+    legend = panel.loss_plot.plotItem.legend
+    assert "2026-11-22_140000_bundled-dcl" in [label.text for _, label in legend.items]
+    panel.reset()  # Start: a new run
+    assert [label.text for _, label in legend.items] == ["loss", "smoothed"]
+    assert not any(i.name() and "bundled" in i.name() for i in panel.loss_plot.listDataItems())
+    assert len(panel.knn_plot.listDataItems()) == 1  # the live kNN curve only
+    for epoch in range(1, 23):
+        panel.add_eval(EvalEvent(epoch, 10 * epoch, {"knn_acc": min(0.99, 0.3 + 0.05 * epoch)}))
+        panel.redraw()
+    (x0, x1), (y0, y1) = panel.knn_plot.getViewBox().viewRange()
+    assert x0 <= 1 and x1 >= 22  # epoch 22 is in view, not stuck at 1-10
+    assert -0.03 <= y0 <= 0 and 1.0 <= y1 <= 1.06  # an accuracy: [0, 1] with a little headroom
+    feed(panel, range(0, 100, 5))
+    (_, _), (ly0, ly1) = panel.loss_plot.getViewBox().viewRange()
+    ys = np.asarray(panel.losses)
+    assert ly1 - ys.max() >= 0.25 * (ys.max() - ys.min())  # headroom above the curve: the legend's place

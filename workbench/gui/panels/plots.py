@@ -30,10 +30,12 @@ class GrowingRange:
     """Keeps a plot's view around its data with headroom; hands the view to the user once they
     pan or zoom, and takes it back when they press the plot's auto-range ("A") button."""
 
-    def __init__(self, plot: pg.PlotWidget):
+    def __init__(self, plot: pg.PlotWidget, top: float = 0.1, x0: float = 0.0):
         self.vb = plot.getViewBox()
         self.vb.disableAutoRange()
         self.follow = True
+        self.top, self.x0 = top, x0  # headroom above the data (room for a legend), where the x axis starts
+        self.placed = False  # set once the view was first put around the data
         self.vb.sigRangeChangedManually.connect(self._manual)
         self.vb.sigStateChanged.connect(self._state)
 
@@ -50,11 +52,12 @@ class GrowingRange:
             return
         (_, vx1), (vy0, vy1) = self.vb.viewRange()
         xr = yr = None
-        if x1 > vx1 or x1 < 0.4 * vx1:
-            xr = (0, max(10.0, 1.5 * x1))
+        if x1 > vx1 or x1 < 0.4 * vx1 or not self.placed:
+            xr = (self.x0, max(10.0, 1.5 * x1))
         span = max(y1 - y0, 1e-6 * abs(y1), 1e-12)
-        if y0 < vy0 or y1 > vy1 or span < 0.4 * (vy1 - vy0):
-            yr = (y0 - 0.1 * span, y1 + 0.1 * span)
+        if y0 < vy0 or y1 > vy1 or span < 0.4 * (vy1 - vy0) or not self.placed:
+            yr = (y0 - 0.1 * span, y1 + self.top * span)
+        self.placed = True
         if xr or yr:
             self.vb.setRange(xRange=xr, yRange=yr, padding=0)
 
@@ -74,8 +77,9 @@ class PlotsPanel(QWidget):
             p.setDownsampling(auto=True, mode="peak")  # long runs stay cheap to paint
             p.setClipToView(True)
         self.knn_plot.setLabel("bottom", "epoch")
-        self.terms_plot.addLegend(offset=(-10, 10))  # top right: curves start high on the left
-        self.loss_plot.addLegend(offset=(-10, 10))
+        for p in (self.terms_plot, self.loss_plot):  # top right (curves start high on the left), over headroom kept free
+            p.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 200), labelTextSize="8pt", verSpacing=-6)
+        self.knn_plot.getViewBox().setLimits(yMin=-0.02, yMax=1.05)  # an accuracy: never below 0 or past 1
         lay.addWidget(self.loss_plot, 0, 0)
         lay.addWidget(self.knn_plot, 0, 1)
         lay.addWidget(self.lr_plot, 1, 0)
@@ -85,7 +89,9 @@ class PlotsPanel(QWidget):
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#2ca02c", width=1))
         self.knn_curve = self.knn_plot.plot(pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=6)
         self.term_curves: dict[str, pg.PlotDataItem] = {}
-        self.ranges = {p: GrowingRange(p) for p in (self.loss_plot, self.lr_plot, self.terms_plot)}
+        self.ranges = {p: GrowingRange(p) for p in (self.lr_plot, self.terms_plot)}
+        self.ranges[self.loss_plot] = GrowingRange(self.loss_plot, top=0.35)  # room for the legend above the curves
+        self.ranges[self.knn_plot] = GrowingRange(self.knn_plot, top=0.05, x0=0.5)
         self.overlays: list = []
         self.hints = []
         for p in (self.loss_plot, self.lr_plot, self.knn_plot, self.terms_plot):
@@ -110,7 +116,8 @@ class PlotsPanel(QWidget):
         for h in self.hints:
             h.setVisible(True)
         for r in self.ranges.values():
-            r.follow = True
+            r.follow, r.placed = True, False
+        self.clear_overlays()  # a new run's curves stand alone (the legend lists only them)
 
     def add_step(self, ev):
         self.steps.append(ev.step)
@@ -142,6 +149,8 @@ class PlotsPanel(QWidget):
         if self.knn_dirty:  # every setData repaints its plot (~10 ms); the kNN curve changes once an epoch
             self.knn_dirty = False
             self.knn_curve.setData(np.asarray(self.epochs, float), np.asarray(self.knn, float))
+            if self.epochs:
+                self.ranges[self.knn_plot].update(max(self.epochs), 0.0, 1.0)  # x grows with the epochs; y is [0, 1]
         for i, (k, pts) in enumerate(self.terms.items()):
             if k not in self.term_curves:
                 self.term_curves[k] = self.terms_plot.plot(pen=pg.mkPen(COLORS[i % len(COLORS)], width=1), name=k)
@@ -162,8 +171,7 @@ class PlotsPanel(QWidget):
             self.overlays.append(self.knn_plot.plot(epochs, knn, pen=pen, symbol="t", symbolSize=6, symbolBrush=pen.color()))
         for p in (self.loss_plot, self.knn_plot):
             p.getViewBox().autoRange(padding=0.05)
-        if self.loss_plot in self.ranges:
-            self.ranges[self.loss_plot].follow = False  # keep the comparison in view
+            self.ranges[p].follow = False  # keep the comparison in view
 
     def clear_overlays(self):
         for item in self.overlays:
