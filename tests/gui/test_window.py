@@ -277,3 +277,31 @@ def test_app_process_ends_within_seconds_of_closing_during_training(tmp_path):
     assert took is not None and took < 5.0, "".join(out)  # from the close to the end of the process
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.pt").is_file()
+
+
+def test_stop_status_says_which_evaluation_its_knn_is_from(window):
+    from workbench.core.events import DoneEvent, EvalEvent
+
+    window._on_eval(EvalEvent(3, 120, {"knn_acc": 0.782, "alignment": 0.5, "uniformity": -2.0, "eff_rank": 9.0}))
+    window.progress.setRange(0, 400)
+    window.progress.setValue(157)
+    window._on_done(DoneEvent("stopped", "runs/x", {"knn_acc": 0.782}))
+    text = window.status.text()
+    assert text.startswith("stopped at step 157") and "kNN 0.7820 (epoch 3, step 120)" in text
+
+
+def test_a_bad_config_load_names_the_file_and_the_next_success_clears_the_error(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    bad, good = tmp_path / "typo.toml", tmp_path / "fine.toml"
+    bad.write_text("[loss]\ntemprature = 0.1\n")
+    window.setup.build_config().save(good)
+    bar_before = (window.progress.format(), window.progress.value(), window.progress.maximum())
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    with qtbot.waitSignal(window.errorShown) as shown:
+        window.load_config()
+    assert "typo.toml" in shown.args[0] and "temprature" in shown.args[0]
+    assert (window.progress.format(), window.progress.value(), window.progress.maximum()) == bar_before  # no full "error" bar
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(good), ""))
+    window.load_config()
+    assert "error" not in window.status.text() and "fine.toml" in window.status.text()

@@ -83,6 +83,7 @@ class MainWindow(RunActions, QMainWindow):
         self.held_out = None
         self.classes: list = []
         self.t_start = self.t_first_step = None
+        self.last_eval = None  # the latest EvalEvent shown (its epoch and step label the kNN quoted at the end)
         self._wire()
         Task(warm_up, lambda _: None).start()
         self._set_running(False)
@@ -194,6 +195,7 @@ class MainWindow(RunActions, QMainWindow):
         self.plots.reset()
         self.embedding.reset()
         self.messages = []
+        self.last_eval = None
         self.progress.setRange(0, 0)  # busy until the run reports its length
         self.progress.setFormat("starting…")
         self.worker = TrainWorker(cfg, self.runs_root, resume, data)
@@ -252,6 +254,8 @@ class MainWindow(RunActions, QMainWindow):
     def _show_history(self, run_dir):
         for e in read_history(run_dir):
             (self.plots.add_step if hasattr(e, "loss") else self.plots.add_eval)(e)
+            if not hasattr(e, "loss"):
+                self.last_eval = e
         self.plots.redraw()
 
     def _on_steps(self):
@@ -276,6 +280,7 @@ class MainWindow(RunActions, QMainWindow):
 
     def _on_eval(self, ev):
         self.plots.add_eval(ev)
+        self.last_eval = ev
         m = ev.metrics
         self.set_status(f"epoch {ev.epoch}: kNN {m['knn_acc']:.4f}, alignment {m['alignment']:.3f}, "
                         f"uniformity {m['uniformity']:.3f}, eff. rank {m['eff_rank']:.1f}")
@@ -310,14 +315,24 @@ class MainWindow(RunActions, QMainWindow):
 
     def _on_done(self, ev):
         self.progress.setFormat(f"{ev.reason}: step {self.progress.value()}/{self.total_steps}")
-        knn = ev.metrics.get("knn_acc")
-        self.set_status(f"{ev.reason}{f', kNN {knn:.4f}' if knn is not None else ''}: checkpoint and metrics in {ev.run_dir}")
+        self.set_status(f"{ev.reason} at step {self.progress.value()}{self._knn_note(ev.metrics)}: "
+                        f"checkpoint and metrics in {ev.run_dir}")
         self.trainingDone.emit(ev)
+
+    def _knn_note(self, metrics: dict) -> str:
+        """", last kNN 0.7820 (epoch 3, step 120)": which evaluation the figure comes from (it may be an earlier one)."""
+        knn = metrics.get("knn_acc")
+        if knn is None:
+            return ""
+        ev = self.last_eval
+        where = f" (epoch {ev.epoch}, step {ev.step})" if ev is not None and ev.metrics.get("knn_acc") == knn else ""
+        return f", last kNN {knn:.4f}{where}"
 
     def show_error(self, msg: str, details: str = ""):
         self.messages.append(msg)
         self.set_status(f"error: {msg}")
-        self.progress.setFormat("error")
+        if self.running:  # a run that ended in an error; a refused action leaves the bar as it was
+            self.progress.setFormat("error")
         self.errorShown.emit(msg, details)
         if not os.environ.get("WORKBENCH_NO_DIALOGS"):
             box = QMessageBox(QMessageBox.Warning, "Contrastive Workbench", msg, QMessageBox.Ok, self)
@@ -355,7 +370,9 @@ class MainWindow(RunActions, QMainWindow):
             try:
                 self.setup.set_config(Config.load(path))
             except ConfigError as exc:
-                self.show_error(str(exc))
+                self.show_error(f"{Path(path).name}: {exc}", f"while loading {path}")
+                return
+            self.set_status(f"loaded {path}")
 
     def save_config(self, path: str | None = None):
         if not path:
@@ -364,7 +381,9 @@ class MainWindow(RunActions, QMainWindow):
             try:
                 self.setup.build_config().save(path)
             except (ConfigError, OSError) as exc:
-                self.show_error(str(exc))
+                self.show_error(f"{Path(path).name}: {exc}", f"while saving {path}")
+                return
+            self.set_status(f"saved {path}")
 
     def torchrun_command(self, config_path: str, gpus: int) -> str:
         return (f"torchrun --standalone --nproc_per_node={gpus} -m workbench train {shlex.quote(config_path)} "
