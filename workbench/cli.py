@@ -130,7 +130,7 @@ def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
 def cmd_train(args) -> int:
     from workbench.core import distributed as ddp
     from workbench.core.config import Config
-    from workbench.core.runs import check_resume
+    from workbench.core.runs import check_resume, check_runs_root
     from workbench.core.train import Control, train
 
     ddp.init_from_env()
@@ -144,6 +144,7 @@ def cmd_train(args) -> int:
         if not args.config:
             raise ConfigError("train: give a CONFIG.toml (see examples/) or --resume RUN_DIR")
         cfg = Config.load(args.config).with_overrides(args.set or [])
+        check_runs_root(args.out, "--out")  # before decoding: a bad --out costs no wait
     control = Control()
     out = Progress(0) if main else None
     with CtrlC(control, say=out.message if out else None, text=CtrlC.LOADING) as ctrl_c:
@@ -186,7 +187,7 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
                 out.message(_traceback_note(ev.traceback, ev.run_dir or args.run_dir, args.verbose))
             status = 1
         elif isinstance(ev, DoneEvent):
-            out.message(f"{ev.reason}; checkpoint and metrics in {ev.run_dir}"
+            out.message(ev.message or f"{ev.reason}; checkpoint and metrics in {ev.run_dir}"
                         + (f"\nresume with: workbench train --resume {ev.run_dir}" if ev.reason != "finished" else ""))
     return status
 
@@ -220,9 +221,11 @@ def _check_out_file(out: str, force: bool, suffix: str) -> Path:
 def _finite_or_refuse(emb, run_dir) -> None:
     import numpy as np
 
+    from workbench.core.runs import previous_advice
+
     if not np.isfinite(emb).all():
         raise ConfigError(f"the model in '{run_dir}' produces non-finite embeddings; nothing was written; "
-                          "use checkpoints/prev.pt or retrain with a lower optim.lr")
+                          f"{previous_advice(Path(run_dir) / 'checkpoints' / 'last.pt')} (or retrain with a lower optim.lr)")
 
 
 def cmd_embed(args) -> int:
@@ -249,8 +252,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_neighbours(args) -> int:
-    from workbench.core.inference import RunModel, load_image_file, neighbours
-    from workbench.core.runs import atomic_write_text
+    from workbench.core.inference import RunModel, load_image_file, neighbours, source_files
 
     if not Path(args.image).is_file():
         raise ConfigError(f"image '{args.image}' does not exist")
@@ -268,13 +270,30 @@ def cmd_neighbours(args) -> int:
     for r, (i, s) in enumerate(zip(idx[0], sim[0], strict=True), 1):
         lab = int(train.labels[i])
         rows.append((r, int(train.indices[i]), float(s), train.classes[lab] if 0 <= lab < len(train.classes) else "-"))
-    print(f"{'rank':>4} {'index':>7} {'similarity':>10}  label")
-    for r, i, s, name in rows:
-        print(f"{r:>4} {i:>7} {s:>10.4f}  {name}")
-    if out is not None:
-        atomic_write_text(out, "rank,index,similarity,label\n" + "".join(f"{r},{i},{s:.6f},{n}\n" for r, i, s, n in rows))
-        print(f"wrote {out}", file=sys.stderr)
+    files = source_files(cfg, [i for _, i, _, _ in rows])  # image folders: the file of each neighbour
+    _print_neighbours(rows, files, out)
     return 0
+
+
+def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | None) -> None:
+    """The table on stdout (and as CSV in ``out``): rank, source index, similarity, label, and the file for image folders."""
+    import csv
+    import io
+
+    from workbench.core.runs import atomic_write_text
+
+    label_w = max([5] + [len(n) for *_, n in rows])
+    print((f"{'rank':>4} {'index':>7} {'similarity':>10}  {'label':<{label_w}}" + ("  path" if files else "")).rstrip())
+    for k, (r, i, s, name) in enumerate(rows):
+        print((f"{r:>4} {i:>7} {s:>10.4f}  {name:<{label_w}}" + (f"  {files[k]}" if files else "")).rstrip())
+    if out is not None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["rank", "index", "similarity", "label"] + (["path"] if files else []))
+        for k, (r, i, s, name) in enumerate(rows):
+            w.writerow([r, i, f"{s:.6f}", name] + ([files[k]] if files else []))
+        atomic_write_text(out, buf.getvalue())
+        print(f"wrote {out}", file=sys.stderr)
 
 
 def cmd_export(args) -> int:

@@ -86,9 +86,10 @@ class WarningEvent:
 
 @dataclass(frozen=True)
 class DoneEvent:
-    reason: str  # finished | stopped | budget
+    reason: str  # finished | stopped | budget | already finished (a resumed run with nothing left to do)
     run_dir: str
     metrics: dict = field(default_factory=dict)
+    message: str = ""  # what the user should know, e.g. how to train a finished run longer
 
 
 @dataclass(frozen=True)

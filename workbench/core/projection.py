@@ -11,16 +11,34 @@ import numpy as np
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, 2) principal-component coordinates."""
-    x = x.astype(np.float64) - x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return (x @ vt[:2].T).astype(np.float32) if vt.shape[0] >= 2 else np.pad(x @ vt.T, ((0, 0), (0, 1))).astype(np.float32)
+    """(N, D) -> (N, 2) principal-component coordinates (Pearson 1901; via the SVD of the centred data).
+
+    Never raises for a display: rows holding NaN/inf are placed at the origin and left out of the fit;
+    fewer than two finite rows, or an SVD that does not converge, give zeros/the first two centred columns.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = np.zeros((len(x), 2), dtype=np.float32)
+    ok = np.isfinite(x).all(1)
+    if ok.sum() < 2:
+        return out
+    xc = x[ok] - x[ok].mean(0)
+    try:
+        _, _, vt = np.linalg.svd(xc, full_matrices=False)
+        xy = xc @ vt[:2].T
+    except np.linalg.LinAlgError:
+        xy = xc[:, :2]
+    out[ok, : xy.shape[1]] = xy
+    return out
 
 
 def align_to(prev: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Rotate/reflect and scale ``new`` (N, 2) to best match ``prev`` (N, 2), same points in the same order."""
+    """Rotate/reflect and scale ``new`` (N, 2) to best match ``prev`` (N, 2), same points in the same order
+    (orthogonal Procrustes, Schoenemann 1966); ``new`` unchanged when the fit is degenerate."""
     a, b = prev - prev.mean(0), new - new.mean(0)
-    u, _, vt = np.linalg.svd(b.T @ a)
+    try:
+        u, _, vt = np.linalg.svd(b.T @ a)
+    except np.linalg.LinAlgError:
+        return new.astype(np.float32)
     r = u @ vt
     scale = np.linalg.norm(a) / max(np.linalg.norm(b), 1e-12)
     return (b @ r * scale + prev.mean(0)).astype(np.float32)

@@ -304,6 +304,7 @@ class Run:
         self.lr = cfg.optim.lr
         self.clock = (time.perf_counter(), 0)  # (time, step) of the last log line, for images/s
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
+        self.finished_already = False  # a resumed run that had already reached its end
 
     @classmethod
     def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Run:
@@ -320,6 +321,9 @@ class Run:
         run = cls(s, run_dir, control)
         if state is not None:
             run.restore(state)
+            if run.progress() >= 1.0:  # nothing to do: leave every file as it is
+                run.finished_already = True
+                return run
         if run.is_main:
             if state is not None:
                 runs.clean_orphans(run_dir)
@@ -445,14 +449,15 @@ class Run:
         self.clock = (time.perf_counter(), self.step)
         yield PausedEvent(self.step, False)
 
-    def end_epoch(self) -> list:
+    def end_epoch(self) -> Iterator:
+        """CheckpointEvent (yielded first: a failing evaluation loses nothing), then the evaluation's events."""
         self.epoch += 1
         self.images_done = 0
         done = self.step >= self.s.total_steps
-        events = self.evaluate() if self.epoch % self.cfg.eval.every == 0 or done else []
         if self.epoch % self.cfg.train.checkpoint_every == 0 or done:
-            events += self.checkpoint()
-        return events
+            yield from self.checkpoint()
+        if self.epoch % self.cfg.eval.every == 0 or done:
+            yield from self.evaluate()
 
     def evaluate(self, final: bool = False) -> list:
         """EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing when stopped meanwhile
@@ -485,8 +490,20 @@ class Run:
         if feats is None:
             feats = embed(self.s, self.s.test.images[self.embed_idx])
         src = feats.cpu().numpy().astype(np.float32)
+        if not np.isfinite(src).all():
+            self.nonfinite_features(src)
         labels = self.s.test.labels[self.embed_idx].numpy()
         return EmbeddingEvent(self.shown_epoch(), self.step, self.projector(src), src, labels, self.embed_idx.numpy())
+
+    def nonfinite_features(self, src: np.ndarray) -> None:
+        """Say (run.log and the console) why the embedding holds NaN/inf although the guard found the weights finite."""
+        bad = int((~np.isfinite(src)).any(1).sum())
+        x = self.s.aug.plain(self.s.test.images[self.embed_idx[:64].to(self.s.test.images.device)].to(self.s.device))
+        cause = ("the normalised inputs are not finite (check the data's mean/std)" if not torch.isfinite(x).all()
+                 else f"the encoder overflows on these {x.shape[-1]}x{x.shape[-1]} inputs (very small or very large images; "
+                      "set data.image_size, or lower optim.lr)")
+        logger.warning("embedding at step %d: %d of %d points are not finite although the weights are: %s; "
+                       "they are drawn at the origin", self.step, bad, len(src), cause)
 
     def checkpoint(self) -> list:
         """Save last.pt (previous one kept as prev.pt) unless this step is saved already; [CheckpointEvent]."""
@@ -506,12 +523,23 @@ class Run:
         runs.save_checkpoint(path, state)
         return [CheckpointEvent(str(path), self.shown_epoch(), self.step)]
 
-    def finish(self) -> list:
-        events = []
+    def finish(self) -> Iterator:
+        """The checkpoint first (a failing final evaluation cannot lose the run), the final evaluation, DoneEvent."""
         stopped_early = self.reason == "stopped" and (self.step == 0 or self.control.quick)
+        yield from self.checkpoint()
         if self.evaluated_step != self.step and not stopped_early:
-            events += self.evaluate(final=True)
-        return events + self.checkpoint() + [DoneEvent(self.reason, str(self.dir), self.final)]
+            yield from self.evaluate(final=True)
+        yield DoneEvent(self.reason, str(self.dir), self.final)
+
+    def done_already(self) -> DoneEvent:
+        """The DoneEvent of a resumed run that had already finished; it says how to train longer."""
+        config = self.dir / "config.toml"
+        until = (f"its time budget ({self.cfg.train.time_budget_s:g} s)" if self.step < self.s.total_steps
+                 else f"train.epochs = {self.cfg.train.epochs}" + (f", train.max_steps = {self.cfg.train.max_steps}"
+                                                                   if self.cfg.train.max_steps else ""))
+        text = (f"run '{self.dir}' already finished at step {self.step} ({until}); nothing was changed. To train longer, "
+                f"raise train.epochs (or train.max_steps / train.time_budget_s) in {config}, then: workbench train --resume {self.dir}")
+        return DoneEvent("already finished", str(self.dir), {}, text)
 
     def close(self) -> None:
         if self.metrics:
@@ -519,6 +547,7 @@ class Run:
 
     def batch_event(self, idx, crops, labels, out) -> BatchEvent:
         return batch_event(self.step, self.s.aug, crops[0], crops[1], idx, labels, out, self.cfg.loss.name)
+
 
 def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",
           resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None,
@@ -530,6 +559,11 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
     """
     control = control or Control()
     run = Run.start(cfg, control, runs_root, resume, data)
+    yield from [run.done_already()] if run.finished_already else _events(run, control, raise_errors)
+
+
+def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
+    """The loop of ``train``: the events of a started run, failures turned into ErrorEvent (or re-raised)."""
     with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
         yield from run.started()
         try:
