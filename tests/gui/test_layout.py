@@ -232,3 +232,25 @@ def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot,
     assert not window.messages or all("load" not in m for m in window.messages)
     assert "3 classes" in s.data_info.text() and "colour" in s.data_info.text()
     assert s.preset.currentText() == "simclr_cifar"  # a colour dataset gets the colour recipe
+
+
+def test_augmentation_preview_shows_the_new_dataset_when_it_arrives(window, qtbot, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from workbench.gui.widgets import to_pixmap
+
+    rng = np.random.default_rng(1)
+    for c in ("ants", "bees"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    s = window.setup
+    loaded(window, qtbot)
+    s.root.setText(str(tmp_path / "imgs"))
+    with qtbot.waitSignal(s.dataLoaded, timeout=30000) as got:
+        s.dataset.setCurrentText("image_folder")
+    train = got.args[0][0]
+    for col in range(3):  # the "original" row holds the new dataset's first images
+        want = to_pixmap(train.images[col].numpy(), s.preview.size).toImage()
+        assert s.preview.tiles[(0, col)].pic.pixmap().toImage() == want

@@ -356,6 +356,7 @@ class SetupPanel(QScrollArea):
             return
         self.cancel_loading(quiet=True)
         self.data_cache, self.data_key = None, None
+        self._update_preview()  # no views of the previous dataset while this one loads
         self.data_info.setText(f"loading {dcfg.name}…")
         self.load_bar.setRange(0, 0)
         self.load_bar.setFormat("loading…")
@@ -393,6 +394,7 @@ class SetupPanel(QScrollArea):
         self.data_info.setText(f"{len(train):,} training / {len(test):,} held-out images, "
                                f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}")
         self._show_thumbs(train)
+        self._update_preview(self._recipe)  # the new dataset's views at once, not after the next valid edit
         self.updateGeometry()
         self.dataLoaded.emit(splits)
         self.changed()
@@ -494,13 +496,18 @@ class SetupPanel(QScrollArea):
             self._refresh_recipe(new)
             self._edited()
 
-    def _update_preview(self):
+    def _update_preview(self, recipe: list | None = None):
+        """Original / view 1 / view 2 of the loaded training split's first images (none while nothing is loaded)."""
         self.preview.begin()
         if self.data_cache is None:
             self.preview.end()
             return
         train = self.data_cache[0]
-        aug = Augmenter(self.cfg.augment.recipe, [0.0] * train.channels, [1.0] * train.channels)
+        try:
+            aug = Augmenter(self.cfg.augment.recipe if recipe is None else recipe, [0.0] * train.channels, [1.0] * train.channels)
+        except (ConfigError, ValueError, TypeError, KeyError):  # a recipe being edited: the validation line explains
+            self.preview.end()
+            return
         x = train.images[:6]
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()).item()))
         views = [x.numpy()] + [aug.to_uint8(aug.views(x, g)) for _ in range(2)]
