@@ -3,7 +3,10 @@ field, file or value, the right exit code, and no traceback. Run in-process thro
 ``workbench.cli.main`` (fast); tests/test_cli.py runs a few of the same through a real process."""
 from __future__ import annotations
 
+import errno
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +15,8 @@ from tests.conftest import ROOT
 from workbench.cli import main
 from workbench.core.config import Config
 from workbench.core.methods import build_network
-from workbench.core.runs import CHECKPOINT_KEYS
+from workbench.core.registry import ConfigError
+from workbench.core.runs import CHECKPOINT_KEYS, check_resume, new_run_dir
 
 CFG = str(ROOT / "examples" / "bundled_quick.toml")
 
@@ -242,16 +246,16 @@ def good_run(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("good"))
 
 
-def make_run(folder, mutate=None, cfg=None):
+def make_run(folder, mutate=None, cfg=None, channels=1, size=28):
     cfg = cfg or Config().with_overrides(["data.subset=512", "train.batch_size=64"])
     run = folder / "run"
     (run / "checkpoints").mkdir(parents=True)
     cfg.save(run / "config.toml", meta={"seed": 0})
     torch.manual_seed(0)
-    net = build_network(cfg, 1, 28)
+    net = build_network(cfg, channels, size)
     state = {k: 0 for k in CHECKPOINT_KEYS} | {"model": net.state_dict(), "loss": {}, "optim": {}, "elapsed": 0.0,
-                                                "mean": [0.5], "std": [0.25], "channels": 1, "image_size": 28,
-                                                "config": cfg.to_dict()}
+                                                "mean": [0.5] * channels, "std": [0.25] * channels, "channels": channels,
+                                                "image_size": size, "config": cfg.to_dict()}
     if mutate:
         state = mutate(state)
     torch.save(state, run / "checkpoints" / "last.pt")
@@ -337,11 +341,87 @@ def test_damaged_checkpoint_bytes_and_missing_checkpoint(capsys, tmp_path):
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     code, err = run_cli(capsys, "train", "--resume", run)
     assert code == 2
-    assert_one_line(err, "corrupted or truncated")
+    assert_one_line(err, "corrupted or truncated; start a new run")
+    assert "PytorchStreamReader" not in err and "miniz" not in err  # torch's own sentences stay out of the line
     ckpt.unlink()
     code, err = run_cli(capsys, "train", "--resume", run)
     assert code == 2
     assert_one_line(err, str(ckpt))
+
+
+def _damage_last_keep_prev(run):
+    """last.pt truncated, prev.pt a whole checkpoint of step 7 with other weights; returns prev's state."""
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["step"] = 7
+    state["model"] = {k: (v + 1 if v.is_floating_point() else v) for k, v in state["model"].items()}
+    torch.save(state, last.with_name("prev.pt"))
+    last.write_bytes(last.read_bytes()[:1000])
+    return state
+
+
+def test_a_damaged_last_checkpoint_names_the_command_that_goes_back_to_prev(capsys, tmp_path):
+    run = make_run(tmp_path)
+    _damage_last_keep_prev(run)
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    ckpt = run / "checkpoints"
+    assert_one_line(err, f"corrupted or truncated; go back to the previous checkpoint with: mv {ckpt / 'prev.pt'} {ckpt / 'last.pt'}")
+    command = err.strip().split("with: ", 1)[1].split()
+    assert command[0] == "mv"
+    Path(command[2]).unlink()  # the user's `mv`
+    Path(command[1]).rename(command[2])
+    assert check_resume(run)[1]["step"] == 7
+
+
+def test_embed_and_export_fall_back_to_a_whole_prev_checkpoint_with_a_warning(capsys, tmp_path):
+    from safetensors.torch import load_file
+
+    run = make_run(tmp_path)
+    prev = _damage_last_keep_prev(run)
+    code, err = run_cli(capsys, "export", run, "--format", "safetensors", "--out", tmp_path / "x")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "last.pt' is unusable" in warnings[0] and "prev.pt" in warnings[0] and "step 7" in warnings[0]
+    exported = load_file(tmp_path / "x" / "encoder.safetensors")
+    enc = {k[len("encoder."):]: v for k, v in prev["model"].items() if k.startswith("encoder.")}
+    assert exported.keys() == enc.keys() and all(torch.equal(exported[k], enc[k]) for k in enc)
+    assert len((run / "checkpoints" / "last.pt").read_bytes()) == 1000  # reading never repairs or rewrites
+
+
+# ----- --out of train: a file, inside a file, not writable -----
+def test_train_out_that_is_a_file_or_inside_one(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for out, needle in ((afile, f"--out '{afile}' is a file, not a folder"),
+                        (afile / "sub", f"--out '{afile / 'sub'}': '{afile}' is a file, not a folder")):
+        code, err = run_cli(capsys, "train", CFG, "--out", out)
+        assert code == 2
+        assert_one_line(err, needle)
+    assert afile.read_text() == "keep me"
+
+
+def test_train_out_that_cannot_be_written(capsys, tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root ignores permissions: answer as the system answers any other user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro else real(p, mode, **kw))
+    code, err = run_cli(capsys, "train", CFG, "--out", ro / "runs")
+    assert code == 2
+    assert_one_line(err, f"--out '{ro / 'runs'}': cannot create folders in '{ro}' (permission denied)")
+    assert not any(ro.iterdir())
+
+
+def test_a_refused_run_folder_is_one_line(tmp_path, monkeypatch):
+    """What the operating system refuses while the run folder is made (read-only file system, a race) is named."""
+    def refuse(self, *a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(ConfigError, match="runs_root '.*': cannot create the run folder '.*' \\(Read-only file system\\)"):
+        new_run_dir(tmp_path, Config())
 
 
 def test_not_a_run_folder(capsys, tmp_path):

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,39 @@ def test_neighbours_returns_the_image_itself_first(trained_run, tmp_path):
     assert int(first[1]) == int(train.indices[7]) and float(first[2]) > 0.999
     bad = wb("neighbours", str(run), "--image", str(tmp_path / "nope.png"))
     assert bad.returncode != 0 and "does not exist" in bad.stderr
+
+
+def test_neighbours_of_an_image_folder_run_name_the_files(tmp_path, capsys):
+    """Each neighbour's file is printed beside its index; the query, a file of the folder, is its own first neighbour."""
+    from PIL import Image
+
+    from tests.test_bad_inputs import make_run
+    from workbench.cli import main
+    from workbench.core.config import Config
+    from workbench.core.data import load_splits
+
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(("cats", "dogs", "owls")):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.normal(60 + 70 * c, 40, (16, 16, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / cls / f"{cls}_{i:02d}.png")
+    cfg = Config().with_overrides(['data.name="image_folder"', f'data.root="{tmp_path / "imgs"}"', "data.image_size=16",
+                                   "data.holdout=0.25"])
+    run = make_run(tmp_path, cfg=cfg, channels=3, size=16)
+    query = tmp_path / "imgs" / "dogs" / "dogs_05.png"
+    assert main(["neighbours", str(run), "--image", str(query), "-k", "4", "--out", str(tmp_path / "n.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "index", "similarity", "label", "path"]
+    rows = [line.split() for line in lines[1:]]
+    assert len(rows) == 4 and rows[0][4] == str(query) and float(rows[0][2]) > 0.9999
+    train, _ = load_splits(cfg.data)
+    for _, index, _, label, path in rows:  # the file is in its label's folder and holds the training image of that index
+        assert Path(path).parent.name == label
+        (row,) = (train.indices == int(index)).nonzero()[:, 0].tolist()
+        assert np.array_equal(np.asarray(Image.open(path)), train.images[row].permute(1, 2, 0).numpy())
+    csv = (tmp_path / "n.csv").read_text().splitlines()
+    assert csv[0] == "rank,index,similarity,label,path" and csv[1].endswith("," + str(query))
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):

@@ -285,3 +285,15 @@ def test_an_export_that_does_not_reload_to_the_same_network_is_reported(small_ru
     monkeypatch.setattr(torch.export, "load", lambda p: type("P", (), {"module": lambda self: Off(real(p).module())})())
     with pytest.raises(ConfigError, match="reloaded gives outputs 0.001 away"):
         export_run(small_run, "pt2", tmp_path)
+
+
+def test_torchscript_export_says_once_that_it_is_deprecated_instead_of_torch_warnings(small_run, tmp_path, caplog, recwarn):
+    import logging
+    import warnings
+
+    warnings.simplefilter("always")  # torch's FutureWarnings would all be recorded here
+    with caplog.at_level(logging.WARNING, logger="workbench"):
+        export_run(small_run, "torchscript", tmp_path)
+    assert [w for w in recwarn if issubclass(w.category, FutureWarning)] == []
+    notes = [r.getMessage() for r in caplog.records if "TorchScript" in r.getMessage()]
+    assert notes == ["TorchScript is deprecated in torch; prefer the pt2 format (--format pt2, loaded with torch.export.load)"]

@@ -13,13 +13,16 @@ and run, describing every file exported there (a second format adds its entry, i
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,8 @@ from workbench.core.runs import DiskFullError, atomic_write_bytes, atomic_write_
 from workbench.core import modelcard
 from workbench.core.formats import FORMATS  # noqa: F401  (the one list of formats; re-exported)
 from workbench.core.formats import MODEL as SUFFIX
+
+log = logging.getLogger("workbench")
 
 
 class Exported(nn.Module):
@@ -180,8 +185,9 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
         state = {k: v.contiguous() for k, v in (module if include_head else rm.net.encoder).state_dict().items()}
         atomic_write_bytes(out, save(state, metadata={"encoder": rm.cfg.model.encoder}))
     elif fmt == "torchscript":
+        log.warning(TORCHSCRIPT_NOTE)
         buf = io.BytesIO()
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_jit():
             torch.jit.save(torch.jit.trace(module, example), buf)
         atomic_write_bytes(out, buf.getvalue())
     elif fmt == "pt2":
@@ -197,6 +203,17 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
     card = merge_card(card_path(out), model_card(rm, fmt, include_head, out_dim, out, module))
     atomic_write_text(card_path(out), json.dumps(card, indent=2))
     return [out, card_path(out)]
+
+
+TORCHSCRIPT_NOTE = "TorchScript is deprecated in torch; prefer the pt2 format (--format pt2, loaded with torch.export.load)"
+
+
+@contextlib.contextmanager
+def _quiet_jit():
+    """torch.jit's FutureWarnings (trace, save and load are deprecated) silenced: TORCHSCRIPT_NOTE says it once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def verify_reload(fmt: str, path: Path, module: nn.Module, rm: RunModel) -> float:
@@ -216,7 +233,8 @@ def verify_reload(fmt: str, path: Path, module: nn.Module, rm: RunModel) -> floa
         if fmt == "pt2":
             got = torch.export.load(str(path)).module()(x)
         elif fmt == "torchscript":
-            got = torch.jit.load(str(path))(x)
+            with _quiet_jit():
+                got = torch.jit.load(str(path))(x)
         else:
             import onnxruntime as ort
 

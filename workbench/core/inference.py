@@ -13,7 +13,7 @@ from workbench.core.data import ImageData, load_splits
 from workbench.core.methods import build_method, build_network
 from workbench.core.models import Network
 from workbench.core.registry import ConfigError
-from workbench.core.runs import find_run, load_checkpoint
+from workbench.core.runs import find_run, load_checkpoint, load_run_checkpoint
 
 
 @dataclass
@@ -31,12 +31,13 @@ class RunModel:
     channels: int
     image_size: int
     device: torch.device
+    checkpoint: Path | None = None  # the file loaded: last.pt, or prev.pt when last.pt is unusable
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> RunModel:
         run = find_run(run_dir)
         cfg = Config.load(run / "config.toml")
-        state = load_checkpoint(run / "checkpoints" / "last.pt")
+        state, used = load_run_checkpoint(run)
         for key in ("model", "mean", "std", "channels", "image_size"):
             if key not in state:
                 raise ConfigError(f"checkpoint in '{run}' lacks '{key}'; it was not written by this version of the workbench")
@@ -46,7 +47,7 @@ class RunModel:
         except RuntimeError as exc:
             raise ConfigError(f"checkpoint in '{run}' does not match its config.toml ({str(exc).splitlines()[0]})") from None
         dev = torch.device(device)
-        return cls(run, cfg, net.to(dev).eval(), state["mean"], state["std"], state["channels"], state["image_size"], dev)
+        return cls(run, cfg, net.to(dev).eval(), state["mean"], state["std"], state["channels"], state["image_size"], dev, used)
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         x = images_u8.to(self.device).float() / 255
@@ -87,6 +88,20 @@ def load_image_file(path: str | Path, channels: int) -> torch.Tensor:
     return torch.from_numpy(arr.copy())[None]
 
 
+def source_files(cfg: Config, indices) -> list[str] | None:
+    """The image file of each training-split source index (``ImageData.indices``) of an image_folder run;
+    None for other datasets. A folder's store keeps each image's position in the folder's sorted file
+    list (``folder.list_images``), which is listed again here; the store is rebuilt whenever a file
+    changes, so the positions of loaded data match the folder as it is now."""
+    if cfg.data.name != "image_folder" or not cfg.data.root:
+        return None
+    from workbench.core import folder
+
+    train_dir, _ = folder.split_folders(Path(cfg.data.root).expanduser(), say=False)
+    files = folder.list_images(train_dir).files
+    return [files[i] if 0 <= i < len(files) else "" for i in (int(i) for i in indices)]
+
+
 def neighbours(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Cosine nearest neighbours: query (Q, D), bank (N, D) -> (indices (Q, k), similarities (Q, k))."""
     q = F.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
@@ -103,7 +118,7 @@ def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
     from workbench.core.augment import Augmenter
     from workbench.core.inspector import batch_event
 
-    state = load_checkpoint(rm.run_dir / "checkpoints" / "last.pt")
+    state = load_checkpoint(rm.checkpoint or rm.run_dir / "checkpoints" / "last.pt")
     train, _ = rm.splits()
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=g)[: min(n, len(train))].sort().values

@@ -14,10 +14,12 @@ moment leaves either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import os
 import platform
+import shlex
 import shutil
 import time
 import zipfile
@@ -32,14 +34,36 @@ METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_ac
                   "alignment", "uniformity", "emb_std", "eff_rank"]
 
 
-def new_run_dir(root: str | Path, cfg) -> Path:
+def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
+    """Check, without creating anything, that run folders can be made in ``root`` (created if missing):
+    no part of it is a file and the deepest existing folder is writable. ConfigError names ``what``
+    (e.g. ``--out``) and the offending path."""
+    root = Path(root)
+    existing = next((p for p in (root, *root.parents) if p.exists() or p.is_symlink()), Path("."))
+    if not existing.is_dir():
+        where = f"{what} '{root}'" if existing == root else f"{what} '{root}': '{existing}'"
+        raise ConfigError(f"{where} is a file, not a folder; give a folder to hold the run folders (created if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} '{root}': cannot create folders in '{existing}' (permission denied); "
+                          "choose a folder you can write to")
+    return root
+
+
+def new_run_dir(root: str | Path, cfg, what: str = "runs_root") -> Path:
+    """A new, empty run folder (with checkpoints/) under ``root``, named by time, dataset and loss."""
     stamp = time.strftime("%Y-%m-%d_%H%M%S")
-    base = Path(root) / f"{stamp}_{cfg.data.name}-{cfg.loss.name}"
+    base = Path(check_runs_root(root, what)) / f"{stamp}_{cfg.data.name}-{cfg.loss.name}"
     path, i = base, 1
     while path.exists():
         i += 1
         path = Path(f"{base}-{i}")
-    (path / "checkpoints").mkdir(parents=True)
+    try:
+        (path / "checkpoints").mkdir(parents=True)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise  # disk full and the like: events.explain words them
+        raise ConfigError(f"{what} '{root}': cannot create the run folder '{path}' ({exc.strerror or exc}); "
+                          "choose a folder you can write to") from None
     return path
 
 
@@ -105,7 +129,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint without unpickling arbitrary objects; clear ConfigError when damaged,
-    not a workbench checkpoint, or holding non-finite weights."""
+    not a workbench checkpoint, or holding non-finite weights (naming the command that goes back
+    to ``prev.pt`` when that one is whole)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint '{path}' does not exist; has this run written a checkpoint yet?")
@@ -113,15 +138,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         state = torch.load(io.BytesIO(path.read_bytes()), map_location=map_location, weights_only=True)
     except MemoryError:
         raise
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"checkpoint '{path}' is corrupted or truncated ({first}); use prev.pt beside it or start a new run") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError):
+        raise ConfigError(f"checkpoint '{path}' is corrupted or truncated; {previous_advice(path)}") from None
     except Exception as exc:  # pickle.UnpicklingError for disallowed globals and the like
         raise ConfigError(f"checkpoint '{path}' cannot be loaded safely: it is corrupted or not a workbench checkpoint "
                           f"({type(exc).__name__}); nothing in it was executed") from None
     if not isinstance(state, dict):
         raise ConfigError(f"checkpoint '{path}' holds a {type(state).__name__}, not a workbench checkpoint (a dict of "
-                          "model, optimiser and progress); use prev.pt beside it or start a new run")
+                          f"model, optimiser and progress); {previous_advice(path)}")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise ConfigError(f"checkpoint '{path}' is not a workbench checkpoint: it lacks {', '.join(repr(k) for k in missing[:4])}")
@@ -129,8 +153,40 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise ConfigError(f"checkpoint '{path}': 'model' is a {type(state['model']).__name__}, not a state dict")
     bad = nonfinite_tensors(state["model"])
     if bad:
-        raise ConfigError(f"checkpoint '{path}' holds non-finite weights ({bad[0]}); use prev.pt beside it or start a new run")
+        raise ConfigError(f"checkpoint '{path}' holds non-finite weights ({bad[0]}); {previous_advice(path)}")
     return state
+
+
+def previous_advice(path: Path) -> str:
+    """What to do about an unusable ``last.pt``: the exact command that puts a whole ``prev.pt`` in its
+    place, or, without one, to start a new run."""
+    prev = Path(path).with_name("prev.pt")
+    if Path(path).name != "prev.pt" and prev.is_file():
+        try:
+            load_checkpoint(prev)
+        except ConfigError:
+            return "prev.pt beside it is unusable too; start a new run"
+        return f"go back to the previous checkpoint with: mv {shlex.quote(str(prev))} {shlex.quote(str(path))}"
+    return "start a new run"
+
+
+def load_run_checkpoint(run_dir: str | Path) -> tuple[dict, Path]:
+    """A run's checkpoint for reading (embed, export, inspect): ``last.pt``, or ``prev.pt`` with a
+    warning when last.pt is unusable and prev.pt is whole (nothing is written). Returns (state, file)."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    try:
+        return load_checkpoint(last), last
+    except ConfigError as exc:
+        prev = last.with_name("prev.pt")
+        try:
+            state = load_checkpoint(prev) if prev.is_file() else None
+        except ConfigError:
+            state = None
+        if state is None:
+            raise exc from None
+    logging.getLogger("workbench").warning(
+        f"'{last}' is unusable (damaged or non-finite); using prev.pt beside it (step {state['step']}) instead")
+    return state, prev
 
 
 def clean_orphans(run_dir: str | Path) -> list[Path]:
@@ -326,7 +382,7 @@ def check_resume(run_dir: str | Path):
     state = load_checkpoint(ckpt)
     for key in ("step", "epoch", "images_in_epoch"):
         if not isinstance(state[key], int) or state[key] < 0:
-            raise ConfigError(f"checkpoint '{ckpt}': '{key}' is {state[key]!r}, not a step count; use prev.pt beside it or start a new run")
+            raise ConfigError(f"checkpoint '{ckpt}': '{key}' is {state[key]!r}, not a step count; {previous_advice(ckpt)}")
     advice = f"restore config.toml as it was, or start a new run from it (workbench train {run / 'config.toml'})"
     saved = state.get("config")
     if isinstance(saved, dict):
