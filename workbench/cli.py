@@ -307,7 +307,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from workbench.core.augment import AUGMENTS, PRESETS
+    from workbench.core.augment import AUGMENTS, PRESET_HELP
     from workbench.core.data import DATASETS
     from workbench.core.losses import LOSSES
     from workbench.core.models import ENCODERS
@@ -315,7 +315,9 @@ def cmd_list(args) -> int:
     reg = {"datasets": DATASETS, "augmentations": AUGMENTS, "losses": LOSSES, "models": ENCODERS}[args.command]
     print(reg.describe())
     if args.command == "augmentations":
-        print("\npresets: " + ", ".join(PRESETS))
+        print("\npresets (augment.preset; an augment.recipe of your own wins over it):")
+        for name, text in PRESET_HELP.items():
+            print(f"  {name:<18} {text}")
     return 0
 
 

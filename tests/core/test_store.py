@@ -14,7 +14,7 @@ from workbench.core.events import StepEvent
 from workbench.core.train import train
 
 
-def noise_folder(root, n=40, size=12, classes=("a", "b", "c")):
+def noise_folder(root, n=40, size=16, classes=("a", "b", "c")):
     rng = np.random.default_rng(0)
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def test_prefetch_thread_ends_when_the_consumer_stops_early_and_passes_errors_on
     gen.close()
     assert not [t for t in threading.enumerate() if t.name == "workbench-prefetch"]
     bad = train_data.batches([torch.tensor([0, 1]), torch.tensor([len(train_data) + 10**6])], "cpu")
-    assert next(bad).shape == (2, 3, 12, 12)
+    assert next(bad).shape == (2, 3, 16, 16)
     with pytest.raises(OSError, match="shorter than its meta.json"):
         next(bad)
 
@@ -157,7 +157,7 @@ def test_process_workers_decode_the_same_store_as_threads(tmp_path, monkeypatch)
         monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / workers))
         got[workers] = folder.load_folder(root, "auto", 0, workers=workers)
     assert np.array_equal(np.asarray(got["processes"].images), np.asarray(got["threads"].images))
-    assert np.array_equal(got["processes"].labels, got["threads"].labels) and got["threads"].shape == (60, 3, 12, 12)
+    assert np.array_equal(got["processes"].labels, got["threads"].labels) and got["threads"].shape == (60, 3, 16, 16)
 
 
 def test_read_gathers_any_rows_in_the_order_asked(tmp_path):

@@ -356,9 +356,8 @@ class GaussianNoise:
 
 
 PRESETS: dict[str, list[dict]] = {
-    "simclr_small_grey": [
+    "simclr_small_grey": [  # no flip: mirrored digits and letters are other symbols
         {"name": "random_resized_crop", "p": 1.0, "scale": [0.2, 1.0]},
-        {"name": "horizontal_flip", "p": 0.5},
         {"name": "color_jitter", "p": 0.8, "brightness": 0.4, "contrast": 0.4, "saturation": 0.0, "hue": 0.0},
     ],
     "simclr_cifar": [
@@ -366,6 +365,13 @@ PRESETS: dict[str, list[dict]] = {
         {"name": "horizontal_flip", "p": 0.5},
         {"name": "color_jitter", "p": 0.8, "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1},
         {"name": "grayscale", "p": 0.2},
+    ],
+    "simclr_imagenet": [  # SimCLR's ImageNet views (Chen et al. 2020, appendix A): colour strength 1.0, blur
+        {"name": "random_resized_crop", "p": 1.0, "scale": [0.08, 1.0]},
+        {"name": "horizontal_flip", "p": 0.5},
+        {"name": "color_jitter", "p": 0.8, "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2},
+        {"name": "grayscale", "p": 0.2},
+        {"name": "gaussian_blur", "p": 0.5},
     ],
     "byol_imagenet": [
         {"name": "random_resized_crop", "p": 1.0, "scale": [0.08, 1.0]},
@@ -377,6 +383,27 @@ PRESETS: dict[str, list[dict]] = {
     ],
     "none": [],
 }
+AUTO = "auto"  # augment.preset = "auto": chosen by resolve_preset once the data's channels and size are known
+SMALL = 64  # images up to this side count as small (crops keep 20% or more of them)
+PRESET_HELP = {
+    AUTO: "the default: simclr_small_grey for 1-channel images, simclr_cifar for colour images up to "
+          f"{SMALL}x{SMALL}, simclr_imagenet above; the choice is logged and written to the run's config.toml",
+    "simclr_small_grey": "small greyscale images (digits, letters, Fashion-MNIST): crops and brightness/contrast, "
+                         "no flip (mirrored symbols are other symbols), no colour",
+    "simclr_cifar": f"small colour images (CIFAR-10/100, up to {SMALL}x{SMALL}): crops keeping >= 20%, flips, colour jitter, "
+                    "random greyscale; no blur (it erases small images)",
+    "simclr_imagenet": f"larger colour images (above {SMALL}x{SMALL}, photographs): crops keeping >= 8%, flips, strong colour "
+                       "jitter, random greyscale, Gaussian blur",
+    "byol_imagenet": "BYOL's asymmetric ImageNet views (adds solarisation); for byol/simsiam on large colour images",
+    "none": "no augmentation (the two views are the same image): for checking a pipeline, not for learning",
+}
+
+
+def resolve_preset(channels: int, size: int) -> str:
+    """The preset ``auto`` stands for, for images with ``channels`` channels and ``size`` x ``size`` pixels."""
+    if channels == 1:
+        return "simclr_small_grey"
+    return "simclr_cifar" if size <= SMALL else "simclr_imagenet"
 
 
 def check_recipe(recipe) -> list[dict]:

@@ -101,16 +101,17 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    preset: str = "simclr_small_grey"
-    recipe: list = field(default_factory=list)  # ordered list of {name, p, ...params}
+    preset: str = "auto"  # "auto": chosen from the data's channels and size when training starts (augment.resolve_preset)
+    recipe: list = field(default_factory=list)  # ordered list of {name, p, ...params}; given, it wins over the preset
 
     def __post_init__(self):
         _check_fields(self, "augment")
-        from workbench.core.augment import PRESETS, check_recipe
+        from workbench.core.augment import AUTO, PRESETS, check_recipe
 
         if not self.recipe:
-            _require(self.preset in PRESETS, "augment.preset", f"unknown preset '{self.preset}'; choose from: {', '.join(PRESETS)}")
-            self.recipe = copy.deepcopy(PRESETS[self.preset])
+            _require(self.preset in PRESETS or self.preset == AUTO, "augment.preset",
+                     f"unknown preset '{self.preset}'; choose from: {', '.join([AUTO, *PRESETS])}")
+            self.recipe = copy.deepcopy(PRESETS.get(self.preset, []))
         if not isinstance(self.recipe, list):
             raise ConfigError('augment.recipe: expected a list of steps like [{name = "horizontal_flip", p = 0.5}], '
                               f"got {self.recipe!r}")

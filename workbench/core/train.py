@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +30,7 @@ import torch
 from workbench.core import distributed as ddp
 from workbench.core import metrics as M
 from workbench.core import runs
-from workbench.core.augment import Augmenter
+from workbench.core.augment import AUTO, Augmenter, resolve_preset
 from workbench.core.config import Config
 from workbench.core.data import ImageData, load_splits, place
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
@@ -116,6 +116,7 @@ class Setup:
     steps_per_epoch: int
     total_steps: int
     global_batch: int
+    notes: list = field(default_factory=list)  # decisions made for this data (e.g. the preset "auto" chose), said at the start
 
     @property
     def loss(self) -> torch.nn.Module:
@@ -135,6 +136,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
         torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
     torch.manual_seed(cfg.train.seed)
     train_data, test_data = data if data is not None else load_splits(cfg.data)
+    cfg, notes = resolve_augment(cfg, train_data.channels, train_data.size)
     global_batch = check_fits(cfg, train_data)
     aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
     train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
@@ -148,7 +150,16 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
         model = torch.compile(model)
     spe = len(train_data) // global_batch
     total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
-    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch)
+    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes)
+
+
+def resolve_augment(cfg: Config, channels: int, size: int) -> tuple[Config, list[str]]:
+    """``cfg`` with augment.preset = "auto" (and no recipe of its own) replaced by the preset that fits
+    ``channels`` x ``size`` x ``size`` images, and the line that says so; any other config unchanged."""
+    if cfg.augment.preset != AUTO or cfg.augment.recipe:
+        return cfg, []
+    name = resolve_preset(channels, size)
+    return cfg.replace("augment", preset=name, recipe=[]), [f"augment.preset auto -> {name} ({channels}-channel {size}x{size} images)"]
 
 
 def check_fits(cfg: Config, train_data: ImageData) -> int:
@@ -300,7 +311,7 @@ class Run:
         n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
         self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
-        self.notices = [WarningEvent(warning)] if warning else []
+        self.notices = [WarningEvent(n) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
         self.lr = cfg.optim.lr
         self.clock = (time.perf_counter(), 0)  # (time, step) of the last log line, for images/s
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
@@ -313,6 +324,7 @@ class Run:
         if resume is not None:
             cfg, state = runs.check_resume(resume)
         s = prepare(cfg, data=data)
+        cfg = s.cfg  # with augment.preset "auto" resolved: config.toml records what was used
         if resume is not None:
             run_dir = Path(resume)
         else:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout,
                                QLineEdit, QListWidget, QProgressBar, QScrollArea, QSizePolicy, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
-from workbench.core.augment import AUGMENTS, PRESETS, Augmenter
+from workbench.core.augment import AUGMENTS, AUTO, PRESETS, Augmenter, resolve_preset
 from workbench.core.config import Config
 from workbench.core.data import DATASETS, load_splits
 from workbench.core.losses import LOSSES
@@ -27,7 +27,6 @@ from workbench.gui.tasks import Task
 from workbench.gui.widgets import LogSlider, ParamForm, TileGrid
 
 CUSTOM = "custom"
-COLOUR_PRESET = "simclr_cifar"
 THUMBS_PER_CLASS, THUMB_COLUMNS = 2, 10
 
 
@@ -168,7 +167,7 @@ class SetupPanel(QScrollArea):
     def _augment_box(self) -> QGroupBox:
         g = QGroupBox("Augmentations (two views per image)")
         v = QVBoxLayout(g)
-        self.preset = _combo(list(PRESETS) + [CUSTOM], "preset")
+        self.preset = _combo([AUTO, *PRESETS, CUSTOM], "preset")
         v.addWidget(self.preset)
         self.recipe_list = QListWidget()
         self.recipe_list.setObjectName("recipe")
@@ -267,8 +266,11 @@ class SetupPanel(QScrollArea):
         self.subset.setValue(cfg.data.subset)
         self._recipe = copy.deepcopy(cfg.augment.recipe)
         same = cfg.augment.preset in PRESETS and self._recipe == preset_recipe(cfg.augment.preset)
-        self._set_preset(cfg.augment.preset if same else CUSTOM)
-        self._refresh_recipe()
+        if cfg.augment.preset == AUTO and not self._recipe:
+            self._apply_preset(AUTO)
+        else:
+            self._set_preset(cfg.augment.preset if same else CUSTOM)
+            self._refresh_recipe()
         self.loss.setCurrentText(cfg.loss.name)
         self.loss_form.set_params(LOSSES.get(cfg.loss.name).params, cfg.loss.params)
         self.loss_doc.setText(plain_doc(LOSSES.get(cfg.loss.name).doc))
@@ -289,7 +291,8 @@ class SetupPanel(QScrollArea):
         d = self.cfg.to_dict()
         d["data"].update(name=self.dataset.currentText(), root=self.root.text().strip(),
                          image_size=self.image_size.value(), subset=self.subset.value())
-        d["augment"] = {"preset": self.preset.currentText(), "recipe": copy.deepcopy(self._recipe)}
+        auto = self.preset.currentText() == AUTO  # resolved by the core from the data it trains on
+        d["augment"] = {"preset": self.preset.currentText(), "recipe": [] if auto else copy.deepcopy(self._recipe)}
         d["loss"] = {"name": self.loss.currentText(), **self.loss_form.values()}
         d["model"] = {k: v for k, v in d["model"].items() if k in ("head_layers", "head_hidden", "head_bn", "predictor_hidden", "sync_bn")}
         d["model"].update(encoder=self.encoder.currentText(), head_out=self.head_out.value(), **self.encoder_form.values())
@@ -388,9 +391,9 @@ class SetupPanel(QScrollArea):
         labels = f"{len(train.classes)} classes" if train.has_labels else "unlabeled"
         skipped = f", {len(train.skipped)} unreadable files skipped" if train.skipped else ""
         note = ""
-        if train.channels == 3 and self.preset.currentText() == "simclr_small_grey":
-            self._apply_preset(COLOUR_PRESET)
-            note = f"; colour images: augmentation preset set to {COLOUR_PRESET}"
+        if self.preset.currentText() == AUTO:
+            self._apply_preset(AUTO)
+            note = f"; augmentation preset auto -> {self._auto_preset()}"
         self.data_info.setText(f"{len(train):,} training / {len(test):,} held-out images, "
                                f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}")
         self._show_thumbs(train)
@@ -464,13 +467,19 @@ class SetupPanel(QScrollArea):
             self.recipe_list.item(row).setText(self._recipe_text(self._recipe[row]))
             self._edited()
 
+    def _auto_preset(self) -> str | None:
+        """The preset "auto" stands for with the loaded data (None while nothing is loaded)."""
+        return resolve_preset(self.data_cache[0].channels, self.data_cache[0].size) if self.data_cache else None
+
     def _apply_preset(self, name: str):
         self._set_preset(name)
-        self._recipe = preset_recipe(name)
+        shown = self._auto_preset() if name == AUTO else name
+        self._recipe = preset_recipe(shown) if shown else []
+        self.preset.setToolTip(f"auto -> {shown}" if name == AUTO and shown else "")
         self._refresh_recipe()
 
     def _preset_changed(self, name: str):
-        if name in PRESETS:
+        if name in PRESETS or name == AUTO:
             self._apply_preset(name)
             self.changed()
 
