@@ -140,6 +140,19 @@ def test_a_sweep_folder_of_another_config_is_refused(tmp_path):
         S.open_sweep_dir(tmp_path / "full", base, spec)
 
 
+def test_set_overrides_the_sweep_section_as_well_as_the_base_config(tmp_path):
+    path = write(tmp_path, '[sweep]\nseeds = [0, 1]\n[sweep.params]\nloss.name = ["ntxent", "dcl"]\nloss.temperature = [0.1, 0.2]')
+    base, spec = S.load(path, ["sweep.seeds=[5]", "sweep.params.loss.temperature=[0.3]", "train.epochs=2", "sweep.metric=final_knn"])
+    assert spec.seeds == (5,) and spec.params == {"loss.name": ("ntxent", "dcl"), "loss.temperature": (0.3,)}
+    assert spec.metric == "final_knn" and base.train.epochs == 2
+    assert [(t.params["loss.name"], t.seed) for t in S.plan(base, spec)] == [("ntxent", 5), ("dcl", 5)]
+    for bad, needle in (("sweep.seeds=[]", "sweep.seeds"), ("sweep.bogus=1", "sweep.bogus: unknown key"),
+                        ("sweep.params.loss=[1]", "expected sweep.KEY=VALUE"),
+                        ("sweep.params.loss.temperature.x=1", "sweep.params.loss.temperature is a value, not a table")):
+        with pytest.raises(ConfigError, match=needle):
+            S.load(path, [bad])
+
+
 def test_a_plain_run_of_a_sweep_config_trains_its_base_config(tmp_path):
     cfg = Config.load(write(tmp_path, '[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.2]'))
     assert cfg.data.subset == 128 and cfg.loss.params["temperature"] == 0.5
@@ -160,11 +173,12 @@ def test_ranked_table_orders_points_by_mean_over_seeds_with_the_spread():
     assert [r["params"]["loss.temperature"] for r in rows] == [0.2, 0.1, 0.5, 1.0]
     assert rows[0]["mean"] == pytest.approx(0.77) and rows[0]["std"] == pytest.approx(math.sqrt(0.0002))
     assert rows[1]["mean"] == pytest.approx(0.75) and rows[1]["std"] == pytest.approx(0.0707107, abs=1e-6)
-    assert rows[2]["n"] == 1 and rows[2]["status"] == "1 finished, 1 pruned"
+    assert rows[2]["n"] == 1 and rows[2]["std"] is None and rows[2]["status"] == "1 finished, 1 pruned"
     assert rows[3]["mean"] is None and rows[3]["status"] == "1 pruned, 1 failed"
     table = S.format_table(rows, spec).splitlines()
     assert table[0].split() == ["rank", "loss.temperature", "best_knn", "±", "std", "seeds", "trials"]
     assert table[2].split()[:5] == ["1", "0.2", "0.7700", "0.0141", "2/2"]
+    assert table[4].split()[:5] == ["3", "0.5", "0.9000", "—", "1/2"]  # one finished seed: no spread to show
     loss_spec = spec_of('[sweep]\nmetric = "final_loss"\n[sweep.params]\nloss.temperature = [0.1, 0.2, 0.5, 1.0]')
     assert [r["params"]["loss.temperature"] for r in S.ranked(trials[:4], loss_spec)] == [0.1, 0.2]  # lower is better
 
@@ -322,10 +336,16 @@ def test_cli_sweep_prints_a_line_per_trial_and_the_ranked_table(tmp_path, capsys
     path = write(tmp_path, '[sweep]\nmax_trials = 1\nprune = false\n[sweep.params]\nloss.temperature = [0.2, 0.5]')
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--set", "train.max_steps=2"]) == 2
     assert "2 trials is more than sweep.max_trials = 1" in capsys.readouterr().err
-    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--set", "train.max_steps=2", "--yes"]) == 0
-    text = capsys.readouterr().out
-    assert "trial 1/2 finished: loss.temperature=0.2 seed=0" in text and "trial 2/2 finished" in text
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--set", "train.max_steps=2", "--set", "sweep.seeds=[3]",
+                 "--yes"]) == 0
+    cap = capsys.readouterr()
+    text = cap.out
+    assert "trial 1/2 finished: loss.temperature=0.2 seed=3" in text and "trial 2/2 finished" in text
     assert "rank  loss.temperature  best_knn" in text
+    warm = [line for line in cap.err.splitlines() if "optim.warmup_epochs" in line]
+    assert len(warm) == 1 and warm[0].startswith("warning: ")  # the same warning of every trial: once a sweep
+    assert all("optim.warmup_epochs" in p.read_text() for p in (tmp_path / "out").glob("*/run.log"))  # each run keeps its own
+    assert len(list((tmp_path / "out").glob("*/run.log"))) == 2
     os.remove(tmp_path / "out" / "sweep.toml")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--yes"]) == 2
     assert "not a sweep folder" in capsys.readouterr().err

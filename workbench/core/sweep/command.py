@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 from pathlib import Path
 
 
+from workbench.core.events import WarningEvent
 from workbench.core.train import Control
-from workbench.core.sweep.events import NeedsConfirmation, SweepDone, SweepStarted, TrialFinished, TrialStarted
+from workbench.core.sweep.events import NeedsConfirmation, RunEvent, SweepDone, SweepStarted, TrialFinished, TrialStarted
 from workbench.core.sweep.results import format_table
 from workbench.core.sweep.run import run_sweep
 from workbench.core.sweep.spec import load
@@ -47,13 +49,36 @@ def run_cli(config: str, out: str | None, overrides: list[str], parallel: int = 
         control.stop(quick=True)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    once = Once()
+    console = list(logging.getLogger("workbench").handlers)  # the terminal's handlers; each run's run.log is added later
+    for h in console:
+        h.addFilter(once)
     try:
-        return _report(base, spec, out, control, parallel, yes, config)
+        return _report(base, spec, out, control, parallel, yes, config, once)
     finally:
         signal.signal(signal.SIGINT, previous)
+        for h in console:
+            h.removeFilter(once)
 
 
-def _report(base, spec, out, control, parallel: int, yes: bool, config: str) -> int:
+class Once(logging.Filter):
+    """Each warning text once per sweep on the terminal: the trials repeat the same set-up warnings (a
+    warm-up cap, a preset chosen); every trial's run.log still records its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def first(self, text: str) -> bool:
+        new = text not in self.seen
+        self.seen.add(text)
+        return new
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING or self.first(record.getMessage())
+
+
+def _report(base, spec, out, control, parallel: int, yes: bool, config: str, once: Once) -> int:
     try:
         events = run_sweep(base, spec, out, control, parallel=parallel, confirm=yes)
         first = next(events)
@@ -67,6 +92,8 @@ def _report(base, spec, out, control, parallel: int, yes: bool, config: str) -> 
         line = describe(ev)
         if line:
             print(line, flush=True)
+        elif isinstance(ev, RunEvent) and isinstance(ev.event, WarningEvent) and once.first(ev.event.message):
+            print(f"warning: {ev.event.message}", file=sys.stderr, flush=True)  # from a trial's process, or not logged
         if isinstance(ev, SweepDone):
             print("\n" + format_table(ev.table, spec))
             if ev.reason == "stopped":

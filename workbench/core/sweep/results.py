@@ -167,9 +167,10 @@ def _parse_value(values, text: str):
 
 # ----- the ranked table -----
 def ranked(trials: list[Trial], spec: SweepSpec) -> list[dict]:
-    """One row per parameter point, best first: mean and spread (sample std) of the metric over the seeds
-    whose trial finished. Points whose every seed finished come first, then those with a pruned or failed
-    seed (their mean is over the finished seeds only), then those with none finished."""
+    """One row per parameter point, best first: mean and spread (sample std; None from fewer than two) of
+    the metric over the seeds whose trial finished (``n`` of ``seeds``). Points whose every seed finished
+    come first, then those with a pruned or failed seed (their mean is over the finished seeds only),
+    then those with none finished."""
     groups: dict[int, list[Trial]] = {}
     for t in trials:
         if t.status:
@@ -179,7 +180,7 @@ def ranked(trials: list[Trial], spec: SweepSpec) -> list[dict]:
         vals = [t.metric for t in ts if t.status == "finished" and t.metric is not None]
         counts = {s: sum(t.status == s for t in ts) for s in STATUSES if any(t.status == s for t in ts)}
         rows.append({"point": point, "params": ts[0].params, "mean": statistics.fmean(vals) if vals else None,
-                     "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None,
+                     "std": statistics.stdev(vals) if len(vals) > 1 else None,  # no spread from one seed
                      "n": len(vals), "seeds": len(ts), "status": ", ".join(f"{n} {s}" for s, n in counts.items())})
     sign = -1 if spec.maximize else 1
     rows.sort(key=lambda r: (r["mean"] is None, r["n"] < r["seeds"], sign * r["mean"] if r["mean"] is not None else 0, r["point"]))
@@ -192,7 +193,7 @@ def format_table(rows: list[dict], spec: SweepSpec) -> str:
     keys = list(spec.params)
     head = ["rank"] + keys + [spec.metric, "± std", "seeds", "trials"]
     body = [[str(r["rank"])] + [str(r["params"][k]) for k in keys]
-            + (["-", "-"] if r["mean"] is None else [f"{r['mean']:.4f}", f"{r['std']:.4f}"])
+            + (["-", "-"] if r["mean"] is None else [f"{r['mean']:.4f}", "—" if r["std"] is None else f"{r['std']:.4f}"])
             + [f"{r['n']}/{r['seeds']}", r["status"]] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in [head] + body]

@@ -184,9 +184,34 @@ def load(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Config, S
         raise ConfigError(f"sweep config '{path}' is not valid TOML: {exc}") from None
     if "sweep" not in raw:
         raise ConfigError(f"'{path}' has no [sweep] section; add one (see examples/sweep_temperature.toml)")
-    spec = SweepSpec.from_dict(raw.pop("sweep"))
+    ours = [o for o in overrides if o.split("=", 1)[0].strip().split(".", 1)[0] == "sweep"]
+    spec = SweepSpec.from_dict(sweep_overrides(raw.pop("sweep"), ours))
+    rest = [o for o in overrides if o not in ours]
     base = Config.from_dict(raw)
-    return (base.with_overrides(list(overrides)) if overrides else base), spec
+    return (base.with_overrides(rest) if rest else base), spec
+
+
+def sweep_overrides(table: Any, overrides: list[str]) -> Any:
+    """The ``[sweep]`` table with ``--set sweep.KEY=VALUE`` applied (``sweep.seeds=[0]``,
+    ``sweep.params.loss.temperature=[0.1, 0.2]``); values are TOML literals, as for the config."""
+    from workbench.core.config import parse_value
+
+    if not overrides or not isinstance(table, dict):
+        return table
+    table = json.loads(json.dumps(table))  # a copy
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")[1:]
+        if not sep or not parts or not all(parts) or (parts[0] == "params" and len(parts) < 3):
+            raise ConfigError(f"--set '{item}': expected sweep.KEY=VALUE, e.g. sweep.seeds=[0] or "
+                              "sweep.params.loss.temperature=[0.1, 0.2]")
+        node = table
+        for i, name in enumerate(parts[:-1]):
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set '{item}': sweep.{'.'.join(parts[:i + 1])} is a value, not a table")
+        node[parts[-1]] = parse_value(value.strip())
+    return table
 
 
 # ----- trials -----
