@@ -464,6 +464,31 @@ def test_output_that_is_a_folder_is_named(capsys, tmp_path, good_run):
     assert_one_line(err, str(tmp_path))
 
 
+def test_embed_out_dash_writes_the_npz_to_stdout_and_no_file(capsysbinary, tmp_path, good_run, monkeypatch):
+    import io
+
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["embed", str(good_run), "--out", "-"]) == 0
+    cap = capsysbinary.readouterr()
+    z = np.load(io.BytesIO(cap.out))
+    assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape[0] == len(z["labels"]) == len(z["indices"]) > 0
+    assert b"to stdout" in cap.err and not (tmp_path / "-").exists()
+
+
+def test_out_dash_to_a_terminal_or_for_export_is_refused(capsys, tmp_path, good_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    code, err = run_cli(capsys, "embed", good_run, "--out", "-")
+    assert code == 2
+    assert_one_line(err, "stdout is a terminal; redirect it")
+    code, err = run_cli(capsys, "export", good_run, "--out", "-")
+    assert code == 2
+    assert_one_line(err, "--out -: an export is one or more files")
+    assert not (tmp_path / "-").exists()
+
+
 def test_unreadable_image_names_the_file(capsys, tmp_path, good_run):
     bad = tmp_path / "q.png"
     bad.write_text("not an image")

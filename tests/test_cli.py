@@ -128,6 +128,8 @@ def test_neighbours_of_an_image_folder_run_name_the_files(tmp_path, capsys):
         assert np.array_equal(np.asarray(Image.open(path)), train.images[row].permute(1, 2, 0).numpy())
     csv = (tmp_path / "n.csv").read_text().splitlines()
     assert csv[0] == "rank,index,similarity,label,path" and csv[1].endswith("," + str(query))
+    assert main(["neighbours", str(run), "--image", str(query), "-k", "4", "--out", "-"]) == 0  # the CSV on stdout
+    assert capsys.readouterr().out.splitlines() == csv
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):

@@ -3,7 +3,7 @@
     workbench                                   open the window
     workbench train CONFIG.toml [--set k=v] [--out DIR] [--resume RUN_DIR]
     workbench sweep CONFIG.toml [--set k=v] [--out DIR] [--parallel N] [--yes]
-    workbench embed RUN_DIR --split test --out emb.npz [--set data.root=...] [--force]
+    workbench embed RUN_DIR --split test --out emb.npz|- [--set data.root=...] [--force]
     workbench neighbours RUN_DIR --image FILE [-k 10] [--out table.csv] [--force]
     workbench export RUN_DIR --format onnx --out PATH [--force]
     workbench datasets | augmentations | losses | models
@@ -210,7 +210,13 @@ def _refuse_overwrite(paths, force: bool) -> None:
         raise ConfigError(f"'{existing[0]}'{more} already exists; add --force to overwrite it or choose another --out")
 
 
-def _check_out_file(out: str, force: bool, suffix: str) -> Path:
+def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) -> Path | None:
+    """The --out file (refusing a folder and an existing file without --force), or None for ``-`` (stdout)."""
+    if out == "-":
+        if binary and sys.stdout.isatty():
+            raise ConfigError(f"--out -: {suffix} data is binary and stdout is a terminal; redirect it "
+                              f"(--out - > embeddings{suffix}) or give a file name")
+        return None
     path = Path(out)
     if path.is_dir():
         raise ConfigError(f"--out '{path}' is a folder; give a file name such as {path / ('embeddings' + suffix)}")
@@ -231,10 +237,10 @@ def _finite_or_refuse(emb, run_dir) -> None:
 def cmd_embed(args) -> int:
     import numpy as np
 
-    from workbench.core.export import write_npz
+    from workbench.core.export import npz_bytes, write_npz
     from workbench.core.inference import RunModel
 
-    out = _check_out_file(args.out, args.force, ".npz")
+    out = _check_out_file(args.out, args.force, ".npz", binary=True)
     rm = RunModel.load(args.run_dir)
     cfg = rm.cfg.with_overrides(args.set or [])
     bar = Progress(0)
@@ -245,9 +251,14 @@ def cmd_embed(args) -> int:
     data = train if args.split == "train" else test
     emb = rm.embed(data.images)
     _finite_or_refuse(emb, args.run_dir)
-    write_npz(out, embeddings=emb.astype(np.float32), labels=data.labels.numpy().astype(np.int64),
-              indices=data.indices.numpy().astype(np.int64))
-    print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out}")
+    arrays = {"embeddings": emb.astype(np.float32), "labels": data.labels.numpy().astype(np.int64),
+              "indices": data.indices.numpy().astype(np.int64)}
+    if out is None:
+        sys.stdout.buffer.write(npz_bytes(**arrays))
+        sys.stdout.flush()
+    else:
+        write_npz(out, **arrays)
+    print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out or 'stdout'}", file=sys.stderr if out is None else sys.stdout)
     return 0
 
 
@@ -256,7 +267,7 @@ def cmd_neighbours(args) -> int:
 
     if not Path(args.image).is_file():
         raise ConfigError(f"image '{args.image}' does not exist")
-    out = _check_out_file(args.out, args.force, ".csv") if args.out else None
+    out = _check_out_file(args.out, args.force, ".csv") if args.out and args.out != "-" else args.out
     rm = RunModel.load(args.run_dir)
     cfg = rm.cfg.with_overrides(args.set or [])
     train, _ = load_data(cfg, Progress(0), None)
@@ -275,23 +286,27 @@ def cmd_neighbours(args) -> int:
     return 0
 
 
-def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | None) -> None:
-    """The table on stdout (and as CSV in ``out``): rank, source index, similarity, label, and the file for image folders."""
+def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | str | None) -> None:
+    """The table on stdout (and as CSV in ``out``; ``-``: the CSV instead of the table on stdout): rank,
+    source index, similarity, label, and the file for image folders."""
     import csv
     import io
 
     from workbench.core.runs import atomic_write_text
 
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "index", "similarity", "label"] + (["path"] if files else []))
+    for k, (r, i, s, name) in enumerate(rows):
+        w.writerow([r, i, f"{s:.6f}", name] + ([files[k]] if files else []))
+    if out == "-":
+        sys.stdout.write(buf.getvalue())
+        return
     label_w = max([5] + [len(n) for *_, n in rows])
     print((f"{'rank':>4} {'index':>7} {'similarity':>10}  {'label':<{label_w}}" + ("  path" if files else "")).rstrip())
     for k, (r, i, s, name) in enumerate(rows):
         print((f"{r:>4} {i:>7} {s:>10.4f}  {name:<{label_w}}" + (f"  {files[k]}" if files else "")).rstrip())
     if out is not None:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["rank", "index", "similarity", "label"] + (["path"] if files else []))
-        for k, (r, i, s, name) in enumerate(rows):
-            w.writerow([r, i, f"{s:.6f}", name] + ([files[k]] if files else []))
         atomic_write_text(out, buf.getvalue())
         print(f"wrote {out}", file=sys.stderr)
 
@@ -299,6 +314,8 @@ def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | No
 def cmd_export(args) -> int:
     from workbench.core.export import export_run, export_targets
 
+    if args.out == "-":
+        raise ConfigError("--out -: an export is one or more files (model and model card); give a folder, e.g. --out export/")
     _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
     paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head)
     for p in paths:
@@ -374,14 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--split", choices=["train", "test"], default="test")
     e.add_argument("--set", action="append", metavar="data.KEY=VALUE", help="embed another dataset (e.g. data.root=...)")
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", required=True, help="the .npz file to write, or - for stdout (redirected)")
     e.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     n = sub.add_parser("neighbours", parents=[verbose], help="nearest training images of an image file")
     n.add_argument("run_dir")
     n.add_argument("--image", required=True)
     n.add_argument("-k", type=positive_int, default=10, help="how many neighbours (>= 1)")
     n.add_argument("--set", action="append", metavar="data.KEY=VALUE")
-    n.add_argument("--out", help="also write the table as CSV")
+    n.add_argument("--out", help="also write the table as CSV (-: the CSV on stdout instead of the table)")
     n.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     x = sub.add_parser("export", parents=[verbose], help="export the trained encoder")
     x.add_argument("run_dir")

@@ -271,10 +271,15 @@ def _export_onnx(rm: RunModel, module: nn.Module, example: torch.Tensor, out: Pa
         raise ConfigError(f"ONNX export needs the onnx package ({exc}); pip install 'contrastive-workbench[onnx]'") from None
 
 
-def write_npz(path: Path, **arrays) -> None:
+def npz_bytes(**arrays) -> bytes:
+    """The bytes of an uncompressed .npz holding ``arrays`` (``numpy.load`` reads them back by name)."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_npz(path: Path, **arrays) -> None:
+    atomic_write_bytes(path, npz_bytes(**arrays))
 
 
 def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, classes: list, images: np.ndarray) -> list[Path]:
