@@ -1,4 +1,6 @@
 """What a user meets before training: the wheel, the space at 1280x800, editors, the export dialog."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -230,8 +232,14 @@ def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot,
     with qtbot.waitSignal(window.trainingDone, timeout=120000):
         window.stop()
     assert not window.messages or all("load" not in m for m in window.messages)
-    assert "3 classes" in s.data_info.text() and "colour" in s.data_info.text()
-    assert s.preset.currentText() == "simclr_cifar"  # a colour dataset gets the colour recipe
+    assert "3 classes" in s.data_info.text() and "augmentation preset auto -> simclr_cifar" in s.data_info.text()
+    from workbench.gui.panels.setup import preset_recipe
+
+    assert s.preset.currentText() == "auto" and s._recipe == preset_recipe("simclr_cifar")  # colour data: the colour recipe
+    from workbench.core.config import Config
+
+    saved = Config.load(Path(window.run_dir) / "config.toml").augment
+    assert saved.preset == "simclr_cifar" and saved.recipe == preset_recipe("simclr_cifar")  # the run records what it used
 
 
 def test_augmentation_preview_shows_the_new_dataset_when_it_arrives(window, qtbot, tmp_path, monkeypatch):

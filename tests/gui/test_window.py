@@ -39,7 +39,7 @@ def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
     assert s.preset.currentText() == "custom"  # edited: no longer the preset it started from
     assert [r["name"] for r in s._recipe][-1] == "solarize" and len(s._recipe) == n + 1
     s.step_form.editors["threshold"].setValue(0.7)
-    qtbot.waitUntil(lambda: s.cfg.augment.recipe[-1].get("threshold") == pytest.approx(0.7))
+    qtbot.waitUntil(lambda: [r.get("threshold") for r in s.cfg.augment.recipe][-1:] == [pytest.approx(0.7)])  # auto: [] at first
     qtbot.mouseClick(s.findChild(QPushButton, "aug_▲"), Qt.LeftButton)
     assert s._recipe[-2]["name"] == "solarize"
     s.step_form.editors["threshold"].setValue(1.7)  # out of range
