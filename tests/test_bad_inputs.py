@@ -401,6 +401,15 @@ def test_train_out_that_is_a_file_or_inside_one(capsys, tmp_path):
     assert afile.read_text() == "keep me"
 
 
+def test_sweep_out_inside_a_file(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    code, err = run_cli(capsys, "sweep", ROOT / "examples" / "sweep_temperature.toml", "--out", afile / "sub")
+    assert code == 2
+    assert_one_line(err, f"sweep folder '{afile / 'sub'}': '{afile}' is a file, not a folder")
+    assert afile.read_text() == "keep me"
+
+
 def test_train_out_that_cannot_be_written(capsys, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -42,7 +42,7 @@ def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
     existing = next((p for p in (root, *root.parents) if p.exists() or p.is_symlink()), Path("."))
     if not existing.is_dir():
         where = f"{what} '{root}'" if existing == root else f"{what} '{root}': '{existing}'"
-        raise ConfigError(f"{where} is a file, not a folder; give a folder to hold the run folders (created if missing)")
+        raise ConfigError(f"{where} is a file, not a folder; give a folder (it is created if missing)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} '{root}': cannot create folders in '{existing}' (permission denied); "
                           "choose a folder you can write to")

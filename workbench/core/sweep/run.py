@@ -15,7 +15,7 @@ import tomli_w
 from workbench.core import events as E
 from workbench.core.config import Config, tomllib
 from workbench.core.registry import ConfigError
-from workbench.core.runs import atomic_write_text, read_metrics
+from workbench.core.runs import atomic_write_text, check_runs_root, read_metrics
 from workbench.core.train import Control, train
 from workbench.core.sweep.events import NeedsConfirmation, RunEvent, SweepDone, SweepStarted, TrialFinished, TrialStarted
 from workbench.core.sweep.parallel import _run_parallel
@@ -61,6 +61,7 @@ def open_sweep_dir(out: str | Path, base: Config, spec: SweepSpec) -> Path:
         return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"'{out}' exists and is not a sweep folder (no sweep.toml in it); give another --out")
+    check_runs_root(out, "sweep folder")  # a file on the way, or no permission: one line, nothing made
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, tomli_w.dumps(here))
     return out
