@@ -40,14 +40,28 @@ def _train_some(window, steps: int):
     return [e for e in train(cfg, runs_root=window.runs_root)][0].run_dir
 
 
-def test_resumed_run_shows_its_whole_history(window, qtbot):
+def test_resumed_run_shows_its_whole_history(window, qtbot, monkeypatch):
+    import workbench.core.train as train_module
     from workbench.core.history import read_history, write_status
+
+    from workbench.core.config import Config
 
     run = _train_some(window, 20)  # stops after 20 of 48 steps
     write_status(run, "stopped", 20)
+    cfg_path = Path(run) / "config.toml"
+    Config.load(cfg_path).with_overrides(["train.max_steps=40"]).save(cfg_path)  # train it longer: there is more to do
     before = [e.step for e in read_history(run) if hasattr(e, "loss")]
     assert before and before[-1] == 20
+    s = window.setup
+    s.loss.setCurrentText("dcl")  # the panel has moved on since that run
+    s.epochs.setValue(7)
+
+    def no_second_load(*a, **k):
+        raise AssertionError("the resumed run loaded the data although the panel had them")
+
+    monkeypatch.setattr(train_module, "load_splits", no_second_load)
     window.start(resume=run)
+    assert s.loss.currentText() == "ntxent" and s.epochs.value() == 3  # the greyed panel shows what is trained
     qtbot.waitUntil(lambda: window.run_dir == run, timeout=60000)
     window.plots.redraw()
     assert window.plots.steps[: len(before)] == before  # earlier steps are on the curves from the start

@@ -177,18 +177,21 @@ class MainWindow(RunActions, QMainWindow):
         except ConfigError as exc:
             self.show_error(str(exc))
             return
+        if resume:
+            self.setup.set_config(cfg)  # the greyed panel shows what the resumed run trains (loads its data if they differ)
         data = self.setup.loaded_for(cfg)
-        if data is None and not resume and self.setup.loading is not None:
-            self._pending_start = cfg  # starts as soon as the panel has loaded the data
+        if data is None and self.setup.loading is not None:
+            self._pending_start = (cfg, resume)  # starts as soon as the panel has loaded the data
             self.set_status("waiting for the dataset to finish loading…")
             self.start_btn.setEnabled(False)
             return
         self._launch(None if resume else cfg, resume, data)
 
     def _data_loaded(self, splits):
-        cfg, self._pending_start = self._pending_start, None
-        if cfg is not None and not self.running:
-            self._launch(cfg, None, self.setup.loaded_for(cfg))
+        pending, self._pending_start = self._pending_start, None
+        if pending is not None and not self.running:
+            cfg, resume = pending
+            self._launch(None if resume else cfg, resume, self.setup.loaded_for(cfg))
 
     def _launch(self, cfg, resume, data):
         self.t_start, self.t_first_step = time.perf_counter(), None
