@@ -140,7 +140,7 @@ def test_parameter_editors_are_typed_and_the_recipe_reads_back_numbers(window, q
     ed = form.editors.get("sigma")
     assert ed is not None and hasattr(ed, "boxes")  # a (low, high) range: two number boxes, not a text field
     ed.boxes[1].setValue(1.5)
-    qtbot.waitUntil(lambda: s.cfg.augment.recipe[-1].get("sigma", [0, 0])[1] == pytest.approx(1.5))
+    qtbot.waitUntil(lambda: [r.get("sigma", [0, 0])[1] for r in s.cfg.augment.recipe][-1:] == [pytest.approx(1.5)])  # auto: [] at first
     assert all(isinstance(v, float) for v in s._recipe[-1]["sigma"])
     text = s.recipe_list.item(s.recipe_list.count() - 1).text()
     assert "'" not in text and "1.5" in text  # numbers, not strings
