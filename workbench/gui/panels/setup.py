@@ -513,7 +513,8 @@ class SetupPanel(QScrollArea):
             return
         train = self.data_cache[0]
         try:
-            aug = Augmenter(self.cfg.augment.recipe if recipe is None else recipe, [0.0] * train.channels, [1.0] * train.channels)
+            recipe = (self.cfg.augment.recipe or self._recipe) if recipe is None else recipe  # auto: the recipe it resolves to
+            aug = Augmenter(recipe, [0.0] * train.channels, [1.0] * train.channels)
         except (ConfigError, ValueError, TypeError, KeyError):  # a recipe being edited: the validation line explains
             self.preview.end()
             return
