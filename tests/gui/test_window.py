@@ -11,11 +11,14 @@ def test_invalid_inputs_disable_start_and_explain(window, qtbot):
     s.loss_form.editors["temperature"].setValue(0.0)
     qtbot.waitUntil(lambda: not window.start_btn.isEnabled())
     assert "temperature" in s.error.text()
+    assert window.invalid_action.isVisible() and "temperature" in window.invalid.toolTip()  # beside Start, not only at the bottom
+    assert s.loss_form.editors["temperature"].spin.styleSheet()  # the field it is about is outlined
     s.loss_form.editors["temperature"].setValue(0.2)
     qtbot.waitUntil(window.start_btn.isEnabled)
+    assert not window.invalid_action.isVisible() and not s.loss_form.editors["temperature"].spin.styleSheet()
     s.batch.setValue(1)
     qtbot.waitUntil(lambda: "batch_size" in s.error.text())
-    assert not window.start_btn.isEnabled()
+    assert not window.start_btn.isEnabled() and "batch_size" in window.invalid.text() and s.batch.styleSheet()
     s.batch.setValue(64)
     s.dataset.setCurrentText("image_folder")
     qtbot.waitUntil(lambda: "root" in s.error.text())

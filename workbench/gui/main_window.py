@@ -26,6 +26,7 @@ from workbench.gui.tasks import Task
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
+INVALID_WIDTH = 460  # px of the toolbar's validation message (whole in its tooltip)
 
 
 def settings() -> QSettings:
@@ -110,6 +111,11 @@ class MainWindow(RunActions, QMainWindow):
         tb.addAction("Load config…", self.load_config)
         tb.addAction("Save config…", self.save_config)
         tb.addAction("Multi-GPU command…", self.show_torchrun)
+        tb.addSeparator()
+        self.invalid = QLabel()  # why Start is disabled, beside it (the panel's own line may be scrolled out of view)
+        self.invalid.setObjectName("invalid")
+        self.invalid.setStyleSheet("color: #c0392b; font-weight: bold; padding-left: 6px")
+        self.invalid_action = tb.addWidget(self.invalid)  # a toolbar widget is shown and hidden through its action
         self.progress = QProgressBar()
         self.progress.setMinimumWidth(300)
         self.progress.setMaximumWidth(520)
@@ -161,6 +167,10 @@ class MainWindow(RunActions, QMainWindow):
         self.setup.setEnabled(not running)
 
     def _validity(self, ok: bool, message: str):
+        text = f"set-up: {message}" if not ok else ""
+        self.invalid.setToolTip(text)
+        self.invalid.setText(self.invalid.fontMetrics().elidedText(text, Qt.ElideRight, INVALID_WIDTH))
+        self.invalid_action.setVisible(not ok)
         if not self.running and self._pending_start is None:
             self.start_btn.setEnabled(ok)
             self.set_status("ready" if ok else f"set-up invalid: {message}")

@@ -7,6 +7,7 @@ loads in a background Task with a progress bar and Cancel; the form stays usable
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 
@@ -316,11 +317,46 @@ class SetupPanel(QScrollArea):
                 raise ConfigError(f"train.batch_size: {self.cfg.train.batch_size} is larger than the {n} training images")
         except ConfigError as exc:
             self.error.setText(str(exc))
+            self._mark(self.field_for(str(exc)))
             self.validityChanged.emit(False, str(exc))
             return
         self.error.setText("")
+        self._mark(None)
         self.validityChanged.emit(True, "")
         self._update_preview()
+
+    def field_for(self, message: str):
+        """The editor a validation message is about ("train.batch_size: ..." -> the batch size box), or None."""
+        key, _, rest = message.partition(":")
+        if " " in key.strip():  # "loss 'ntxent': temperature must be ..." names the part, then the parameter
+            section, name = key.split()[0], (rest.split() or [""])[0]
+            section = {"encoder": "model", "optimizer": "optim", "optimiser": "optim"}.get(section, section)
+        else:
+            section, _, name = key.strip().partition(".")
+        name = name.split(".")[0].split("[")[0]
+        fixed = {"data.name": self.dataset, "data.root": self.root, "data.image_size": self.image_size,
+                 "data.subset": self.subset, "train.batch_size": self.batch, "train.epochs": self.epochs,
+                 "train.device": self.device, "optim.lr": self.lr, "optim.name": self.optim, "loss.name": self.loss,
+                 "model.encoder": self.encoder, "model.head_out": self.head_out, "dataset": self.root}
+        forms = {"loss": (self.loss_form, self.loss), "model": (self.encoder_form, self.encoder),
+                 "optim": (self.optim_form, self.optim), "augment": (self.step_form, self.recipe_list)}
+        if f"{section}.{name}" in fixed or section in fixed:
+            return fixed.get(f"{section}.{name}", fixed.get(section))
+        if section in forms:
+            form, fallback = forms[section]
+            return form.editors.get(name, fallback)
+        return None
+
+    def _mark(self, widget):
+        """Outline the editor the validation error is about (and only that one)."""
+        old = getattr(self, "_marked", None)
+        if old is not None and old is not widget:
+            with contextlib.suppress(RuntimeError):  # the form rebuilt it meanwhile
+                old.setStyleSheet("")
+        widget = getattr(widget, "spin", widget)  # a slider with its number box: outline the box
+        self._marked = widget
+        if widget is not None:
+            widget.setStyleSheet("border: 2px solid #c0392b")
 
     @property
     def valid(self) -> bool:
