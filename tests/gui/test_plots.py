@@ -63,3 +63,21 @@ def test_overlays_go_on_a_new_run_and_the_knn_plot_follows_the_epochs_within_0_1
     (_, _), (ly0, ly1) = panel.loss_plot.getViewBox().viewRange()
     ys = np.asarray(panel.losses)
     assert ly1 - ys.max() >= 0.25 * (ys.max() - ys.min())  # headroom above the curve: the legend's place
+
+
+def test_similarity_histograms_never_divide_by_zero():
+    import warnings
+
+    from workbench.gui.panels.inspector import density_histogram, similarity_bins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in divide" would raise here
+        bins = similarity_bins(np.array([]), np.array([np.nan]))
+        assert bins[0] == -1 and bins[-1] == 1
+        assert not density_histogram(np.array([]), bins).any()  # an empty batch: no bars, no NaN
+        assert not density_histogram(np.array([np.nan, np.inf]), bins).any()
+        dot = np.array([3.5, 7.0, -2.0])  # dot-product similarities leave [-1, 1]
+        wide = similarity_bins(dot)
+        assert wide[0] <= -2 and wide[-1] >= 7
+        ref = np.histogram(dot, wide, density=True)[0]  # numpy's own density where it is defined
+        assert np.allclose(density_histogram(dot, wide), ref)

@@ -13,6 +13,23 @@ from workbench.core.inspector import anchor_rows, pos_neg_similarities, positive
 from workbench.gui.widgets import LogSlider, TileGrid
 
 
+
+def similarity_bins(*values, n: int = 40) -> np.ndarray:
+    """Bin edges over [-1, 1] (cosine), widened to the data's range for unnormalised (dot product) similarities."""
+    finite = [v[np.isfinite(v)] for v in (np.asarray(x, float).ravel() for x in values)]
+    lo = min([-1.0, *(float(v.min()) for v in finite if v.size)])
+    hi = max([1.0, *(float(v.max()) for v in finite if v.size)])
+    return np.linspace(lo, hi, n + 1)
+
+
+def density_histogram(values, bins: np.ndarray) -> np.ndarray:
+    """np.histogram(values, bins, density=True)[0] (len(bins) - 1,), but zeros where it would divide by zero
+    (no values, none inside the bins, or non-finite ones only) instead of NaN and a RuntimeWarning."""
+    v = np.asarray(values, float).ravel()
+    counts = np.histogram(v[np.isfinite(v)], bins)[0].astype(float)
+    total = counts.sum()
+    return counts / (total * np.diff(bins)) if total > 0 else counts
+
 class InspectorPanel(QWidget):
     captureRequested = Signal()
 
@@ -164,9 +181,9 @@ class InspectorPanel(QWidget):
         self.grid.end()
         self.heat_img.setImage(ev.similarity.T, levels=(-1, 1))
         pos, neg = pos_neg_similarities(ev)
-        bins = np.linspace(-1, 1, 41)
-        self.hist_pos.setData(bins, np.histogram(pos, bins, density=True)[0])
-        self.hist_neg.setData(bins, np.histogram(neg, bins, density=True)[0])
+        bins = similarity_bins(pos, neg)
+        self.hist_pos.setData(bins, density_histogram(pos, bins))
+        self.hist_neg.setData(bins, density_histogram(neg, bins))
         if self.history:
             h = np.asarray(self.history)
             self.trend_pos.setData(h[:, 0], h[:, 1])
@@ -180,7 +197,7 @@ class InspectorPanel(QWidget):
         bins = np.linspace(0, 1, 26)
         self.prob_curve.setData(bins, np.histogram(p, bins)[0])
         self.prob_label.setText(f"mean probability of the positive at T={self.temp.value():.3f}: {p.mean():.3f} "
-                                f"(uniform would be {1 / (len(p) - 1):.4f})")
+                                f"(uniform would be {1 / max(1, len(p) - 1):.4f})")
 
     def show_retrieval(self, query_row: int, emb_event, images, classes, k: int = 10):
         """Nearest held-out neighbours of held-out row ``query_row`` in the latest embedding."""
