@@ -138,3 +138,26 @@ def test_stop_ends_the_sweep_with_the_trial_resumable(win, qtbot):
     assert again.sweep_dir == done.sweep_dir and [t.status for t in again.trials] == ["finished", "finished"]
     assert again.trials[0].run_dir == first_run  # continued in its own run folder, no new one
     assert sorted(p.name for p in Path(done.sweep_dir).iterdir() if p.is_dir()) == sorted(t.run_dir for t in again.trials)
+
+
+def test_trials_numbered_from_one_points_coloured_like_the_legend_and_parameters_whole(win, qtbot):
+    panel = win.sweep
+    win.resize(1280, 800)
+    choose(panel, "loss.temperature", "0.2, 0.5")
+    params = panel.editor.table
+    qtbot.waitUntil(lambda: params.rowCount() == 1)
+    name = params.item(0, 0)
+    need = params.fontMetrics().horizontalAdvance(name.text())
+    assert params.columnWidth(0) >= need  # "loss.temperature", not "loss.tempera…"
+    spec = S.SweepSpec({"loss.name": ["ntxent", "dcl"]}, seeds=(0, 1))
+    panel._reset(spec)
+    trials = [S.Trial(i, i // 2, i % 2, {"loss.name": ["ntxent", "dcl"][i // 2]}, "finished", 0.5 + 0.1 * i, f"t{i}")
+              for i in range(4)]
+    for t in trials:
+        panel._show_trial(t)
+    panel.colour_by.setCurrentText("loss.name")
+    panel.dirty = True
+    panel.redraw()
+    assert [panel.table.item(r, 0).text() for r in range(4)] == ["1", "2", "3", "4"]  # as the CLI's "trial 1/4"
+    brushes = [b.color().name() for b in panel.points.data["brush"]]
+    assert brushes == [panel.colour_of(t) for t in trials] and len(set(brushes)) == 2  # dcl's seeds as dcl in the legend

@@ -21,7 +21,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QSplitter,
+                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from workbench.core import events as E
@@ -160,6 +160,7 @@ class SweepEditor(QWidget):
         self.table.setObjectName("sweep_params")
         self.table.setHorizontalHeaderLabels(["parameter", "values"])
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)  # "loss.temperature" whole
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setMaximumHeight(110)
         self.table.verticalHeader().setVisible(False)
@@ -567,7 +568,7 @@ class SweepPanel(QWidget):
         if new_row:
             self.table.insertRow(row)
         metric = "" if t.metric is None else f"{t.metric:.4f}"
-        cells = [str(t.id)] + [str(t.params[k]) for k in self.spec.params] + [str(t.seed), t.status or "queued", metric,
+        cells = [str(t.id + 1)] + [str(t.params[k]) for k in self.spec.params] + [str(t.seed), t.status or "queued", metric,
                                                                               f"{t.seconds:.0f}", t.run_dir]
         for col, text in enumerate(cells):
             item = QTableWidgetItem(text)
@@ -645,7 +646,9 @@ class SweepPanel(QWidget):
         if not self.trials or not self.colour_by.currentText():
             return
         xs, ys, mx, my, labels = self.metric_points()
-        self.points.setData(xs, ys)
+        key = self.colour_by.currentText()
+        shown = [t for t in self.trials.values() if t.status == "finished" and t.metric is not None and key in t.params]
+        self.points.setData(xs, ys, brush=[pg.mkBrush(self.colour_of(t)) for t in shown])  # as the legend colours them
         self.mean_line.setData(mx, my)
         axis = self.metric_plot.getAxis("bottom")
         axis.setTicks([list(enumerate(str(v) for v in labels))] if labels else None)
