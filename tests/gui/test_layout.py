@@ -262,3 +262,18 @@ def test_augmentation_preview_shows_the_new_dataset_when_it_arrives(window, qtbo
     for col in range(3):  # the "original" row holds the new dataset's first images
         want = to_pixmap(train.images[col].numpy(), s.preview.size).toImage()
         assert s.preview.tiles[(0, col)].pic.pixmap().toImage() == want
+
+
+def test_root_placeholder_and_augmentation_names_fit_at_1280x800(window, qtbot):
+    from workbench.core.augment import AUGMENTS
+
+    s = window.setup
+    window.resize(1280, 800)
+    loaded(window, qtbot)
+    s.root.setText("")
+    fm = s.root.fontMetrics()
+    assert s.root.width() >= fm.horizontalAdvance(s.root.placeholderText()) + 12  # not "folder (not needed for b…"
+    longest = max(AUGMENTS.names(), key=len)
+    s.add_op.setCurrentText(longest)
+    text_room = s.add_op.width() - s.add_op.iconSize().width() - 30  # less the arrow and frame
+    assert text_room >= s.add_op.fontMetrics().horizontalAdvance(longest), longest

@@ -123,7 +123,8 @@ class SetupPanel(QScrollArea):
         self.dataset = _combo(DATASETS.names(), "dataset")
         self.root = QLineEdit()
         self.root.setObjectName("root")
-        self.root.setPlaceholderText("folder (not needed for bundled)")
+        self.root.setPlaceholderText("folder")  # short: the field is narrow at 1280x800; the tooltip says the rest
+        self.root.setToolTip("the dataset's folder (image_folder) or where it is stored; not needed for bundled")
         browse = QToolButton()
         browse.setText("Browse…")
         browse.setObjectName("browse")
@@ -178,6 +179,7 @@ class SetupPanel(QScrollArea):
         v.addWidget(self.recipe_list)
         btns = QHBoxLayout()
         self.add_op = _combo(AUGMENTS.names(), "add_op")
+        self.add_op.setMinimumContentsLength(max(map(len, AUGMENTS.names())))  # "random_resized_crop" whole
         btns.addWidget(self.add_op, 1)
         for text, tip, slot in (("Add", "add this step at the end", self._add_step),
                                 ("Remove", "remove the selected step", self._remove_step),
