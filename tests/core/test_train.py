@@ -235,7 +235,15 @@ def test_dino_with_local_crops_stops_and_resumes_exactly(tmp_path, quick_cfg):
     assert first + rest == straight and len(straight) == 6
 
 
-def test_checkpoints_on_a_time_cadence_before_the_first_epoch_ends(tmp_path, quick_cfg):
+def test_checkpoints_on_a_time_cadence_before_the_first_epoch_ends(tmp_path, quick_cfg, monkeypatch):
+    import time
+    import types
+
+    import workbench.core.train as train_module
+
+    clock = iter(range(0, 10**6, 1))  # the loop's clock advances 1 s per look: 0.6 s cadence, whatever the machine's speed
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock)),
+                                                                     perf_counter=time.perf_counter))
     control = Control()
     saved = []
     for ev in train(quick_cfg("train.checkpoint_minutes=0.01", "train.log_every=1"), control, runs_root=tmp_path):
@@ -310,8 +318,9 @@ def test_epochs_are_numbered_from_one_everywhere(tmp_path, quick_cfg):
 
 def test_warm_up_longer_than_half_the_run_is_capped_with_a_warning(tmp_path, quick_cfg):
     events = run_all(quick_cfg("train.max_steps=2"), runs_root=tmp_path)  # 1 epoch of warm-up in a 2-step run
-    assert isinstance(events[0], RunStarted) and isinstance(events[1], WarningEvent)
-    assert "optim.warmup_epochs" in events[1].message and "first 50%" in events[1].message
+    assert isinstance(events[0], RunStarted) and isinstance(events[1], WarningEvent) and isinstance(events[2], WarningEvent)
+    assert events[1].message.startswith("augment.preset auto -> ")  # the set-up's decisions come first, then the warm-up
+    assert "optim.warmup_epochs" in events[2].message and "first 50%" in events[2].message
 
 
 def test_streamed_and_in_memory_training_see_the_same_batches(tmp_path):
