@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 
 
@@ -20,3 +22,6 @@ def window(qtbot, tmp_path, monkeypatch):
     if w.running:
         w.stop()
         w.thread.wait(60000)
+    w.close()
+    gc.collect()  # the window's cycles are freed here, in the GUI thread, not later in some training thread
+    gc.enable()  # the window's collector turned automatic collection off

@@ -1,3 +1,4 @@
+import gc
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ def win(qtbot, tmp_path, monkeypatch):
     w.tabs.setCurrentWidget(w.sweep)
     yield w
     w.sweep.shutdown()
+    w.close()
+    gc.collect()  # freed in the GUI thread (see conftest.window)
+    gc.enable()
 
 
 def choose(panel, key: str, values: str | list):

@@ -34,6 +34,7 @@ def test_invalid_inputs_disable_start_and_explain(window, qtbot):
 
 def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
     s = window.setup
+    qtbot.waitUntil(lambda: s.data_cache is not None and len(s._recipe) > 1, timeout=30000)  # auto resolves once loaded
     n = len(s._recipe)
     s.add_op.setCurrentText("solarize")
     from PySide6.QtWidgets import QToolButton as QPushButton
@@ -56,8 +57,9 @@ def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
 def test_train_pause_resume_stop_from_the_window(window, qtbot):
     window.setup.loss_form.editors["temperature"].setValue(0.2)
     qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)  # once the dataset has loaded in the background
-    window.start_btn.trigger()
-    assert window.running and not window.setup.isEnabled()
+    window.start_btn.trigger()  # while the data still load, Start waits for them, then starts
+    qtbot.waitUntil(lambda: window.running, timeout=30000)
+    assert not window.setup.isEnabled()
     with qtbot.waitSignal(window.epochEvaluated, timeout=120000) as ev:
         pass
     assert 0 <= ev.args[0].metrics["knn_acc"] <= 1

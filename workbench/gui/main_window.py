@@ -11,6 +11,8 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QSizePolicy, QTabWidget, QToolBar)
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
+
 from workbench.core.config import Config
 from workbench.core.history import read_history, read_view
 from workbench.core.registry import ConfigError
@@ -50,6 +52,9 @@ class MainWindow(RunActions, QMainWindow):
     def __init__(self, cfg: Config | None = None, runs_root: str = "runs"):
         super().__init__()
         wheel.install()
+        # Python's cycle collector on a timer in this (GUI) thread only: collected in the training thread, a
+        # Qt object's destructor can wait for the GIL while this thread holds it and waits for Qt (a deadlock)
+        self._gc = GarbageCollector(interval=1.0)
         self.setWindowTitle("Contrastive Workbench")
         self.setAcceptDrops(True)
         self.settings = settings()
