@@ -200,15 +200,20 @@ def test_thumbnails_show_several_classes(window, qtbot):
     assert len(tiles) >= 10 and len(classes) >= 5  # not the first 16 files of one class
 
 
-def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot, tmp_path, monkeypatch):
+def colour_folder(tmp_path, classes, seed, monkeypatch):
+    """tmp_path/imgs/<class>/*.png: 40 random 20x20 colour images a class; the decoded store goes to tmp_path/cache."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    for c in ("ants", "bees", "cats"):
+    rng = np.random.default_rng(seed)
+    for c in classes:
         (tmp_path / "imgs" / c).mkdir(parents=True)
         for i in range(40):
             Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot, tmp_path, monkeypatch):
+    colour_folder(tmp_path, ("ants", "bees", "cats"), seed=0, monkeypatch=monkeypatch)
     s = window.setup
     loaded(window, qtbot)
     s.batch.setValue(16)
@@ -243,16 +248,9 @@ def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot,
 
 
 def test_augmentation_preview_shows_the_new_dataset_when_it_arrives(window, qtbot, tmp_path, monkeypatch):
-    from PIL import Image
-
     from workbench.gui.widgets import to_pixmap
 
-    rng = np.random.default_rng(1)
-    for c in ("ants", "bees"):
-        (tmp_path / "imgs" / c).mkdir(parents=True)
-        for i in range(40):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    colour_folder(tmp_path, ("ants", "bees"), seed=1, monkeypatch=monkeypatch)
     s = window.setup
     loaded(window, qtbot)
     s.root.setText(str(tmp_path / "imgs"))
