@@ -335,16 +335,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config file '{path}' is a folder; give a .toml file (see examples/)")
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from None
-        return cls.from_dict(raw)
+        return cls.from_dict(read_toml(path))
 
     def with_overrides(self, overrides: list[str]) -> Config:
         """Apply ``section.key=value`` overrides; values are parsed as TOML literals when they can be."""
@@ -380,6 +371,19 @@ def _loss_keys(name: str) -> set[str]:
     from workbench.core.losses import LOSSES
 
     return {p.name for p in LOSSES.get(name).params}
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """The tables of a TOML file, or a ConfigError naming the file and what is wrong with it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a folder; give a .toml file (see examples/)")
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} '{path}' is not valid TOML: {exc}") from None
 
 
 def parse_value(text: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import tomli_w
 
-from workbench.core.config import SECTIONS, Config, tomllib
+from workbench.core.config import SECTIONS, Config, read_toml
 from workbench.core.registry import ConfigError
 
 
@@ -176,12 +176,7 @@ def _range(where: str, value: dict) -> Range:
 def load(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Config, SweepSpec]:
     """Read a sweep TOML: (base config with ``--set`` overrides applied, sweep section)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep config '{path}' does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"sweep config '{path}' is not valid TOML: {exc}") from None
+    raw = read_toml(path, "sweep config")
     if "sweep" not in raw:
         raise ConfigError(f"'{path}' has no [sweep] section; add one (see examples/sweep_temperature.toml)")
     ours = [o for o in overrides if o.split("=", 1)[0].strip().split(".", 1)[0] == "sweep"]
