@@ -176,6 +176,37 @@ def test_checkpoint_state_round_trips_teacher_and_centre():
     assert all(torch.equal(x, y) for x, y in zip(a.teacher.state_dict().values(), b.teacher.state_dict().values(), strict=True))
 
 
+def test_moco_queue_takes_the_keys_after_the_step_first_in_first_out_and_is_checkpointed():
+    from workbench.core.augment import Augmenter
+
+    cfg = cfg_for("moco", "loss.queue_size=6")
+    method = build_method(cfg)
+    net = build_network(cfg, 1, 28, method)
+    method.attach(net, Augmenter(cfg.augment.recipe, [0.5], [0.25]))
+    crops = method.views(torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8), torch.Generator().manual_seed(0))
+    views = method(net, crops, None)
+    before = method.queue.clone()
+    assert torch.equal(views.negatives, before) and before.shape == (6, 16)
+    assert torch.allclose(before.norm(dim=1), torch.ones(6))
+    out = method.loss(views)
+    assert torch.equal(method.queue, before)  # the loss reads the queue, never writes it
+    method.after_step(net, progress=0.5)
+    k1, k2 = (torch.nn.functional.normalize(t, dim=1) for t in views.t1.chunk(1) + views.t2.chunk(1))
+    # 8 keys into a queue of 6: view-1 keys fill slots 0-3, view-2 keys wrap into 4, 5, 0, 1
+    assert torch.allclose(method.queue[[4, 5, 0, 1]], k2, atol=1e-6)
+    assert torch.allclose(method.queue[[2, 3]], k1[2:], atol=1e-6)
+    assert int(method.ptr) == 8 % 6 and torch.isfinite(out.loss)
+    state = method.checkpoint_state()
+    fresh = build_method(cfg)
+    fresh.load_checkpoint_state(state)
+    assert torch.equal(fresh.queue, method.queue) and int(fresh.ptr) == 2
+    # a checkpoint from before the queue moved to the method kept it in the loss's state
+    old = {"loss": {"queue": method.queue.clone(), "ptr": method.ptr.clone()}}
+    older = build_method(cfg)
+    older.load_checkpoint_state(old)
+    assert torch.equal(older.queue, method.queue) and int(older.ptr) == 2
+
+
 def test_prototypes_are_cosines_to_unit_weights():
     proto = Prototypes(4, 3)
     z = torch.randn(5, 4)

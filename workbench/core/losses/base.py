@@ -27,6 +27,7 @@ class Views:
     crops: tuple = ()  # (N, D') online outputs of further views (multi-crop local views, DINO)
     center: torch.Tensor | None = None  # (1, D') the teacher's running centre (DINO)
     teacher_temp: float | None = None  # the teacher's scheduled temperature (DINO)
+    negatives: torch.Tensor | None = None  # (K, D) L2-normalised keys kept from past batches, no gradient (MoCo's queue)
     gather: object = None  # callable (N, D) -> (world*N, D) with gradients, for DDP; None = single process
     rank: int = 0
 
