@@ -77,7 +77,8 @@ def test_registry_listings():
                          ("augmentations", "random_resized_crop")):
         res = wb(name)
         assert res.returncode == 0 and needle in res.stdout
-    assert "temperature = 0.5" in wb("losses").stdout
+    assert "temperature = 0.2" in wb("losses").stdout
+    assert "in_memory = 'auto'" in wb("datasets").stdout  # the [data] settings every dataset shares
 
 
 def test_neighbours_returns_the_image_itself_first(trained_run, tmp_path):

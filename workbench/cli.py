@@ -15,6 +15,7 @@ exit 2 for bad input, 1 for a failure, 130 after Ctrl-C. Full tracebacks go to t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -325,12 +326,17 @@ def cmd_export(args) -> int:
 
 def cmd_list(args) -> int:
     from workbench.core.augment import AUGMENTS, PRESET_HELP
+    from workbench.core.config import DataConfig
     from workbench.core.data import DATASETS
     from workbench.core.losses import LOSSES
     from workbench.core.models import ENCODERS
 
     reg = {"datasets": DATASETS, "augmentations": AUGMENTS, "losses": LOSSES, "models": ENCODERS}[args.command]
     print(reg.describe())
+    if args.command == "datasets":
+        print("\nsettings every dataset reads ([data] section; --set data.KEY=VALUE):")
+        for f in dataclasses.fields(DataConfig):
+            print(f"  {f.name} = {f.default!r}")
     if args.command == "augmentations":
         print("\npresets (augment.preset; an augment.recipe of your own wins over it):")
         for name, text in PRESET_HELP.items():
