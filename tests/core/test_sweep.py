@@ -128,7 +128,7 @@ def test_a_sweep_folder_of_another_config_is_refused(tmp_path):
     base, spec = S.load(write(tmp_path, '[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.2]'))
     S.open_sweep_dir(tmp_path / "out", base, spec)
     S.open_sweep_dir(tmp_path / "out", base, spec)  # the same sweep reopens (resume)
-    with pytest.raises(ConfigError, match=r"written by another config \(optim.lr: 0.001 there, 0.01 here\)"):
+    with pytest.raises(ConfigError, match=r"written by another config \(optim.lr: 0.002 there, 0.01 here\)"):
         S.open_sweep_dir(tmp_path / "out", base.replace("optim", lr=0.01), spec)
     S.open_sweep_dir(tmp_path / "out", base, spec_of('[sweep]\nmax_trials = 500\n[sweep.params]\nloss.temperature = [0.1, 0.2]'))
     other = spec_of('[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.3]')
@@ -154,8 +154,8 @@ def test_set_overrides_the_sweep_section_as_well_as_the_base_config(tmp_path):
 
 
 def test_a_plain_run_of_a_sweep_config_trains_its_base_config(tmp_path):
-    cfg = Config.load(write(tmp_path, '[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.2]'))
-    assert cfg.data.subset == 128 and cfg.loss.params["temperature"] == 0.5
+    cfg = Config.load(write(tmp_path, '[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.3]'))
+    assert cfg.data.subset == 128 and cfg.loss.params["temperature"] == 0.2  # the default, not a swept value
 
 
 # ----- ranking -----

@@ -168,7 +168,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     name: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 2e-3  # AdamW at batch 256; the study in benchmarks/learn_per_second.py chose it with loss.temperature 0.2
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0

@@ -222,7 +222,7 @@ class SetupPanel(QScrollArea):
         self.head_out.setRange(0, 8192)
         self.optim = _combo(OPTIMIZERS.names(), "optim")
         self.optim_form = ParamForm()  # weight decay, momentum: what the chosen optimiser takes besides lr
-        self.lr = LogSlider(1e-3, 1e-5, 10.0, decimals=5)
+        self.lr = LogSlider(Config().optim.lr, 1e-5, 10.0, decimals=5)
         self.lr.setToolTip("peak learning rate (after warm-up)")
         self.batch = QSpinBox()
         self.batch.setObjectName("batch_size")

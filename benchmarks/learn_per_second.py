@@ -1,0 +1,139 @@
+"""What a run learns per second of CPU: kNN accuracy against training time for recipe variants.
+
+    python benchmarks/learn_per_second.py [--data fashion|cifar|PATH] [--budget 600] [--variants default,before,...]
+
+Every variant trains for the same wall-clock budget (``train.time_budget_s``, so each one's
+schedule ends with its budget) on the training split, in its own process, one after another;
+kNN accuracy (weighted, k=20) on the test split is printed at each evaluation with the training
+seconds it was reached at, then the final figure. ``default`` is what a new run gets; ``before``
+is the recipe new runs got before this study (NT-Xent temperature 0.5, AdamW lr 1e-3): the
+baseline measured in the same run. ``tau0.2`` and ``lr2e-3`` are ``before`` with one of the two
+changes that made ``default``; the others change one thing against ``default`` (batch, encoder
+width, pooled grid, head, optimiser). Raw pixels
+and the untrained encoder are printed as the floors a learned representation has to beat.
+
+    python benchmarks/learn_per_second.py --data cifar --budget 180 --variants default,width48,batch128
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = {"fashion": ("fashion_mnist", ROOT.parent / "shared" / "data" / "fashion-mnist"),
+        "cifar": ("image_folder", ROOT.parent / "shared" / "data" / "cifar10-jpg")}
+
+BEFORE = ["loss.temperature=0.5", "optim.lr=0.001", "optim.warmup_epochs=1.0", "model.width=32", "model.pool=2"]
+VARIANTS: dict[str, list[str]] = {
+    "default": [],
+    "before": BEFORE,
+    "tau0.2": BEFORE[1:] + ["loss.temperature=0.2"],
+    "lr2e-3": BEFORE[:1] + BEFORE[2:] + ["optim.lr=0.002"],
+    "width48": ["model.width=48"],
+    "width64": ["model.width=64"],
+    "batch128": ["train.batch_size=128"],
+    "batch512": ["train.batch_size=512"],
+    "pool1": ["model.pool=1"],
+    "head256": ["model.head_hidden=256"],
+    "lars": ["optim.name=lars", "optim.lr=1.0"],
+}
+
+
+def data_overrides(which: str) -> list[str]:
+    name, root = DATA.get(which, ("image_folder", Path(which)))
+    return [f"data.name={name}", f"data.root={root}"]
+
+
+def child(which: str, variant: str, budget: float, every: int) -> dict:
+    from workbench.core.config import Config
+    from workbench.core.events import DoneEvent, EvalEvent, StepEvent
+    from workbench.core.train import train
+
+    sets = data_overrides(which) + [f"train.time_budget_s={budget}", "train.epochs=100000", "train.log_every=20",
+                                    f"eval.every={every}", "eval.embed_points=0"] + VARIANTS[variant]
+    cfg = Config().with_overrides(sets)
+    points, rates, t_train, t_last, final = [], [], 0.0, None, None
+    for ev in train(cfg, runs_root="/tmp/wb-learn"):
+        now = time.perf_counter()
+        if isinstance(ev, StepEvent):
+            if t_last is not None:  # steps since the last step or evaluation: training time
+                t_train += now - t_last
+            rates.append(ev.images_per_s)
+            t_last = now
+        elif isinstance(ev, EvalEvent):
+            points.append((round(t_train, 1), ev.epoch, ev.metrics["knn_acc"]))
+            t_last = None
+        elif isinstance(ev, DoneEvent):
+            final = ev.metrics.get("knn_acc")
+    rates.sort()
+    return {"points": points, "final_knn": final, "images_per_s": rates[len(rates) // 2] if rates else 0.0}
+
+
+def floors(which: str) -> dict:
+    """kNN of raw pixels and of the untrained default encoder (same normalisation as training)."""
+    from workbench.core.config import Config
+    from workbench.core.data import load_splits
+    from workbench.core.methods import build_network
+    from workbench.core.metrics import knn_accuracy
+
+    cfg = Config().with_overrides(data_overrides(which))
+    tr, te = load_splits(cfg.data)
+    torch.manual_seed(0)
+    c, h = tr.images.shape[1], tr.images.shape[2]
+    net = build_network(cfg, c, h).eval()
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in tr.mean_std())
+
+    def feats(d):
+        with torch.no_grad():
+            return torch.cat([net((x.float() / 255 - mean) / std)[0] for x in d.images.split(1024)])
+
+    raw = knn_accuracy(tr.images.flatten(1).float(), tr.labels, te.images.flatten(1).float(), te.labels, 20, 0.07)
+    return {"raw_pixels": raw, "untrained": knn_accuracy(feats(tr), tr.labels, feats(te), te.labels, 20, 0.07)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="fashion", help="fashion, cifar (from ../shared/data) or an image folder")
+    ap.add_argument("--budget", type=float, default=600.0, help="training seconds a variant")
+    ap.add_argument("--variants", default="before,default", help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    ap.add_argument("--eval-every", type=int, default=5, help="epochs between evaluations")
+    ap.add_argument("--child")
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(child(a.data, a.child, a.budget, a.eval_every)))
+        return
+    names = a.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}")
+    print(f"{a.data}: CPU ({os.cpu_count()} cores, torch {torch.__version__}), {a.budget:.0f} s of training a variant")
+    res = {}
+    for name in names:
+        out = subprocess.run([sys.executable, __file__, "--child", name, "--data", a.data, "--budget", str(a.budget),
+                              "--eval-every", str(a.eval_every)], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        if out.returncode:
+            sys.exit(f"variant {name} failed:\n{out.stderr[-3000:]}")
+        res[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = res[name]
+        curve = "  ".join(f"{t:.0f}s:{k:.3f}" for t, _, k in r["points"])
+        print(f"{name:<10} {r['images_per_s']:>7.0f} img/s  final kNN {r['final_knn']:.4f}   {curve}", flush=True)
+    fl = floors(a.data)
+    print(f"{'raw pixels':<10} {'':>13}  kNN {fl['raw_pixels']:.4f}")
+    print(f"{'untrained':<10} {'':>13}  kNN {fl['untrained']:.4f}")
+    if "before" in res:
+        for name, r in res.items():
+            print(f"{name:<10} final kNN {r['final_knn'] - res['before']['final_knn']:+.4f} against 'before'")
+    print(json.dumps({"results": res, "floors": fl}))
+
+
+if __name__ == "__main__":
+    main()
