@@ -44,6 +44,10 @@ VARIANTS: dict[str, list[str]] = {
     "pool1": ["model.pool=1"],
     "head256": ["model.head_hidden=256"],
     "lars": ["optim.name=lars", "optim.lr=1.0"],
+    "depth2": ["model.depth=2"],
+    "depth3": ["model.depth=3"],
+    "stages4": ["model.stages=4", "model.pool=1"],
+    "stages4d2": ["model.stages=4", "model.pool=1", "model.depth=2"],
 }
 
 

@@ -219,6 +219,21 @@ def test_small_cnn_output_size():
         ENCODERS.build("small_cnn", {"pool": 0}, in_channels=1, image_size=28)
 
 
+def test_small_cnn_stages_and_depth():
+    """stages doubles the width per stride-2 stage; depth adds stride-1 blocks at the last stage only."""
+    from workbench.core.models import ENCODERS
+
+    x = torch.randn(2, 3, 32, 32)
+    enc = ENCODERS.build("small_cnn", {"width": 8, "stages": 4, "depth": 3, "pool": 1}, in_channels=3, image_size=32)
+    assert enc(x).shape == (2, 64) and enc.out_dim == 64
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [
+        (3, 8, 2), (8, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 64, 1)]
+    assert enc.features[:-2](x).shape == (2, 64, 2, 2)  # 32 -> 16 -> 8 -> 4 -> 2; the stride-1 blocks keep 2x2
+    with pytest.raises(ValueError, match="depth"):
+        ENCODERS.build("small_cnn", {"depth": 0}, in_channels=3, image_size=32)
+
+
 def test_dino_with_local_crops_stops_and_resumes_exactly(tmp_path, quick_cfg):
     """The centre, the teacher and the multi-crop random stream survive a stop and resume bit for bit."""
     cfg = quick_cfg("loss.name=dino", "loss.out_dim=64", "loss.local_crops=2", "train.max_steps=6", "train.log_every=1")
