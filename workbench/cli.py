@@ -179,7 +179,7 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
         elif isinstance(ev, EvalEvent):
             out.message(f"epoch {ev.epoch} (step {ev.step}): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
         elif isinstance(ev, WarningEvent) and ev.message not in PRINTED:
-            out.message(f"warning: {ev.message}")
+            out.message(f"{'note' if ev.note else 'warning'}: {ev.message}")
         elif isinstance(ev, CheckpointEvent) and args.verbose:
             out.message(f"checkpoint: {ev.path}")
         elif isinstance(ev, ErrorEvent):
@@ -451,13 +451,14 @@ PRINTED: set[str] = set()  # log messages already on stderr (the loop also yield
 
 
 class _StderrLog(logging.Handler):
-    """The workbench's log records as ``warning: ...`` lines on the current stderr, each remembered
-    so the same text arriving as a WarningEvent is not printed twice."""
+    """The workbench's log records as ``warning: ...`` lines (``note: ...`` for a stated decision) on the
+    current stderr, each remembered so the same text arriving as a WarningEvent is not printed twice."""
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
         PRINTED.add(text)
-        print(f"{record.levelname.lower()}: {text}", file=sys.stderr, flush=True)
+        level = "note" if getattr(record, "note", False) else record.levelname.lower()
+        print(f"{level}: {text}", file=sys.stderr, flush=True)
 
 
 def _log_to_stderr(verbose: bool) -> None:

@@ -49,6 +49,7 @@ def test_colour_folder_trains_with_the_colour_preset_and_the_run_records_it(tmp_
     events = list(T.train(cfg, runs_root=tmp_path / "runs"))
     line = "augment.preset auto -> simclr_cifar (3-channel 20x20 images)"
     assert isinstance(events[-1], DoneEvent) and [e.message for e in events if isinstance(e, WarningEvent)][0] == line
+    assert [e.note for e in events if isinstance(e, WarningEvent) and e.message == line] == [True]
     assert caplog.text.count(line) == 1  # said once (the CLI prints the log)
     run_dir = next((tmp_path / "runs").iterdir())
     saved = Config.load(run_dir / "config.toml")

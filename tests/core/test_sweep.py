@@ -344,6 +344,8 @@ def test_cli_sweep_prints_a_line_per_trial_and_the_ranked_table(tmp_path, capsys
     assert "rank  loss.temperature  best_knn" in text
     warm = [line for line in cap.err.splitlines() if "optim.warmup_epochs" in line]
     assert len(warm) == 1 and warm[0].startswith("warning: ")  # the same warning of every trial: once a sweep
+    preset = [line for line in cap.err.splitlines() if "augment.preset auto" in line]
+    assert len(preset) == 1 and preset[0].startswith("note: ")  # a decision stated, not a warning
     assert all("optim.warmup_epochs" in p.read_text() for p in (tmp_path / "out").glob("*/run.log"))  # each run keeps its own
     assert len(list((tmp_path / "out").glob("*/run.log"))) == 2
     os.remove(tmp_path / "out" / "sweep.toml")

@@ -82,6 +82,7 @@ class PausedEvent:
 @dataclass(frozen=True)
 class WarningEvent:
     message: str
+    note: bool = False  # a decision stated (e.g. the preset "auto" chose), not a problem
 
 
 @dataclass(frozen=True)

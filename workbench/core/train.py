@@ -311,7 +311,7 @@ class Run:
         n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
         self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
-        self.notices = [WarningEvent(n) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
+        self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
         self.lr = cfg.optim.lr
         self.clock = (time.perf_counter(), 0)  # (time, step) of the last log line, for images/s
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
@@ -365,8 +365,8 @@ class Run:
         s = self.s
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
-        for notice in self.notices:
-            logger.warning(notice.message)
+        for notice in self.notices:  # logged at warning level, so run.log keeps it; notes marked as such
+            logger.warning(notice.message, extra={"note": notice.note})
             yield notice
 
     # ----- where the run is -----

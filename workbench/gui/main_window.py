@@ -327,9 +327,9 @@ class MainWindow(RunActions, QMainWindow):
         self.worker = None
         self.runs.set_running(None)
 
-    def _on_warning(self, msg: str):
+    def _on_warning(self, msg: str, note: bool = False):
         self.messages.append(msg)
-        self.statusBar().showMessage(f"warning: {msg}", 15000)
+        self.statusBar().showMessage(f"{'note' if note else 'warning'}: {msg}", 15000)
 
     def _on_done(self, ev):
         self.progress.setFormat(f"{ev.reason}: step {self.progress.value()}/{self.total_steps}")

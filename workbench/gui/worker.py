@@ -44,7 +44,7 @@ class TrainWorker(QObject):
     batch = Signal(object)  # BatchEvent
     checkpoint = Signal(object)
     paused = Signal(bool)
-    warning = Signal(str)
+    warning = Signal(str, bool)  # message, note (a decision stated rather than a problem)
     done = Signal(object)  # DoneEvent
     error = Signal(str, str)  # one line for the user, the full traceback for Details and run.log
     finished = Signal()
@@ -103,7 +103,7 @@ class TrainWorker(QObject):
         elif isinstance(ev, E.PausedEvent):
             self.paused.emit(ev.paused)
         elif isinstance(ev, E.WarningEvent):
-            self.warning.emit(ev.message)
+            self.warning.emit(ev.message, ev.note)
         elif isinstance(ev, E.ErrorEvent):
             self.error.emit(ev.message, getattr(ev, "traceback", "") or "")
         elif type(ev) in self.ROUTES:

@@ -93,7 +93,8 @@ def _report(base, spec, out, control, parallel: int, yes: bool, config: str, onc
         if line:
             print(line, flush=True)
         elif isinstance(ev, RunEvent) and isinstance(ev.event, WarningEvent) and once.first(ev.event.message):
-            print(f"warning: {ev.event.message}", file=sys.stderr, flush=True)  # from a trial's process, or not logged
+            kind = "note" if ev.event.note else "warning"
+            print(f"{kind}: {ev.event.message}", file=sys.stderr, flush=True)  # from a trial's process, or not logged
         if isinstance(ev, SweepDone):
             print("\n" + format_table(ev.table, spec))
             if ev.reason == "stopped":
