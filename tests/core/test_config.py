@@ -17,7 +17,8 @@ def test_defaults_round_trip_through_toml(tmp_path):
 def test_every_default_is_written_out():
     d = Config().to_dict()
     assert d["loss"]["temperature"] == 0.2 and d["loss"]["similarity"] == "cosine"
-    assert d["augment"] == {"preset": "auto", "recipe": []}  # resolved from the data when training starts
+    # the preset is resolved from the data when training starts
+    assert d["augment"] == {"preset": "auto", "recipe": [], "start_size": 0.0, "full_size_at": 0.5}
     chosen = Config().with_overrides(["augment.preset=simclr_cifar"]).to_dict()["augment"]["recipe"]
     assert chosen[0]["scale"] == [0.2, 1.0] and chosen[0]["ratio"] == [0.75, 1.3333]  # a chosen preset: every parameter
     assert d["model"]["width"] == 32

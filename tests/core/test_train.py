@@ -153,7 +153,8 @@ def test_every_loss_trains_in_the_loop_and_reports_a_batch(tmp_path, quick_cfg, 
     events = run_all(quick_cfg(f"loss.name={loss}", "train.max_steps=4", "train.log_every=2", *extra), control, runs_root=tmp_path)
     assert isinstance(events[-1], DoneEvent), events[-1]
     batch = next(e for e in events if type(e).__name__ == "BatchEvent")
-    assert batch.similarity.shape == (128, 128) and batch.views1.dtype == np.uint8 and batch.views1.shape == (64, 1, 28, 28)
+    assert batch.similarity.shape == (128, 128) and batch.views1.dtype == np.uint8
+    assert batch.views1.shape == (64, 1, 28, 28)
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert all(np.isfinite(e.loss) for e in steps) and set(steps[0].terms)
 
@@ -333,9 +334,10 @@ def test_epochs_are_numbered_from_one_everywhere(tmp_path, quick_cfg):
 
 def test_warm_up_longer_than_half_the_run_is_capped_with_a_warning(tmp_path, quick_cfg):
     events = run_all(quick_cfg("train.max_steps=2"), runs_root=tmp_path)  # 1 epoch of warm-up in a 2-step run
-    assert isinstance(events[0], RunStarted) and isinstance(events[1], WarningEvent) and isinstance(events[2], WarningEvent)
-    assert events[1].message.startswith("augment.preset auto -> ")  # the set-up's decisions come first, then the warm-up
-    assert "optim.warmup_epochs" in events[2].message and "first 50%" in events[2].message
+    notices = [e for e in events if isinstance(e, WarningEvent)]
+    assert isinstance(events[0], RunStarted) and events[1:1 + len(notices)] == notices
+    assert notices[0].message.startswith("augment.preset auto -> ")  # the set-up's decisions come first, then the warm-up
+    assert notices[-1].message.startswith("optim.warmup_epochs") and "first 50%" in notices[-1].message
 
 
 def test_streamed_and_in_memory_training_see_the_same_batches(tmp_path):
@@ -360,3 +362,58 @@ def test_streamed_and_in_memory_training_see_the_same_batches(tmp_path):
         assert isinstance(events[-1], DoneEvent), events[-1]
         losses[mode] = [e.loss for e in events if isinstance(e, StepEvent)]
     assert losses["true"] == losses["false"] and len(losses["true"]) == 6
+
+
+def test_progressive_resolution_grows_the_views_to_full_size(tmp_path, quick_cfg):
+    cfg = quick_cfg("augment.start_size=0.5", "augment.full_size_at=0.5", "train.max_steps=8", "train.log_every=1")
+    control, sides, notes = Control(), [], []
+    control.request_batch()
+    for ev in train(cfg, control, runs_root=tmp_path):
+        if isinstance(ev, WarningEvent):
+            notes.append(ev)
+        elif type(ev).__name__ == "BatchEvent":
+            sides.append(ev.views1.shape[-1])
+        elif isinstance(ev, StepEvent) and ev.step == 6:
+            control.request_batch()
+        last = ev
+    assert isinstance(last, DoneEvent) and np.isfinite(last.metrics["knn_acc"])
+    assert sides[0] < 28 and sides[0] % 4 == 0 and sides[-1] == 28, sides
+    assert any(n.note and f"views grow from {sides[0]} to 28 px" in n.message for n in notes), notes
+    for extra in ("augment.start_size=1", "train.epochs=1"):  # off; auto for a run not boxed by time: off too
+        events = run_all(quick_cfg(extra, "train.max_steps=1"), runs_root=tmp_path)
+        assert events[0].config["augment"]["start_size"] == 1.0  # config.toml records what the run used
+        assert not any("progressive" in e.message for e in events if isinstance(e, WarningEvent))
+
+
+def test_a_time_boxed_run_starts_at_half_size_by_default(tmp_path, quick_cfg):
+    control = Control()
+    control.request_batch()
+    events = run_all(quick_cfg("train.time_budget_s=600", "train.max_steps=2"), control, runs_root=tmp_path)
+    assert events[0].config["augment"]["start_size"] == 0.5
+    assert next(e for e in events if type(e).__name__ == "BatchEvent").views1.shape[-1] == 16
+    assert any(e.note and e.message.startswith("progressive resolution (augment.start_size auto, a time-boxed run): "
+                                                 "views grow from 16 to 28 px") for e in events if isinstance(e, WarningEvent))
+
+
+def test_view_size_without_a_crop_in_the_recipe():
+    from workbench.core.augment import Augmenter
+
+    aug = Augmenter([{"name": "horizontal_flip", "p": 0.5}], [0.5], [0.5])
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    aug.view_size = 16
+    assert aug.views(x, torch.Generator().manual_seed(0)).shape == (4, 1, 16, 16)
+    aug.view_size = 0
+    assert aug.views(x, torch.Generator().manual_seed(0)).shape == (4, 1, 28, 28)
+
+
+def test_a_run_from_before_progressive_resolution_resumes_at_full_size(tmp_path, quick_cfg):
+    from workbench.core.runs import check_resume
+
+    run_dir = run_all(quick_cfg("train.time_budget_s=600", "train.max_steps=2"), runs_root=tmp_path)[0].run_dir
+    assert check_resume(run_dir)[0].augment.start_size == 0.5  # what the run used, from its config.toml
+    ckpt, toml = f"{run_dir}/checkpoints/last.pt", tmp_path / run_dir.split("/")[-1] / "config.toml"
+    state = load_checkpoint(ckpt)
+    del state["config"]["augment"]["start_size"]  # as written before the setting existed
+    torch.save(state, ckpt)
+    toml.write_text("".join(line for line in toml.read_text().splitlines(True) if not line.startswith("start_size")))
+    assert check_resume(run_dir)[0].augment.start_size == 1.0

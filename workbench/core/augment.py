@@ -102,9 +102,10 @@ class RandomResizedCrop:
         left = torch.where(ok & on, left, torch.div(width - w, 2, rounding_mode="floor"))
         return torch.stack([top, left, h, w], 1).long()
 
-    def __call__(self, x, g):
+    def __call__(self, x, g, size: int = 0):
+        """``size`` (when not 0) overrides the configured output side: progressive resolution."""
         box = self.params(x.shape[0], x.shape[-2], x.shape[-1], g, x.device)
-        return resized_crop(x, box, self.size or x.shape[-1])
+        return resized_crop(x, box, size or self.size or x.shape[-1])
 
 
 def _centre_box(height: int, width: int, ratio) -> tuple[int, int]:
@@ -384,6 +385,7 @@ PRESETS: dict[str, list[dict]] = {
     "none": [],
 }
 AUTO = "auto"  # augment.preset = "auto": chosen by resolve_preset once the data's channels and size are known
+TIME_BOXED_START = 0.5  # augment.start_size = 0 (auto): a time-boxed run's views start at half size, others at full
 SMALL = 64  # images up to this side count as small (crops keep 20% or more of them)
 PRESET_HELP = {
     AUTO: "the default: simclr_small_grey for 1-channel images, simclr_cifar for colour images up to "
@@ -431,6 +433,16 @@ def check_recipe(recipe) -> list[dict]:
     return out
 
 
+def view_side(start: float, until: float, full: int, progress: float) -> int:
+    """Progressive resolution (progressive resizing as in FFCV's ResNet recipes, Leclerc et al. 2023): the side
+    of the views at ``progress`` (fraction of the run), growing linearly from ``start`` x ``full`` to ``full``
+    by ``until``, in steps of 4 pixels, at least 8; 0 when ``start`` is 0 or >= 1 (the recipe's own side)."""
+    if not 0 < start < 1.0:
+        return 0
+    frac = start + (1.0 - start) * min(1.0, progress / until)
+    return min(full, max(8, 4 * round(full * frac / 4)))
+
+
 class Augmenter:
     """Turn a uint8 batch (B, C, H, W) into a normalised float view batch (B, C, S, S)."""
 
@@ -439,11 +451,15 @@ class Augmenter:
                     for s in recipe]
         self.mean, self.std = mean, std
         self._cache: dict = {}
+        self.view_size = 0  # when set, views come out at this side (progressive resolution; the run sets it)
 
     def views(self, images_u8: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = images_u8.float().div_(255)
+        side = self.view_size
         for op in self.ops:
-            x = op(x, g)
+            x = op(x, g, side) if isinstance(op, RandomResizedCrop) else op(x, g)
+        if side and x.shape[-1] != side:  # a recipe without a crop
+            x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

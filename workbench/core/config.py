@@ -103,9 +103,17 @@ class DataConfig:
 class AugmentConfig:
     preset: str = "auto"  # "auto": chosen from the data's channels and size when training starts (augment.resolve_preset)
     recipe: list = field(default_factory=list)  # ordered list of {name, p, ...params}; given, it wins over the preset
+    # progressive resolution: views start at this fraction of the full side (1 = off; 0 = auto: 0.5 when
+    # train.time_budget_s boxes the run, else 1) and grow linearly to the full side by full_size_at of the run
+    start_size: float = 0.0
+    full_size_at: float = 0.5
 
     def __post_init__(self):
         _check_fields(self, "augment")
+        _require(self.start_size == 0 or 0.25 <= self.start_size <= 1.0, "augment.start_size",
+                 f"must be 0 (auto) or in 0.25..1 (a fraction of the full side; 1 = off), got {self.start_size}")
+        _require(0.0 < self.full_size_at <= 1.0, "augment.full_size_at",
+                 f"must be in (0, 1] (a fraction of the run), got {self.full_size_at}")
         from workbench.core.augment import AUTO, PRESETS, check_recipe
 
         if not self.recipe:

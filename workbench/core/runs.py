@@ -385,6 +385,8 @@ def check_resume(run_dir: str | Path):
             raise ConfigError(f"checkpoint '{ckpt}': '{key}' is {state[key]!r}, not a step count; {previous_advice(ckpt)}")
     advice = f"restore config.toml as it was, or start a new run from it (workbench train {run / 'config.toml'})"
     saved = state.get("config")
+    if isinstance(saved, dict) and isinstance(saved.get("augment"), dict) and "start_size" not in saved["augment"]:
+        cfg = cfg.replace("augment", start_size=1.0)  # a run from before progressive resolution: full-size views throughout
     if isinstance(saved, dict):
         change = config_change(saved, cfg.to_dict())
         if change:

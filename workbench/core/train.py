@@ -30,7 +30,7 @@ import torch
 from workbench.core import distributed as ddp
 from workbench.core import metrics as M
 from workbench.core import runs
-from workbench.core.augment import AUTO, Augmenter, resolve_preset
+from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
 from workbench.core.config import Config
 from workbench.core.data import ImageData, load_splits, place
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
@@ -142,6 +142,8 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
     method = build_method(cfg)
     net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
+    cfg, note = resolve_progressive(cfg, aug.out_size(train_data.size))
+    notes += note
     method.attach(net, aug)
     method.to(device)
     opt = build_optimizer(torch.nn.ModuleList([net, method.loss]), cfg.optim)
@@ -160,6 +162,21 @@ def resolve_augment(cfg: Config, channels: int, size: int) -> tuple[Config, list
         return cfg, []
     name = resolve_preset(channels, size)
     return cfg.replace("augment", preset=name, recipe=[]), [f"augment.preset auto -> {name} ({channels}-channel {size}x{size} images)"]
+
+
+def resolve_progressive(cfg: Config, full: int) -> tuple[Config, list[str]]:
+    """``cfg`` with augment.start_size = 0 (auto) resolved (half size for a time-boxed run, else full size),
+    and the line that states progressive resolution when the run uses it (views of side ``full`` at the end)."""
+    auto = cfg.augment.start_size == 0
+    if auto:
+        cfg = cfg.replace("augment", start_size=TIME_BOXED_START if cfg.train.time_budget_s else 1.0)
+    a = cfg.augment
+    start = view_side(a.start_size, a.full_size_at, full, 0.0)
+    if not start or start == full:
+        return cfg, []
+    why = "augment.start_size auto, a time-boxed run" if auto else f"augment.start_size = {a.start_size:g}"
+    return cfg, [f"progressive resolution ({why}): views grow from {start} to {full} px over the first "
+                 f"{a.full_size_at:.0%} of the run; augment.start_size = 1 trains at full size throughout"]
 
 
 def check_fits(cfg: Config, train_data: ImageData) -> int:
@@ -395,6 +412,11 @@ class Run:
         budget = self.cfg.train.time_budget_s
         return min(1.0, max(p, self.elapsed / budget) if budget else p)
 
+    def view_size(self, progress: float) -> int:
+        """The side of this step's views (0: the recipe's own): see augment.view_side."""
+        a = self.cfg.augment
+        return view_side(a.start_size, a.full_size_at, self.s.aug.out_size(self.s.train.size), progress)
+
     def shown_epoch(self) -> int:
         """The epoch (1-based) the latest step belongs to: what events, metrics.csv and the user see."""
         return max(1, self.epoch + (1 if self.images_done else 0))
@@ -427,6 +449,7 @@ class Run:
         self.lr = self.cfg.optim.lr * lr_factor(self.progress(ahead=1), self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
         for group in s.opt.param_groups:
             group["lr"] = self.lr
+        s.aug.view_size = self.view_size(progress)
         crops = make_views(s, x, self.g)
         out = s.loss(forward_views(s, crops, labels, progress), report=report)
         s.opt.zero_grad(set_to_none=True)

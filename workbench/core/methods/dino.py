@@ -65,7 +65,7 @@ class DINO(MomentumMethod):
     def views(self, images_u8, g):
         crops = super().views(images_u8, g)
         if self.params["local_crops"]:
-            local = self._local_augmenter(crops[0].shape[-1])
+            local = self._local_augmenter(self.aug.out_size(images_u8.shape[-1]))  # full side, whatever the global views' now
             crops += [local.views(images_u8, g) for _ in range(self.params["local_crops"])]
         return crops
 
@@ -73,6 +73,7 @@ class DINO(MomentumMethod):
         if self._local is None:
             side, scale = max(8, round(size * LOCAL_SIZE)), tuple(self.params["local_scale"])
             self._local = copy.copy(self.aug)
+            self._local.view_size = 0  # local crops keep their side while the global views grow
             ops = [RandomResizedCrop(1.0, side, scale, op.ratio) if isinstance(op, RandomResizedCrop) else op for op in self.aug.ops]
             if not any(isinstance(op, RandomResizedCrop) for op in ops):
                 ops.insert(0, RandomResizedCrop(1.0, side, scale))
