@@ -310,3 +310,22 @@ def test_a_bad_config_load_names_the_file_and_the_next_success_clears_the_error(
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(good), ""))
     window.load_config()
     assert "error" not in window.status.text() and "fine.toml" in window.status.text()
+
+
+def test_progressive_resolution_is_set_in_the_window_and_a_loaded_value_kept(window, qtbot):
+    from workbench.core.config import Config
+
+    s = window.setup
+    assert s.start_size.text() == "auto" and s.full_size_at.isEnabled()  # the default: decided by the run's budget
+    s.start_size.setValue(10)  # below the 25% floor: Start is off and the line names the field
+    qtbot.waitUntil(lambda: "augment.start_size" in s.error.text())
+    assert not window.start_btn.isEnabled()
+    s.start_size.setValue(100)
+    assert not s.full_size_at.isEnabled()  # off: nothing grows
+    s.start_size.setValue(75)
+    s.full_size_at.setValue(60)
+    a = s.build_config().augment
+    assert (a.start_size, a.full_size_at) == (0.75, 0.6)
+    s.set_config(Config().with_overrides(["augment.start_size=0.625", "augment.full_size_at=0.333"]))
+    a = s.build_config().augment
+    assert (a.start_size, a.full_size_at) == (0.625, 0.333) and s.start_size.value() == 62

@@ -193,6 +193,7 @@ class SetupPanel(QScrollArea):
         v.addLayout(btns)
         self.step_form = ParamForm()
         v.addWidget(self.step_form)
+        v.addLayout(self._progressive_row())
         v.addWidget(QLabel("Preview: original, view 1, view 2"))
         host = QWidget()
         self.preview = TileGrid(QGridLayout(host), 36)
@@ -200,6 +201,25 @@ class SetupPanel(QScrollArea):
         self.preview.layout.setContentsMargins(0, 0, 0, 0)
         v.addWidget(host)
         return g
+
+    def _progressive_row(self) -> QHBoxLayout:
+        """augment.start_size / full_size_at as percentages: views start smaller and grow to full size."""
+        row = QHBoxLayout()
+        self.start_size, self.full_size_at = QSpinBox(), QSpinBox()
+        for w, name, lo, suffix in ((self.start_size, "start_size", 0, "% of full size"),
+                                    (self.full_size_at, "full_size_at", 1, "% of the run")):
+            w.setObjectName(name)
+            w.setRange(lo, 100)
+            w.setSuffix(suffix)
+        self.start_size.setSpecialValueText("auto")  # 0: half size when the run is boxed by time, else full size
+        self.start_size.setToolTip("progressive resolution: views start at this fraction of the full side and grow to it "
+                                   "(cheaper early steps); 100% = off; auto = 50% for a run with a time budget, else off")
+        self.full_size_at.setToolTip("by this fraction of the run the views are at full size")
+        row.addWidget(QLabel("views start at"))
+        row.addWidget(self.start_size, 1)
+        row.addWidget(QLabel("full by"))
+        row.addWidget(self.full_size_at, 1)
+        return row
 
     def _loss_box(self) -> QGroupBox:
         g = QGroupBox("Loss")
@@ -252,8 +272,9 @@ class SetupPanel(QScrollArea):
         self.encoder.currentTextChanged.connect(self._encoder_changed)
         for w in (self.loss_form, self.encoder_form):
             w.changed.connect(self.changed)
-        for w in (self.head_out, self.batch, self.epochs):
+        for w in (self.head_out, self.batch, self.epochs, self.start_size, self.full_size_at):
             w.valueChanged.connect(self.changed)
+        self.start_size.valueChanged.connect(lambda v: self.full_size_at.setEnabled(v < 100))  # 100%: nothing grows
         self.lr.valueChanged.connect(self.changed)
         self.optim.currentTextChanged.connect(self._optim_changed)
         self.optim_form.changed.connect(self.changed)
@@ -274,6 +295,9 @@ class SetupPanel(QScrollArea):
         else:
             self._set_preset(cfg.augment.preset if same else CUSTOM)
             self._refresh_recipe()
+        self.start_size.setValue(round(100 * cfg.augment.start_size))
+        self.full_size_at.setValue(round(100 * cfg.augment.full_size_at))
+        self.full_size_at.setEnabled(cfg.augment.start_size < 1.0)
         self.loss.setCurrentText(cfg.loss.name)
         self.loss_form.set_params(LOSSES.get(cfg.loss.name).params, cfg.loss.params)
         self.loss_doc.setText(plain_doc(LOSSES.get(cfg.loss.name).doc))
@@ -295,7 +319,10 @@ class SetupPanel(QScrollArea):
         d["data"].update(name=self.dataset.currentText(), root=self.root.text().strip(),
                          image_size=self.image_size.value(), subset=self.subset.value())
         auto = self.preset.currentText() == AUTO  # resolved by the core from the data it trains on
-        d["augment"] = {"preset": self.preset.currentText(), "recipe": [] if auto else copy.deepcopy(self._recipe)}
+        d["augment"].update(preset=self.preset.currentText(), recipe=[] if auto else copy.deepcopy(self._recipe))
+        for w in (self.start_size, self.full_size_at):  # a percentage; a loaded value it rounds stays exact
+            if w.value() != round(100 * d["augment"][w.objectName()]):
+                d["augment"][w.objectName()] = w.value() / 100
         d["loss"] = {"name": self.loss.currentText(), **self.loss_form.values()}
         d["model"] = {k: v for k, v in d["model"].items() if k in ("head_layers", "head_hidden", "head_bn", "predictor_hidden", "sync_bn")}
         d["model"].update(encoder=self.encoder.currentText(), head_out=self.head_out.value(), **self.encoder_form.values())
