@@ -6,8 +6,9 @@ Every variant trains for the same wall-clock budget (``train.time_budget_s``, so
 schedule ends with its budget) on the training split, in its own process, one after another;
 kNN accuracy (weighted, k=20) on the test split is printed at each evaluation with the training
 seconds it was reached at, then the final figure. ``default`` is what a new run gets; ``before``
-is the recipe new runs got before this study (NT-Xent temperature 0.5, AdamW lr 1e-3): the
-baseline measured in the same run. ``tau0.2`` and ``lr2e-3`` are ``before`` with one of the two
+is the recipe new runs got before this study (NT-Xent temperature 0.5, AdamW lr 1e-3, full-size
+views throughout): the baseline measured in the same run; ``fullsize`` is today's default without
+progressive resolution. ``tau0.2`` and ``lr2e-3`` are ``before`` with one of the two
 changes that made ``default``; the others change one thing against ``default`` (batch, encoder
 width, pooled grid, head, optimiser). Raw pixels
 and the untrained encoder are printed as the floors a learned representation has to beat.
@@ -31,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 DATA = {"fashion": ("fashion_mnist", ROOT.parent / "shared" / "data" / "fashion-mnist"),
         "cifar": ("image_folder", ROOT.parent / "shared" / "data" / "cifar10-jpg")}
 
-BEFORE = ["loss.temperature=0.5", "optim.lr=0.001", "optim.warmup_epochs=1.0", "model.width=32", "model.pool=2"]
+BEFORE = ["loss.temperature=0.5", "optim.lr=0.001", "optim.warmup_epochs=1.0", "model.width=32", "model.pool=2",
+          "augment.start_size=1"]
 VARIANTS: dict[str, list[str]] = {
     "default": [],
     "before": BEFORE,
@@ -48,6 +50,9 @@ VARIANTS: dict[str, list[str]] = {
     "depth3": ["model.depth=3"],
     "stages4": ["model.stages=4", "model.pool=1"],
     "stages4d2": ["model.stages=4", "model.pool=1", "model.depth=2"],
+    "fullsize": ["augment.start_size=1"],  # the default before progressive resolution
+    "prog75": ["augment.start_size=0.75"],
+    "prog50to80": ["augment.full_size_at=0.8"],
 }
 
 

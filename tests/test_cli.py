@@ -79,6 +79,7 @@ def test_registry_listings():
         assert res.returncode == 0 and needle in res.stdout
     assert "temperature = 0.2" in wb("losses").stdout
     assert "in_memory = 'auto'" in wb("datasets").stdout  # the [data] settings every dataset shares
+    assert "augment.start_size" in wb("augmentations").stdout  # progressive resolution, beside the presets
 
 
 def test_neighbours_returns_the_image_itself_first(trained_run, tmp_path):

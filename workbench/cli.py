@@ -341,6 +341,9 @@ def cmd_list(args) -> int:
         print("\npresets (augment.preset; an augment.recipe of your own wins over it):")
         for name, text in PRESET_HELP.items():
             print(f"  {name:<18} {text}")
+        print("\nprogressive resolution (augment.start_size, augment.full_size_at): views start at start_size of the full "
+              "side and grow to it by full_size_at of the run; start_size 0 = auto (0.5 for a run with "
+              "train.time_budget_s, else 1 = off)")
     return 0
 
 
