@@ -46,7 +46,7 @@ class Progress:
     """One-line progress bar on stderr: on a terminal redrawn in place, otherwise a line every 5 s."""
 
     def __init__(self, total: int, stream=None):
-        self.total, self.stream = total, stream or sys.stderr
+        self.total, self.stream, self.boxed = total, stream or sys.stderr, False
         self.tty = self.stream.isatty()
         self.last_print = 0.0
         self.quiet_from, self.shown = time.monotonic(), False
@@ -68,9 +68,10 @@ class Progress:
                 self.last_print, self.shown = now, not final
 
     def update(self, ev) -> None:
-        frac = ev.step / max(1, self.total)
+        frac = max(ev.progress, ev.step / max(1, self.total))  # a time-boxed run: its clock, not its step count
         bar = "#" * int(frac * 30)
-        self._show(f"epoch {ev.epoch} step {ev.step}/{self.total} [{bar:<30}] loss {ev.loss:.4f} "
+        steps = f"{ev.step}" if self.boxed else f"{ev.step}/{self.total}"  # a time budget ends it, not a step count
+        self._show(f"epoch {ev.epoch} step {steps} [{bar:<30}] loss {ev.loss:.4f} "
                    f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {_fmt_time(ev.eta_s)}", ev.step == self.total)
 
     def decode(self, done: int, total: int, message: str = "") -> None:
@@ -170,7 +171,7 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
             status = 1 if isinstance(ev, ErrorEvent) else status
             continue
         if isinstance(ev, RunStarted):
-            out.total = ev.total_steps
+            out.total, out.boxed = ev.total_steps, bool(ev.config["train"].get("time_budget_s"))
             out.message(f"run folder: {ev.run_dir}\n{ev.n_train} training / {ev.n_test} held-out images, "
                         f"{ev.steps_per_epoch} steps an epoch, device {ev.device}"
                         + (f"; resuming at step {ev.start_step}" if ev.start_step else ""))

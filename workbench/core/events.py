@@ -31,6 +31,7 @@ class StepEvent:
     images_per_s: float
     eta_s: float
     terms: dict = field(default_factory=dict)
+    progress: float = 0.0  # fraction of the run done, on the clock that ends it (steps, or seconds of a time budget)
 
 
 @dataclass(frozen=True)

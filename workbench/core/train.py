@@ -476,7 +476,7 @@ class Run:
         epoch = self.shown_epoch()
         if self.metrics:
             self.metrics.write(epoch=epoch, step=self.step, loss=loss, lr=self.lr, images_per_s=ips, terms=terms)
-        return StepEvent(epoch, self.step, loss, self.lr, ips, eta, terms)
+        return StepEvent(epoch, self.step, loss, self.lr, ips, eta, terms, self.progress())
 
     def pause(self) -> Iterator:
         yield PausedEvent(self.step, True)
