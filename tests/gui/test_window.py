@@ -288,8 +288,7 @@ def test_stop_status_says_which_evaluation_its_knn_is_from(window):
     from workbench.core.events import DoneEvent, EvalEvent
 
     window._on_eval(EvalEvent(3, 120, {"knn_acc": 0.782, "alignment": 0.5, "uniformity": -2.0, "eff_rank": 9.0}))
-    window.progress.setRange(0, 400)
-    window.progress.setValue(157)
+    window.step, window.total_steps = 157, 400  # where the last step event left the run
     window._on_done(DoneEvent("stopped", "runs/x", {"knn_acc": 0.782}))
     text = window.status.text()
     assert text.startswith("stopped at step 157") and "kNN 0.7820 (epoch 3, step 120)" in text
@@ -329,3 +328,29 @@ def test_progressive_resolution_is_set_in_the_window_and_a_loaded_value_kept(win
     s.set_config(Config().with_overrides(["augment.start_size=0.625", "augment.full_size_at=0.333"]))
     a = s.build_config().augment
     assert (a.start_size, a.full_size_at) == (0.625, 0.333) and s.start_size.value() == 62
+
+
+def test_run_length_in_epochs_steps_or_minutes(window, qtbot):
+    from workbench.gui.panels.runs import epochs_text
+
+    s = window.setup
+    assert s.unit.currentText() == "epochs" and s.epochs.isVisibleTo(s) and not s.minutes.isVisibleTo(s)
+    s.unit.setCurrentText("steps")
+    s.steps.setValue(40)
+    assert s.steps.isVisibleTo(s) and not s.epochs.isVisibleTo(s)
+    t = s.build_config().train
+    assert (t.max_steps, t.time_budget_s) == (40, 0.0) and t.epochs >= 40  # the steps alone end the run
+    s.unit.setCurrentText("minutes")
+    s.minutes.setValue(0.1)
+    t = s.build_config().train
+    assert (t.max_steps, t.time_budget_s) == (0, 6.0)
+    qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)
+    with qtbot.waitSignal(window.trainingDone, timeout=120000) as done:
+        window.start_btn.trigger()
+    assert done.args[0].reason == "budget"
+    assert window.progress.format().startswith("budget: step ") and "/" not in window.progress.format()  # no step total
+    assert window.progress.maximum() == 1000 == window.progress.value()  # the bar follows the budget's clock to its end
+    qtbot.waitUntil(lambda: len(window.runs.rows) == 1)
+    assert epochs_text(window.runs.rows[0]).endswith("in 0.1 min")
+    s.set_config(window.setup.build_config().with_overrides(["train.time_budget_s=0", "train.max_steps=0", "train.epochs=3"]))
+    assert s.unit.currentText() == "epochs" and s.epochs.value() == 3

@@ -110,6 +110,7 @@ def run_summary(run_dir: str | Path) -> dict:
     row.update(status=state, dataset=cfg.data.name, loss=cfg.loss.name, temperature=cfg.loss.params.get("temperature"),
                encoder=cfg.model.encoder, batch=cfg.train.batch_size, epochs=cfg.train.epochs,
                epochs_done=max(epochs_done, default=0), max_steps=int(cfg.train.max_steps or 0),
+               time_budget_s=float(cfg.train.time_budget_s or 0.0),
                final_knn=knn[-1] if knn else None, best_knn=max(knn) if knn else None,
                duration_s=_duration(status, times), step=int(max(steps)) if steps else 0,
                error=status.get("message", "") if state == "failed" else "")

@@ -84,7 +84,7 @@ class MainWindow(RunActions, QMainWindow):
         self._closing = False
         self._pending_start = None  # Start pressed while the dataset was still loading
         self.run_dir = None
-        self.total_steps = 1
+        self.total_steps, self.step, self.boxed = 1, 0, False
         self.messages: list[str] = []
         self.held_out = None
         self.classes: list = []
@@ -256,10 +256,11 @@ class MainWindow(RunActions, QMainWindow):
 
     def _on_started(self, ev):
         self.run_dir = ev.run_dir
-        self.total_steps = max(1, ev.total_steps)
-        self.progress.setRange(0, self.total_steps)
-        self.progress.setValue(ev.start_step)
-        self.progress.setFormat(f"step {ev.start_step}/{self.total_steps}")
+        self.total_steps, self.step = max(1, ev.total_steps), ev.start_step
+        self.boxed = bool(ev.config["train"].get("time_budget_s"))  # a time budget ends it: the bar follows its clock
+        self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
+        self.progress.setValue(0 if self.boxed else ev.start_step)
+        self.progress.setFormat(f"step {self._steps_text()}")
         self.set_status(f"training on {ev.device}: {ev.n_train:,} images, run folder {ev.run_dir}")
         self.classes = ev.classes
         self.held_out = ev.held_out_images
@@ -288,11 +289,12 @@ class MainWindow(RunActions, QMainWindow):
         if self.t_first_step is None:
             self.t_first_step = time.perf_counter()
             self.plots.redraw()  # the first point shows at once, not at the next timer tick
-        self.progress.setValue(ev.step)
+        self.step = ev.step
+        self.progress.setValue(round(1000 * ev.progress) if self.boxed else ev.step)
         eta = int(ev.eta_s)
         if self.worker.control.paused or self.worker.control.stopped:
             return  # the status says pausing/stopping; the bar keeps its last numbers
-        self.progress.setFormat(f"epoch {ev.epoch}  step {ev.step}/{self.total_steps}  "
+        self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  "
                                 f"{ev.images_per_s:,.0f} img/s  ETA {eta // 60}:{eta % 60:02d}")
         self.stepsShown.emit(ev.step)
 
@@ -327,13 +329,19 @@ class MainWindow(RunActions, QMainWindow):
         self.worker = None
         self.runs.set_running(None)
 
+    def _steps_text(self) -> str:
+        """"120/160", or "120" in a run a time budget ends (its step count is no measure of the end)."""
+        return f"{self.step}" if self.boxed else f"{self.step}/{self.total_steps}"
+
     def _on_warning(self, msg: str, note: bool = False):
         self.messages.append(msg)
         self.statusBar().showMessage(f"{'note' if note else 'warning'}: {msg}", 15000)
 
     def _on_done(self, ev):
-        self.progress.setFormat(f"{ev.reason}: step {self.progress.value()}/{self.total_steps}")
-        self.set_status(f"{ev.reason} at step {self.progress.value()}{self._knn_note(ev.metrics)}: "
+        if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
+            self.progress.setValue(self.progress.maximum())
+        self.progress.setFormat(f"{ev.reason}: step {self._steps_text()}")
+        self.set_status(f"{ev.reason} at step {self.step}{self._knn_note(ev.metrics)}: "
                         f"checkpoint and metrics in {ev.run_dir}")
         self.trainingDone.emit(ev)
 

@@ -27,9 +27,12 @@ STATUS_TIPS = {"interrupted": "its process ended while training (killed or crash
 
 
 def epochs_text(r: dict) -> str:
-    """What a run did: "2/3" epochs, or "15 steps" for a run cut short by train.max_steps."""
+    """What a run did: "2/3" epochs, "15 steps" for a run cut short by train.max_steps, or "4 in 10 min" for
+    one boxed by train.time_budget_s."""
     if r.get("epochs") is None:
         return ""
+    if r.get("time_budget_s"):
+        return f"{r.get('epochs_done', 0)} in {r['time_budget_s'] / 60:g} min"
     if r.get("max_steps") and r.get("step"):
         return f"{r['step']} steps"
     return f"{r.get('epochs_done', r['epochs'])}/{r['epochs']}"

@@ -13,7 +13,7 @@ import re
 
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QProgressBar, QScrollArea, QSizePolicy, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
@@ -28,6 +28,8 @@ from workbench.gui.tasks import Task
 from workbench.gui.widgets import LogSlider, ParamForm, TileGrid
 
 CUSTOM = "custom"
+LENGTH_UNITS = ("epochs", "steps", "minutes")  # the three ways a run's length is given
+MAX_EPOCHS = 100000  # train.epochs' limit: what a run given in steps or minutes gets, so that they end it
 THUMBS_PER_CLASS, THUMB_COLUMNS = 2, 10
 
 
@@ -202,6 +204,52 @@ class SetupPanel(QScrollArea):
         v.addWidget(host)
         return g
 
+    def _length_row(self) -> QWidget:
+        """How long a run lasts, in one of the three ways a config can say it: epochs, steps or minutes."""
+        host = QWidget()
+        row = QHBoxLayout(host)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.epochs, self.steps, self.minutes = QSpinBox(), QSpinBox(), QDoubleSpinBox()
+        self.epochs.setRange(0, 100000)
+        self.steps.setRange(1, 10**9)
+        self.minutes.setRange(0.1, 24 * 60)
+        self.minutes.setDecimals(1)
+        self.unit = _combo(list(LENGTH_UNITS), "run_unit")
+        self.unit.setToolTip("epochs: passes over the training images; steps: optimiser steps; minutes: training time "
+                             "(the learning-rate schedule and the ETA follow the same clock)")
+        for w, name in ((self.epochs, "epochs"), (self.steps, "steps"), (self.minutes, "minutes")):
+            w.setObjectName(name)
+            row.addWidget(w, 1)
+        row.addWidget(self.unit)
+        self._loaded_length = ("epochs", 0.0)
+        return host
+
+    def _show_unit(self, unit: str):
+        for w in (self.epochs, self.steps, self.minutes):
+            w.setVisible(w.objectName() == unit)
+
+    def _length(self) -> tuple[str, float]:
+        unit = self.unit.currentText()
+        return unit, float(getattr(self, unit).value())
+
+    def _set_length(self, t):
+        """Show the config's run length: minutes when time-boxed, else steps when capped, else epochs."""
+        self.epochs.setValue(t.epochs)
+        self.steps.setValue(t.max_steps or 1000)
+        self.minutes.setValue(t.time_budget_s / 60 if t.time_budget_s else 10.0)
+        unit = "minutes" if t.time_budget_s else "steps" if t.max_steps else "epochs"
+        self.unit.setCurrentText(unit)
+        self._show_unit(unit)
+        self._loaded_length = self._length()
+
+    def _apply_length(self, t: dict):
+        """The chosen length into the [train] dict: it alone ends the run; a loaded config left as it was stays exact."""
+        if self._length() == self._loaded_length:
+            return
+        unit, value = self._length()
+        t.update(epochs=int(value) if unit == "epochs" else MAX_EPOCHS, max_steps=int(value) if unit == "steps" else 0,
+                 time_budget_s=60 * value if unit == "minutes" else 0.0)
+
     def _progressive_row(self) -> QHBoxLayout:
         """augment.start_size / full_size_at as percentages: views start smaller and grow to full size."""
         row = QHBoxLayout()
@@ -247,16 +295,14 @@ class SetupPanel(QScrollArea):
         self.batch = QSpinBox()
         self.batch.setObjectName("batch_size")
         self.batch.setRange(0, 65536)
-        self.epochs = QSpinBox()
-        self.epochs.setObjectName("epochs")
-        self.epochs.setRange(0, 100000)
+        length = self._length_row()
         self.device = _combo(["auto", "cpu", "cuda"], "device")
         if not torch.cuda.is_available():
             self.device.model().item(2).setEnabled(False)
             self.device.setToolTip("no CUDA GPU found on this machine")
         for label, w in (("encoder", self.encoder), ("", self.encoder_form), ("projection dim", self.head_out),
                          ("optimiser", self.optim), ("", self.optim_form), ("learning rate", self.lr), ("batch size", self.batch),
-                         ("epochs", self.epochs), ("device", self.device)):
+                         ("run for", length), ("device", self.device)):
             f.addRow(label, w)
         return g
 
@@ -272,8 +318,10 @@ class SetupPanel(QScrollArea):
         self.encoder.currentTextChanged.connect(self._encoder_changed)
         for w in (self.loss_form, self.encoder_form):
             w.changed.connect(self.changed)
-        for w in (self.head_out, self.batch, self.epochs, self.start_size, self.full_size_at):
+        for w in (self.head_out, self.batch, self.epochs, self.steps, self.minutes, self.start_size, self.full_size_at):
             w.valueChanged.connect(self.changed)
+        self.unit.currentTextChanged.connect(self._show_unit)
+        self.unit.currentTextChanged.connect(self.changed)
         self.start_size.valueChanged.connect(lambda v: self.full_size_at.setEnabled(v < 100))  # 100%: nothing grows
         self.lr.valueChanged.connect(self.changed)
         self.optim.currentTextChanged.connect(self._optim_changed)
@@ -308,7 +356,7 @@ class SetupPanel(QScrollArea):
         self._set_optim_params(cfg.optim.name, vars(cfg.optim))
         self.lr.setValue(cfg.optim.lr)
         self.batch.setValue(cfg.train.batch_size)
-        self.epochs.setValue(cfg.train.epochs)
+        self._set_length(cfg.train)
         self.device.setCurrentText(cfg.train.device)
         self._building = False
         self._load_data()
@@ -327,7 +375,8 @@ class SetupPanel(QScrollArea):
         d["model"] = {k: v for k, v in d["model"].items() if k in ("head_layers", "head_hidden", "head_bn", "predictor_hidden", "sync_bn")}
         d["model"].update(encoder=self.encoder.currentText(), head_out=self.head_out.value(), **self.encoder_form.values())
         d["optim"].update(name=self.optim.currentText(), lr=self.lr.value(), **self.optim_form.values())
-        d["train"].update(batch_size=self.batch.value(), epochs=self.epochs.value(), device=self.device.currentText())
+        d["train"].update(batch_size=self.batch.value(), device=self.device.currentText())
+        self._apply_length(d["train"])
         return Config.from_dict(d)
 
     def changed(self, *_):
