@@ -354,3 +354,12 @@ def test_run_length_in_epochs_steps_or_minutes(window, qtbot):
     assert epochs_text(window.runs.rows[0]).endswith("in 0.1 min")
     s.set_config(window.setup.build_config().with_overrides(["train.time_budget_s=0", "train.max_steps=0", "train.epochs=3"]))
     assert s.unit.currentText() == "epochs" and s.epochs.value() == 3
+
+
+def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_bar(window):
+    window._on_warning("augment.preset auto -> simclr_small_grey", True)
+    assert window.status.text() == "note: augment.preset auto -> simclr_small_grey"
+    assert window.statusBar().currentMessage() == "" and window.progress.isVisible()
+    window._on_warning("loss is rising", False)
+    assert window.statusBar().currentMessage() == "warning: loss is rising"
+    assert window.messages == ["augment.preset auto -> simclr_small_grey", "loss is rising"]

@@ -335,7 +335,10 @@ class MainWindow(RunActions, QMainWindow):
 
     def _on_warning(self, msg: str, note: bool = False):
         self.messages.append(msg)
-        self.statusBar().showMessage(f"{'note' if note else 'warning'}: {msg}", 15000)
+        if note:  # a decision stated: in the status text, leaving the progress bar in view
+            self.set_status(f"note: {msg}")
+        else:  # a problem: over the whole status bar for 15 s
+            self.statusBar().showMessage(f"warning: {msg}", 15000)
 
     def _on_done(self, ev):
         if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
