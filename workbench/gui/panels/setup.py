@@ -210,7 +210,7 @@ class SetupPanel(QScrollArea):
         row = QHBoxLayout(host)
         row.setContentsMargins(0, 0, 0, 0)
         self.epochs, self.steps, self.minutes = QSpinBox(), QSpinBox(), QDoubleSpinBox()
-        self.epochs.setRange(0, 100000)
+        self.epochs.setRange(0, MAX_EPOCHS)
         self.steps.setRange(1, 10**9)
         self.minutes.setRange(0.1, 24 * 60)
         self.minutes.setDecimals(1)
