@@ -1,5 +1,7 @@
 import math
+import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -111,9 +113,15 @@ def test_nan_loss_ends_with_a_clear_error(tmp_path, quick_cfg, monkeypatch):
 
 
 def test_setup_errors_raise_before_training(tmp_path, quick_cfg):
-    with pytest.raises(ConfigError, match="larger than the"):
+    with pytest.raises(ConfigError, match="larger than the") as err:
         run_all(quick_cfg("train.batch_size=2048"), runs_root=tmp_path)
     assert not any(tmp_path.iterdir())
+    found = re.search(r"the (\d+) training images; lower it \(e\.g\. (\d+): (\d+) steps an epoch", str(err.value))
+    assert found, str(err.value)  # the message names a batch size that fits, and the epoch it makes
+    n, batch, steps = map(int, found.groups())
+    assert batch * steps <= n < batch * (steps + 1)
+    events = run_all(quick_cfg(f"train.batch_size={batch}", "train.max_steps=1"), runs_root=tmp_path)
+    assert isinstance(events[-1], DoneEvent)
 
 
 def test_corrupt_checkpoint_gives_a_clear_message(tmp_path, quick_cfg):
@@ -417,3 +425,36 @@ def test_a_run_from_before_progressive_resolution_resumes_at_full_size(tmp_path,
     torch.save(state, ckpt)
     toml.write_text("".join(line for line in toml.read_text().splitlines(True) if not line.startswith("start_size")))
     assert check_resume(run_dir)[0].augment.start_size == 1.0
+
+
+def test_images_per_second_counts_training_time_only(tmp_path, quick_cfg, monkeypatch):
+    """Evaluations between two log lines (here made to take 1,000 s of the clock) and the time before a
+    resumed run starts do not dilute images/s; the ETA, on the wall clock, does include the evaluations."""
+    import types
+
+    import workbench.core.train as T
+
+    shift = [0.0]
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0], monotonic=time.monotonic)
+    monkeypatch.setattr(T, "time", clock)
+    slow_eval = T.Run.evaluate
+
+    def evaluate(self, final=False):
+        shift[0] += 1000.0
+        return slow_eval(self, final)
+
+    monkeypatch.setattr(T.Run, "evaluate", evaluate)
+    cfg = quick_cfg("train.epochs=3", "train.log_every=5")  # 16 steps an epoch: logs at 20 and 35 span an evaluation
+    control, steps = Control(), []
+    events = []
+    for ev in train(cfg, control, runs_root=tmp_path):
+        events.append(ev)
+        if isinstance(ev, StepEvent) and ev.step == 35:
+            control.stop()
+    steps = {e.step: e for e in events if isinstance(e, StepEvent)}
+    assert all(steps[n].images_per_s > 100 * 5 * 64 / 1000 for n in (20, 35))  # 5 steps of 64 images, not over 1,000 s
+    assert steps[35].eta_s > 500  # 13 steps to go and an evaluation's 1,000 s among them
+    shift[0] += 5000.0  # time passes, then the run is resumed
+    resumed = [e for e in train(None, runs_root=tmp_path, resume=events[0].run_dir) if isinstance(e, StepEvent)]
+    typical = sorted(e.images_per_s for e in steps.values())[len(steps) // 2]
+    assert resumed[0].step == 40 and resumed[0].images_per_s < 3 * typical  # 5 steps' images, not the run's 40

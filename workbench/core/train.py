@@ -187,13 +187,20 @@ def check_fits(cfg: Config, train_data: ImageData) -> int:
     world = ddp.world_size()
     global_batch = cfg.train.batch_size * world
     if global_batch > len(train_data):
-        raise ConfigError(f"train.batch_size: {global_batch} (x{world} processes) is larger than the {len(train_data)} "
-                          "training images; lower it")
+        raise ConfigError(batch_too_large(global_batch, len(train_data), world))
     queue = cfg.loss.params.get("queue_size", 0)
     if queue and queue > len(train_data):
         raise ConfigError(f"loss.queue_size: {queue} is larger than the {len(train_data)} training images; "
                           f"lower it (e.g. {len(train_data) // 2})")
     return global_batch
+
+
+def batch_too_large(batch: int, n: int, world: int = 1) -> str:
+    """The message for a batch larger than the training split, with a batch size that fits (a few steps an epoch)."""
+    fits = max(2, 1 << max(1, (n // (2 * world))).bit_length() - 1)
+    procs, steps = f" (x{world} processes)" if world > 1 else "", max(1, n // (fits * world))
+    return (f"train.batch_size: {batch}{procs} is larger than the {n} training images; "
+            f"lower it (e.g. {fits}: {steps} step{'s' if steps > 1 else ''} an epoch)")
 
 
 def network(cfg: Config, channels: int, size: int, method: Method, device: torch.device) -> Network:
@@ -329,8 +336,8 @@ class Run:
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
         self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
         self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
-        self.lr = cfg.optim.lr
-        self.clock = (time.perf_counter(), 0)  # (time, step) of the last log line, for images/s
+        self.lr, self.logged_loss = cfg.optim.lr, float("nan")
+        self.clock = (time.perf_counter(), 0.0, 0)  # (wall time, training time, step) of the last log line
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
         self.finished_already = False  # a resumed run that had already reached its end
 
@@ -380,6 +387,7 @@ class Run:
     def started(self) -> Iterator:
         """RunStarted, then any warning about the set-up (also in run.log)."""
         s = self.s
+        self.clock = (time.perf_counter(), self.elapsed, self.step)  # a resumed run counts images/s from here
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
         for notice in self.notices:  # logged at warning level, so run.log keeps it; notes marked as such
@@ -443,7 +451,7 @@ class Run:
 
     # ----- what the run does -----
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, report: bool):
-        """One optimiser step on a batch (no host sync); returns (crops, LossOut)."""
+        """One optimiser step on a batch (a host sync only on the steps that are logged); returns (crops, LossOut)."""
         t0, s = time.perf_counter(), self.s
         progress = self.progress()
         self.lr = self.cfg.optim.lr * lr_factor(self.progress(ahead=1), self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
@@ -459,17 +467,21 @@ class Run:
         self.step += 1
         self.images_done += s.global_batch
         self.guard.record(out.loss, self.step)
+        if self.log_due():  # CPU-GPU sync point, only every train.log_every steps; the wait is training time too
+            self.logged_loss = out.loss.item()
         self.elapsed += time.perf_counter() - t0
         return crops, out
 
     def log(self, out) -> StepEvent:
-        loss = out.loss.item()  # CPU-GPU sync point: only every train.log_every steps
+        """The StepEvent of this step: images/s over training time only (evaluations and checkpoints between two
+        log lines do not count), ETA on the wall clock (they recur) or the budget's clock."""
+        loss = self.logged_loss
         self.guard.check(self)
-        now, (then, then_step) = time.perf_counter(), self.clock
-        steps_per_s = (self.step - then_step) / max(now - then, 1e-9)
-        ips = steps_per_s * self.s.global_batch
-        self.clock = (now, self.step)
-        eta = (self.s.total_steps - self.step) / max(steps_per_s, 1e-9)
+        now, (then, then_elapsed, then_step) = time.perf_counter(), self.clock
+        steps = self.step - then_step
+        ips = steps * self.s.global_batch / max(self.elapsed - then_elapsed, 1e-9)
+        self.clock = (now, self.elapsed, self.step)
+        eta = (self.s.total_steps - self.step) * max(now - then, 1e-9) / max(steps, 1)
         if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
             eta = min(eta, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
         terms = {k: float(v) for k, v in out.terms.items()}
@@ -481,7 +493,7 @@ class Run:
     def pause(self) -> Iterator:
         yield PausedEvent(self.step, True)
         self.control.wait_while_paused()
-        self.clock = (time.perf_counter(), self.step)
+        self.clock = (time.perf_counter(), self.elapsed, self.step)
         yield PausedEvent(self.step, False)
 
     def end_epoch(self) -> Iterator:

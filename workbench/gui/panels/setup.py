@@ -24,6 +24,7 @@ from workbench.core.losses import LOSSES
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
+from workbench.core.train import batch_too_large
 from workbench.gui.tasks import Task
 from workbench.gui.widgets import LogSlider, ParamForm, TileGrid
 
@@ -392,7 +393,7 @@ class SetupPanel(QScrollArea):
                 raise ConfigError(self.data_info.text() or "dataset: not loaded")
             n = len(self.data_cache[0]) if self.data_cache is not None else None  # still loading: Start waits for it
             if n is not None and self.cfg.train.batch_size > n:
-                raise ConfigError(f"train.batch_size: {self.cfg.train.batch_size} is larger than the {n} training images")
+                raise ConfigError(batch_too_large(self.cfg.train.batch_size, n))
         except ConfigError as exc:
             self.error.setText(str(exc))
             self._mark(self.field_for(str(exc)))
