@@ -320,7 +320,7 @@ def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, 
 
     monkeypatch.setattr(T, "time", Clock())
     cfg = quick_cfg("train.epochs=200", "train.time_budget_s=0.49", "train.log_every=1", "optim.min_lr_ratio=0.1",
-                    "optim.warmup_epochs=0", "optim.lr=0.001")
+                    "optim.warmup_epochs=0", "optim.lr=0.001", "eval.every=100")  # no evaluation before the end
     events = run_all(cfg, runs_root=tmp_path)
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert events[-1].reason == "budget" and len(steps) == 20
@@ -437,14 +437,8 @@ def test_images_per_second_counts_training_time_only(tmp_path, quick_cfg, monkey
     shift = [0.0]
     clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0], monotonic=time.monotonic)
     monkeypatch.setattr(T, "time", clock)
-    slow_eval = T.Run.evaluate
-
-    def evaluate(self, final=False):
-        shift[0] += 1000.0
-        return slow_eval(self, final)
-
-    monkeypatch.setattr(T.Run, "evaluate", evaluate)
-    cfg = quick_cfg("train.epochs=3", "train.log_every=5")  # 16 steps an epoch: logs at 20 and 35 span an evaluation
+    monkeypatch.setattr(T, "evaluate", slowed(T.evaluate, shift, 1000.0))
+    cfg = quick_cfg("train.epochs=3", "train.log_every=5", "eval.max_share=1")  # 16 steps an epoch: logs at 20 and 35 span an evaluation
     control, steps = Control(), []
     events = []
     for ev in train(cfg, control, runs_root=tmp_path):
@@ -453,8 +447,36 @@ def test_images_per_second_counts_training_time_only(tmp_path, quick_cfg, monkey
             control.stop()
     steps = {e.step: e for e in events if isinstance(e, StepEvent)}
     assert all(steps[n].images_per_s > 100 * 5 * 64 / 1000 for n in (20, 35))  # 5 steps of 64 images, not over 1,000 s
-    assert steps[35].eta_s > 500  # 13 steps to go and an evaluation's 1,000 s among them
+    assert steps[35].eta_s > 500  # 13 steps to go, and evaluations have taken 1,000 s an epoch
     shift[0] += 5000.0  # time passes, then the run is resumed
     resumed = [e for e in train(None, runs_root=tmp_path, resume=events[0].run_dir) if isinstance(e, StepEvent)]
     typical = sorted(e.images_per_s for e in steps.values())[len(steps) // 2]
     assert resumed[0].step == 40 and resumed[0].images_per_s < 3 * typical  # 5 steps' images, not the run's 40
+
+
+def slowed(evaluate, shift: list, seconds: float):
+    """``evaluate`` that moves the clock (``shift[0]``) on by ``seconds`` each call: an evaluation that long."""
+    def slow(*args, **kwargs):
+        shift[0] += seconds
+        return evaluate(*args, **kwargs)
+    return slow
+
+
+@pytest.mark.parametrize("share", [0.2, 1.0])
+def test_evaluations_keep_to_their_share_of_the_training_time(tmp_path, quick_cfg, monkeypatch, share):
+    """Evaluations that take 10 s against well under a second of training an epoch: with the default share the
+    first runs, the next are skipped with one note, the final one runs; ``eval.max_share = 1`` evaluates every epoch."""
+    import types
+
+    import workbench.core.train as T
+
+    shift = [0.0]
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0],
+                                                         monotonic=time.monotonic))
+    monkeypatch.setattr(T, "evaluate", slowed(T.evaluate, shift, 10.0))
+    events = run_all(quick_cfg("train.epochs=4", f"eval.max_share={share}"), runs_root=tmp_path)
+    evaluated = [e.epoch for e in events if isinstance(e, EvalEvent)]
+    notes = [e for e in events if isinstance(e, WarningEvent) and "eval.max_share" in e.message]
+    assert evaluated == ([1, 4] if share < 1 else [1, 2, 3, 4])
+    assert len(notes) == (1 if share < 1 else 0) and all(n.note for n in notes)
+    assert isinstance(events[-1], DoneEvent) and events[-1].metrics["knn_acc"] > 0

@@ -232,6 +232,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 1  # epochs between evaluations
+    max_share: float = 0.2  # an epoch-end evaluation is skipped while evaluations would take more of the training time; 1 = never skipped
     knn_k: int = 20
     knn_temperature: float = 0.07
     bank_size: int = 0  # training images in the kNN memory bank, 0 = all
@@ -245,6 +246,8 @@ class EvalConfig:
     def __post_init__(self):
         _check_fields(self, "eval")
         _in_range(self, "eval", "every", 1, 100000, " (epochs)")
+        _require(0 < self.max_share <= 1, "eval.max_share",
+                 f"must be in (0, 1] (the largest share of the training time evaluations may take; 1 = every time), got {self.max_share}")
         _in_range(self, "eval", "knn_k", 1, 10000)
         _require(0 < self.knn_temperature <= 100, "eval.knn_temperature", f"must be > 0 and at most 100, got {self.knn_temperature}")
         for k in ("bank_size", "test_size", "embed_every_steps"):

@@ -388,6 +388,8 @@ class Run:
         """RunStarted, then any warning about the set-up (also in run.log)."""
         s = self.s
         self.clock = (time.perf_counter(), self.elapsed, self.step)  # a resumed run counts images/s from here
+        self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
+        self.eval_time, self.eval_cost, self.cadence_noted = 0.0, 0.0, False
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
         for notice in self.notices:  # logged at warning level, so run.log keeps it; notes marked as such
@@ -477,13 +479,15 @@ class Run:
         log lines do not count), ETA on the wall clock (they recur) or the budget's clock."""
         loss = self.logged_loss
         self.guard.check(self)
-        now, (then, then_elapsed, then_step) = time.perf_counter(), self.clock
-        steps = self.step - then_step
-        ips = steps * self.s.global_batch / max(self.elapsed - then_elapsed, 1e-9)
+        now, (_, then_elapsed, then_step) = time.perf_counter(), self.clock
+        train_s = max(self.elapsed - then_elapsed, 1e-9)
+        ips = (self.step - then_step) * self.s.global_batch / train_s
         self.clock = (now, self.elapsed, self.step)
-        eta = (self.s.total_steps - self.step) * max(now - then, 1e-9) / max(steps, 1)
+        left = (self.s.total_steps - self.step) * train_s / max(self.step - then_step, 1)
         if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
-            eta = min(eta, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
+            left = min(left, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
+        share = min(self.cfg.eval.max_share, self.eval_time / max(self.elapsed - self.trained_from, 1e-9))
+        eta = left * (1 + share) + self.eval_cost  # evaluations recur at their pace, within their share; then the final one
         terms = {k: float(v) for k, v in out.terms.items()}
         epoch = self.shown_epoch()
         if self.metrics:
@@ -503,8 +507,27 @@ class Run:
         done = self.step >= self.s.total_steps
         if self.epoch % self.cfg.train.checkpoint_every == 0 or done:
             yield from self.checkpoint()
-        if self.epoch % self.cfg.eval.every == 0 or done:
+        if done or self.epoch % self.cfg.eval.every == 0 and self.evaluation_affordable():
             yield from self.evaluate()
+        elif self.epoch % self.cfg.eval.every == 0 and not self.cadence_noted:
+            yield self.cadence_note()
+
+    def evaluation_affordable(self) -> bool:
+        """Whether evaluations, this one included (costing as much as the last), stay within ``eval.max_share`` of
+        the training time. The first of a session and the final one always run."""
+        share, spent = self.cfg.eval.max_share, self.eval_time + self.eval_cost
+        return share >= 1 or spent <= share * (self.elapsed - self.trained_from)
+
+    def cadence_note(self) -> WarningEvent:
+        """The note, given once, that evaluations are being skipped (also in run.log)."""
+        self.cadence_noted = True
+        trained = (self.elapsed - self.trained_from) / max(self.epoch - self.started_epoch, 1)
+        note = WarningEvent(f"evaluations take {self.eval_cost:.1f} s against {trained:.1f} s of training an epoch: evaluating "
+                            f"less often than every {self.cfg.eval.every} epoch(s) to keep them under "
+                            f"{self.cfg.eval.max_share:.0%} of the training time (eval.max_share; 1 = every time); "
+                            "the final evaluation always runs", note=True)
+        logger.warning(note.message, extra={"note": True})
+        return note
 
     def evaluate(self, final: bool = False) -> list:
         """EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing when stopped meanwhile
@@ -518,10 +541,13 @@ class Run:
             c.wait_while_paused()
             return c.stopped
 
+        t0 = time.perf_counter()
         try:
             metrics, feats = evaluate(self.s, interrupt)
         except Interrupted:
             return []
+        self.eval_cost = time.perf_counter() - t0
+        self.eval_time += self.eval_cost
         self.final, self.evaluated_step = metrics, self.step
         if self.metrics:
             self.metrics.write(epoch=self.shown_epoch(), step=self.step, **metrics)
