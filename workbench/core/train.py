@@ -522,10 +522,11 @@ class Run:
         """The note, given once, that evaluations are being skipped (also in run.log)."""
         self.cadence_noted = True
         trained = (self.elapsed - self.trained_from) / max(self.epoch - self.started_epoch, 1)
-        note = WarningEvent(f"evaluations take {self.eval_cost:.1f} s against {trained:.1f} s of training an epoch: evaluating "
-                            f"less often than every {self.cfg.eval.every} epoch(s) to keep them under "
-                            f"{self.cfg.eval.max_share:.0%} of the training time (eval.max_share; 1 = every time); "
-                            "the final evaluation always runs", note=True)
+        every = "every epoch" if self.cfg.eval.every == 1 else f"every {self.cfg.eval.every} epochs"
+        note = WarningEvent(f"evaluating less often than {every}: an evaluation takes {self.eval_cost:.1f} s against "
+                            f"{trained:.1f} s of training an epoch, and eval.max_share keeps evaluations under "
+                            f"{self.cfg.eval.max_share:.0%} of the training time (1 = every time); the final one always runs",
+                            note=True)
         logger.warning(note.message, extra={"note": True})
         return note
 
