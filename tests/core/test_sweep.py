@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from workbench.core import sweep as S
-from workbench.core.config import Config
+from workbench.core.config import Config, tomllib
 from workbench.core.events import RunStarted
 from workbench.core.registry import ConfigError
 from workbench.core.runs import read_metrics
@@ -364,3 +365,23 @@ def test_a_resumed_tpe_sweep_runs_the_seeds_a_point_had_not_started(tmp_path):
     gen.close()
     assert [(t.id, t.point, t.seed, t.params, t.status) for t in started.trials] == [
         (0, 0, 0, {"loss.temperature": 0.3}, "finished"), (1, 0, 1, {"loss.temperature": 0.3}, "")]
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_a_pruned_sweep_evaluates_every_trial_at_the_same_epochs(tmp_path, prune):
+    """The median rule compares trials at the same evaluations, so pruning turns off the skipping of costly
+    evaluations (eval.max_share = 1) and says so; without pruning the config is left as it is. A sweep folder
+    written before eval.max_share existed resumes."""
+    path = write(tmp_path, f'[sweep]\nprune = {str(prune).lower()}\n[sweep.params]\nloss.temperature = [0.2]')
+    base, spec = S.load(path)
+    assert base.eval.max_share == 0.2
+    evs = events_of(base, spec, tmp_path / "out")
+    started = evs[0]
+    run_cfg = tomllib.loads((tmp_path / "out" / evs[-1].trials[0].run_dir / "config.toml").read_text())
+    assert run_cfg["eval"]["max_share"] == (1.0 if prune else 0.2)
+    assert ("eval.max_share = 1 instead of 0.2" in started.note) == prune
+    marker = tmp_path / "out" / "sweep.toml"
+    old = tomllib.loads(marker.read_text())
+    del old["eval"]["max_share"]  # as written before the key existed
+    marker.write_text(tomli_w.dumps(old))
+    assert isinstance(events_of(base, spec, tmp_path / "out")[-1], S.SweepDone)

@@ -43,13 +43,15 @@ def _plain(v):
 def open_sweep_dir(out: str | Path, base: Config, spec: SweepSpec) -> Path:
     """Create the sweep folder, or check that an existing one was written by this same sweep."""
     out = Path(out)
-    here = base.to_dict() | {"sweep": spec.to_dict()}
+    here = evaluations_for_pruning(base, spec)[0].to_dict() | {"sweep": spec.to_dict()}
     marker = out / "sweep.toml"
     if marker.is_file():
         try:
             raw = tomllib.loads(marker.read_text(encoding="utf-8"))
-            there = Config.from_dict({k: v for k, v in raw.items() if k != "sweep"}).to_dict()
-            there["sweep"] = SweepSpec.from_dict(raw.get("sweep")).to_dict()
+            spec_there = SweepSpec.from_dict(raw.get("sweep"))
+            base_there = Config.from_dict({k: v for k, v in raw.items() if k != "sweep"})
+            there = evaluations_for_pruning(base_there, spec_there)[0].to_dict()  # both as the trials run
+            there["sweep"] = spec_there.to_dict()
         except (ConfigError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"sweep folder '{out}' holds an unreadable sweep.toml ({exc}); give another --out") from None
         for d in (there, here):
@@ -276,12 +278,14 @@ def run_sweep(base: Config, spec: SweepSpec, out: str | Path, control: Control |
     """
     control = control or Control()
     check_metric(base, spec)
+    base, even = evaluations_for_pruning(base, spec)
     trials = plan(base, spec)
     total = len(trials) or spec.count * len(seeds_of(base, spec))
     if total > spec.max_trials and not confirm:
         raise NeedsConfirmation(f"sweep: {total} trials is more than sweep.max_trials = {spec.max_trials}; "
                                 "confirm it (workbench sweep --yes) or raise sweep.max_trials")
     devices, note = _devices(parallel, devices)
+    note = "\n".join(n for n in (even, note) if n)
     st = _Sweep(open_sweep_dir(out, base, spec), base, spec, trials, make_pruner(spec, pruner), control)
     yield SweepStarted(str(st.dir), list(spec.params), spec.metric, st.total, st.index, list(st.trials), note)
     if len(devices) > 1:
@@ -290,6 +294,16 @@ def run_sweep(base: Config, spec: SweepSpec, out: str | Path, control: Control |
         yield from _run_local(st, data)
     reason = "stopped" if control.stopped else "finished"
     yield SweepDone(str(st.dir), reason, ranked(st.trials, spec), list(st.trials))
+
+
+def evaluations_for_pruning(base: Config, spec: SweepSpec) -> tuple[Config, str]:
+    """(base, note): with pruning on, every trial evaluates every ``eval.every`` epochs (``eval.max_share = 1``),
+    since the median rule compares trials at the same evaluations; a run alone may skip costly ones."""
+    if not spec.prune or base.eval.max_share >= 1:
+        return base, ""
+    return base.with_overrides(["eval.max_share=1"]), (
+        "note: pruning compares trials at the same evaluations, so every trial evaluates every "
+        f"{base.eval.every} epoch(s) (eval.max_share = 1 instead of {base.eval.max_share:g}); sweep.prune = false keeps it")
 
 
 def _devices(parallel: int, devices: list[str] | None) -> tuple[list[str], str]:
