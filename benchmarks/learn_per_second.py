@@ -53,6 +53,8 @@ VARIANTS: dict[str, list[str]] = {
     "fullsize": ["augment.start_size=1"],  # the default before progressive resolution
     "prog75": ["augment.start_size=0.75"],
     "prog50to80": ["augment.full_size_at=0.8"],
+    "tau0.1": ["loss.temperature=0.1"],
+    "dcl0.1": ["loss.name=dcl", "loss.temperature=0.1"],
 }
 
 
