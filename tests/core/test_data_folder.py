@@ -83,7 +83,20 @@ def test_auto_size_is_capped(tmp_path, caplog):
     for i in range(3):
         save(tmp_path / f"{i}.jpg", Image.new("RGB", (600, 400), RED))
     train, test = load(tmp_path, holdout=0.34)
-    assert train.size == folder.MAX_AUTO_SIZE and "capped at 256" in caplog.text
+    assert train.size == folder.auto_cap() and f"capped at {folder.auto_cap()}" in caplog.text
+    assert folder.auto_cap() == (folder.MAX_AUTO_SIZE if torch.cuda.is_available() else folder.MAX_AUTO_SIZE_CPU)
+
+
+def test_the_cpu_cap_is_part_of_the_store_key(tmp_path, monkeypatch):
+    """A store sized with a GPU (256) is not reused on the same folder without one (96), and back."""
+    for i in range(3):
+        save(tmp_path / f"{i}.jpg", Image.new("RGB", (600, 400), RED))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load(tmp_path, holdout=0.34)[0].size == 256
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load(tmp_path, holdout=0.34)[0].size == 96
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load(tmp_path, holdout=0.34)[0].size == 256
 
 
 def test_16_bit_png_is_scaled_not_clipped(tmp_path):

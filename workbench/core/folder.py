@@ -22,7 +22,8 @@ from workbench.core.registry import ConfigError
 log = logging.getLogger("workbench.data")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 HELDOUT_NAMES = ("val", "valid", "validation", "test")  # first present wins
-MAX_AUTO_SIZE = 256  # image_size = 0 never picks more than this
+MAX_AUTO_SIZE = 256  # image_size = 0 never picks more than this with a GPU ...
+MAX_AUTO_SIZE_CPU = 96  # ... nor more than this without one, where every pixel costs training time (STL-10's side)
 MIN_AUTO_SIZE = 16  # ... nor less than this (smaller medians mean icons or a mistyped data.root)
 IRREGULAR_CLASSES = 100  # more class folders than this, with very uneven sizes, looks like a mistyped data.root
 CHUNK = 128  # files per decode task: small enough for prompt progress and cancel
@@ -141,7 +142,10 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
     listing = list_images(folder)
     if not listing.files:
         raise ConfigError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTS))}) found in '{folder}' or its sub-folders")
-    final = store.cache_root() / f"store-{store.key(folder, listing.stats, channels=channels, image_size=image_size)}"
+    options = {"channels": channels, "image_size": image_size}
+    if not image_size and auto_cap() != MAX_AUTO_SIZE:
+        options["auto_cap"] = auto_cap()  # a store sized on a GPU machine is not reused without one
+    final = store.cache_root() / f"store-{store.key(folder, listing.stats, **options)}"
     run = Runner(workers, progress, cancel, os.environ.get("WORKBENCH_DECODER", decoder))
     with store.locked(final, waiting=run.check):
         st = store.open_store(final)
@@ -254,15 +258,23 @@ def decide(folder: Path, files: list[str], heads: list, channels, image_size: in
     return c, size, ", ".join(said)
 
 
+def auto_cap() -> int:
+    """The largest side ``data.image_size = 0`` picks on this machine."""
+    import torch
+
+    return MAX_AUTO_SIZE if torch.cuda.is_available() else MAX_AUTO_SIZE_CPU
+
+
 def _auto_size(folder: Path, heads: list, notes: list) -> int:
     sides = [min(w, h) for w, h, _ in heads]
-    med = int(statistics.median_low(sides))
-    size = max(MIN_AUTO_SIZE, min(med, MAX_AUTO_SIZE))
+    med, most = int(statistics.median_low(sides)), auto_cap()
+    size = max(MIN_AUTO_SIZE, min(med, most))
     if med < MIN_AUTO_SIZE:
         _note(notes, f"data: the images in '{folder}' are tiny (median shorter side {med} px, {len(sides)} files): resizing "
                      f"them up to {size}x{size}; if this is not your data set, check data.root; set data.image_size to choose")
     elif len({(w, h) for w, h, _ in heads}) > 1 or size != med:
-        cap = f", capped at {MAX_AUTO_SIZE}" if med > MAX_AUTO_SIZE else ""
+        cap = f", capped at {most}" if med > most else ""
+        cap += " on a machine without a GPU, where every pixel costs training time" if cap and most < MAX_AUTO_SIZE else ""
         _note(notes, f"data: images in '{folder}' range from {min(sides)} to {max(sides)} px on their shorter side: resizing all "
                      f"to {size}x{size} (the median shorter side{cap}); set data.image_size to choose")
     return size
