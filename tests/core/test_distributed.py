@@ -77,3 +77,19 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path):
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 24
+
+
+@pytest.mark.slow
+def test_torchrun_time_boxed_run_ends_on_every_rank_at_the_same_step(tmp_path):
+    """Each rank times its own steps; the budget ends the run when any rank has spent it, so no rank waits
+    in a gradient all-reduce for one that has already stopped (which would hang the run)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    res = subprocess.run(torchrun + ["-m", "workbench", "train", str(ROOT / "examples" / "bundled_quick.toml"),
+                                     "--set", "data.subset=1024", "--set", "train.batch_size=32", "--set", "train.epochs=50",
+                                     "--set", "train.time_budget_s=4", "--set", "eval.test_size=200",
+                                     "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "budget; checkpoint and metrics in" in res.stdout + res.stderr
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] > 0

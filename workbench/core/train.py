@@ -432,10 +432,10 @@ class Run:
         return max(1, self.epoch + (1 if self.images_done else 0))
 
     def should_end(self) -> bool:
-        if ddp.any_flag(self.control.stopped):
-            self.reason = "stopped"
-        elif self.cfg.train.time_budget_s and self.elapsed >= self.cfg.train.time_budget_s:
-            self.reason = "budget"
+        """Stop asked for, or the time budget spent, on any rank: every rank ends at the same step."""
+        spent = bool(self.cfg.train.time_budget_s) and self.elapsed >= self.cfg.train.time_budget_s
+        if ddp.any_flag(self.control.stopped or spent):
+            self.reason = "stopped" if self.control.stopped else "budget"
         return self.reason != "finished"
 
     def log_due(self) -> bool:
@@ -516,7 +516,7 @@ class Run:
         """Whether evaluations, this one included (costing as much as the last), stay within ``eval.max_share`` of
         the training time. The first of a session and the final one always run."""
         share, spent = self.cfg.eval.max_share, self.eval_time + self.eval_cost
-        return share >= 1 or spent <= share * (self.elapsed - self.trained_from)
+        return share >= 1 or not ddp.any_flag(spent > share * (self.elapsed - self.trained_from))  # all ranks alike
 
     def cadence_note(self) -> WarningEvent:
         """The note, given once, that evaluations are being skipped (also in run.log)."""
