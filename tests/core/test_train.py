@@ -480,3 +480,60 @@ def test_evaluations_keep_to_their_share_of_the_training_time(tmp_path, quick_cf
     assert evaluated == ([1, 4] if share < 1 else [1, 2, 3, 4])
     assert len(notes) == (1 if share < 1 else 0) and all(n.note for n in notes)
     assert isinstance(events[-1], DoneEvent) and events[-1].metrics["knn_acc"] > 0
+
+
+def test_a_resumed_run_keeps_the_image_size_it_was_trained_at(tmp_path, monkeypatch):
+    """``data.image_size = 0`` resolves on every start; when it would now give another side (a newer limit, a
+    machine without the GPU), the resumed run goes on at the side its checkpoint was trained at, and says so."""
+    from PIL import Image
+
+    from workbench.core import folder
+    from workbench.core.config import Config
+
+    for c, colour in enumerate([(200, 30, 30), (30, 30, 200)]):
+        for i in range(40):
+            (tmp_path / "data" / str(c)).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (120, 120), tuple(v + i for v in colour)).save(tmp_path / "data" / str(c) / f"{i}.png")
+    cfg = Config().with_overrides([f"data.root={tmp_path / 'data'}", "data.name=image_folder", "train.batch_size=16",
+                                   "train.max_steps=2", "eval.embed_points=10", "augment.preset=none"])
+    monkeypatch.setattr(folder, "auto_cap", lambda: 96)  # the limit at the start ...
+    first = run_all(cfg, runs_root=tmp_path / "runs")
+    run_dir = first[0].run_dir
+    assert isinstance(first[-1], DoneEvent) and load_checkpoint(f"{run_dir}/checkpoints/last.pt")["image_size"] == 96
+    monkeypatch.setattr(folder, "auto_cap", lambda: 64)  # ... and another when the run is resumed
+    Config.load(f"{run_dir}/config.toml").with_overrides(["train.max_steps=4"]).save(f"{run_dir}/config.toml")
+    events = run_all(None, runs_root=tmp_path / "runs", resume=run_dir)
+    notes = [e.message for e in events if isinstance(e, WarningEvent) and e.note]
+    assert any("trained on 96x96" in n and "now gives 64x64" in n for n in notes), notes
+    assert isinstance(events[-1], DoneEvent) and load_checkpoint(f"{run_dir}/checkpoints/last.pt")["step"] == 4
+    assert Config.load(f"{run_dir}/config.toml").data.image_size == 96
+
+
+def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick_cfg, monkeypatch):
+    """Paused for 1,000 s of the clock in the middle of each evaluation: the ETA after it (which counts the
+    evaluations to come at the pace of those done) is not swollen by the pause."""
+    import types
+
+    import workbench.core.train as T
+
+    shift, control = [0.0], Control()
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0],
+                                                         monotonic=time.monotonic))
+
+    def paused_a_while(poll=0.1):
+        if control.paused:
+            shift[0] += 1000.0
+            control.resume()
+
+    monkeypatch.setattr(control, "wait_while_paused", paused_a_while)
+    evaluate = T.evaluate
+
+    def pause_then_evaluate(s, interrupt=None):
+        control.pause()  # the user presses Pause while the evaluation runs
+        return evaluate(s, interrupt)
+
+    monkeypatch.setattr(T, "evaluate", pause_then_evaluate)
+    events = list(train(quick_cfg("train.epochs=2", "train.log_every=4", "eval.max_share=1"), control, runs_root=tmp_path))
+    after = [e for e in events if isinstance(e, StepEvent) and 16 < e.step < 32]
+    assert after and all(e.eta_s < 100 for e in after), [e.eta_s for e in after]
+    assert sum(isinstance(e, EvalEvent) for e in events) == 2

@@ -155,6 +155,19 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes)
 
 
+def same_size_as_trained(s: Setup, state: dict) -> Setup:
+    """A resumed run whose automatic image size (``data.image_size = 0``) now resolves to another side than it
+    was trained at (a newer version's limit, a machine without the GPU) goes on at the side it was trained at."""
+    trained, now = int(state.get("image_size", 0)), s.aug.out_size(s.train.size)
+    if s.cfg.data.image_size or not trained or now == trained:
+        return s
+    note = (f"data: this run was trained on {trained}x{trained} images and the automatic size now gives {now}x{now}: "
+            f"resuming at {trained}x{trained} (data.image_size = {trained} in config.toml)")
+    s = prepare(s.cfg.replace("data", image_size=trained))
+    s.notes.append(note)
+    return s
+
+
 def resolve_augment(cfg: Config, channels: int, size: int) -> tuple[Config, list[str]]:
     """``cfg`` with augment.preset = "auto" (and no recipe of its own) replaced by the preset that fits
     ``channels`` x ``size`` x ``size`` images, and the line that says so; any other config unchanged."""
@@ -197,6 +210,9 @@ def check_fits(cfg: Config, train_data: ImageData) -> int:
 
 def batch_too_large(batch: int, n: int, world: int = 1) -> str:
     """The message for a batch larger than the training split, with a batch size that fits (a few steps an epoch)."""
+    if n < 2 * world:
+        return (f"train.batch_size: {batch} is larger than the {n} training images, and a contrastive batch needs at "
+                f"least 2 images on each of the {world} process(es); add images" + (" or run fewer processes" if world > 1 else ""))
     fits = max(2, 1 << max(1, (n // (2 * world))).bit_length() - 1)
     procs, steps = f" (x{world} processes)" if world > 1 else "", max(1, n // (fits * world))
     return (f"train.batch_size: {batch}{procs} is larger than the {n} training images; "
@@ -348,6 +364,8 @@ class Run:
         if resume is not None:
             cfg, state = runs.check_resume(resume)
         s = prepare(cfg, data=data)
+        if state is not None:
+            s = same_size_as_trained(s, state)
         cfg = s.cfg  # with augment.preset "auto" resolved: config.toml records what was used
         if resume is not None:
             run_dir = Path(resume)
@@ -486,7 +504,8 @@ class Run:
         left = (self.s.total_steps - self.step) * train_s / max(self.step - then_step, 1)
         if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
             left = min(left, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
-        share = min(self.cfg.eval.max_share, self.eval_time / max(self.elapsed - self.trained_from, 1e-9))
+        share = self.eval_time / max(self.elapsed - self.trained_from, 1e-9)
+        share = min(share, self.cfg.eval.max_share) if self.cfg.eval.max_share < 1 else share  # 1: none skipped
         eta = left * (1 + share) + self.eval_cost  # evaluations recur at their pace, within their share; then the final one
         terms = {k: float(v) for k, v in out.terms.items()}
         epoch = self.shown_epoch()
@@ -536,10 +555,16 @@ class Run:
         self.guard.check(self, weights=True)
         c = self.control
 
+        paused = 0.0  # time paused during the evaluation is not its cost
+
         def interrupt() -> bool:
+            nonlocal paused
             if final:
                 return c.quick
-            c.wait_while_paused()
+            if c.paused:
+                t = time.perf_counter()
+                c.wait_while_paused()
+                paused += time.perf_counter() - t
             return c.stopped
 
         t0 = time.perf_counter()
@@ -547,7 +572,7 @@ class Run:
             metrics, feats = evaluate(self.s, interrupt)
         except Interrupted:
             return []
-        self.eval_cost = time.perf_counter() - t0
+        self.eval_cost = time.perf_counter() - t0 - paused
         self.eval_time += self.eval_cost
         self.final, self.evaluated_step = metrics, self.step
         if self.metrics:
