@@ -353,7 +353,7 @@ class Run:
         self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
         self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
         self.lr, self.logged_loss = cfg.optim.lr, float("nan")
-        self.clock = (time.perf_counter(), 0.0, 0)  # (wall time, training time, step) of the last log line
+        self.clock = (0.0, 0)  # (training time, step) of the last log line
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
         self.finished_already = False  # a resumed run that had already reached its end
 
@@ -405,7 +405,7 @@ class Run:
     def started(self) -> Iterator:
         """RunStarted, then any warning about the set-up (also in run.log)."""
         s = self.s
-        self.clock = (time.perf_counter(), self.elapsed, self.step)  # a resumed run counts images/s from here
+        self.clock = (self.elapsed, self.step)  # a resumed run counts images/s from here
         self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
         self.eval_time, self.eval_cost, self.cadence_noted = 0.0, 0.0, False
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
@@ -494,13 +494,14 @@ class Run:
 
     def log(self, out) -> StepEvent:
         """The StepEvent of this step: images/s over training time only (evaluations and checkpoints between two
-        log lines do not count), ETA on the wall clock (they recur) or the budget's clock."""
+        log lines do not count); ETA = training time left (the steps left at the recent pace, or what is left of
+        the budget) plus the evaluations to come at the share they have taken so far."""
         loss = self.logged_loss
         self.guard.check(self)
-        now, (_, then_elapsed, then_step) = time.perf_counter(), self.clock
+        then_elapsed, then_step = self.clock
         train_s = max(self.elapsed - then_elapsed, 1e-9)
         ips = (self.step - then_step) * self.s.global_batch / train_s
-        self.clock = (now, self.elapsed, self.step)
+        self.clock = (self.elapsed, self.step)
         left = (self.s.total_steps - self.step) * train_s / max(self.step - then_step, 1)
         if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
             left = min(left, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
@@ -516,7 +517,6 @@ class Run:
     def pause(self) -> Iterator:
         yield PausedEvent(self.step, True)
         self.control.wait_while_paused()
-        self.clock = (time.perf_counter(), self.elapsed, self.step)
         yield PausedEvent(self.step, False)
 
     def end_epoch(self) -> Iterator:
