@@ -275,3 +275,23 @@ def test_root_placeholder_and_augmentation_names_fit_at_1280x800(window, qtbot):
     s.add_op.setCurrentText(longest)
     text_room = s.add_op.width() - s.add_op.iconSize().width() - 30  # less the arrow and frame
     assert text_room >= s.add_op.fontMetrics().horizontalAdvance(longest), longest
+
+
+def test_what_the_loader_guessed_about_a_folder_is_shown_with_it(window, qtbot, tmp_path):
+    """Images of several sizes: the size the loader chose (and why) is in the data line, not only in a log."""
+    from PIL import Image
+
+    for c, side in (("a", 40), ("b", 60)):
+        for i in range(6):
+            (tmp_path / "imgs" / c).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (side + i, side), (40 * i, 90, 200)).save(tmp_path / "imgs" / c / f"{i}.png")
+    s = window.setup
+    loaded(window, qtbot)
+    s.root.setText(str(tmp_path / "imgs"))
+    with qtbot.waitSignal(s.dataLoaded, timeout=30000):
+        s.dataset.setCurrentText("image_folder")
+    text = s.data_info.text()
+    assert "2 classes" in text and "⚠" in text and "resizing all to 40x40 (the median shorter side)" in text, text
+    with qtbot.waitSignal(s.dataLoaded, timeout=30000):  # the bundled data set: nothing guessed, nothing shown
+        s.dataset.setCurrentText("bundled")
+    assert "⚠" not in s.data_info.text()

@@ -11,6 +11,7 @@ then carved from train by ``cfg.holdout``).
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -173,6 +174,26 @@ def _prefetched(data: ImageData, idx_batches: Iterable[torch.Tensor], device: to
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def data_warnings():
+    """Collects the warnings the data log ("workbench.data") gives in this thread meanwhile (what a loader decided
+    about the user's data and wants checked), for a client that shows them instead of a console."""
+    said: list[str] = []
+    me = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.thread == me and record.levelno >= logging.WARNING:
+                said.append(record.getMessage())
+
+    handler = Collect()
+    log.addHandler(handler)
+    try:
+        yield said
+    finally:
+        log.removeHandler(handler)
 
 
 def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:

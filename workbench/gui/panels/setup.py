@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 
 from workbench.core.augment import AUGMENTS, AUTO, PRESETS, Augmenter, resolve_preset
 from workbench.core.config import Config
-from workbench.core.data import DATASETS, load_splits
+from workbench.core.data import DATASETS, data_warnings, load_splits
 from workbench.core.losses import LOSSES
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
@@ -74,6 +74,13 @@ def thumbnail_rows(labels: list[int], per_class: int = THUMBS_PER_CLASS, limit: 
             rows.append((rank.get(c, 0), c, i))
             rank[c] = rank.get(c, 0) + 1
     return [i for _, _, i in sorted(rows)][:limit]
+
+
+def load_with_warnings(dcfg, report, cancel) -> tuple:
+    """((train, held-out), the warnings the loader gave about the data): run in a background task."""
+    with data_warnings() as said:
+        splits = load_splits(dcfg, progress=report, cancel=cancel)
+    return splits, said
 
 
 class SetupPanel(QScrollArea):
@@ -479,8 +486,8 @@ class SetupPanel(QScrollArea):
         self.load_bar.setRange(0, 0)
         self.load_bar.setFormat("loading…")
         self.load_host.setVisible(True)
-        self.loading = Task(lambda report, cancel: load_splits(dcfg, progress=report, cancel=cancel),
-                            lambda splits: self._loaded(dcfg, splits), lambda msg, *_: self._loaded_error(msg), self._progress)
+        self.loading = Task(lambda report, cancel: load_with_warnings(dcfg, report, cancel),
+                            lambda got: self._loaded(dcfg, *got), lambda msg, *_: self._loaded_error(msg), self._progress)
         self.loading.start()
 
     def cancel_loading(self, *_, quiet: bool = False):
@@ -498,7 +505,7 @@ class SetupPanel(QScrollArea):
         if message:
             self.load_bar.setToolTip(message)
 
-    def _loaded(self, dcfg, splits):
+    def _loaded(self, dcfg, splits, said: list[str]):
         self.loading = None
         self.load_host.setVisible(False)
         train, test = splits
@@ -509,8 +516,9 @@ class SetupPanel(QScrollArea):
         if self.preset.currentText() == AUTO:
             self._apply_preset(AUTO)
             note = f"; augmentation preset auto -> {self._auto_preset()}"
+        checks = "".join(f"\n⚠ {w.removeprefix('data: ')}" for w in dict.fromkeys(said))  # what the loader guessed
         self.data_info.setText(f"{len(train):,} training / {len(test):,} held-out images, "
-                               f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}")
+                               f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}{checks}")
         self._show_thumbs(train)
         self._update_preview(self._recipe)  # the new dataset's views at once, not after the next valid edit
         self.updateGeometry()
