@@ -183,7 +183,7 @@ def test_waiting_for_another_builder_can_be_cancelled(tmp_path):
 
     root = noise_folder(tmp_path / "imgs", n=5, classes=("a",))
     listing = folder.list_images(root)
-    final = store.cache_root() / f"store-{store.key(root, listing.stats, channels='auto', image_size=0)}"
+    final = folder.store_path(root, listing, 'auto', 0)
     cancel, seen = Cancel(), []
 
     def load():

@@ -142,10 +142,7 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
     listing = list_images(folder)
     if not listing.files:
         raise ConfigError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTS))}) found in '{folder}' or its sub-folders")
-    options = {"channels": channels, "image_size": image_size}
-    if not image_size and auto_cap() != MAX_AUTO_SIZE:
-        options["auto_cap"] = auto_cap()  # a store sized on a GPU machine is not reused without one
-    final = store.cache_root() / f"store-{store.key(folder, listing.stats, **options)}"
+    final = store_path(folder, listing, channels, image_size)
     run = Runner(workers, progress, cancel, os.environ.get("WORKBENCH_DECODER", decoder))
     with store.locked(final, waiting=run.check):
         st = store.open_store(final)
@@ -158,6 +155,14 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
             log.info("data: '%s': %d images, %s", folder, st.shape[0], st.meta["decided"])
     _report(st.meta["failures"], folder)
     return st
+
+
+def store_path(folder: Path, listing: Listing, channels, image_size: int) -> Path:
+    """Where the decoded store of ``folder`` lives: keyed by its files and every option that shapes the pixels."""
+    options = {"channels": channels, "image_size": image_size}
+    if not image_size and auto_cap() != MAX_AUTO_SIZE:
+        options["auto_cap"] = auto_cap()  # a store sized on a GPU machine is not reused without one
+    return store.cache_root() / f"store-{store.key(folder, listing.stats, **options)}"
 
 
 def _build(listing: Listing, final: Path, channels, image_size: int, run: Runner) -> store.Store:
