@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QImage, QPixmap, QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QSlider, QSpinBox, QVBoxLayout, QWidget)
 
@@ -23,20 +23,50 @@ def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:
     return QPixmap.fromImage(q.copy()).scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation)
 
 
+class FloatBox(QDoubleSpinBox):
+    """A number box that takes numbers as people type them (0.0003, 3e-4, 1E-6, .5) and shows six significant
+    digits, so a learning rate of 1e-6 is neither rounded to 0 nor cut to "3" when typed as 3e-4.
+    Text that is not yet a number in range ("3e-", "-") is let through while typing (Qt reverts it on leaving)."""
+
+    PARTIAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d*)?([eE][+-]?\d*)?")
+
+    def __init__(self, lo: float = -1e6, hi: float = 1e6, step: float = 0.05):
+        super().__init__()
+        self.setDecimals(12)  # what is kept; textFromValue decides what is shown
+        self.setRange(lo, hi)
+        self.setSingleStep(step)
+
+    def textFromValue(self, v: float) -> str:
+        return f"{v:.6g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text.strip())
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        s = text.strip()
+        try:
+            v = float(s)
+        except ValueError:
+            return (QValidator.Intermediate if self.PARTIAL.fullmatch(s) else QValidator.Invalid), text, pos
+        if not math.isfinite(v) or not self.PARTIAL.fullmatch(s):  # "inf", "nan", "1_0" parse in Python, not here
+            return QValidator.Invalid, text, pos
+        return (QValidator.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.Intermediate), text, pos
+
+
 class LogSlider(QWidget):
     """A spin box with a log-scale slider, for temperatures and learning rates."""
 
     valueChanged = Signal(float)
 
-    def __init__(self, value: float, lo: float, hi: float, decimals: int = 4):
+    def __init__(self, value: float, lo: float, hi: float):
         super().__init__()
         self.lo, self.hi = lo, hi
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setRange(0, 1000)
-        self.spin = QDoubleSpinBox()
-        self.spin.setDecimals(decimals)
-        self.spin.setRange(0.0, hi)  # values below lo are shown and then rejected by validation
-        self.spin.setSingleStep(lo)
+        self.spin = FloatBox(0.0, hi, lo)  # values below lo are shown and then rejected by validation
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.slider, 2)
@@ -48,7 +78,7 @@ class LogSlider(QWidget):
     def _from_slider(self, pos: int):
         v = math.exp(math.log(self.lo) + pos / 1000 * (math.log(self.hi) - math.log(self.lo)))
         self.spin.blockSignals(True)
-        self.spin.setValue(round(v, self.spin.decimals()))
+        self.spin.setValue(float(f"{v:.3g}"))  # a slider position is a round number, not 0.0123456
         self.spin.blockSignals(False)
         self.valueChanged.emit(self.spin.value())
 
@@ -79,10 +109,7 @@ class RangeEdit(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.boxes = []
         for v in values:
-            b = QDoubleSpinBox()
-            b.setDecimals(3)
-            b.setRange(-1e6, 1e6)
-            b.setSingleStep(0.05)
+            b = FloatBox()
             b.setValue(float(v))
             b.valueChanged.connect(lambda *_: self.valueChanged.emit())
             lay.addWidget(b)
@@ -145,11 +172,8 @@ class ParamForm(QWidget):
             ed.setValue(int(v))
             sig = ed.valueChanged
         elif kind is float:
-            ed = QDoubleSpinBox()
-            small = 0 < abs(float(v)) < 1e-2 or "decay" in name  # 1e-6 must not round to 0
-            ed.setDecimals(8 if small else 4)
-            ed.setRange(float(lo) if lo is not None else -1e6, float(hi) if hi is not None else 1e6)
-            ed.setSingleStep(abs(float(v)) / 2 if small and float(v) else 0.05)
+            small = 0 < abs(float(v)) < 1e-2
+            ed = FloatBox(-1e12, 1e12, abs(float(v)) / 2 if small else 0.05)  # out of range: validation names it
             ed.setValue(float(v))
             sig = ed.valueChanged
         elif kind is tuple and isinstance(v, (list, tuple)) and 1 <= len(v) <= 4 and all(isinstance(x, (int, float)) for x in v):
@@ -165,7 +189,7 @@ class ParamForm(QWidget):
     def values(self) -> dict:
         out = {}
         for name, ed in self.editors.items():
-            if isinstance(ed, (LogSlider, QDoubleSpinBox, QSpinBox, RangeEdit)):
+            if isinstance(ed, (LogSlider, FloatBox, QSpinBox, RangeEdit)):
                 out[name] = ed.value()
             elif isinstance(ed, QCheckBox):
                 out[name] = ed.isChecked()

@@ -13,7 +13,7 @@ import re
 
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QProgressBar, QScrollArea, QSizePolicy, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
@@ -26,7 +26,7 @@ from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
 from workbench.core.train import batch_too_large
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import LogSlider, ParamForm, TileGrid
+from workbench.gui.widgets import FloatBox, LogSlider, ParamForm, TileGrid
 
 CUSTOM = "custom"
 LENGTH_UNITS = ("epochs", "steps", "minutes")  # the three ways a run's length is given
@@ -217,11 +217,9 @@ class SetupPanel(QScrollArea):
         host = QWidget()
         row = QHBoxLayout(host)
         row.setContentsMargins(0, 0, 0, 0)
-        self.epochs, self.steps, self.minutes = QSpinBox(), QSpinBox(), QDoubleSpinBox()
+        self.epochs, self.steps, self.minutes = QSpinBox(), QSpinBox(), FloatBox(0.0, 1e6, 1.0)
         self.epochs.setRange(0, MAX_EPOCHS)
-        self.steps.setRange(1, 10**9)
-        self.minutes.setRange(0.1, 24 * 60)
-        self.minutes.setDecimals(1)
+        self.steps.setRange(0, 10**9)  # 0 steps or minutes are shown and named by validation, not reverted
         self.unit = _combo(list(LENGTH_UNITS), "run_unit")
         self.unit.setToolTip("epochs: passes over the training images; steps: optimiser steps; minutes: training time "
                              "(the learning-rate schedule and the ETA follow the same clock)")
@@ -298,7 +296,7 @@ class SetupPanel(QScrollArea):
         self.head_out.setRange(0, 8192)
         self.optim = _combo(OPTIMIZERS.names(), "optim")
         self.optim_form = ParamForm()  # weight decay, momentum: what the chosen optimiser takes besides lr
-        self.lr = LogSlider(Config().optim.lr, 1e-5, 10.0, decimals=5)
+        self.lr = LogSlider(Config().optim.lr, 1e-5, 10.0)
         self.lr.setToolTip("peak learning rate (after warm-up)")
         self.batch = QSpinBox()
         self.batch.setObjectName("batch_size")
@@ -393,6 +391,10 @@ class SetupPanel(QScrollArea):
 
     def _validate(self):
         try:
+            unit, value = self._length()
+            if value <= 0 and unit != "epochs":  # 0 would mean "no limit" in the config: a run of MAX_EPOCHS
+                key = "train.max_steps" if unit == "steps" else "train.time_budget_s"
+                raise ConfigError(f"{key}: a run of 0 {unit} does nothing; give it more than 0 {unit}")
             self.cfg = self.build_config()
             if self.cfg.train.device == "cuda" and not torch.cuda.is_available():
                 raise ConfigError("train.device: no CUDA GPU on this machine; choose auto or cpu")
@@ -422,6 +424,7 @@ class SetupPanel(QScrollArea):
         name = name.split(".")[0].split("[")[0]
         fixed = {"data.name": self.dataset, "data.root": self.root, "data.image_size": self.image_size,
                  "data.subset": self.subset, "train.batch_size": self.batch, "train.epochs": self.epochs,
+                 "train.max_steps": self.steps, "train.time_budget_s": self.minutes,
                  "train.device": self.device, "optim.lr": self.lr, "optim.name": self.optim, "loss.name": self.loss,
                  "model.encoder": self.encoder, "model.head_out": self.head_out, "dataset": self.root}
         forms = {"loss": (self.loss_form, self.loss), "model": (self.encoder_form, self.encoder),
