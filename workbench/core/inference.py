@@ -135,4 +135,5 @@ def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
     labels = train.labels[idx].to(rm.device)
     views = method(rm.net, [v1.to(rm.device), v2.to(rm.device)], labels, state.get("progress", 1.0))
     out = method.loss(views, report=True)
-    return batch_event(-1, aug, v1, v2, train.indices[idx], train.labels[idx], out, rm.cfg.loss.name)
+    return batch_event(-1, aug, v1, v2, train.indices[idx], train.labels[idx], out, rm.cfg.loss.name,
+                       rm.cfg.loss.params.get("temperature"))

@@ -20,15 +20,16 @@ class AnchorRow:
     false_negatives: list  # [(column, similarity)] negatives that share the anchor's label
 
 
-def batch_event(step: int, aug, views1, views2, indices, labels, out, loss_name: str):
+def batch_event(step: int, aug, views1, views2, indices, labels, out, loss_name: str, temperature: float | None = None):
     """A BatchEvent (numpy only) from two view batches (N, C, H, W) float, the batch's indices and labels (N,)
-    and a LossOut computed with ``report=True``."""
+    and a LossOut computed with ``report=True``; ``temperature`` is the configured one, for losses whose
+    terms do not report the temperature they used (a learned one)."""
     from workbench.core.events import BatchEvent
 
     def np_or_none(t):
         return None if t is None else t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
 
-    temp = out.terms.get("temperature")
+    temp = out.terms.get("temperature", temperature)
     return BatchEvent(step, aug.to_uint8(views1), aug.to_uint8(views2), np_or_none(indices), np_or_none(labels),
                       np_or_none(out.similarity), np_or_none(out.per_sample), np_or_none(out.positive),
                       np_or_none(out.hardest_negative), float(temp) if temp is not None else None, loss_name,
@@ -88,10 +89,12 @@ def positive_probability(sim: np.ndarray, positive: np.ndarray, temperature: flo
     return p[np.arange(m), positive]
 
 
-def retrieve(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine nearest neighbours of query (D,) in bank (N, D): (indices (k,), similarities (k,))."""
+def retrieve(query: np.ndarray, bank: np.ndarray, k: int = 10, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine nearest neighbours of query (D,) in bank (N, D): (indices (k,), similarities (k,)); bank row
+    ``exclude`` (the query itself, when it comes from the bank) is left out."""
     q = query / max(np.linalg.norm(query), 1e-12)
     b = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
     s = b @ q
-    idx = np.argsort(-s, kind="stable")[:k]
+    idx = np.argsort(-s, kind="stable")
+    idx = idx[idx != exclude][:k] if exclude is not None else idx[:k]
     return idx, s[idx]

@@ -645,7 +645,8 @@ class Run:
             self.metrics.close()
 
     def batch_event(self, idx, crops, labels, out) -> BatchEvent:
-        return batch_event(self.step, self.s.aug, crops[0], crops[1], idx, labels, out, self.cfg.loss.name)
+        return batch_event(self.step, self.s.aug, crops[0], crops[1], idx, labels, out, self.cfg.loss.name,
+                           self.cfg.loss.params.get("temperature"))
 
 
 def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",

@@ -62,6 +62,7 @@ class RunActions:
             return
         self.plots.reset()
         self.plots.clear_overlays()
+        self.inspector.reset()
         self._show_history(run)
         self.run_dir = run
         self.progress.setRange(0, 1)

@@ -29,6 +29,12 @@ def class_colour(c: int) -> str:
     return COLORS[c % len(COLORS)] if c >= 0 else "#999999"
 
 
+def _swatch(colour: str) -> QIcon:
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(colour))
+    return QIcon(pix)
+
+
 class ImageTip(QWidget):
     """A tooltip-style popup with an image and a caption (QToolTip shows text only)."""
 
@@ -179,9 +185,7 @@ class EmbeddingPanel(QWidget):
         self.plot.addItem(item)
         self.items[c] = item
         name = self.classes[c] if 0 <= c < len(self.classes) else "unlabeled"
-        pix = QPixmap(12, 12)
-        pix.fill(QColor(class_colour(c)))
-        entry = QListWidgetItem(QIcon(pix), name)
+        entry = QListWidgetItem(_swatch(class_colour(c)), name)
         entry.setFlags(entry.flags() | Qt.ItemIsUserCheckable)
         entry.setCheckState(Qt.Checked)
         entry.setData(Qt.UserRole, c)
@@ -203,13 +207,17 @@ class EmbeddingPanel(QWidget):
     def _knn_done(self, ev, ok):
         if ev is self.latest:
             self.correct = ok
-            self.status.setText(f"kNN (k=20, leave-one-out) correct for {ok.mean():.1%} of the points shown")
+            self.status.setText(f"kNN (k=20, leave-one-out) correct for {ok.mean():.1%} of the points shown "
+                                "(green: correct, red: wrong)")
             self._colour()
 
     def _colour(self):
         by_knn = self.colour_by.currentText() != "class"
         if by_knn and self.correct is None:
             self._start_knn()
+        for i in range(self.legend.count()):  # the legend's swatches are class colours only when the points are
+            entry = self.legend.item(i)
+            entry.setIcon(_swatch("#bbbbbb" if by_knn else class_colour(entry.data(Qt.UserRole))))
         for c, item in self.items.items():
             rows = item.data["data"] if len(item.data) else np.zeros(0, int)
             if by_knn and self.correct is not None and len(rows):
@@ -236,7 +244,8 @@ class EmbeddingPanel(QWidget):
         return f"<b>{name}</b><br>held-out #{row}{extra}<br><i>click: nearest neighbours</i>"
 
     def _hovered(self, item, points, ev=None):
-        if len(points) == 0:
+        over_plot = self.isVisible() and self.plot.rect().contains(self.plot.mapFromGlobal(QCursor.pos()))
+        if len(points) == 0 or not over_plot:  # a hover that arrives after a click switched tabs shows nothing
             self.tip.hide()
             return
         i = int(points[0].data())

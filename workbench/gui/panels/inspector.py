@@ -141,6 +141,19 @@ class InspectorPanel(QWidget):
         self.k.valueChanged.connect(self.redraw)
         self.sort.toggled.connect(self.redraw)
         self.temp.valueChanged.connect(self._softmax)
+        self.intro = self.info.text()
+
+    def reset(self):
+        """Forget the last run's batches: a new or opened run starts its own similarity history."""
+        self.batch, self.history = None, []
+        for grid in (self.grid, self.retrieval):
+            grid.begin()
+            grid.end()
+        self.heat_img.clear()
+        for curve in (self.hist_pos, self.hist_neg, self.trend_pos, self.trend_neg, self.prob_curve):
+            curve.clear()
+        self.info.setText(self.intro)
+        self.prob_label.setText("")
 
     def show_batch(self, ev):
         if ev.similarity is None:
@@ -205,11 +218,13 @@ class InspectorPanel(QWidget):
         if len(pos) == 0:
             return []
         label = int(emb_event.labels[pos[0]])
-        return self.show_query(emb_event.embeddings[pos[0]], images[query_row], label, emb_event, images, classes, k)
+        return self.show_query(emb_event.embeddings[pos[0]], images[query_row], label, emb_event, images, classes, k,
+                               exclude=int(pos[0]))
 
-    def show_query(self, vector, image, label, emb_event, images, classes, k: int = 10):
+    def show_query(self, vector, image, label, emb_event, images, classes, k: int = 10, exclude: int | None = None):
+        """The ``k`` nearest held-out images of ``vector`` (D,), leaving out embedding row ``exclude`` (the query)."""
         self.retrieval.begin()
-        idx, sims = retrieve(vector, emb_event.embeddings, k)
+        idx, sims = retrieve(vector, emb_event.embeddings, k, exclude)
         name = classes[label] if 0 <= label < len(classes) else "?"
         self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4")
         out = []

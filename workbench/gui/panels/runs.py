@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QFile, Qt, Signal
+from PySide6.QtCore import QFile, QItemSelection, QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox, QPlainTextEdit,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -173,9 +173,7 @@ class RunsPanel(QWidget):
             for j, (_, key) in enumerate(COLUMNS):
                 self.table.setItem(i, j, self._cell(key, r))
         self.table.setSortingEnabled(True)
-        for i in range(self.table.rowCount()):
-            if self.table.item(i, 0).data(Qt.UserRole) in selected:
-                self.table.selectRow(i)
+        self.select(selected)  # by run folder: the rows moved, and a row number would now name another run
         self._apply_filter(self.filter.text())
         self.refreshed.emit()
 
@@ -218,14 +216,13 @@ class RunsPanel(QWidget):
         rows = sorted({i.row() for i in self.table.selectedIndexes()})
         return [self.table.item(r, 0).data(Qt.UserRole) for r in rows if not self.table.isRowHidden(r)]
 
-    def select(self, runs: list[str]):
-        self.table.clearSelection()
-        mode = self.table.selectionMode()
-        self.table.setSelectionMode(QAbstractItemView.MultiSelection)
+    def select(self, runs):
+        """Select exactly the rows of these run folders (whatever keys are held down)."""
+        model, rows, last = self.table.model(), QItemSelection(), self.table.columnCount() - 1
         for i in range(self.table.rowCount()):
             if self.table.item(i, 0).data(Qt.UserRole) in runs:
-                self.table.selectRow(i)
-        self.table.setSelectionMode(mode)
+                rows.select(model.index(i, 0), model.index(i, last))
+        self.table.selectionModel().select(rows, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
 
     def _selection_changed(self):
         sel = self.selected()
