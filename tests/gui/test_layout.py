@@ -295,3 +295,63 @@ def test_what_the_loader_guessed_about_a_folder_is_shown_with_it(window, qtbot, 
     with qtbot.waitSignal(s.dataLoaded, timeout=30000):  # the bundled data set: nothing guessed, nothing shown
         s.dataset.setCurrentText("bundled")
     assert "⚠" not in s.data_info.text()
+
+
+def type_into(qtbot, box, text: str):
+    """Select what a number box shows, type ``text`` and leave it with Tab, as a user does."""
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box.lineEdit(), text)
+    qtbot.keyClick(box.lineEdit(), Qt.Key_Tab)
+
+
+@pytest.mark.parametrize("typed, value", [("3e-4", 3e-4), ("0.000001", 1e-6), ("1E-3", 1e-3), (".05", 0.05)])
+def test_number_boxes_take_what_people_type(window, qtbot, typed, value):
+    s = window.setup
+    loaded(window, qtbot)
+    type_into(qtbot, s.lr.spin, typed)
+    qtbot.waitUntil(lambda: s.cfg.optim.lr == pytest.approx(value))
+    assert float(s.lr.spin.text()) == pytest.approx(value)  # shown as entered, not rounded to 0 or cut to "3"
+
+
+def test_out_of_range_numbers_are_named_not_silently_reverted(window, qtbot):
+    s = window.setup
+    loaded(window, qtbot)
+    s.loss.setCurrentText("hcl")
+    type_into(qtbot, s.loss_form.editors["beta"], "1e9")
+    qtbot.waitUntil(lambda: "beta" in s.error.text())
+    assert not window.start_btn.isEnabled() and s.loss_form.editors["beta"].value() == 1e9
+    type_into(qtbot, s.loss_form.editors["beta"], "2")
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    s.unit.setCurrentText("minutes")
+    type_into(qtbot, s.minutes, "0")
+    qtbot.waitUntil(lambda: "time_budget_s" in s.error.text())
+    assert s.minutes.value() == 0 and not window.start_btn.isEnabled() and s.minutes.styleSheet()
+    type_into(qtbot, s.minutes, "2")
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    assert s.build_config().train.time_budget_s == 120
+
+
+def test_runs_table_keeps_the_selected_run_when_a_new_run_appears(qtbot, tmp_path):
+    from workbench.core.config import Config
+    from workbench.gui.panels.runs import RunsPanel
+
+    for hour in (10, 11, 12):
+        (tmp_path / f"2026-11-22_{hour}0000_bundled-ntxent").mkdir()
+        Config().save(tmp_path / f"2026-11-22_{hour}0000_bundled-ntxent" / "config.toml")
+    panel = RunsPanel(str(tmp_path))
+    qtbot.addWidget(panel)
+    panel.show()
+    with qtbot.waitSignal(panel.refreshed, timeout=10000):
+        panel.refresh()
+    cell = panel.table.visualRect(panel.table.model().index(1, 2)).center()
+    qtbot.mouseClick(panel.table.viewport(), Qt.LeftButton, pos=cell)
+    chosen = panel.selected()
+    assert len(chosen) == 1
+    panel.hide()
+    (tmp_path / "2026-11-22_130000_bundled-ntxent").mkdir()  # a new run: the rows below it move down
+    Config().save(tmp_path / "2026-11-22_130000_bundled-ntxent" / "config.toml")
+    with qtbot.waitSignal(panel.refreshed, timeout=10000):
+        panel.refresh()
+    assert panel.selected() == chosen
+    assert panel.table.selectionModel().selectedRows()[0].row() == 2

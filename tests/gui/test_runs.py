@@ -104,7 +104,10 @@ def test_export_writes_into_a_new_folder_and_keeps_the_other_formats_files(windo
 
 @pytest.mark.qt_log_ignore("does not support raise")  # the offscreen platform cannot raise the tooltip window
 def test_embedding_tooltip_legend_and_knn_colouring(window, qtbot):
+    from PySide6.QtGui import QCursor
+
     from workbench.core.events import EmbeddingEvent
+    from workbench.gui.panels.embedding import class_colour
 
     rng = np.random.default_rng(0)
     n = 60
@@ -119,9 +122,14 @@ def test_embedding_tooltip_legend_and_knn_colouring(window, qtbot):
     assert "<b>dog</b>" in panel.tip_text(4) and "#4" in panel.tip_text(4)
     item = panel.items[1]
     pts = item.points()[:1]
+    window.tabs.setCurrentWidget(panel)
+    QCursor.setPos(panel.plot.mapToGlobal(panel.plot.rect().center()))
     panel._hovered(item, pts)
     assert panel.tip.isVisible() and panel.tip.pic.pixmap() is not None
     panel._hovered(item, [])
+    assert not panel.tip.isVisible()
+    window.tabs.setCurrentWidget(window.plots)  # a hover that arrives after the tab changed shows nothing
+    panel._hovered(item, pts)
     assert not panel.tip.isVisible()
     assert panel.legend.count() == 3
     from PySide6.QtCore import Qt
@@ -139,7 +147,11 @@ def test_embedding_tooltip_legend_and_knn_colouring(window, qtbot):
         nn = np.argsort(-sims)[:20]
         expect.append(np.bincount(labels[nn], minlength=3).argmax() == labels[i])
     assert panel.correct.tolist() == expect
-    assert "kNN" in panel.status.text()
+    assert "kNN" in panel.status.text() and "green" in panel.status.text()
+    grey = panel.legend.item(0).icon().pixmap(12, 12).toImage().pixelColor(6, 6).name()
+    assert grey == "#bbbbbb"  # the legend no longer claims the class colours
+    panel.colour_by.setCurrentText("class")
+    assert panel.legend.item(0).icon().pixmap(12, 12).toImage().pixelColor(6, 6).name() == class_colour(0).lower()
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("sklearn"), reason="t-SNE needs scikit-learn")

@@ -112,7 +112,14 @@ def test_inspector_shows_true_hardest_negatives_and_retrieval(window, qtbot):
     qtbot.waitUntil(lambda: window.embedding.latest is not None, timeout=120000)
     ev = window.embedding.latest
     got = window.inspector.show_retrieval(int(ev.indices[5]), ev, window.held_out, window.embedding.classes)
-    assert got[0][0] == int(ev.indices[5]) and got[0][1] == pytest.approx(1.0, abs=1e-5)
+    sims = ev.embeddings @ ev.embeddings[5] / np.linalg.norm(ev.embeddings, axis=1) / np.linalg.norm(ev.embeddings[5])
+    assert int(ev.indices[5]) not in [row for row, _, _ in got]  # the query is not its own neighbour
+    assert got[0][1] == pytest.approx(np.sort(sims)[-2], abs=1e-5) and len(got) == 10
+    window.stop()
+    qtbot.waitUntil(lambda: not window.running, timeout=60000)
+    assert insp.history and insp.batch is not None
+    window.start_btn.trigger()  # the next run starts its own similarity history
+    assert insp.history == [] and insp.batch is None and insp.grid.shown() == 0 and "capture" in insp.info.text()
     window.stop()
     qtbot.waitUntil(lambda: not window.running, timeout=60000)
 
@@ -361,5 +368,11 @@ def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_b
     assert window.status.text() == "note: augment.preset auto -> simclr_small_grey"
     assert window.statusBar().currentMessage() == "" and window.progress.isVisible()
     window._on_warning("loss is rising", False)
-    assert window.statusBar().currentMessage() == "warning: loss is rising"
+    assert "warning: loss is rising" in window.status.text() and window.status.styleSheet()  # in orange
+    assert window.progress.isVisible() and window.statusBar().currentMessage() == ""
     assert window.messages == ["augment.preset auto -> simclr_small_grey", "loss is rising"]
+    window.set_status("epoch 1: kNN 0.5")
+    assert not window.status.styleSheet()
+    assert window.log_btn.text() == "messages (2) ⚠ 1"
+    text = window.messages_text()
+    assert "note: augment.preset auto -> simclr_small_grey" in text and "warning: loss is rising" in text

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QSizePolicy, QTabWidget, QToolBar)
+                               QProgressBar, QSizePolicy, QTabWidget, QToolBar, QToolButton)
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
@@ -85,7 +86,8 @@ class MainWindow(RunActions, QMainWindow):
         self._pending_start = None  # Start pressed while the dataset was still loading
         self.run_dir = None
         self.total_steps, self.step, self.boxed = 1, 0, False
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # this run's notes, warnings and errors
+        self.message_log: list[tuple[str, str, str]] = []  # the session's (time, kind, text), for the messages list
         self.held_out = None
         self.classes: list = []
         self.t_start = self.t_first_step = None
@@ -108,14 +110,24 @@ class MainWindow(RunActions, QMainWindow):
         tb = QToolBar("Training")
         tb.setObjectName("toolbar")
         self.addToolBar(tb)
-        self.start_btn = tb.addAction("Start", self.start)
-        self.pause_btn = tb.addAction("Pause", self.pause)
-        self.resume_btn = tb.addAction("Resume", self.resume)
-        self.stop_btn = tb.addAction("Stop", self.stop)
-        tb.addSeparator()
-        tb.addAction("Load config…", self.load_config)
-        tb.addAction("Save config…", self.save_config)
-        tb.addAction("Multi-GPU command…", self.show_torchrun)
+        for attr, text, slot, keys in (("start_btn", "Start", self.start, "Ctrl+Return"), ("pause_btn", "Pause", self.pause, "Ctrl+P"),
+                                       ("resume_btn", "Resume", self.resume, "Ctrl+R"), ("stop_btn", "Stop", self.stop, "Ctrl+."),
+                                       (None, None, None, None), ("", "Load config…", self.load_config, "Ctrl+O"),
+                                       ("", "Save config…", self.save_config, "Ctrl+S"),
+                                       ("", "Multi-GPU command…", self.show_torchrun, "")):
+            if attr is None:
+                tb.addSeparator()
+                continue
+            action = tb.addAction(text, slot)
+            if keys:
+                action.setShortcut(QKeySequence(keys))
+                action.setToolTip(f"{text.rstrip('…')} ({QKeySequence(keys).toString(QKeySequence.NativeText)})")
+            if attr:
+                setattr(self, attr, action)
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        quit_action.triggered.connect(self.close)  # asks first while a run trains
+        self.addAction(quit_action)
         tb.addSeparator()
         self.invalid = QLabel()  # why Start is disabled, beside it (the panel's own line may be scrolled out of view)
         self.invalid.setObjectName("invalid")
@@ -128,8 +140,14 @@ class MainWindow(RunActions, QMainWindow):
         self.status = QLabel("ready")
         self.status.setObjectName("status")
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long text is cut in the bar, whole in the tooltip
+        self.log_btn = QToolButton()
+        self.log_btn.setObjectName("messages")
+        self.log_btn.setText("messages")
+        self.log_btn.setToolTip("every note, warning and error of this session, whole")
+        self.log_btn.clicked.connect(self.show_messages)
         self.statusBar().addWidget(self.progress, 1)
         self.statusBar().addWidget(self.status, 2)
+        self.statusBar().addPermanentWidget(self.log_btn)
 
     def _wire(self):
         self.setup.validityChanged.connect(self._validity)
@@ -143,9 +161,27 @@ class MainWindow(RunActions, QMainWindow):
         self.runs.exportRun.connect(self.export_dialog)
         self.sweep.openRun.connect(self.open_run)
 
-    def set_status(self, text: str):
+    def set_status(self, text: str, colour: str = ""):
         self.status.setText(text)
         self.status.setToolTip(text)
+        self.status.setStyleSheet(f"color: {colour}" if colour else "")
+
+    def log(self, kind: str, msg: str):
+        """Keep a note, warning or error for the messages list (the status bar shows only the latest, cut to fit)."""
+        self.messages.append(msg)
+        self.message_log = (self.message_log + [(time.strftime("%H:%M:%S"), kind, msg)])[-1000:]
+        problems = sum(k != "note" for _, k, _ in self.message_log)
+        self.log_btn.setText(f"messages ({len(self.message_log)})" + (f" ⚠ {problems}" if problems else ""))
+
+    def messages_text(self) -> str:
+        return "\n".join(f"{t}  {kind}: {msg}" for t, kind, msg in self.message_log) or "no messages yet"
+
+    def show_messages(self):
+        box = QMessageBox(QMessageBox.Information, "Messages", f"{len(self.message_log)} notes, warnings and errors "
+                          "this session: Show Details lists them whole.", QMessageBox.Ok, self)
+        box.setDetailedText(self.messages_text())
+        if not os.environ.get("WORKBENCH_NO_DIALOGS"):
+            box.exec()
 
     # ----- state -----
     def _last_config(self) -> Config:
@@ -212,6 +248,7 @@ class MainWindow(RunActions, QMainWindow):
         self.t_start, self.t_first_step = time.perf_counter(), None
         self.plots.reset()
         self.embedding.reset()
+        self.inspector.reset()
         self.messages = []
         self.last_eval = None
         self.progress.setRange(0, 0)  # busy until the run reports its length
@@ -334,11 +371,10 @@ class MainWindow(RunActions, QMainWindow):
         return f"{self.step}" if self.boxed else f"{self.step}/{self.total_steps}"
 
     def _on_warning(self, msg: str, note: bool = False):
-        self.messages.append(msg)
-        if note:  # a decision stated: in the status text, leaving the progress bar in view
-            self.set_status(f"note: {msg}")
-        else:  # a problem: over the whole status bar for 15 s
-            self.statusBar().showMessage(f"warning: {msg}", 15000)
+        """A note (a decision stated) or a warning (a problem, in orange): in the status text beside the progress
+        bar, which stays in view, and whole in the messages list."""
+        self.log("note" if note else "warning", msg)
+        self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "" if note else "#b35900")
 
     def _on_done(self, ev):
         if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
@@ -358,8 +394,8 @@ class MainWindow(RunActions, QMainWindow):
         return f", last kNN {knn:.4f}{where}"
 
     def show_error(self, msg: str, details: str = ""):
-        self.messages.append(msg)
-        self.set_status(f"error: {msg}")
+        self.log("error", msg)
+        self.set_status(f"error: {msg}", "#c0392b")
         if self.running:  # a run that ended in an error; a refused action leaves the bar as it was
             self.progress.setFormat("error")
         self.errorShown.emit(msg, details)
