@@ -519,3 +519,28 @@ def test_unreadable_image_names_the_file(capsys, tmp_path, good_run):
 def test_the_table_is_at_least_150_cases():
     """The tables above (each case a parametrised test) are the project's list of bad inputs."""
     assert len(SET_CASES) + len(FILE_CASES) + len(USAGE_CASES) + len(BROKEN_CHECKPOINTS) >= 150
+
+
+def _tiny_folder(root, n: int):
+    from PIL import Image
+
+    for i in range(n):
+        (root / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), ((60 * i) % 255, 200 * (i % 2), 90)).save(root / "ab"[i % 2] / f"{i}.png")
+    return root
+
+
+def test_a_held_out_split_of_one_image_trains_and_evaluates(capsys, tmp_path):
+    data = _tiny_folder(tmp_path / "ten", 10)  # 10% held out: one image, no pair for uniformity
+    sets = ["data.name=image_folder", f"data.root={data}", "train.batch_size=8", "train.epochs=1"]
+    code, err = run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")
+    assert code == 0 and "Traceback" not in err and "error" not in err.lower(), err
+    assert "embedding collapse" not in err  # one point has no spread to judge
+
+
+def test_a_holdout_that_leaves_nothing_to_train_names_the_holdout(capsys, tmp_path):
+    data = _tiny_folder(tmp_path / "forty", 40)
+    sets = ["data.name=image_folder", f"data.root={data}", "data.holdout=0.99"]
+    code, err = run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")
+    assert code != 0
+    assert_one_line(err, "data.holdout: 0.99 of 40 images leaves 0 to train on")

@@ -347,3 +347,18 @@ def test_general_folder_tree_is_called_out(tmp_path, caplog, monkeypatch):
         save(tmp_path / "photos" / f"{j}.png", Image.new("L", (20, 20), j))
     load(tmp_path)
     assert f"'{tmp_path}' has 8 sub-folders holding 1 to 60 images each: this looks like a general folder" in caplog.text
+
+
+def test_held_out_classes_are_matched_to_the_training_classes_by_name(tmp_path, caplog):
+    colours = {"a": RED, "b": BLUE, "c": (20, 200, 20), "z": (200, 200, 20)}
+    for split, names in (("Training", "abc"), ("Testing", "bcz")):  # test/ lacks a, and holds a class train/ lacks
+        for name in names:
+            fill(tmp_path / split, n=3, color=colours[name], classes=(name,))
+    train, test = load(tmp_path)
+    assert train.classes == test.classes == ["a", "b", "c"] and len(train) == 9
+    assert "Training/ is the training split, Testing/ the held-out split" in caplog.text
+    for i in range(len(test)):  # every held-out image carries the number its colour has in the training split
+        colour = tuple(test.images[i, :, 0, 0].tolist())
+        expect = {v: k for k, v in colours.items()}[colour]
+        assert test.labels[i] == (train.classes.index(expect) if expect in train.classes else -1)
+    assert (test.labels == -1).sum() == 3 and "holds class folder(s) that train/ has not: z" in caplog.text

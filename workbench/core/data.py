@@ -227,6 +227,9 @@ def finish_splits(cfg, train: ImageData, test: ImageData | None) -> tuple[ImageD
     Rows of a store are already in a fixed random order, so it is carved by slicing (no copy)."""
     if test is None:
         n_test = max(1, int(round(len(train) * cfg.holdout)))
+        if len(train) - n_test < 2 and len(train) >= 20:
+            raise ConfigError(f"data.holdout: {cfg.holdout:g} of {len(train)} images leaves {len(train) - n_test} to train on; "
+                              "lower it (e.g. 0.1)")
         if len(train) - n_test < 2:
             raise ConfigError(f"data: only {len(train)} images; a contrastive run needs at least a few dozen")
         if train.store is not None:
@@ -430,8 +433,9 @@ def stl10(cfg, split, **_):
 # ----- any folder of images -----
 @DATASETS.register("image_folder", channels=0, labelled=None)
 def image_folder(cfg, split, progress=None, cancel=None):
-    """Any folder of images: class sub-folders give labels, loose images are unlabeled; train/ beside test/, val/,
-    valid/ or validation/ are used as splits. Decoded once into a store in the cache."""
+    """Any folder of images: class sub-folders give labels, loose images are unlabeled; train/ (or training/) beside
+    test/, val/, validation/ and the like (folder.HELDOUT_NAMES) are used as splits, the held-out classes matched to
+    the training ones by name. Decoded once into a store in the cache."""
     root = _root(cfg)
     if not root.is_dir():
         raise ConfigError(f"data.root: '{root}' is not a folder")
@@ -439,17 +443,33 @@ def image_folder(cfg, split, progress=None, cancel=None):
     key = (str(train_dir.resolve()), getattr(cfg, "channels", "auto"), cfg.image_size)
     if split == "train":
         st = folders.load_folder(train_dir, key[1], key[2], progress, cancel)
-        _TRAIN_SHAPE[key] = st.shape[1], st.shape[2]
+        _TRAIN_SHAPE[key] = st.shape[1], st.shape[2], list(st.meta["classes"])
         return from_store(st)
     if heldout_dir is None:
         return None
     if key not in _TRAIN_SHAPE:  # the held-out split asked for alone: the training split still decides its shape
         image_folder(cfg, "train", progress, cancel)
-    channels, size = _TRAIN_SHAPE[key]
-    return from_store(folders.load_folder(heldout_dir, channels, size, progress, cancel))
+    channels, size, classes = _TRAIN_SHAPE[key]
+    held_out = from_store(folders.load_folder(heldout_dir, channels, size, progress, cancel))
+    return same_classes(held_out, classes, heldout_dir, say=split == "test")
 
 
-_TRAIN_SHAPE: dict[tuple, tuple[int, int]] = {}  # (train folder, channels, image_size) -> decided (channels, size)
+_TRAIN_SHAPE: dict[tuple, tuple] = {}  # (train folder, channels, image_size) -> decided (channels, size, class names)
+
+
+def same_classes(held_out: ImageData, classes: list[str], folder: Path, say: bool = True) -> ImageData:
+    """``held_out`` with its labels numbered as the training split's ``classes`` (by folder name: test/ may lack a
+    class or hold one train/ has not, which shifts every number after it); classes train/ lacks become unlabeled."""
+    if held_out.classes == classes:
+        return held_out
+    index = {name: i for i, name in enumerate(classes)}
+    mapping = torch.tensor([index.get(name, -1) for name in held_out.classes] + [-1], dtype=torch.int64)
+    labels = mapping[held_out.labels]  # an unlabeled image's -1 picks the last entry: -1 again
+    extra = [name for name in held_out.classes if name not in index]
+    if extra and say:
+        log.warning("data: %s holds class folder(s) that train/ has not: %s; their %d images count as unlabeled "
+                    "(left out of kNN)", folder, ", ".join(extra[:10]), int(((labels < 0) & (held_out.labels >= 0)).sum()))
+    return replace(held_out, labels=labels, classes=list(classes))
 
 
 def from_store(st: Store) -> ImageData:

@@ -21,7 +21,8 @@ from workbench.core.registry import ConfigError
 
 log = logging.getLogger("workbench.data")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-HELDOUT_NAMES = ("val", "valid", "validation", "test")  # first present wins
+TRAIN_NAMES = ("train", "training")  # any case; first present wins
+HELDOUT_NAMES = ("val", "valid", "validation", "test", "testing", "holdout", "eval")  # any case; first present wins
 MAX_AUTO_SIZE = 256  # image_size = 0 never picks more than this with a GPU ...
 MAX_AUTO_SIZE_CPU = 96  # ... nor more than this without one, where every pixel costs training time (STL-10's side)
 MIN_AUTO_SIZE = 16  # ... nor less than this (smaller medians mean icons or a mistyped data.root)
@@ -49,8 +50,9 @@ def split_folders(root: Path, say: bool = True) -> tuple[Path, Path | None]:
     subdirs = _subdirs(root)
     by_name = {d.name.lower(): d for d in subdirs}
     heldout = next((by_name[n] for n in HELDOUT_NAMES if n in by_name), None)
-    split_like = [d for d in subdirs if d.name.lower() in ("train", *HELDOUT_NAMES)]
-    if "train" not in by_name:
+    split_like = [d for d in subdirs if d.name.lower() in (*TRAIN_NAMES, *HELDOUT_NAMES)]
+    train = next((by_name[n] for n in TRAIN_NAMES if n in by_name), None)
+    if train is None:
         if split_like and len(split_like) == len(subdirs):
             raise ConfigError(f"data.root: '{root}' holds only {', '.join(d.name + '/' for d in split_like)} and no train/; "
                               "add a train/ folder beside it, or point data.root at a folder of class sub-folders")
@@ -58,14 +60,14 @@ def split_folders(root: Path, say: bool = True) -> tuple[Path, Path | None]:
             warn("data: '%s' has no train/ folder, so %s taken as class(es), not split(s)", root,
                         ", ".join(d.name + "/" for d in split_like))
         return root, None
-    train = by_name["train"]
     others = [d.name + "/" for d in subdirs if d not in (train, heldout)]
     if heldout is None:
-        warn("data: '%s' has train/ but no test/, val/, valid/ or validation/: the held-out split is carved from train/", root)
-    elif heldout.name.lower() == "test":
+        warn("data: '%s' has %s/ but no test/, val/, valid/ or validation/: the held-out split is carved from %s/", root,
+             train.name, train.name)
+    elif (train.name, heldout.name) == ("train", "test"):
         info("data: '%s': train/ is the training split, test/ the held-out split", root)
     else:
-        warn("data: '%s': train/ is the training split, %s/ the held-out split", root, heldout.name)
+        warn("data: '%s': %s/ is the training split, %s/ the held-out split", root, train.name, heldout.name)
     if others:
         warn("data: '%s': ignoring %s (only the split folders are read)", root, ", ".join(others))
     return train, heldout

@@ -84,7 +84,10 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> float:
 
 @torch.no_grad()
 def uniformity(z: torch.Tensor, t: float = 2, max_points: int = 4096) -> float:
-    """log E exp(-t ||f(x) - f(y)||^2) over distinct pairs of normalised embeddings (lower is better)."""
+    """log E exp(-t ||f(x) - f(y)||^2) over distinct pairs of normalised embeddings (lower is better); NaN for
+    fewer than two points (no pair)."""
+    if len(z) < 2:
+        return float("nan")
     z = F.normalize(z[:max_points].float(), dim=1)
     d = torch.pdist(z).pow(2)
     return (torch.logsumexp(-t * d, 0) - math.log(len(d))).item()
@@ -92,7 +95,9 @@ def uniformity(z: torch.Tensor, t: float = 2, max_points: int = 4096) -> float:
 
 @torch.no_grad()
 def effective_rank(z: torch.Tensor) -> float:
-    """exp(entropy of the normalised singular values) of centred embeddings (N, D); 1 = collapsed."""
+    """exp(entropy of the normalised singular values) of centred embeddings (N, D); 1 = collapsed; NaN for one point."""
+    if len(z) < 2:
+        return float("nan")
     z = z.float() - z.float().mean(0)
     s = torch.linalg.svdvals(z)
     if s.sum() <= 0:
@@ -104,7 +109,9 @@ def effective_rank(z: torch.Tensor) -> float:
 
 @torch.no_grad()
 def embedding_std(z: torch.Tensor) -> float:
-    """Mean per-dimension std of L2-normalised embeddings; ~1/sqrt(D) when spread, ~0 when collapsed."""
+    """Mean per-dimension std of L2-normalised embeddings; ~1/sqrt(D) when spread, ~0 when collapsed; NaN for one point."""
+    if len(z) < 2:
+        return float("nan")
     return F.normalize(z.float(), dim=1).std(0).mean().item()
 
 
