@@ -297,3 +297,32 @@ def test_torchscript_export_says_once_that_it_is_deprecated_instead_of_torch_war
     assert [w for w in recwarn if issubclass(w.category, FutureWarning)] == []
     notes = [r.getMessage() for r in caplog.records if "TorchScript" in r.getMessage()]
     assert notes == ["TorchScript is deprecated in torch; prefer the pt2 format (--format pt2, loaded with torch.export.load)"]
+
+
+@pytest.mark.parametrize("h, w, out", [(7, 7, 2), (5, 9, 3), (3, 3, 2), (10, 6, 4)])
+def test_fixed_adaptive_pool_averages_the_windows_torch_does(h, w, out):
+    from workbench.core.export import FixedAdaptivePool
+
+    x = torch.randn(2, 3, h, w)
+    want = torch.nn.AdaptiveAvgPool2d(out)(x)
+    assert torch.allclose(FixedAdaptivePool(h, w, (out, out))(x), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "onnx_uint8"])
+def test_onnx_export_of_an_image_size_the_pool_does_not_divide(fmt, tmp_path):
+    """20 px -> 10 -> 5 -> 3x3 maps pooled to 2x2: torch's ONNX exporter refuses adaptive pooling there."""
+    cfg = Config().with_overrides(["data.subset=256", "data.image_size=20", "train.batch_size=32", "train.max_steps=2",
+                                   "eval.test_size=100", "eval.bank_size=256", "eval.embed_points=50"])
+    run = list(train(cfg, runs_root=tmp_path / "runs"))[0].run_dir
+    path = export_run(run, fmt, tmp_path / "out")[0]  # reloaded in onnxruntime and compared inside: raises if off
+    rm = RunModel.load(run)
+    _, test = rm.splits()
+    images = test.images[:8]
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = images.numpy() if fmt == "onnx_uint8" else rm.preprocess(images).numpy()
+    got = sess.run(None, {"images": feed})[0]
+    with torch.no_grad():
+        want = rm.net.encoder(rm.preprocess(images)).numpy()
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4

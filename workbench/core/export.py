@@ -14,6 +14,7 @@ and run, describing every file exported there (a second format adds its entry, i
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import io
@@ -63,6 +64,62 @@ class Uint8Input(nn.Module):
 
     def forward(self, x):
         return self.net((x.float() / 255 - self.mean) / self.std)
+
+
+class FixedAdaptivePool(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` for one input size as two averaging matrices: (B, C, h, w) -> (B, C, oh, ow).
+
+    Averages the same windows as torch's adaptive pooling (rows floor(i h / oh) to ceil((i + 1) h / oh)), so the
+    output matches it to float rounding. The ONNX exporter refuses adaptive pooling whose output size does not
+    divide its input (a 50-px image gives 7x7 maps, pooled to 2x2): this form exports as two matrix products."""
+
+    def __init__(self, h: int, w: int, out: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("rows", _window_means(h, out[0]))
+        self.register_buffer("cols", _window_means(w, out[1]))
+
+    def forward(self, x):
+        return self.rows @ x @ self.cols.T
+
+
+def _window_means(n: int, m: int) -> torch.Tensor:
+    """(m, n): row i averages inputs floor(i n / m) .. ceil((i + 1) n / m) - 1."""
+    a = torch.zeros(m, n)
+    for i in range(m):
+        lo, hi = i * n // m, -(-(i + 1) * n // m)
+        a[i, lo:hi] = 1.0 / (hi - lo)
+    return a
+
+
+def onnx_friendly(module: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of ``module`` whose adaptive average pools that ONNX cannot express, at the sizes ``example`` gives
+    them, are ``FixedAdaptivePool``; the module itself when it has none."""
+    sizes = {}
+
+    def record(name):
+        def hook(_module, args):
+            sizes[name] = tuple(args[0].shape[-2:])  # returns None: the input goes on unchanged
+        return hook
+
+    pools = {name: m for name, m in module.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in pools.items()]
+    with torch.no_grad():
+        module(example)
+    for h in hooks:
+        h.remove()
+    outs = {}
+    for name, (h, w) in sizes.items():
+        size = pools[name].output_size
+        oh, ow = (size, size) if isinstance(size, int) else (size[0] or h, size[1] or w)
+        if h % oh or w % ow:
+            outs[name] = (h, w, (oh, ow))
+    if not outs:
+        return module
+    module = copy.deepcopy(module)
+    for name, (h, w, out) in outs.items():
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, child, FixedAdaptivePool(h, w, out))
+    return module
 
 
 def _final_metrics(run_dir) -> dict:
@@ -256,6 +313,8 @@ def _export_onnx(rm: RunModel, module: nn.Module, example: torch.Tensor, out: Pa
                                                                            rm.cfg.data.name)[:4 if uint8 else None]),
              "workbench.encoder": rm.cfg.model.encoder, "workbench.run": rm.run_dir.name}
 
+    module = onnx_friendly(module, example)
+
     def write(tmp):
         import onnx
 
@@ -269,6 +328,10 @@ def _export_onnx(rm: RunModel, module: nn.Module, example: torch.Tensor, out: Pa
         _atomic_via_tmp(out, write)
     except ImportError as exc:
         raise ConfigError(f"ONNX export needs the onnx package ({exc}); pip install 'contrastive-workbench[onnx]'") from None
+    except (RuntimeError, TypeError, ValueError) as exc:  # the exporter's messages carry whole graphs: the log has them
+        log.debug("ONNX export failed", exc_info=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"export: ONNX cannot express this network ({first}); the pt2 or safetensors formats can") from exc
 
 
 def npz_bytes(**arrays) -> bytes:
