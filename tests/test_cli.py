@@ -195,3 +195,37 @@ def test_progress_line_of_a_time_boxed_run_follows_its_clock():
     out.boxed = True  # a time budget ends the run long before its million steps
     out.update(StepEvent(1, 50, 1.0, 1e-3, 100.0, 30.0, {}, 0.5))
     assert "step 50 [" + "#" * 15 + " " * 15 + "]" in buf.getvalue()
+
+
+def test_a_query_image_is_prepared_as_the_training_images_were(tmp_path, capsys):
+    """Non-square, transparent, 16-bit and EXIF-rotated files find themselves: the query goes through the loader's
+    decoding (centre square, white background, scaled depth, orientation), not a plain convert and stretch."""
+    from PIL import Image
+
+    from tests.test_bad_inputs import make_run
+    from workbench.cli import main
+    from workbench.core.config import Config
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "imgs"
+    folder = root / "train"  # beside test/: every file below is in the training split
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(10):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+    odd = {"wide.png": Image.fromarray(rng.integers(0, 255, (16, 40, 3), dtype=np.uint8)),
+           "alpha.png": Image.fromarray(rng.integers(0, 255, (16, 16, 4), dtype=np.uint8), "RGBA"),
+           "deep.png": Image.fromarray(rng.integers(0, 65535, (16, 16), dtype=np.uint16))}
+    for name, im in odd.items():
+        im.save(folder / "a" / name)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(folder / "b" / "turned.jpg", exif=exif, quality=95)
+    cfg = Config().with_overrides(['data.name="image_folder"', f'data.root="{root}"', "data.image_size=16"])
+    run = make_run(tmp_path, cfg=cfg, channels=3, size=16)
+    for query in [folder / "a" / n for n in odd] + [folder / "b" / "turned.jpg"]:
+        capsys.readouterr()
+        assert main(["neighbours", str(run), "--image", str(query), "-k", "1"]) == 0
+        row = capsys.readouterr().out.splitlines()[1].split()
+        assert row[4] == str(query) and float(row[2]) > 0.9999, (query, row)

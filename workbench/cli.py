@@ -273,7 +273,7 @@ def cmd_neighbours(args) -> int:
     rm = RunModel.load(args.run_dir)
     cfg = rm.cfg.with_overrides(args.set or [])
     train, _ = load_data(cfg, Progress(0), None)
-    q = rm.embed(load_image_file(args.image, rm.channels))
+    q = rm.embed(load_image_file(args.image, rm.channels, rm.image_size))
     bank = rm.embed(train.images)
     _finite_or_refuse(bank, args.run_dir)
     if args.k > len(bank):

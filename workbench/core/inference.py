@@ -72,20 +72,19 @@ class RunModel:
         return load_splits(cfg.data)
 
 
-def load_image_file(path: str | Path, channels: int) -> torch.Tensor:
-    """One image file -> (1, C, H, W) uint8."""
-    from PIL import Image, UnidentifiedImageError
+def load_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
+    """One image file -> (1, C, size, size) uint8, decoded as an image folder's files are for training
+    (``decode.decode``: EXIF orientation, transparency on white, 16-bit scaled, centre square resized)."""
+    from workbench.core import decode
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"image '{p}' does not exist")
     try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+        arr = decode.decode(str(p), size, channels)
+    except (decode.Unreadable, OSError) as exc:
         raise ConfigError(f"image '{p}' cannot be read ({exc}); use a PNG or JPEG file") from None
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return torch.from_numpy(arr.copy())[None]
+    return torch.from_numpy(np.ascontiguousarray(arr))[None]
 
 
 def source_files(cfg: Config, indices) -> list[str] | None:

@@ -31,7 +31,7 @@ class RunActions:
 
         def work():
             rm = RunModel.load(run)
-            img = load_image_file(path, rm.channels)
+            img = load_image_file(path, rm.channels, rm.image_size)
             return img[0].numpy(), rm.embed(img)[0]
 
         def show(result):
