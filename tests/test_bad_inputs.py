@@ -57,6 +57,7 @@ SET_CASES = [
     ("train.time_budget_s=-5", "train.time_budget_s"),
     ("train.time_budget_s=inf", "train.time_budget_s"),
     ("train.time_budget_s=nan", "train.time_budget_s"),
+    ("data.root=/tmp", "data.root: '/tmp' is set but data.name is 'bundled'"),  # a folder given, the sample trained on
     ("train.log_every=0", "train.log_every"),
     ("train.log_every=-10", "train.log_every"),
     ("train.checkpoint_every=0", "train.checkpoint_every"),

@@ -287,14 +287,18 @@ def test_what_the_loader_guessed_about_a_folder_is_shown_with_it(window, qtbot, 
             Image.new("RGB", (side + i, side), (40 * i, 90, 200)).save(tmp_path / "imgs" / c / f"{i}.png")
     s = window.setup
     loaded(window, qtbot)
-    s.root.setText(str(tmp_path / "imgs"))
-    with qtbot.waitSignal(s.dataLoaded, timeout=30000):
-        s.dataset.setCurrentText("image_folder")
+    assert s.dataset.currentText() == "bundled"
+    with qtbot.waitSignal(s.dataLoaded, timeout=30000):  # a folder typed while the sample is chosen: that folder
+        s.root.setFocus()
+        qtbot.keyClicks(s.root, str(tmp_path / "imgs"))
+        qtbot.keyClick(s.root, Qt.Key_Return)
+    assert s.dataset.currentText() == "image_folder"
     text = s.data_info.text()
     assert "2 classes" in text and "⚠" in text and "resizing all to 40x40 (the median shorter side)" in text, text
     with qtbot.waitSignal(s.dataLoaded, timeout=30000):  # the bundled data set: nothing guessed, nothing shown
         s.dataset.setCurrentText("bundled")
     assert "⚠" not in s.data_info.text()
+    assert s.build_config().data.root == "" and s.valid  # the box's folder is not the sample's
 
 
 def type_into(qtbot, box, text: str):

@@ -93,6 +93,9 @@ class DataConfig:
         from workbench.core.data import DATASETS
 
         DATASETS.get(self.name)
+        _require(not (self.name == "bundled" and self.root.strip()), "data.root",
+                 f"'{self.root}' is set but data.name is 'bundled' (the built-in sample, which reads no folder); "
+                 "set data.name = \"image_folder\" to train on that folder, or leave data.root empty")
         _require(self.image_size == 0 or 8 <= self.image_size <= 1024, "data.image_size",
                  f"must be 0 (native) or 8..1024, got {self.image_size}")
         _require(0.0 < self.holdout < 1.0, "data.holdout", f"must be in (0, 1), got {self.holdout}")

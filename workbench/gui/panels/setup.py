@@ -314,7 +314,7 @@ class SetupPanel(QScrollArea):
 
     def _connect(self):
         self.dataset.currentTextChanged.connect(self._dataset_changed)
-        self.root.editingFinished.connect(self._dataset_changed)
+        self.root.editingFinished.connect(self._root_edited)
         self.image_size.valueChanged.connect(self._dataset_changed)
         self.subset.valueChanged.connect(self._dataset_changed)
         self.preset.currentTextChanged.connect(self._preset_changed)
@@ -370,7 +370,7 @@ class SetupPanel(QScrollArea):
 
     def build_config(self) -> Config:
         d = self.cfg.to_dict()
-        d["data"].update(name=self.dataset.currentText(), root=self.root.text().strip(),
+        d["data"].update(name=self.dataset.currentText(), root=self.root_text(),
                          image_size=self.image_size.value(), subset=self.subset.value())
         auto = self.preset.currentText() == AUTO  # resolved by the core from the data it trains on
         d["augment"].update(preset=self.preset.currentText(), recipe=[] if auto else copy.deepcopy(self._recipe))
@@ -456,7 +456,18 @@ class SetupPanel(QScrollArea):
         path = QFileDialog.getExistingDirectory(self, "Dataset folder", self.root.text() or ".")
         if path:
             self.root.setText(path)
+            self._root_edited()
+
+    def _root_edited(self):
+        """A folder given while the built-in sample is chosen (which reads none) means: train on that folder."""
+        if self.root.text().strip() and self.dataset.currentText() == "bundled":
+            self.dataset.setCurrentText("image_folder")  # which loads it
+        else:
             self._dataset_changed()
+
+    def root_text(self) -> str:
+        """The root the config gets: none for the built-in sample, whatever the box still holds."""
+        return "" if self.dataset.currentText() == "bundled" else self.root.text().strip()
 
     def _dataset_changed(self, *_):
         if not self._building:
@@ -467,7 +478,7 @@ class SetupPanel(QScrollArea):
         from workbench.core.config import DataConfig
 
         d = self.cfg.data
-        return DataConfig(name=self.dataset.currentText(), root=self.root.text().strip(), image_size=self.image_size.value(),
+        return DataConfig(name=self.dataset.currentText(), root=self.root_text(), image_size=self.image_size.value(),
                           holdout=d.holdout, subset=self.subset.value(), download=d.download, in_memory=d.in_memory)
 
     def loaded_for(self, cfg: Config):
