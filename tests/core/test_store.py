@@ -199,3 +199,29 @@ def test_waiting_for_another_builder_can_be_cancelled(tmp_path):
         cancel.flag = True
         t.join(timeout=10)
     assert not t.is_alive() and len(seen) == 1 and store.open_store(final) is None
+
+
+def test_a_cache_disk_without_room_is_one_clear_error_before_decoding(tmp_path, monkeypatch):
+    """Without the blocks reserved up front, a full disk surfaced as SIGBUS from the memory map mid-decoding."""
+    import errno
+
+    from workbench.core.files import DiskFullError
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "posix_fallocate", full)
+    with pytest.raises(DiskFullError, match=r"disk full writing .*store-.*it needs about .*WORKBENCH_CACHE"):
+        load_splits(cfg(noise_folder(tmp_path / "imgs", n=10)))
+    assert [p.name for p in (tmp_path / "cache").iterdir() if ".tmp-" in p.name] == []  # nothing left holding the disk
+
+
+def test_a_cache_that_cannot_be_written_names_it_and_workbench_cache(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "file" / "cache"))
+    from workbench.core.registry import ConfigError
+
+    with pytest.raises(ConfigError, match=r"cannot write the decoded-image cache .*set WORKBENCH_CACHE to a folder you can write"):
+        load_splits(cfg(noise_folder(tmp_path / "imgs", n=10)))

@@ -17,7 +17,7 @@ from pathlib import Path
 class DiskFullError(OSError):
     """No space left while writing ``filename``; ``str()`` is the user's line with path and sizes."""
 
-    def __init__(self, path: Path, needed: int):
+    def __init__(self, path: Path, needed: int, advice: str = "free some space on that disk or write elsewhere (--out)"):
         super().__init__(errno.ENOSPC, "No space left on device", str(path))
         self.needed = needed
         try:
@@ -26,7 +26,7 @@ class DiskFullError(OSError):
             free = -1
         sizes = [f"it needs about {_mb(needed)}" if needed > 0 else "", f"{_mb(free)} is free" if free >= 0 else ""]
         self.text = (f"disk full writing '{path}'" + (": " + " and ".join(x for x in sizes if x) if any(sizes) else "")
-                     + "; free some space on that disk or write elsewhere (--out)")
+                     + "; " + advice)
 
     def __str__(self) -> str:
         return self.text

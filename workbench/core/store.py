@@ -15,6 +15,7 @@ windows) wait for one builder instead of decoding twice. The cache is ``$WORKBEN
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -26,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from workbench.core.files import DiskFullError
+from workbench.core.registry import ConfigError
 
 log = logging.getLogger("workbench.data")
 FORMAT = 1
@@ -116,8 +120,13 @@ def open_store(path: Path) -> Store | None:
 def locked(path: Path, waiting=None):
     """Hold an exclusive lock beside ``path`` (no-op where fcntl is missing); while another process holds
     it, ``waiting()`` is called every 0.2 s (it may raise to give up, e.g. on cancel)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+b") as f:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_name(path.name + ".lock"), "a+b")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:  # read-only, not a folder, ...
+        raise ConfigError(f"cannot write the decoded-image cache '{path.parent}' ({exc.strerror or exc}); set "
+                          "WORKBENCH_CACHE to a folder you can write") from None
+    with f:
         try:
             import fcntl
         except ImportError:  # Windows: concurrent builders each write, the rename keeps one
@@ -154,8 +163,16 @@ class Writer:
             shutil.rmtree(old, ignore_errors=True)
         self.tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
         self.tmp.mkdir(parents=True)
-        with open(self.images_path, "wb") as f:
-            f.truncate(int(np.prod(self.shape)))
+        nbytes = int(np.prod(self.shape))
+        try:
+            with open(self.images_path, "wb") as f:
+                _reserve(f, nbytes)
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.ENOSPC:  # found now, not as a SIGBUS from the memory map half-way through decoding
+                raise DiskFullError(final, nbytes, "free some space there or set WORKBENCH_CACHE to a folder on a "
+                                                   "disk with room") from None
+            raise
 
     @property
     def images_path(self) -> Path:
@@ -182,6 +199,21 @@ class Writer:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _reserve(f, nbytes: int) -> None:
+    """Size ``f`` to ``nbytes`` with its disk blocks allocated (ENOSPC now if they do not fit): writes through a
+    memory map of a sparse file that the disk cannot hold kill the process with SIGBUS instead of raising."""
+    f.truncate(nbytes)
+    try:
+        os.posix_fallocate(f.fileno(), 0, nbytes)
+    except AttributeError:  # no posix_fallocate (macOS, Windows): compare with the free space instead
+        if shutil.disk_usage(Path(f.name).parent).free < nbytes:
+            raise OSError(errno.ENOSPC, "No space left on device") from None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS) and shutil.disk_usage(Path(f.name).parent).free >= nbytes:
+            return  # a file system without fallocate that has the room
+        raise
 
 
 def prune(final: Path, meta: dict) -> None:
