@@ -545,3 +545,24 @@ def test_a_holdout_that_leaves_nothing_to_train_names_the_holdout(capsys, tmp_pa
     code, err = run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")
     assert code != 0
     assert_one_line(err, "data.holdout: 0.99 of 40 images leaves 0 to train on")
+
+
+def test_a_relative_data_root_is_recorded_whole_so_the_run_resumes_from_any_folder(capsys, tmp_path, monkeypatch):
+    _tiny_folder(tmp_path / "mine", 40)
+    monkeypatch.chdir(tmp_path)
+    sets = ["data.name=image_folder", "data.root=mine", "train.batch_size=16", "train.epochs=1"]
+    assert run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")[0] == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert Config.load(run / "config.toml").data.root == str(tmp_path / "mine")
+    monkeypatch.chdir(tmp_path / "runs")
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 0 and "error" not in err, err
+
+
+def test_a_folder_of_images_given_to_a_torchvision_dataset_points_to_image_folder(capsys, tmp_path):
+    data = _tiny_folder(tmp_path / "pics", 10)
+    code, err = run_cli(capsys, "train", CFG, "--set", "data.name=cifar10", "--set", f"data.root={data}")
+    assert_one_line(err, 'for a folder of images choose data.name = "image_folder"')
+    code, err = run_cli(capsys, "train", CFG, "--set", "data.name=image_folder", "--set", f"data.root={tmp_path / 'nope'}")
+    assert_one_line(err, "does not exist")
+    assert "download" not in err  # a folder of images cannot be downloaded

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import logging
 import os
 import queue
@@ -361,7 +362,8 @@ def _root(cfg, default: Path | None = None) -> Path:
         raise ConfigError(f"data.root: dataset '{cfg.name}' needs a root folder; set data.root")
     root = Path(cfg.root).expanduser()
     if not root.exists() and not cfg.download:
-        raise ConfigError(f"data.root: '{root}' does not exist; point it at the dataset folder or set data.download=true")
+        fetch = "" if cfg.name == "image_folder" else " or set data.download=true"
+        raise ConfigError(f"data.root: '{root}' does not exist; point it at the dataset folder{fetch}")
     return root
 
 
@@ -401,8 +403,11 @@ def _torchvision(cfg, cls_name, **kwargs):
     root = _root(cfg)
     try:
         ds = getattr(torchvision.datasets, cls_name)(str(root), download=cfg.download, **kwargs)
-    except RuntimeError as exc:
-        raise ConfigError(f"data.root: {cls_name} not found under '{root}' ({exc}); set data.download=true to fetch it") from None
+    except RuntimeError:
+        images = any(p.suffix.lower() in folders.IMAGE_EXTS for p in itertools.islice(root.rglob("*"), 5000))
+        other = " (it holds image files: for a folder of images choose data.name = \"image_folder\")" if images else ""
+        raise ConfigError(f"data.root: no {cls_name} files in torchvision's layout under '{root}'{other}; point data.root "
+                          "at them or set data.download=true to fetch them there") from None
     data = np.asarray(ds.data)
     if data.ndim == 4 and data.shape[-1] in (1, 3):
         data = data.transpose(0, 3, 1, 2)

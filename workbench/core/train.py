@@ -136,6 +136,8 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
         torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
     torch.manual_seed(cfg.train.seed)
     train_data, test_data = data if data is not None else load_splits(cfg.data)
+    if cfg.data.root and not Path(cfg.data.root).is_absolute():  # config.toml must find the data from any folder
+        cfg = cfg.replace("data", root=str(Path(cfg.data.root).expanduser().resolve()))
     cfg, notes = resolve_augment(cfg, train_data.channels, train_data.size)
     global_batch = check_fits(cfg, train_data)
     aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
