@@ -134,7 +134,8 @@ def test_neighbours_of_an_image_folder_run_name_the_files(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == csv
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])  # Ctrl-C; kill, timeout or a job scheduler's end of time
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, signame):
     import signal
 
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
@@ -144,7 +145,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         for line in proc.stderr:
             if "img/s" in line:
                 break
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         rest = proc.stderr.read()
         assert proc.wait(timeout=120) == 0
     assert "stopped" in rest and "resume with: workbench train --resume" in rest and "Traceback" not in rest
@@ -158,6 +159,22 @@ def test_verbose_works_before_or_after_the_command(argv):
 
     assert build_parser().parse_args(argv).verbose is True
     assert build_parser().parse_args(["train", "x.toml"]).verbose is False
+
+
+def test_the_window_without_a_display_or_its_libraries_is_one_line(tmp_path, monkeypatch):
+    from workbench.cli import check_display
+    from workbench.core.registry import ConfigError
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    res = subprocess.run([sys.executable, "-m", "workbench", "gui"], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: no display to open the window on") and "workbench train" in res.stderr
+    monkeypatch.delenv("QT_QPA_PLATFORM")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("workbench.cli.missing_x11_libraries", lambda: ["libxcb-cursor.so.0", "libxcb-icccm.so.4"])
+    with pytest.raises(ConfigError, match="sudo apt install libxcb-cursor0 libxcb-icccm4"):
+        check_display()
 
 
 def test_a_usage_mistake_is_one_line_in_a_real_process(tmp_path):

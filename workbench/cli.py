@@ -112,14 +112,15 @@ class CtrlC:
         (self.say or (lambda t: print(t, file=sys.stderr, flush=True)))(self.text)
 
     def __enter__(self) -> CtrlC:
-        self.previous = None
+        """Ctrl-C and SIGTERM (``kill``, ``timeout``, a job scheduler's end of time) both stop with a checkpoint."""
+        self.previous = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self)
+            self.previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
@@ -355,9 +356,48 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_gui(args) -> int:
+    check_display()
     from workbench.gui.app import run
 
     return run(args.config)
+
+
+def check_display() -> None:
+    """On Linux, refuse in one line what would make Qt abort with a page of plugin text: no display at all, or
+    the X11 plugin without system libraries it needs (libxcb-cursor0 and others, missing on minimal systems)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    headless = "; to train without a window use 'workbench train CONFIG.toml'"
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ConfigError("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset; over ssh use ssh -X, "
+                          f"or xvfb-run){headless}")
+    missing = [] if os.environ.get("WAYLAND_DISPLAY") else missing_x11_libraries()
+    if missing:
+        raise ConfigError(f"the window needs system libraries that are not installed: {', '.join(missing)} (Debian/Ubuntu: "
+                          f"sudo apt install {' '.join(_debian_package(m) for m in missing)}){headless}")
+
+
+def missing_x11_libraries() -> list[str]:
+    """Shared libraries Qt's X11 plugin links to that the system lacks (``ldd`` says "not found")."""
+    import subprocess
+
+    import PySide6
+
+    qt = Path(PySide6.__file__).parent / "Qt"
+    found = []
+    for lib in (qt / "plugins" / "platforms" / "libqxcb.so", qt / "lib" / "libQt6XcbQpa.so.6"):
+        try:
+            out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []  # no ldd: let Qt say it
+        found += [line.split()[0] for line in out.splitlines() if "not found" in line]
+    return sorted(set(found))
+
+
+def _debian_package(lib: str) -> str:
+    """'libxcb-cursor.so.0' -> 'libxcb-cursor0' (Debian names a library package after its soname)."""
+    name, _, version = lib.partition(".so.")
+    return f"{name}{'-' if name[-1].isdigit() else ''}{version.split('.')[0]}" if version else name
 
 
 class Parser(argparse.ArgumentParser):
