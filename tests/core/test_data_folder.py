@@ -362,3 +362,15 @@ def test_held_out_classes_are_matched_to_the_training_classes_by_name(tmp_path, 
         expect = {v: k for k, v in colours.items()}[colour]
         assert test.labels[i] == (train.classes.index(expect) if expect in train.classes else -1)
     assert (test.labels == -1).sum() == 3 and "holds class folder(s) that train/ has not: z" in caplog.text
+
+
+def test_images_past_pils_bomb_limit_decode_and_past_ours_are_named_too_large(tmp_path, caplog, monkeypatch):
+    """PIL refuses over 179 megapixels (warns over 89); a user's scans reach that. Ours is 1 gigapixel, scaled down
+    here to 2,000 pixels."""
+    assert Image.MAX_IMAGE_PIXELS >= decode.MAX_PIXELS >= 10**9  # PIL's own limit lifted when decode is imported
+    monkeypatch.setattr(decode, "MAX_PIXELS", 2000)
+    fill(tmp_path, n=4, size=(40, 30))
+    save(tmp_path / "a" / "huge.png", Image.new("RGB", (60, 40), RED))  # 2,400 pixels
+    train, test = load(tmp_path)
+    assert len(train) + len(test) == 8
+    assert "skipped 1 file(s) too large to decode in memory" in caplog.text and "huge.png" in caplog.text

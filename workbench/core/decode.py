@@ -19,8 +19,17 @@ The square is the centre crop of the shorter side, resized with PIL's antialiase
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from PIL import Image, ImageOps
+
+# PIL refuses images above 2 x 89 megapixels as possible decompression bombs (and warns above 89); a user's own
+# scans and panoramas reach that. Up to MAX_PIXELS are decoded (large JPEGs at reduced scale), larger files are
+# "too large to decode".
+MAX_PIXELS = 1_000_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's warning level; its refusal is at twice this
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
@@ -54,6 +63,8 @@ def probe(path: str) -> tuple[int, int, bool]:
             return w, h, has_colour(im)
     except (MemoryError, PermissionError):
         raise
+    except Image.DecompressionBombError:
+        raise MemoryError(f"over {MAX_PIXELS:,} pixels") from None
     except Exception as exc:  # noqa: BLE001 - every decoder failure means "unreadable"
         raise Unreadable(f"{type(exc).__name__}: {exc}") from None
 
@@ -110,6 +121,8 @@ def decode(path: str, size: int, channels: int) -> np.ndarray:
             if arr is not None:
                 return arr
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise MemoryError(f"{im.width}x{im.height} is over {MAX_PIXELS:,} pixels")
             if im.format == "JPEG" and size:
                 im.draft("L" if channels == 1 else "RGB", (size, size))
             if _orientation(im) in range(2, 9):
@@ -119,6 +132,8 @@ def decode(path: str, size: int, channels: int) -> np.ndarray:
             arr = np.asarray(im, dtype=np.uint8)
     except (MemoryError, PermissionError):
         raise
+    except Image.DecompressionBombError:
+        raise MemoryError(f"over {MAX_PIXELS:,} pixels") from None
     except Exception as exc:  # noqa: BLE001 - every decoder failure means "unreadable"
         raise Unreadable(f"{type(exc).__name__}: {exc}") from None
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
