@@ -537,3 +537,20 @@ def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick
     after = [e for e in events if isinstance(e, StepEvent) and 16 < e.step < 32]
     assert after and all(e.eta_s < 100 for e in after), [e.eta_s for e in after]
     assert sum(isinstance(e, EvalEvent) for e in events) == 2
+
+
+@pytest.mark.parametrize("train_labels, test_labels, needle", [
+    ([-1] * 40, [-1] * 8, "no labels (no class folders), so kNN accuracy is not measured"),
+    ([0] * 40, [0] * 8, "only one class is labelled, so kNN accuracy is 1 whatever"),
+    ([0] * 42 + [1] * 2, [0, 1] * 4, "classes range from 2 to 42 training images"),
+    ([0, 1] * 20, [0, 1] * 4, None),
+])
+def test_a_kNN_that_means_little_is_said_at_the_start(train_labels, test_labels, needle):
+    from workbench.core.data import ImageData
+    from workbench.core.train import label_notes
+
+    def split(labels):
+        return ImageData(torch.zeros(len(labels), 1, 8, 8, dtype=torch.uint8), torch.tensor(labels), ["a", "b"])
+
+    notes = label_notes(split(train_labels), split(test_labels))
+    assert (notes == []) if needle is None else (len(notes) == 1 and needle in notes[0])

@@ -145,7 +145,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     method = build_method(cfg)
     net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
     cfg, note = resolve_progressive(cfg, aug.out_size(train_data.size))
-    notes += note
+    notes += note + label_notes(train_data, test_data)
     method.attach(net, aug)
     method.to(device)
     opt = build_optimizer(torch.nn.ModuleList([net, method.loss]), cfg.optim)
@@ -155,6 +155,22 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     spe = len(train_data) // global_batch
     total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
     return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes)
+
+
+def label_notes(train: ImageData, test: ImageData) -> list[str]:
+    """What makes the kNN accuracy of these splits mean little: no labels, one class, very uneven classes."""
+    labels = test.labels[test.labels >= 0].cpu()
+    if len(labels) == 0:
+        return ["data: the held-out images have no labels (no class folders), so kNN accuracy is not measured; "
+                "the loss, alignment, uniformity and effective rank still are"]
+    counts = torch.bincount(train.labels[train.labels >= 0].cpu(), minlength=len(train.classes))
+    present = counts[counts > 0]
+    if len(present) == 1 or len(labels.unique()) == 1:
+        return ["data: only one class is labelled, so kNN accuracy is 1 whatever the encoder learns"]
+    if int(present.max()) > 20 * int(present.min()):
+        return [f"data: classes range from {int(present.min())} to {int(present.max())} training images: kNN accuracy "
+                "favours the large classes"]
+    return []
 
 
 def same_size_as_trained(s: Setup, state: dict) -> Setup:
