@@ -237,6 +237,15 @@ def _finite_or_refuse(emb, run_dir) -> None:
                           f"{previous_advice(Path(run_dir) / 'checkpoints' / 'last.pt')} (or retrain with a lower optim.lr)")
 
 
+def data_overrides(sets: list[str] | None) -> list[str]:
+    """``--set`` of embed and neighbours: which data to read; the network is the run's, so anything else is refused."""
+    other = [s for s in sets or [] if not s.strip().startswith("data.")]
+    if other:
+        raise ConfigError(f"--set {other[0]}: only data.KEY=VALUE applies here (which images to embed); the network, loss "
+                          "and training settings are the run's")
+    return sets or []
+
+
 def cmd_embed(args) -> int:
     import numpy as np
 
@@ -245,7 +254,7 @@ def cmd_embed(args) -> int:
 
     out = _check_out_file(args.out, args.force, ".npz", binary=True)
     rm = RunModel.load(args.run_dir)
-    cfg = rm.cfg.with_overrides(args.set or [])
+    cfg = rm.cfg.with_overrides(data_overrides(args.set))
     bar = Progress(0)
     with CtrlC(say=bar.message, text=CtrlC.LOADING) as ctrl_c:
         train, test = load_data(cfg, bar, ctrl_c.cancel)
@@ -272,7 +281,7 @@ def cmd_neighbours(args) -> int:
         raise ConfigError(f"image '{args.image}' does not exist")
     out = _check_out_file(args.out, args.force, ".csv") if args.out and args.out != "-" else args.out
     rm = RunModel.load(args.run_dir)
-    cfg = rm.cfg.with_overrides(args.set or [])
+    cfg = rm.cfg.with_overrides(data_overrides(args.set))
     train, _ = load_data(cfg, Progress(0), None)
     q = rm.embed(load_image_file(args.image, rm.channels, rm.image_size))
     bank = rm.embed(train.images)

@@ -234,8 +234,7 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
     example = torch.zeros(2, rm.channels, rm.image_size, rm.image_size)
     with torch.no_grad():
         out_dim = module(example).shape[1]
-    if out.suffix == "" or out.is_dir():
-        out = out / f"encoder{SUFFIX[fmt]}"
+    out = model_path(fmt, out)
     if fmt == "safetensors":
         from safetensors.torch import save
 
@@ -373,13 +372,24 @@ def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, cl
     return paths
 
 
+def model_path(fmt: str, out: Path) -> Path:
+    """The model file ``out`` names: ``encoder<suffix>`` inside a folder, or ``out`` itself when it ends in the
+    format's suffix; any other file name is refused (safetensors bytes in 'notes.txt' help nobody)."""
+    if out.suffix == "" or out.is_dir():
+        return out / f"encoder{SUFFIX[fmt]}"
+    if not out.name.endswith(SUFFIX[fmt]):
+        raise ConfigError(f"--out '{out}': a {fmt} file ends in {SUFFIX[fmt]}; give a folder or a file name ending in "
+                          f"{SUFFIX[fmt]}")
+    return out
+
+
 def export_targets(fmt: str, out, run_dir=None) -> list[Path]:
     """The files ``export_run(run_dir, fmt, out)`` would replace, so a caller can refuse (or ask) before
     overwriting any of them. The folder's model card of the same run is extended, not replaced: it is
     listed only when it belongs to another run (or ``run_dir`` is not given)."""
     out = Path(out)
     if fmt in SUFFIX:
-        model = out / f"encoder{SUFFIX[fmt]}" if out.suffix == "" or out.is_dir() else out
+        model = model_path(fmt, out)
         card = card_path(model)
         extended = run_dir is not None and _same_run_card(card, Path(run_dir).resolve().name) is not None
         return [model] + ([] if extended else [card])
