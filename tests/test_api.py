@@ -81,10 +81,25 @@ def test_images_from_tensors_arrays_and_datasets():
     assert rgb.labels.tolist() == [-1] * 5
     hwc = [np.full((6, 6, 3), i, np.uint8) for i in range(4)]  # (H, W, C) arrays, as numpy and PIL give them
     assert as_image_data(hwc).images.shape == (4, 3, 6, 6)
+    named = as_image_data(x, labels=["owl", "cat", "owl", "dog", "cat"])  # class names, numbered in sorted order
+    assert named.classes == ["cat", "dog", "owl"] and named.labels.tolist() == [2, 0, 2, 1, 0]
+    assert as_image_data(x, labels=np.array([0.0, 1.0, 2.0, 1.0, -1.0])).labels.tolist() == [0, 1, 2, 1, -1]
+
+
+def test_pil_images_are_decoded_as_a_folder_would_be():
+    wide = Image.new("RGB", (12, 6), (255, 0, 0))
+    wide.paste((0, 0, 255), (3, 0, 9, 6))  # the centre square is blue
+    assert as_image_data([wide]).images[0, :, :, :].float().mean((1, 2)).tolist() == [0.0, 0.0, 255.0]
+    with pytest.warns(UserWarning, match="greyscale and colour images are mixed"):
+        mixed = as_image_data([Image.new("L", (6, 6), 90), Image.new("RGB", (6, 6), (1, 2, 3))])
+    assert mixed.images.shape == (2, 3, 6, 6) and mixed.images[0, :, 0, 0].tolist() == [90, 90, 90]
 
 
 @pytest.mark.parametrize("data,labels,needle", [
-    (torch.zeros(4, 3, 6, 6, dtype=torch.uint8), [0, 1], "4 images but 2 labels"),
+    (torch.zeros(4, 3, 6, 6, dtype=torch.uint8), [0, 1], "4 images need 4 labels"),
+    (torch.zeros(4, 3, 6, 6, dtype=torch.uint8), torch.zeros(4, 2), "got shape \\(4, 2\\)"),
+    (torch.zeros(4, 3, 6, 6, dtype=torch.uint8), torch.tensor([0.2, 0.7, 0.1, 0.9]), "labels must be class numbers"),
+    (torch.zeros(4, 3, 6, 6, dtype=torch.uint8), [0, -5, 1, 1], "labels must be >= 0 \\(or -1 = unknown\\), got -5"),
     (torch.zeros(4, 2, 6, 6, dtype=torch.uint8), None, "1 \\(grey\\) or 3 \\(RGB\\) channels"),
     (torch.zeros(4, 1, 6, 8, dtype=torch.uint8), None, "6x8"),
     (torch.full((4, 1, 6, 6), 3.0), None, "floats in \\[0, 1\\]"),
@@ -118,6 +133,10 @@ def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_pat
     assert [r["step"] for r in steps] == [1, 2, 4, 6, 8]  # 540 training images (10% held out), batch 64: 8 steps; step 1 logged too
     emb = run.embed(x[:7])
     assert emb.shape == (7, 4 * 8 * 2 * 2) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    for one in (x[3], x[3].numpy(), x[3, 0].numpy(), Image.fromarray(x[3, 0].numpy())):  # one image in any form
+        np.testing.assert_allclose(run.embed(one), emb[3:4], rtol=1e-5, atol=1e-6)
+    with pytest.warns(UserWarning, match="images are 32x32 with 3 channel\\(s\\); this encoder was trained on 28x28 with 1"):
+        assert run.embed(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == emb[:2].shape
     np.testing.assert_allclose(wb.load_run(run.run_dir).embed(x[:7]), emb, rtol=1e-5, atol=1e-6)
     paths = run.export("safetensors")
     assert [p.name for p in paths] == ["encoder.safetensors", "model_card.json"] and all(p.is_file() for p in paths)

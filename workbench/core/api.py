@@ -15,6 +15,7 @@ the caller's state.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,7 @@ def as_image_data(data: Any, labels: Any = None, classes: list | None = None, wh
     if isinstance(data, tuple) and len(data) == 2 and labels is None:
         data, labels = data
     if isinstance(data, (torch.Tensor, np.ndarray)):
-        images = _uint8(torch.as_tensor(data), where)
+        images = _uint8(torch.as_tensor(np.array(data) if isinstance(data, np.ndarray) else data), where)
         if images.ndim != 4:
             raise ConfigError(f"{where}: expected images shaped (N, C, H, W), got {tuple(images.shape)}")
     elif isinstance(data, torch.utils.data.Dataset) or hasattr(data, "__getitem__"):
@@ -125,18 +126,31 @@ def _check_images(images: torch.Tensor, where: str) -> torch.Tensor:
 
 
 def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
+    """(n,) int64 class numbers (-1 = unknown) from integers, whole floats or names (numbered in sorted order)."""
     if labels is None:
         return torch.full((n,), -1, dtype=torch.int64)
-    out = torch.as_tensor(np.asarray(labels)).to(torch.int64).reshape(-1)
-    if len(out) != n:
-        raise ConfigError(f"{where}: {n} images but {len(out)} labels; give one label per image (-1 = unknown)")
+    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ConfigError(f"{where}: {n} images need {n} labels, one per image (-1 = unknown); got shape {arr.shape}")
+    if arr.dtype.kind in "USO":  # class names
+        names = sorted({str(a) for a in arr})
+        return torch.tensor([names.index(str(a)) for a in arr], dtype=torch.int64)
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr)))):
+        raise ConfigError(f"{where}: labels must be class numbers (0, 1, ...; -1 = unknown) or class names, got "
+                          f"{arr.dtype} values such as {arr[:3].tolist()}")
+    out = torch.from_numpy(arr.astype(np.int64))
+    if n and int(out.min()) < -1:
+        raise ConfigError(f"{where}: labels must be >= 0 (or -1 = unknown), got {int(out.min())}")
     return out
 
 
 def _class_names(labels: Any) -> list[str]:
     if labels is None:
         return []
-    top = int(np.asarray(labels).max(initial=-1))
+    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if arr.dtype.kind in "USO":
+        return sorted({str(a) for a in arr.reshape(-1)})
+    top = int(arr.max(initial=-1))
     return [str(i) for i in range(top + 1)]
 
 
@@ -146,20 +160,26 @@ def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
         item = ds[i]
         img, label = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
         images.append(_one_image(img, f"{where}[{i}]"))
-        labels.append(-1 if label is None else int(label))
-        if images[-1].shape != images[0].shape:
+        labels.append(-1 if label is None else label.item() if hasattr(label, "item") else label)
+        if images[-1].shape[1:] != images[0].shape[1:]:
             raise ConfigError(f"{where}[{i}]: image is {tuple(images[-1].shape)} but the first is {tuple(images[0].shape)} "
                               "(C, H, W); give every image the same size (e.g. a Resize transform)")
     if not images:
         raise ConfigError(f"{where}: the dataset is empty")
-    has_labels = any(lab >= 0 for lab in labels)
+    if len({im.shape[0] for im in images}) > 1:  # greyscale among colour: grey as RGB, as an image folder does
+        warnings.warn(f"{where}: greyscale and colour images are mixed; the greyscale ones are used as RGB", stacklevel=3)
+        images = [im.expand(3, -1, -1) for im in images]
+    has_labels = any(not (isinstance(lab, (int, np.integer)) and lab < 0) for lab in labels)
     return torch.stack(images), (labels if has_labels else None)
 
 
 def _one_image(img, where: str) -> torch.Tensor:
     """(C, H, W) uint8 from a PIL image, a (C, H, W) tensor (uint8 or float in [0, 1]) or an (H, W[, C]) array."""
-    if hasattr(img, "convert") and hasattr(img, "mode"):  # PIL
-        img = np.asarray(img if img.mode in ("L", "RGB") else img.convert("L" if img.mode in ("1", "I", "I;16", "F") else "RGB"))
+    if hasattr(img, "convert") and hasattr(img, "mode"):  # PIL: decoded as an image folder's files are, centre square
+        from workbench.core import decode
+
+        img = decode.to_mode(img, "RGB" if decode.has_colour(img) else "L")
+        img = np.asarray(decode.square(img, min(img.size)))
     if isinstance(img, np.ndarray):
         img = torch.from_numpy(np.array(img))  # a copy: PIL's arrays are read-only
         if img.ndim == 3 and img.shape[-1] in (1, 3, 4) and img.shape[0] not in (1, 3):
@@ -256,12 +276,16 @@ class Run:
     def embed(self, images: Any, project: bool = False, batch: int = 512) -> np.ndarray:
         """Representations (N, D) float32 (projection-head outputs with ``project``) of images given
         in any form ``fit`` takes; resized and normalised as in training."""
-        if isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) == 3:
-            images = images[None]
-        elif hasattr(images, "mode") and hasattr(images, "convert"):  # one PIL image
+        one_array = isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) in (2, 3)  # (H, W[, C]) or (C, H, W)
+        if one_array or (hasattr(images, "mode") and hasattr(images, "convert")):  # one image, or one PIL image
             images = [images]
         x = images.images if isinstance(images, ImageData) else as_image_data(images, where="images").images
-        return self.model.embed(x, batch=batch, project=project)
+        rm = self.model
+        if tuple(x.shape[1:]) != (rm.channels, rm.image_size, rm.image_size):
+            warnings.warn(f"images are {x.shape[-1]}x{x.shape[-2]} with {x.shape[1]} channel(s); this encoder was trained "
+                          f"on {rm.image_size}x{rm.image_size} with {rm.channels}: they are converted and resized to that",
+                          stacklevel=2)
+        return rm.embed(x, batch=batch, project=project)
 
     def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
                force: bool = False) -> list[Path]:
