@@ -159,7 +159,22 @@ def test_unreadable_sub_folder_is_named(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(folder.os, "scandir", scandir)  # root reads anything, so chmod alone cannot show it
     train, test = load(tmp_path)
     assert train.classes == ["cats", "owls"] and len(train) + len(test) == 12
-    assert f"could not read 1 folder(s) under '{tmp_path}'; their images are left out: {locked} (Permission denied)" in caplog.text
+    assert f"could not read or follow 1 entr(ies) under '{tmp_path}'; left out: {locked} (Permission denied)" in caplog.text
+    assert "hold no images" not in caplog.text  # named once, as what it is
+
+
+def test_links_are_followed_once_and_what_is_left_out_is_named(tmp_path, caplog):
+    root = tmp_path / "data"
+    fill(root, n=4, classes=("a", "b"))
+    (root / "zloop").symlink_to(root)  # a link back to the root: the whole data set again as a class "zloop"
+    (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "b" / "more").symlink_to(tmp_path)  # a link to a folder inside a class folder is not followed
+    save(root / "stray.png", Image.new("RGB", (40, 30), RED))
+    train, test = load(root)
+    assert train.classes == ["a", "b"] and len(train) + len(test) == 9
+    assert "left out zloop/ under" in caplog.text and "link(s) back to this folder" in caplog.text
+    assert "gone.png (a broken link)" in caplog.text and "more (a link to a folder" in caplog.text
+    assert "1 image(s) lie in" in caplog.text and "used unlabeled" in caplog.text
 
 
 def test_memory_and_permission_errors_are_reported_as_what_they_are(tmp_path, caplog, monkeypatch):

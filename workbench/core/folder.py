@@ -74,10 +74,18 @@ def split_folders(root: Path, say: bool = True) -> tuple[Path, Path | None]:
 
 
 def _subdirs(folder: Path) -> list[Path]:
+    """Sub-folders (not hidden); a link back to ``folder`` or above it (a loop, which would hold the whole data set
+    again as one more class) is left out with a warning."""
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except PermissionError:
         raise ConfigError(f"data.root: cannot read '{folder}' (permission denied); check its permissions") from None
+    here = folder.resolve()
+    loops = [p for p in found if p.is_symlink() and (p.resolve() == here or p.resolve() in here.parents)]
+    if loops:
+        log.warning("data: left out %s under '%s': link(s) back to this folder or above it", ", ".join(p.name + "/" for p in loops),
+                    folder)
+    return [p for p in found if p not in loops]
 
 
 def list_images(folder: Path) -> Listing:
@@ -86,22 +94,27 @@ def list_images(folder: Path) -> Listing:
     loose = _walk(folder, errors, recurse=False)
     out.files += loose
     out.labels += [-1] * len(loose)
+    subdirs = _subdirs(folder)
+    if loose and subdirs:
+        log.warning("data: %d image(s) lie in '%s' beside its class folders, in none of them: they are used unlabeled",
+                    len(loose), folder)
     empty, counts = [], []
-    for d in _subdirs(folder):
+    for d in subdirs:
+        failed = len(errors)
         found = _walk(d, errors, recurse=True)
         if found:
             out.labels += [len(out.classes)] * len(found)
             out.classes.append(d.name)
             out.files += found
             counts.append(len(found))
-        else:
+        elif not any(p == str(d) for p, _ in errors[failed:]):  # an unreadable folder is named once, below
             empty.append(d.name)
     if empty:
         log.warning("data: %d class folder(s) under '%s' hold no images and are left out (no class made for them): %s",
                     len(empty), folder, ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""))
     _check_regular(folder, counts)
     if errors:
-        log.warning("data: could not read %d folder(s) under '%s'; their images are left out: %s", len(errors), folder,
+        log.warning("data: could not read or follow %d entr(ies) under '%s'; left out: %s", len(errors), folder,
                     "; ".join(f"{p} ({why})" for p, why in errors[:5]) + (" ..." if len(errors) > 5 else ""))
     for f in out.files:
         st = os.stat(f)
@@ -128,10 +141,14 @@ def _walk(folder: Path, errors: list, recurse: bool) -> list[str]:
     for e in entries:
         if e.name.startswith("."):
             continue
-        if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTS:
+        image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTS
+        if e.is_file() and image:
             found.append(e.path)
         elif recurse and e.is_dir(follow_symlinks=False):
             found += _walk(Path(e.path), errors, recurse=True)
+        elif e.is_symlink() and (image or recurse) and not e.is_file():
+            why = "a link to a folder (not followed inside class folders)" if e.is_dir() else "a broken link"
+            errors.append((e.path, why))
     return found
 
 
