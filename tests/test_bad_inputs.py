@@ -569,3 +569,20 @@ def test_a_folder_of_images_given_to_a_torchvision_dataset_points_to_image_folde
     code, err = run_cli(capsys, "train", CFG, "--set", "data.name=image_folder", "--set", f"data.root={tmp_path / 'nope'}")
     assert_one_line(err, "does not exist")
     assert "download" not in err  # a folder of images cannot be downloaded
+
+
+def test_what_the_loader_said_is_kept_in_run_log_and_the_decided_shape_in_config(capsys, tmp_path):
+    from PIL import Image
+
+    from workbench.core.config import read_toml
+
+    for i in range(40):
+        (tmp_path / "mixed" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20 + i, 20 + i), (6 * i, 90, 200)).save(tmp_path / "mixed" / "ab"[i % 2] / f"{i}.png")
+    sets = ["data.name=image_folder", f"data.root={tmp_path / 'mixed'}", "train.batch_size=16", "train.epochs=1"]
+    code, err = run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")
+    assert code == 0 and "resizing all to" in err  # said on the console while decoding ...
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "data (when loaded): " in (run / "run.log").read_text() and "resizing all to" in (run / "run.log").read_text()
+    meta = read_toml(run / "config.toml")["meta"]  # ... and what was decided is kept with the run
+    assert meta["data"].startswith("3x39x39: 36 training, 4 held-out images"), meta["data"]

@@ -53,6 +53,7 @@ class ImageData:
     in_memory: bool = True
     store: Store | None = None  # the decoded store these rows come from (None: not from a folder)
     start: int = 0  # row of images[0] in the store
+    notes: list[str] = field(default_factory=list)  # the loader's warnings about these images (load_splits sets them)
 
     def __post_init__(self):
         if self.indices is None:
@@ -204,16 +205,19 @@ def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:
     known); ``cancel.is_set()`` is polled between files and raises ``Cancelled``.
     """
     splits = []
-    for split in ("train", "test"):
-        _check(cancel)
-        if progress is not None:
-            progress(0, 0, f"reading {cfg.name} {split}")
-        splits.append(DATASETS.build(cfg.name, None, cfg=cfg, split=split, progress=progress, cancel=cancel))
-    train, test = splits
-    if train is None or len(train) == 0:
-        raise ConfigError(f"data: dataset '{cfg.name}' has no training images; check data.root")
-    train, test = finish_splits(cfg, train, test)
-    return _reside(train, test, getattr(cfg, "in_memory", "auto"))
+    with data_warnings() as said:
+        for split in ("train", "test"):
+            _check(cancel)
+            if progress is not None:
+                progress(0, 0, f"reading {cfg.name} {split}")
+            splits.append(DATASETS.build(cfg.name, None, cfg=cfg, split=split, progress=progress, cancel=cancel))
+        train, test = splits
+        if train is None or len(train) == 0:
+            raise ConfigError(f"data: dataset '{cfg.name}' has no training images; check data.root")
+        train, test = finish_splits(cfg, train, test)
+        train, test = _reside(train, test, getattr(cfg, "in_memory", "auto"))
+    train.notes = list(said)  # what the loader decided or skipped: a run writes it to its run.log
+    return train, test
 
 
 def _check(cancel) -> None:

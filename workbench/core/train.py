@@ -117,6 +117,7 @@ class Setup:
     total_steps: int
     global_batch: int
     notes: list = field(default_factory=list)  # decisions made for this data (e.g. the preset "auto" chose), said at the start
+    loader_notes: list = field(default_factory=list)  # what the loader said while decoding (already said then): for run.log
 
     @property
     def loss(self) -> torch.nn.Module:
@@ -140,6 +141,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
         cfg = cfg.replace("data", root=str(Path(cfg.data.root).expanduser().resolve()))
     cfg, notes = resolve_augment(cfg, train_data.channels, train_data.size)
     global_batch = check_fits(cfg, train_data)
+    loader_notes = train_data.notes
     aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
     train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
     method = build_method(cfg)
@@ -154,7 +156,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
         model = torch.compile(model)
     spe = len(train_data) // global_batch
     total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
-    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes)
+    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes, loader_notes)
 
 
 def label_notes(train: ImageData, test: ImageData) -> list[str]:
@@ -400,7 +402,8 @@ class Run:
             if state is not None:
                 runs.clean_orphans(run_dir)
                 runs.truncate_metrics(run_dir, run.step)
-            cfg.save(run_dir / "config.toml", meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size()})
+            shape = f"{s.train.channels}x{s.train.size}x{s.train.size}: {len(s.train)} training, {len(s.test)} held-out images"
+            cfg.save(run_dir / "config.toml", meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size(), "data": shape})
             run.metrics = runs.MetricsLog(run_dir / "metrics.csv", s.method.term_names, cfg.eval.tensorboard)
         return run
 
@@ -683,6 +686,8 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
 def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
     """The loop of ``train``: the events of a started run, failures turned into ErrorEvent (or re-raised)."""
     with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
+        for note in run.s.loader_notes if runlog is not None else ():
+            runlog.info(f"data (when loaded): {note}")
         yield from run.started()
         try:
             for idx, x, labels in run.batches():
