@@ -586,3 +586,17 @@ def test_what_the_loader_said_is_kept_in_run_log_and_the_decided_shape_in_config
     assert "data (when loaded): " in (run / "run.log").read_text() and "resizing all to" in (run / "run.log").read_text()
     meta = read_toml(run / "config.toml")["meta"]  # ... and what was decided is kept with the run
     assert meta["data"].startswith("3x39x39: 36 training, 4 held-out images"), meta["data"]
+
+
+def test_a_resumed_run_whose_folder_changed_says_so(capsys, tmp_path):
+    data = _tiny_folder(tmp_path / "grows", 40)
+    sets = ["data.name=image_folder", f"data.root={data}", "train.batch_size=16", "train.epochs=1"]
+    assert run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")[0] == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    _tiny_folder(tmp_path / "more", 20)
+    for f in (tmp_path / "more" / "a").iterdir():
+        f.rename(data / "a" / f"new_{f.name}")
+    text = (run / "config.toml").read_text().replace("epochs = 1\n", "epochs = 2\n")
+    (run / "config.toml").write_text(text)
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 0 and "this run trained on 3x20x20: 36 training, 4 held-out images; it resumes on 3x20x20: 45" in err, err

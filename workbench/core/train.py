@@ -31,7 +31,7 @@ from workbench.core import distributed as ddp
 from workbench.core import metrics as M
 from workbench.core import runs
 from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
-from workbench.core.config import Config
+from workbench.core.config import Config, read_toml
 from workbench.core.data import ImageData, load_splits, place
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
                                    PausedEvent, RunStarted, StepEvent, WarningEvent)
@@ -157,6 +157,17 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     spe = len(train_data) // global_batch
     total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
     return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes, loader_notes)
+
+
+def data_changed(config: Path, shape: str) -> list[WarningEvent]:
+    """A warning when a resumed run's data are not what it trained on (``[meta] data`` of its config.toml)."""
+    try:
+        before = read_toml(config).get("meta", {}).get("data")
+    except ConfigError:
+        return []
+    if not before or before == shape:
+        return []
+    return [WarningEvent(f"data: this run trained on {before}; it resumes on {shape} (the folder changed?)")]
 
 
 def label_notes(train: ImageData, test: ImageData) -> list[str]:
@@ -403,6 +414,8 @@ class Run:
                 runs.clean_orphans(run_dir)
                 runs.truncate_metrics(run_dir, run.step)
             shape = f"{s.train.channels}x{s.train.size}x{s.train.size}: {len(s.train)} training, {len(s.test)} held-out images"
+            if state is not None:
+                run.notices += data_changed(run_dir / "config.toml", shape)
             cfg.save(run_dir / "config.toml", meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size(), "data": shape})
             run.metrics = runs.MetricsLog(run_dir / "metrics.csv", s.method.term_names, cfg.eval.tensorboard)
         return run
@@ -423,14 +436,16 @@ class Run:
         if state.get("world_size", 1) == ddp.world_size() and "rng" in state:
             self.g.set_state(state["rng"].to(self.g.get_state().device) if s.device.type == "cpu" else state["rng"])
 
-    def started(self) -> Iterator:
-        """RunStarted, then any warning about the set-up (also in run.log)."""
+    def started(self, runlog: runs.RunLog | None = None) -> Iterator:
+        """RunStarted, then any warning about the set-up (also in run.log, with what the loader said)."""
         s = self.s
         self.clock = (self.elapsed, self.step)  # a resumed run counts images/s from here
         self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
         self.eval_time, self.eval_cost, self.cadence_noted = 0.0, 0.0, False
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
+        for note in s.loader_notes if runlog is not None else ():  # said on the console while loading: run.log only
+            runlog.info(f"data (when loaded): {note}")
         for notice in self.notices:  # logged at warning level, so run.log keeps it; notes marked as such
             logger.warning(notice.message, extra={"note": notice.note})
             yield notice
@@ -686,9 +701,7 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
 def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
     """The loop of ``train``: the events of a started run, failures turned into ErrorEvent (or re-raised)."""
     with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
-        for note in run.s.loader_notes if runlog is not None else ():
-            runlog.info(f"data (when loaded): {note}")
-        yield from run.started()
+        yield from run.started(runlog)
         try:
             for idx, x, labels in run.batches():
                 if control.paused:
