@@ -359,3 +359,8 @@ def test_runs_table_keeps_the_selected_run_when_a_new_run_appears(qtbot, tmp_pat
         panel.refresh()
     assert panel.selected() == chosen
     assert panel.table.selectionModel().selectedRows()[0].row() == 2
+    panel.set_running(chosen[0])  # while a run trains: no second run resumed, and its folder stays
+    assert not panel.buttons["resume"].isEnabled() and "stop the training run first" in panel.buttons["resume"].toolTip()
+    assert not panel.buttons["delete"].isEnabled() and panel.buttons["open"].isEnabled()
+    panel.set_running(None)
+    assert panel.buttons["resume"].isEnabled() and panel.buttons["delete"].isEnabled()

@@ -126,12 +126,14 @@ def test_stop_ends_the_sweep_with_the_trial_resumable(win, qtbot):
     with qtbot.waitSignal(panel.sweepDone, timeout=240_000) as blocker:
         panel.start_btn.click()
         qtbot.waitUntil(lambda: any(t.status == "running" for t in panel.trials.values()), timeout=120_000)
+        assert win.progress.format() == "sweep running" and "Sweep tab" in win.status.text()  # not the last run's bar
         panel.stop_btn.click()
     done = blocker.args[0]
     assert done.reason == "stopped"
     assert [t.status for t in done.trials if t.status] == ["stopped"]
     first_run = done.trials[0].run_dir
     qtbot.waitUntil(lambda: not panel.running)
+    assert win.progress.format() == "sweep ended" and win.status.text() == "ready" and panel.error.text() == ""
     # a fresh look at the folder: the recorded trial is shown; Start resumes it from its checkpoint
     panel.editor.key.setCurrentText("loss.name")
     panel.open_sweep(done.sweep_dir)

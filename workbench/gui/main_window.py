@@ -160,6 +160,15 @@ class MainWindow(RunActions, QMainWindow):
         self.runs.cloneRun.connect(self.clone_run)
         self.runs.exportRun.connect(self.export_dialog)
         self.sweep.openRun.connect(self.open_run)
+        self.sweep.runningChanged.connect(self._sweep_running)
+
+    def _sweep_running(self, running: bool):
+        """The status bar follows a sweep too: its trials and curves are in the Sweep tab."""
+        self.progress.setRange(0, 0 if running else 1)  # busy while it runs
+        self.progress.setValue(0)
+        self.progress.setFormat("sweep running" if running else "sweep ended")
+        self.set_status("a sweep is running: its trials and curves are in the Sweep tab" if running else "ready")
+        self.start_btn.setEnabled(not running and self.setup.valid)
 
     def set_status(self, text: str, colour: str = ""):
         self.status.setText(text)
@@ -212,7 +221,7 @@ class MainWindow(RunActions, QMainWindow):
         self.invalid.setToolTip(text)
         self.invalid.setText(self.invalid.fontMetrics().elidedText(text, Qt.ElideRight, INVALID_WIDTH))
         self.invalid_action.setVisible(not ok)
-        if not self.running and self._pending_start is None:
+        if not self.running and self._pending_start is None and not self.sweep.running:
             self.start_btn.setEnabled(ok)
             self.set_status("ready" if ok else f"set-up invalid: {message}")
 
@@ -365,6 +374,7 @@ class MainWindow(RunActions, QMainWindow):
         self._on_steps()
         self.worker = None
         self.runs.set_running(None)
+        self.sweep.validate()  # a "stop the training first" it showed no longer holds
 
     def _steps_text(self) -> str:
         """"120/160", or "120" in a run a time budget ends (its step count is no measure of the end)."""

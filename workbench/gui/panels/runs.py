@@ -145,6 +145,7 @@ class RunsPanel(QWidget):
 
     def set_running(self, run_dir: str | None):
         self.running_run = run_dir
+        self._selection_changed()
         self.refresh()
 
     # ----- filling -----
@@ -228,6 +229,14 @@ class RunsPanel(QWidget):
         sel = self.selected()
         for name in ("open", "resume", "clone", "export", "delete"):
             self.buttons[name].setEnabled(len(sel) == 1 if name != "delete" else bool(sel))
+        busy = self.running_run is not None  # one run trains at a time, and the training one's folder stays
+        if busy:
+            self.buttons["resume"].setEnabled(False)
+            self.buttons["delete"].setEnabled(bool(sel) and all(Path(r) != Path(self.running_run) for r in sel))
+        self.buttons["resume"].setToolTip("stop the training run first: one run trains at a time" if busy else
+                                          "continue the selected run from its last checkpoint")
+        self.buttons["delete"].setToolTip("the training run cannot be deleted while it trains" if busy else
+                                          "move the selected run folders to the trash")
         self.buttons["overlay"].setEnabled(len(sel) >= 1)
         if len(sel) >= 2:
             diff = config_diff(sel)

@@ -259,6 +259,7 @@ class SweepEditor(QWidget):
 class SweepPanel(QWidget):
     openRun = Signal(str)
     sweepDone = Signal(object)  # SweepDone, once the window has shown it
+    runningChanged = Signal(bool)  # a sweep started (True) or its thread ended (False)
 
     def __init__(self, base_config, runs_root, busy=lambda: False, loaded_for=lambda cfg: None):
         """``base_config()`` returns the set-up's Config (raises ConfigError); ``runs_root()`` the runs folder;
@@ -393,7 +394,7 @@ class SweepPanel(QWidget):
         if self.running or not self.validate():
             return
         if self.busy():
-            self._show_error("a training run is going on; stop it before starting a sweep")
+            self.status.setText("a training run is going on: stop it (or let it finish) before starting a sweep")
             return
         base, spec, trials = self.build()
         n = len(trials) or spec.count * len(S.seeds_of(base, spec))
@@ -473,6 +474,7 @@ class SweepPanel(QWidget):
         self.start_btn.setEnabled(not running)
         self.stop_btn.setEnabled(running)
         self.editor.setEnabled(not running)
+        self.runningChanged.emit(running)
 
     def _on_finished(self):
         self.thread.deleteLater()
@@ -488,8 +490,7 @@ class SweepPanel(QWidget):
         return QMessageBox.question(self, "Sweep", question) == QMessageBox.Yes
 
     def _show_error(self, msg: str):
-        self.error.setText(msg)
-        self.status.setText(f"error: {msg}")
+        self.error.setText(msg)  # in red, once; the status line keeps what it said
 
     # ----- live results -----
     def _reset(self, spec):
