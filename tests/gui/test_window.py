@@ -188,6 +188,10 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
         window.open_run(run_dir)
     window.plots.redraw()
     assert len(window.plots.steps) >= 1 and window.embedding.n_points > 0
+    (_, x1), _ = window.plots.loss_plot.getViewBox().viewRange()
+    assert max(window.plots.steps) <= x1 <= 1.1 * max(window.plots.steps)  # fitted: no headroom for steps never taken
+    window.overlay_runs(runs)
+    assert len(window.plots.overlays) == 2  # the other run only: the shown one is not drawn over itself
     with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
         window.inspector.capture.click()  # not training: the batch comes from the checkpoint
     assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.shown() > 0

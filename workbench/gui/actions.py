@@ -64,6 +64,7 @@ class RunActions:
         self.plots.clear_overlays()
         self.inspector.reset()
         self._show_history(run)
+        self.plots.fit()
         self.run_dir = run
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -100,8 +101,10 @@ class RunActions:
         self.background(work, show, "embedding the held-out set")
 
     def overlay_runs(self, runs: list):
+        """Other runs' curves over the shown run's (which is already drawn, so it is not overlaid on itself)."""
         self.plots.clear_overlays()
-        for i, run in enumerate(runs):
+        shown = Path(self.run_dir).resolve() if self.run_dir and self.plots.steps else None
+        for i, run in enumerate(r for r in runs if Path(r).resolve() != shown):
             events = read_history(run)
             steps = [e for e in events if hasattr(e, "loss")]
             evals = [e for e in events if not hasattr(e, "loss") and "knn_acc" in e.metrics]

@@ -339,7 +339,8 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setValue(round(1000 * ev.progress) if self.boxed else ev.step)
         eta = int(ev.eta_s)
         if self.worker.control.paused or self.worker.control.stopped:
-            return  # the status says pausing/stopping; the bar keeps its last numbers
+            self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}")  # the curves' last step; no rate
+            return
         self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  "
                                 f"{ev.images_per_s:,.0f} img/s  ETA {eta // 60}:{eta % 60:02d}")
         self.stepsShown.emit(ev.step)
@@ -372,6 +373,7 @@ class MainWindow(RunActions, QMainWindow):
         self._running = False
         self._set_running(False)
         self._on_steps()
+        self.plots.fit()  # the live view's headroom for steps that never came goes
         self.worker = None
         self.runs.set_running(None)
         self.sweep.validate()  # a "stop the training first" it showed no longer holds

@@ -132,8 +132,8 @@ class PlotsPanel(QWidget):
         self.knn.append(ev.metrics.get("knn_acc", np.nan))
         self.dirty = self.knn_dirty = True
 
-    def redraw(self):
-        if not self.dirty or not self.isVisible():
+    def redraw(self, hidden_too: bool = False):
+        if not self.dirty or not (self.isVisible() or hidden_too):
             return  # hidden tabs catch up when shown
         self.dirty = False
         if self.steps or self.epochs:
@@ -169,9 +169,28 @@ class PlotsPanel(QWidget):
             self.overlays.append(self.loss_plot.plot(steps, ema(np.asarray(losses, float)), pen=pen, name=name))
         if len(epochs):
             self.overlays.append(self.knn_plot.plot(epochs, knn, pen=pen, symbol="t", symbolSize=6, symbolBrush=pen.color()))
+        self.fit()
         for p in (self.loss_plot, self.knn_plot):
-            p.getViewBox().autoRange(padding=0.05)
             self.ranges[p].follow = False  # keep the comparison in view
+
+    def fit(self):
+        """Each plot's view around all its data (this run's and any overlaid run's) with a little margin: for a run
+        that ended or was opened, whose live view kept headroom for steps and epochs that never came."""
+        self.redraw(hidden_too=True)
+        plots = {self.loss_plot: [self.raw], self.lr_plot: [self.lr_curve], self.knn_plot: [self.knn_curve],
+                 self.terms_plot: list(self.term_curves.values())}
+        for item in self.overlays:
+            plots[self.loss_plot if item in self.loss_plot.listDataItems() else self.knn_plot].append(item)
+        for plot, items in plots.items():
+            xs = [np.asarray(i.xData, float) for i in items if i.xData is not None and len(i.xData)]
+            ys = [np.asarray(i.yData, float) for i in items if i.yData is not None and len(i.yData)]
+            if not xs:
+                continue
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            lo, hi = (self.ranges[plot].x0, max(x.max(), 1.0)) if plot is not self.knn_plot else (0.5, x.max() + 0.5)
+            y0, y1 = (0.0, 1.0) if plot is self.knn_plot else (np.nanmin(y), np.nanmax(y))
+            pad = 0.05 * max(y1 - y0, 1e-6)
+            plot.getViewBox().setRange(xRange=(lo, hi + 0.02 * (hi - lo)), yRange=(y0 - pad, y1 + 3 * pad), padding=0)
 
     def clear_overlays(self):
         for item in self.overlays:
