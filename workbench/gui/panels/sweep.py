@@ -344,6 +344,8 @@ class SweepPanel(QWidget):
         self.metric_plot = pg.PlotWidget(title="metric against the parameter")
         self.loss_plot.setLabel("bottom", "step")
         self.knn_plot.setLabel("bottom", "epoch")
+        for side in ("bottom", "left"):  # a temperature of 0.1 reads 0.1, not 100 on an axis marked (x0.001)
+            self.metric_plot.getAxis(side).enableAutoSIPrefix(False)
         for p, (r, c, cs) in ((self.loss_plot, (0, 0, 1)), (self.knn_plot, (0, 1, 1)), (self.metric_plot, (1, 0, 2))):
             p.showGrid(x=True, y=True, alpha=0.3)
             p.getAxis("left").enableAutoSIPrefix(False)
