@@ -44,8 +44,8 @@ VARIANTS: dict[str, list[str]] = {
     "batch128": ["train.batch_size=128"],
     "batch512": ["train.batch_size=512"],
     "pool1": ["model.pool=1"],
+    "pool2": ["model.pool=2"],  # the default before the pool4 study
     "pool3": ["model.pool=3"],
-    "pool4": ["model.pool=4"],
     "head256": ["model.head_hidden=256"],
     "lars": ["optim.name=lars", "optim.lr=1.0"],
     "depth2": ["model.depth=2"],

@@ -132,7 +132,7 @@ def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_pat
     assert len(evals) == 1 and evals[0]["knn_acc"] == pytest.approx(run.final["knn_acc"], abs=1e-5)
     assert [r["step"] for r in steps] == [1, 2, 4, 6, 8]  # 540 training images (10% held out), batch 64: 8 steps; step 1 logged too
     emb = run.embed(x[:7])
-    assert emb.shape == (7, 4 * 8 * 2 * 2) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert emb.shape == (7, 4 * 8 * 4 * 4) and emb.dtype == np.float32 and np.isfinite(emb).all()
     for one in (x[3], x[3].numpy(), x[3, 0].numpy(), Image.fromarray(x[3, 0].numpy())):  # one image in any form
         np.testing.assert_allclose(run.embed(one), emb[3:4], rtol=1e-5, atol=1e-6)
     with pytest.warns(UserWarning, match="images are 32x32 with 3 channel\\(s\\); this encoder was trained on 28x28 with 1"):
@@ -194,5 +194,5 @@ def test_readme_example_runs(tmp_path):
     code = re.search(r"## Python API.*?```python\n(.*?)```", text, re.S).group(1)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "knn_acc" in res.stdout and "(1, 512)" in res.stdout and "encoder.safetensors" in res.stdout
+    assert "knn_acc" in res.stdout and "(1, 2048)" in res.stdout and "encoder.safetensors" in res.stdout
     assert list((tmp_path / "runs").glob("*_python-hcl/export/safetensors/model_card.json"))

@@ -20,7 +20,7 @@ def run_all(cfg, control=None, **kw):
 
 @pytest.mark.slow
 def test_short_training_on_real_data_lowers_loss_and_beats_untrained_encoder(tmp_path, quick_cfg):
-    cfg = quick_cfg("data.subset=4096", "train.batch_size=128", "train.epochs=4", "loss.temperature=0.2",
+    cfg = quick_cfg("data.subset=4096", "train.batch_size=128", "train.epochs=6", "loss.temperature=0.2",
                     "eval.bank_size=4096", "eval.test_size=1000", "optim.lr=0.002")
     untrained, _ = evaluate(prepare(cfg))
     events = run_all(cfg, runs_root=tmp_path)
@@ -28,8 +28,10 @@ def test_short_training_on_real_data_lowers_loss_and_beats_untrained_encoder(tmp
     evals = [e.metrics for e in events if isinstance(e, EvalEvent)]
     assert isinstance(events[-1], DoneEvent) and events[-1].reason == "finished"
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
-    assert evals[-1]["knn_acc"] > untrained["knn_acc"] + 0.03
-    assert evals[-1]["knn_acc"] > 0.7
+    # the untrained 4x4x128 grid already keeps much of the pixels (0.78 here, raw pixels ~0.80): 6 epochs on 4,096
+    # images add about 0.03 to it
+    assert evals[-1]["knn_acc"] > untrained["knn_acc"] + 0.02
+    assert evals[-1]["knn_acc"] > 0.8
     run = events[0].run_dir
     rows = read_metrics(run)
     assert any(r["knn_acc"] is not None for r in rows) and any(r["loss"] is not None for r in rows)
@@ -223,7 +225,7 @@ def test_small_cnn_output_size():
     for width, pool in ((32, 2), (16, 1), (8, 3)):
         enc = ENCODERS.build("small_cnn", {"width": width, "pool": pool}, in_channels=1, image_size=28)
         assert enc(x).shape == (3, 4 * width * pool * pool) and enc.out_dim == 4 * width * pool * pool
-    assert ENCODERS.build("small_cnn", {}, in_channels=3, image_size=96)(torch.randn(2, 3, 96, 96)).shape == (2, 512)
+    assert ENCODERS.build("small_cnn", {}, in_channels=3, image_size=96)(torch.randn(2, 3, 96, 96)).shape == (2, 2048)
     with pytest.raises(ValueError, match="pool"):
         ENCODERS.build("small_cnn", {"pool": 0}, in_channels=1, image_size=28)
 

@@ -238,7 +238,7 @@ class EvalConfig:
     max_share: float = 0.2  # an epoch-end evaluation is skipped while evaluations would take more of the training time; 1 = never skipped
     knn_k: int = 20
     knn_temperature: float = 0.07
-    bank_size: int = 0  # training images in the kNN memory bank, 0 = all
+    bank_size: int = 0  # training images in the kNN memory bank, 0 = all up to 100,000 (a random 100,000 beyond)
     test_size: int = 0  # held-out images evaluated, 0 = all
     embed_points: int = 2000  # held-out points sent to the live 2-D projection
     embed_every_steps: int = 0  # extra projection snapshots within an epoch, 0 = per epoch only

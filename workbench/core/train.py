@@ -148,6 +148,9 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
     cfg, note = resolve_progressive(cfg, aug.out_size(train_data.size))
     notes += note + label_notes(train_data, test_data)
+    if not cfg.eval.bank_size and len(train_data) > MAX_AUTO_BANK:
+        notes.append(f"eval: the kNN bank is a random {MAX_AUTO_BANK:,} of the {len(train_data):,} training images "
+                     "(set eval.bank_size to choose)")
     method.attach(net, aug)
     method.to(device)
     opt = build_optimizer(torch.nn.ModuleList([net, method.loss]), cfg.optim)
@@ -307,6 +310,9 @@ def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = Fal
     return out
 
 
+MAX_AUTO_BANK = 100_000  # eval.bank_size = 0 takes every training image up to this many (a random subset beyond)
+
+
 def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split.
 
@@ -315,8 +321,9 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     g = torch.Generator(device=s.device).manual_seed(12345)
     e = s.cfg.eval
     bank_idx = torch.arange(len(s.train))
-    if e.bank_size and e.bank_size < len(s.train):
-        bank_idx = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(2))[: e.bank_size]
+    size = e.bank_size or MAX_AUTO_BANK
+    if size < len(s.train):
+        bank_idx = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(2))[:size]
     test = s.test if not e.test_size or e.test_size >= len(s.test) else s.test.take(torch.arange(e.test_size))
     bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)], interrupt=interrupt)
     bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
