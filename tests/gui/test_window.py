@@ -380,3 +380,25 @@ def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_b
     assert window.log_btn.text() == "messages (2) ⚠ 1"
     text = window.messages_text()
     assert "note: augment.preset auto -> simclr_small_grey" in text and "warning: loss is rising" in text
+
+
+def test_a_pause_that_lands_in_an_evaluation_offers_resume(window, qtbot, monkeypatch):
+    """Pause pressed just before an epoch's evaluation: the loop waits inside it, where it yields no event;
+    the window must still learn it is paused (Resume enabled), and Resume must carry the run on."""
+    import workbench.core.train as T
+
+    real, pressed = T.evaluate, []
+
+    def pause_then_evaluate(s, interrupt=None):
+        if not pressed:
+            pressed.append(True)
+            window.worker.control.pause()  # as if the user pressed Pause as the evaluation began
+        return real(s, interrupt)
+
+    monkeypatch.setattr(T, "evaluate", pause_then_evaluate)
+    with qtbot.waitSignal(window.pauseChanged, timeout=120000, check_params_cb=lambda p: p is True):
+        window.start_btn.trigger()
+    assert window.resume_btn.isEnabled() and not window.pause_btn.isEnabled()
+    with qtbot.waitSignal(window.trainingDone, timeout=120000) as done:
+        window.resume_btn.trigger()
+    assert done.args[0].reason == "finished"

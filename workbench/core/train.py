@@ -55,6 +55,7 @@ class Control:
         self._running.set()
         self._batch = threading.Event()
         self.quick = False
+        self.notify = None  # a client's callback(paused: bool) for pauses where the loop cannot yield (evaluations)
 
     def stop(self, quick: bool = False):
         """Stop at the next step (or evaluation batch) and save; ``quick`` also skips the final evaluation."""
@@ -88,6 +89,15 @@ class Control:
     def wait_while_paused(self, poll: float = 0.1) -> None:
         while not self._running.wait(poll):
             pass
+
+    def hold(self) -> None:
+        """Wait while paused where no PausedEvent can be yielded (inside an evaluation), telling ``notify`` that the
+        loop is paused and when it goes on: a window waiting for the event would otherwise never offer Resume."""
+        if self.notify is not None:
+            self.notify(True)
+        self.wait_while_paused()
+        if self.notify is not None:
+            self.notify(False)
 
 
 class Interrupted(Exception):
@@ -606,7 +616,7 @@ class Run:
                 return c.quick
             if c.paused:
                 t = time.perf_counter()
-                c.wait_while_paused()
+                c.hold()
                 paused += time.perf_counter() - t
             return c.stopped
 

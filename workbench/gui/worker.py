@@ -56,6 +56,7 @@ class TrainWorker(QObject):
         super().__init__()
         self.cfg, self.runs_root, self.resume, self.data = cfg, runs_root, resume, data
         self.control = Control()
+        self.control.notify = self.paused.emit  # a pause inside an evaluation (signals cross threads safely)
         self._lock = threading.Lock()
         self._steps: list = []
         self._signalled = False
