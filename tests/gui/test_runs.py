@@ -29,6 +29,10 @@ def test_pause_and_stop_answer_at_once_and_take_effect_within_a_second(window, q
         window.stop()
         assert "stopping" in window.status.text() and not window.stop_btn.isEnabled()
     assert done.args[0].reason == "stopped"
+    from workbench.core.runs import load_run_checkpoint
+
+    saved = load_run_checkpoint(done.args[0].run_dir)[0]["step"]
+    assert done.args[0].step == saved and window.progress.format() == f"stopped: step {saved}/{window.total_steps}"
     qtbot.waitUntil(lambda: not window.running, timeout=10000)
     assert time.perf_counter() - t0 < 10.0  # a step, a final evaluation on 300 images and a checkpoint
 
@@ -152,6 +156,10 @@ def test_embedding_tooltip_legend_and_knn_colouring(window, qtbot):
     assert grey == "#bbbbbb"  # the legend no longer claims the class colours
     panel.colour_by.setCurrentText("class")
     assert panel.legend.item(0).icon().pixmap(12, 12).toImage().pixelColor(6, 6).name() == class_colour(0).lower()
+    brushes = {b.color().name() for b in panel.items[0].data["brush"]}  # every point back in its class colour
+    assert brushes == {class_colour(0).lower()} and "green" not in panel.status.text()
+    panel.colour_by.setCurrentText("kNN correct")  # cached: the explanation comes back without recomputing
+    assert "green" in panel.status.text()
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("sklearn"), reason="t-SNE needs scikit-learn")

@@ -92,6 +92,7 @@ class DoneEvent:
     run_dir: str
     metrics: dict = field(default_factory=dict)
     message: str = ""  # what the user should know, e.g. how to train a finished run longer
+    step: int = -1  # the step the run ended at (the checkpoint's); -1: not known
 
 
 @dataclass(frozen=True)

@@ -681,7 +681,7 @@ class Run:
         yield from self.checkpoint()
         if self.evaluated_step != self.step and not stopped_early:
             yield from self.evaluate(final=True)
-        yield DoneEvent(self.reason, str(self.dir), self.final)
+        yield DoneEvent(self.reason, str(self.dir), self.final, step=self.step)
 
     def done_already(self) -> DoneEvent:
         """The DoneEvent of a resumed run that had already finished; it says how to train longer."""

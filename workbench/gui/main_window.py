@@ -257,7 +257,7 @@ class MainWindow(RunActions, QMainWindow):
         self.t_start, self.t_first_step = time.perf_counter(), None
         self.plots.reset()
         self.embedding.reset()
-        self.inspector.reset()
+        self.inspector.reset(training=True)
         self.messages = []
         self.last_eval = None
         self.progress.setRange(0, 0)  # busy until the run reports its length
@@ -389,6 +389,9 @@ class MainWindow(RunActions, QMainWindow):
         self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "" if note else "#b35900")
 
     def _on_done(self, ev):
+        self.step = ev.step if ev.step >= 0 else self.step  # the checkpoint's step, not the last one logged
+        if not self.boxed:
+            self.progress.setValue(min(self.step, self.progress.maximum()))
         if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
             self.progress.setValue(self.progress.maximum())
         self.progress.setFormat(f"{ev.reason}: step {self._steps_text()}")

@@ -13,8 +13,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QCursor, QIcon, QPixmap
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from workbench.gui import jobs
 from workbench.gui.panels.plots import COLORS
@@ -75,6 +75,8 @@ class EmbeddingPanel(QWidget):
         self.colour_by.setObjectName("colour_by")
         self.status = QLabel("")
         self.status.setObjectName("embedding_status")
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long text wraps, never widens the window
         for w in (QLabel("projection"), self.method, QLabel("colour by"), self.colour_by):
             top.addWidget(w)
         top.addWidget(self.status, 1)
@@ -207,8 +209,6 @@ class EmbeddingPanel(QWidget):
     def _knn_done(self, ev, ok):
         if ev is self.latest:
             self.correct = ok
-            self.status.setText(f"kNN (k=20, leave-one-out) correct for {ok.mean():.1%} of the points shown "
-                                "(green: correct, red: wrong)")
             self._colour()
 
     def _colour(self):
@@ -223,8 +223,13 @@ class EmbeddingPanel(QWidget):
             if by_knn and self.correct is not None and len(rows):
                 brushes = [pg.mkBrush(RIGHT if self.correct[int(r)] else WRONG) for r in rows]
                 item.setBrush(brushes)
-            else:
-                item.setBrush(pg.mkBrush(class_colour(c)))
+            else:  # one brush a point: a single one would leave the per-point kNN brushes in place
+                item.setBrush([pg.mkBrush(class_colour(c))] * len(rows) if len(rows) else pg.mkBrush(class_colour(c)))
+        if by_knn and self.correct is not None:
+            self.status.setText(f"kNN (k=20, leave-one-out) correct for {self.correct.mean():.1%} of the points shown "
+                                "(green: correct, red: wrong)")
+        elif self.status.text().startswith("kNN (k="):
+            self.status.setText("")
 
     # ----- pointing -----
     @property

@@ -143,7 +143,7 @@ class InspectorPanel(QWidget):
         self.temp.valueChanged.connect(self._softmax)
         self.intro = self.info.text()
 
-    def reset(self):
+    def reset(self, training: bool = False):
         """Forget the last run's batches: a new or opened run starts its own similarity history."""
         self.batch, self.history = None, []
         for grid in (self.grid, self.retrieval):
@@ -152,7 +152,8 @@ class InspectorPanel(QWidget):
         self.heat_img.clear()
         for curve in (self.hist_pos, self.hist_neg, self.trend_pos, self.trend_neg, self.prob_curve):
             curve.clear()
-        self.info.setText(self.intro)
+        self.info.setText("training: capture a batch, or wait for the end of the epoch, to see the pairs the loss sees"
+                          if training else self.intro)
         self.prob_label.setText("")
 
     def show_batch(self, ev):
