@@ -295,6 +295,7 @@ def test_what_the_loader_guessed_about_a_folder_is_shown_with_it(window, qtbot, 
     assert s.dataset.currentText() == "image_folder"
     text = s.data_info.text()
     assert "2 classes" in text and "⚠" in text and "resizing all to 40x40 (the median shorter side)" in text, text
+    assert "data: data: '" not in window.messages_text() and "resizing all to 40x40" in window.messages_text()
     with qtbot.waitSignal(s.dataLoaded, timeout=30000):  # the bundled data set: nothing guessed, nothing shown
         s.dataset.setCurrentText("bundled")
     assert "⚠" not in s.data_info.text()

@@ -248,6 +248,8 @@ class MainWindow(RunActions, QMainWindow):
         self._launch(None if resume else cfg, resume, data)
 
     def _data_loaded(self, splits):
+        for note in dict.fromkeys(splits[0].notes):  # what the loader decided about the data, in the messages list too
+            self.log("data", note.removeprefix("data: "))
         pending, self._pending_start = self._pending_start, None
         if pending is not None and not self.running:
             cfg, resume = pending

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout,
 
 from workbench.core.augment import AUGMENTS, AUTO, PRESETS, Augmenter, resolve_preset
 from workbench.core.config import Config
-from workbench.core.data import DATASETS, data_warnings, load_splits
+from workbench.core.data import DATASETS, load_splits
 from workbench.core.losses import LOSSES
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
@@ -78,9 +78,8 @@ def thumbnail_rows(labels: list[int], per_class: int = THUMBS_PER_CLASS, limit: 
 
 def load_with_warnings(dcfg, report, cancel) -> tuple:
     """((train, held-out), the warnings the loader gave about the data): run in a background task."""
-    with data_warnings() as said:
-        splits = load_splits(dcfg, progress=report, cancel=cancel)
-    return splits, said
+    splits = load_splits(dcfg, progress=report, cancel=cancel)
+    return splits, splits[0].notes
 
 
 class SetupPanel(QScrollArea):
