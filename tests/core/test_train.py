@@ -20,17 +20,16 @@ def run_all(cfg, control=None, **kw):
 
 @pytest.mark.slow
 def test_short_training_on_real_data_lowers_loss_and_beats_untrained_encoder(tmp_path, quick_cfg):
-    cfg = quick_cfg("data.subset=4096", "train.batch_size=128", "train.epochs=6", "loss.temperature=0.2",
-                    "eval.bank_size=4096", "eval.test_size=1000", "optim.lr=0.002")
+    cfg = quick_cfg("data.subset=8192", "train.batch_size=128", "train.epochs=4", "loss.temperature=0.2",
+                    "eval.bank_size=8192", "eval.test_size=1000", "optim.lr=0.002")
     untrained, _ = evaluate(prepare(cfg))
     events = run_all(cfg, runs_root=tmp_path)
     losses = [e.loss for e in events if isinstance(e, StepEvent)]
     evals = [e.metrics for e in events if isinstance(e, EvalEvent)]
     assert isinstance(events[-1], DoneEvent) and events[-1].reason == "finished"
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
-    # the untrained 4x4x128 grid already keeps much of the pixels (0.78 here, raw pixels ~0.80): 6 epochs on 4,096
-    # images add about 0.03 to it
-    assert evals[-1]["knn_acc"] > untrained["knn_acc"] + 0.02
+    # the untrained 4x4x128 grid already keeps much of the pixels (0.80 here): 4 epochs of 8,192 images add 0.036
+    assert evals[-1]["knn_acc"] > untrained["knn_acc"] + 0.03
     assert evals[-1]["knn_acc"] > 0.8
     run = events[0].run_dir
     rows = read_metrics(run)
