@@ -545,6 +545,7 @@ def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick
     ([0] * 40, [0] * 8, "only one class is labelled, so kNN accuracy is 1 whatever"),
     ([0] * 42 + [1] * 2, [0, 1] * 4, "classes range from 2 to 42 training images"),
     ([0, 1] * 20, [0, 1] * 4, None),
+    ([0, 1] * 20, [1] * 8, None),  # one class held out among two trained: kNN can still be wrong
 ])
 def test_a_kNN_that_means_little_is_said_at_the_start(train_labels, test_labels, needle):
     from workbench.core.data import ImageData
