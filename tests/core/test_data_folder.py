@@ -238,7 +238,8 @@ def test_root_with_only_split_folders_is_never_taken_as_classes(tmp_path, caplog
     fill(tmp_path / "only" / "train", n=6)
     train, test = load(tmp_path / "only")
     assert train.classes == ["a", "b"] and len(train) + len(test) == 12
-    assert "has train/ but no test/, val/, valid/ or validation/: the held-out split is carved from train/" in caplog.text
+    carved = "has train/ but no val/, valid/, validation/, test/, testing/, holdout/, eval/: the held-out split is carved from train/"
+    assert carved in caplog.text
 
 
 def test_split_name_among_classes_is_a_class_with_a_warning(tmp_path, caplog):
@@ -376,7 +377,7 @@ def test_held_out_classes_are_matched_to_the_training_classes_by_name(tmp_path, 
         colour = tuple(test.images[i, :, 0, 0].tolist())
         expect = {v: k for k, v in colours.items()}[colour]
         assert test.labels[i] == (train.classes.index(expect) if expect in train.classes else -1)
-    assert (test.labels == -1).sum() == 3 and "holds class folder(s) that train/ has not: z" in caplog.text
+    assert (test.labels == -1).sum() == 3 and "holds class folder(s) that the training split has not: z" in caplog.text
 
 
 def test_images_past_pils_bomb_limit_decode_and_past_ours_are_named_too_large(tmp_path, caplog, monkeypatch):

@@ -476,8 +476,8 @@ def same_classes(held_out: ImageData, classes: list[str], folder: Path, say: boo
     labels = mapping[held_out.labels]  # an unlabeled image's -1 picks the last entry: -1 again
     extra = [name for name in held_out.classes if name not in index]
     if extra and say:
-        log.warning("data: %s holds class folder(s) that train/ has not: %s; their %d images count as unlabeled "
-                    "(left out of kNN)", folder, ", ".join(extra[:10]), int(((labels < 0) & (held_out.labels >= 0)).sum()))
+        log.warning("data: %s holds class folder(s) that the training split has not: %s; their %d images count as "
+                    "unlabeled (left out of kNN)", folder, ", ".join(extra[:10]), int(((labels < 0) & (held_out.labels >= 0)).sum()))
     return replace(held_out, labels=labels, classes=list(classes))
 
 

@@ -62,8 +62,8 @@ def split_folders(root: Path, say: bool = True) -> tuple[Path, Path | None]:
         return root, None
     others = [d.name + "/" for d in subdirs if d not in (train, heldout)]
     if heldout is None:
-        warn("data: '%s' has %s/ but no test/, val/, valid/ or validation/: the held-out split is carved from %s/", root,
-             train.name, train.name)
+        warn("data: '%s' has %s/ but no %s: the held-out split is carved from %s/", root, train.name,
+             ", ".join(n + "/" for n in HELDOUT_NAMES), train.name)
     elif (train.name, heldout.name) == ("train", "test"):
         info("data: '%s': train/ is the training split, test/ the held-out split", root)
     else:

@@ -32,6 +32,14 @@ CLOSE_WAIT_MS = 15000
 INVALID_WIDTH = 460  # px of the toolbar's validation message (whole in its tooltip)
 
 
+def _action(tb: QToolBar, text: str, slot, keys: str) -> QAction:
+    """A toolbar action with a keyboard shortcut, named in its tooltip."""
+    action = tb.addAction(text, slot)
+    action.setShortcut(QKeySequence(keys))
+    action.setToolTip(f"{text.rstrip('…')} ({QKeySequence(keys).toString(QKeySequence.NativeText)})")
+    return action
+
+
 def settings() -> QSettings:
     path = os.environ.get("WORKBENCH_SETTINGS")
     if path:
@@ -110,20 +118,14 @@ class MainWindow(RunActions, QMainWindow):
         tb = QToolBar("Training")
         tb.setObjectName("toolbar")
         self.addToolBar(tb)
-        for attr, text, slot, keys in (("start_btn", "Start", self.start, "Ctrl+Return"), ("pause_btn", "Pause", self.pause, "Ctrl+P"),
-                                       ("resume_btn", "Resume", self.resume, "Ctrl+R"), ("stop_btn", "Stop", self.stop, "Ctrl+."),
-                                       (None, None, None, None), ("", "Load config…", self.load_config, "Ctrl+O"),
-                                       ("", "Save config…", self.save_config, "Ctrl+S"),
-                                       ("", "Multi-GPU command…", self.show_torchrun, "")):
-            if attr is None:
-                tb.addSeparator()
-                continue
-            action = tb.addAction(text, slot)
-            if keys:
-                action.setShortcut(QKeySequence(keys))
-                action.setToolTip(f"{text.rstrip('…')} ({QKeySequence(keys).toString(QKeySequence.NativeText)})")
-            if attr:
-                setattr(self, attr, action)
+        self.start_btn = _action(tb, "Start", self.start, "Ctrl+Return")
+        self.pause_btn = _action(tb, "Pause", self.pause, "Ctrl+P")
+        self.resume_btn = _action(tb, "Resume", self.resume, "Ctrl+R")
+        self.stop_btn = _action(tb, "Stop", self.stop, "Ctrl+.")
+        tb.addSeparator()
+        _action(tb, "Load config…", self.load_config, "Ctrl+O")
+        _action(tb, "Save config…", self.save_config, "Ctrl+S")
+        tb.addAction("Multi-GPU command…", self.show_torchrun)
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)  # asks first while a run trains
