@@ -328,6 +328,10 @@ def test_out_of_range_numbers_are_named_not_silently_reverted(window, qtbot):
     assert not window.start_btn.isEnabled() and s.loss_form.editors["beta"].value() == 1e9
     type_into(qtbot, s.loss_form.editors["beta"], "2")
     qtbot.waitUntil(window.start_btn.isEnabled)
+    type_into(qtbot, s.lr.spin, "20")  # past the slider's end: kept and named, not reverted
+    qtbot.waitUntil(lambda: "optim.lr" in s.error.text())
+    assert s.lr.value() == 20 and not window.start_btn.isEnabled()
+    type_into(qtbot, s.lr.spin, "0.002")
     s.unit.setCurrentText("minutes")
     type_into(qtbot, s.minutes, "0")
     qtbot.waitUntil(lambda: "time_budget_s" in s.error.text())

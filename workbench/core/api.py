@@ -132,9 +132,9 @@ def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
     arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if arr.ndim != 1 or len(arr) != n:
         raise ConfigError(f"{where}: {n} images need {n} labels, one per image (-1 = unknown); got shape {arr.shape}")
-    if arr.dtype.kind in "USO":  # class names
-        names = sorted({str(a) for a in arr})
-        return torch.tensor([names.index(str(a)) for a in arr], dtype=torch.int64)
+    if arr.dtype.kind in "USO":  # class names, numbered as _class_names lists them
+        index = {name: i for i, name in enumerate(_class_names(arr))}
+        return torch.tensor([index[str(a)] for a in arr], dtype=torch.int64)
     if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr)))):
         raise ConfigError(f"{where}: labels must be class numbers (0, 1, ...; -1 = unknown) or class names, got "
                           f"{arr.dtype} values such as {arr[:3].tolist()}")

@@ -66,7 +66,7 @@ class LogSlider(QWidget):
         self.lo, self.hi = lo, hi
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setRange(0, 1000)
-        self.spin = FloatBox(0.0, hi, lo)  # values below lo are shown and then rejected by validation
+        self.spin = FloatBox(0.0, 1e12, lo)  # values outside lo..hi are shown (the slider stops at its end) and named by validation
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.slider, 2)
