@@ -295,6 +295,61 @@ def test_app_process_ends_within_seconds_of_closing_during_training(tmp_path):
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.pt").is_file()
 
 
+SIGNAL_SCRIPT = r"""
+import os, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from workbench.core.config import Config
+from workbench.gui import app as gui_app, main_window
+
+app = QApplication([])
+cfg = Config().with_overrides(["data.subset=1024", "train.batch_size=64", "train.epochs=50", "train.log_every=1",
+                               "eval.test_size=300", "eval.embed_points=200", "eval.bank_size=1024"])
+win = main_window.MainWindow(cfg, runs_root=sys.argv[1])
+win.confirm_close = lambda: print("ASKED", flush=True) or True
+win.show()
+gui_app.stop_on_signals(win)
+win.start()
+
+def poll():
+    if win.plots.steps:
+        print("TRAINING", flush=True)
+    else:
+        QTimer.singleShot(50, poll)
+
+QTimer.singleShot(50, poll)
+app.exec()
+win.wait_for_worker()
+print("WORKER-DONE", flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])  # kill or a logout; Ctrl-C in the launching terminal
+def test_the_window_asked_to_end_by_a_signal_keeps_the_checkpoint(tmp_path, signame):
+    """A signal closes the window without a question, and the running training stops with its checkpoint."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", WORKBENCH_SETTINGS=str(tmp_path / "s.ini"), WORKBENCH_NO_DIALOGS="1")
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT, str(tmp_path / "runs")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    with proc.stdout:
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("TRAINING"):
+                proc.send_signal(getattr(signal, signame))
+    assert proc.wait(timeout=120) == 0, "".join(out)
+    assert "WORKER-DONE" in "".join(out) and "ASKED" not in "".join(out) and "Traceback" not in "".join(out)
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert json.loads((run / "status.json").read_text())["state"] == "stopped"
+
+
 def test_stop_status_says_which_evaluation_its_knn_is_from(window):
     from workbench.core.events import DoneEvent, EvalEvent
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 
@@ -17,6 +18,7 @@ def run(config_path: str | None = None, fast_exit: bool = True) -> int:
     cfg = Config.load(config_path) if config_path else None
     win = MainWindow(cfg)
     win.show()
+    stop_on_signals(win)
     code = app.exec()
     win.wait_for_worker()  # closed during training: the worker is writing its checkpoint
     if fast_exit:
@@ -28,3 +30,20 @@ def run(config_path: str | None = None, fast_exit: bool = True) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def stop_on_signals(win):
+    """SIGTERM (``kill``, a logout, a job scheduler) and Ctrl-C in the launching terminal close ``win`` without
+    asking, a running training keeping its checkpoint; returns the timer that lets Python see the signals
+    while Qt's event loop waits (handlers run only between Python bytecodes)."""
+    from PySide6.QtCore import QTimer
+
+    def handle(signum, frame):
+        QTimer.singleShot(0, win.terminate)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    timer = QTimer(win, interval=200)
+    timer.timeout.connect(lambda: None)
+    timer.start()
+    return timer

@@ -488,6 +488,14 @@ class MainWindow(RunActions, QMainWindow):
         return QMessageBox.question(self, "Training is running",
                                     "Stop training and close? The checkpoint is kept and the run can be resumed.") == QMessageBox.Yes
 
+    def terminate(self) -> None:
+        """Close without asking (SIGTERM, or Ctrl-C in the terminal that launched the window): a running training
+        stops at its next step and keeps its checkpoint, as after the close button's "Yes"."""
+        if self.running and not self._closing:
+            self._closing = True
+            self.stop(quick=True)
+        self.close()
+
     def closeEvent(self, event):  # noqa: N802 - Qt's name
         if self.running and not self._closing:
             if not self.confirm_close():
