@@ -195,6 +195,7 @@ def test_memory_and_permission_errors_are_reported_as_what_they_are(tmp_path, ca
     assert f"skipped 1 file(s) too large to decode in memory in {tmp_path}: {tmp_path / 'a' / 'img1.png'}" in caplog.text
     assert f"could not be opened (permission denied) in {tmp_path}: {tmp_path / 'a' / 'img2.png'}" in caplog.text
     assert f"skipped 1 unreadable image file(s) (decoder failed) in {tmp_path}: {tmp_path / 'b' / 'broken.png'}" in caplog.text
+    assert caplog.text.count("broken.png") == 1  # the decoder's reason does not repeat the path
     assert sorted(train.skipped) == sorted(test.skipped) == sorted(str(tmp_path / p) for p in ("a/img1.png", "a/img2.png", "b/broken.png"))
 
 

@@ -166,6 +166,9 @@ def test_training_on_a_full_disk_stops_with_one_line_and_keeps_the_checkpoint(tm
     (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of GPU memory; lower train.batch_size"),
     (FloatingPointError("the loss became non-finite at step 7"), "the loss became non-finite at step 7"),
     (ConfigError("train.epochs: must be >= 1"), "train.epochs: must be >= 1"),
+    (PermissionError(13, "Permission denied", "/srv/out/model.onnx"),
+     "[Errno 13] Permission denied: '/srv/out/model.onnx'; check its permissions, or use a folder you can write to"),
+    (OSError(30, "Read-only file system", "/mnt/cd/runs"), "[Errno 30] Read-only file system: '/mnt/cd/runs'; check"),
 ])
 def test_expected_failures_get_advice(exc, needle):
     assert explain(exc).startswith(needle)

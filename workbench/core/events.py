@@ -140,6 +140,8 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, MemoryError) or any(s in text for s in _CPU_OOM):
         return ("out of CPU memory; lower train.batch_size or data.subset, set data.in_memory = false, "
                 "or lower eval.bank_size / eval.test_size")
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{first}; check its permissions, or use a folder you can write to (--out; WORKBENCH_CACHE for the image cache)"
     if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
         return first
     loc = where(exc)

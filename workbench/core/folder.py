@@ -318,8 +318,13 @@ def _report(failures: dict, folder: Path) -> None:
     for kind, text in KIND_TEXT.items():
         paths = [f for f, v in failures.items() if v[0] == kind]
         if paths:
-            shown = ", ".join(f"{p} ({failures[p][1]})" if kind == "unreadable" else p for p in paths[:5])
+            shown = ", ".join(f"{p} ({_without(failures[p][1], p)})" if kind == "unreadable" else p for p in paths[:5])
             log.warning("skipped %d %s in %s: %s%s", len(paths), text, folder, shown, " ..." if len(paths) > 5 else "")
+
+
+def _without(reason: str, path: str) -> str:
+    """A decoder's message without the file name it repeats (PIL: "cannot identify image file '/a/b.jpg'")."""
+    return reason.replace(f" '{path}'", "").replace(f" {path}", "")
 
 
 class Runner:
