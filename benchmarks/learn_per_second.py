@@ -8,9 +8,11 @@ kNN accuracy (weighted, k=20) on the test split is printed at each evaluation wi
 seconds it was reached at, then the final figure. ``default`` is what a new run gets; ``before``
 is the recipe new runs got before this study (NT-Xent temperature 0.5, AdamW lr 1e-3, full-size
 views throughout): the baseline measured in the same run; ``fullsize`` is today's default without
-progressive resolution. ``tau0.2`` and ``lr2e-3`` are ``before`` with one of the two
-changes that made ``default``; the others change one thing against ``default`` (batch, encoder
-width, pooled grid, head, optimiser). Raw pixels
+progressive resolution; ``prev`` is the default before the last study (head 512 wide, temperature
+0.2). ``tau0.2`` and ``lr2e-3`` are ``before`` with one of the first two changes that made
+``default``; the others change one thing against ``default`` (batch, encoder width, pooled grid,
+head, optimiser, learning rate, weight decay, crops). ``--set`` adds an override to every
+variant. Raw pixels
 and the untrained encoder are printed as the floors a learned representation has to beat.
 
     python benchmarks/learn_per_second.py --data cifar --budget 180 --variants default,width48,batch128
@@ -33,7 +35,7 @@ DATA = {"fashion": ("fashion_mnist", ROOT.parent / "shared" / "data" / "fashion-
         "cifar": ("image_folder", ROOT.parent / "shared" / "data" / "cifar10-jpg")}
 
 BEFORE = ["loss.temperature=0.5", "optim.lr=0.001", "optim.warmup_epochs=1.0", "model.width=32", "model.pool=2",
-          "augment.start_size=1"]
+          "augment.start_size=1", "model.head_hidden=512"]
 VARIANTS: dict[str, list[str]] = {
     "default": [],
     "before": BEFORE,
@@ -46,7 +48,8 @@ VARIANTS: dict[str, list[str]] = {
     "pool1": ["model.pool=1"],
     "pool2": ["model.pool=2"],  # the default before the pool4 study
     "pool3": ["model.pool=3"],
-    "head256": ["model.head_hidden=256"],
+    "head512": ["model.head_hidden=512"],
+    "prev": ["model.head_hidden=512", "loss.temperature=0.2"],  # the default before the head/temperature study
     "lars": ["optim.name=lars", "optim.lr=1.0"],
     "depth2": ["model.depth=2"],
     "depth3": ["model.depth=3"],
@@ -55,8 +58,15 @@ VARIANTS: dict[str, list[str]] = {
     "fullsize": ["augment.start_size=1"],  # the default before progressive resolution
     "prog75": ["augment.start_size=0.75"],
     "prog50to80": ["augment.full_size_at=0.8"],
-    "tau0.1": ["loss.temperature=0.1"],
+    "tau0.3": ["loss.temperature=0.3"],
+    "lr1e-3": ["optim.lr=0.001"],
+    "lr4e-3": ["optim.lr=0.004"],
+    "wd1e-5": ["optim.weight_decay=1e-5"],
+    "batch512lr4e-3": ["train.batch_size=512", "optim.lr=0.004"],
     "dcl0.1": ["loss.name=dcl", "loss.temperature=0.1"],
+    "crop35grey": [  # greyscale data only: simclr_small_grey with crops keeping >= 35% instead of 20%
+        'augment.recipe=[{name="random_resized_crop", p=1.0, scale=[0.35, 1.0]}, {name="color_jitter", p=0.8, '
+        'brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0}]'],
 }
 
 
@@ -65,13 +75,13 @@ def data_overrides(which: str) -> list[str]:
     return [f"data.name={name}", f"data.root={root}"]
 
 
-def child(which: str, variant: str, budget: float, every: int) -> dict:
+def child(which: str, variant: str, budget: float, every: int, extra: list[str]) -> dict:
     from workbench.core.config import Config
     from workbench.core.events import DoneEvent, EvalEvent, StepEvent
     from workbench.core.train import train
 
     sets = data_overrides(which) + [f"train.time_budget_s={budget}", "train.epochs=100000", "train.log_every=20",
-                                    f"eval.every={every}", "eval.embed_points=0"] + VARIANTS[variant]
+                                    f"eval.every={every}", "eval.embed_points=0"] + extra + VARIANTS[variant]
     cfg = Config().with_overrides(sets)
     points, rates, t_train, t_last, final = [], [], 0.0, None, None
     for ev in train(cfg, runs_root="/tmp/wb-learn"):
@@ -118,10 +128,12 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=600.0, help="training seconds a variant")
     ap.add_argument("--variants", default="before,default", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--eval-every", type=int, default=5, help="epochs between evaluations")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an override applied to every variant, e.g. model.head_hidden=256 (repeatable)")
     ap.add_argument("--child")
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.data, a.child, a.budget, a.eval_every)))
+        print(json.dumps(child(a.data, a.child, a.budget, a.eval_every, a.set)))
         return
     names = a.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
@@ -131,7 +143,7 @@ def main() -> None:
     res = {}
     for name in names:
         out = subprocess.run([sys.executable, __file__, "--child", name, "--data", a.data, "--budget", str(a.budget),
-                              "--eval-every", str(a.eval_every)], capture_output=True, text=True,
+                              "--eval-every", str(a.eval_every), *[f"--set={x}" for x in a.set]], capture_output=True, text=True,
                              env=dict(os.environ, PYTHONWARNINGS="ignore"))
         if out.returncode:
             sys.exit(f"variant {name} failed:\n{out.stderr[-3000:]}")

@@ -16,7 +16,7 @@ def test_defaults_round_trip_through_toml(tmp_path):
 
 def test_every_default_is_written_out():
     d = Config().to_dict()
-    assert d["loss"]["temperature"] == 0.2 and d["loss"]["similarity"] == "cosine"
+    assert d["loss"]["temperature"] == 0.1 and d["loss"]["similarity"] == "cosine"
     # the preset is resolved from the data when training starts
     assert d["augment"] == {"preset": "auto", "recipe": [], "start_size": 0.0, "full_size_at": 0.5}
     chosen = Config().with_overrides(["augment.preset=simclr_cifar"]).to_dict()["augment"]["recipe"]

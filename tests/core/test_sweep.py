@@ -155,8 +155,8 @@ def test_set_overrides_the_sweep_section_as_well_as_the_base_config(tmp_path):
 
 
 def test_a_plain_run_of_a_sweep_config_trains_its_base_config(tmp_path):
-    cfg = Config.load(write(tmp_path, '[sweep]\n[sweep.params]\nloss.temperature = [0.1, 0.3]'))
-    assert cfg.data.subset == 128 and cfg.loss.params["temperature"] == 0.2  # the default, not a swept value
+    cfg = Config.load(write(tmp_path, '[sweep]\n[sweep.params]\nloss.temperature = [0.05, 0.3]'))
+    assert cfg.data.subset == 128 and cfg.loss.params["temperature"] == 0.1  # the default, not a swept value
 
 
 # ----- ranking -----

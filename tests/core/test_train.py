@@ -11,6 +11,7 @@ from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, E
                                    RunStarted, StepEvent, WarningEvent)
 from workbench.core.registry import ConfigError
 from workbench.core.runs import load_checkpoint, read_metrics
+from workbench.core.config import Config
 from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train
 
 
@@ -227,6 +228,37 @@ def test_small_cnn_output_size():
     assert ENCODERS.build("small_cnn", {}, in_channels=3, image_size=96)(torch.randn(2, 3, 96, 96)).shape == (2, 2048)
     with pytest.raises(ValueError, match="pool"):
         ENCODERS.build("small_cnn", {"pool": 0}, in_channels=1, image_size=28)
+
+
+@pytest.mark.parametrize("side", [4, 7, 2])
+def test_grid_pool_matches_torch_adaptive_pooling(side):
+    """small_cnn's pool passes 4x4 maps through untouched and pools any other size exactly as torch does,
+    forward and backward, in either memory format."""
+    from workbench.core.models import GridPool
+
+    x = torch.randn(3, 5, side, side).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref = x.detach().clone().requires_grad_()
+    got, want = GridPool(4)(x), torch.nn.AdaptiveAvgPool2d(4)(ref)
+    w = torch.randn_like(want)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    assert got.shape == (3, 5, 4, 4) and torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(x.grad, ref.grad, atol=1e-6)
+    assert (got is x) == (side == 4)
+
+
+def test_head_hidden_auto_fits_the_encoder_and_is_written_out(tmp_path, quick_cfg):
+    """model.head_hidden = 0 (the default): 256 for small_cnn's 2048-d grid, the representation's size for a
+    ResNet (SimCLR's convention); a number given is kept; config.toml records what was built."""
+    from workbench.core.methods import build_network
+
+    def hidden(*sets):
+        return build_network(Config().with_overrides(list(sets)), 3, 32).head[0].out_features
+
+    assert Config().model.head_hidden == 0
+    assert hidden() == 256 and hidden("model.encoder=resnet18_cifar") == 512 and hidden("model.head_hidden=64") == 64
+    events = run_all(quick_cfg("train.max_steps=1"), runs_root=tmp_path)
+    assert events[0].config["model"]["head_hidden"] == 256
 
 
 def test_small_cnn_stages_and_depth():

@@ -137,7 +137,7 @@ class AugmentConfig:
 class ModelConfig:
     encoder: str = "small_cnn"
     head_layers: int = 2
-    head_hidden: int = 512
+    head_hidden: int = 0  # 0 = auto (methods.head_hidden): 256 for small_cnn, the representation's size otherwise
     head_out: int = 128
     head_bn: bool = True
     predictor_hidden: int = 512  # used by losses that need a predictor (BYOL, SimSiam)
@@ -152,7 +152,8 @@ class ModelConfig:
         _check_finite(params, "model")
         self.params = {p.name: p.default for p in ENCODERS.get(self.encoder).params} | params
         _in_range(self, "model", "head_layers", 0, 8, " (0 = no head)")
-        for k in ("head_hidden", "head_out", "predictor_hidden"):
+        _in_range(self, "model", "head_hidden", 0, 65536, " (0 = auto)")
+        for k in ("head_out", "predictor_hidden"):
             _in_range(self, "model", k, 1, 65536)
 
 
@@ -179,7 +180,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     name: str = "adamw"
-    lr: float = 2e-3  # AdamW at batch 256; the study in benchmarks/learn_per_second.py chose it with loss.temperature 0.2
+    lr: float = 2e-3  # AdamW at batch 256; chosen by the study in benchmarks/learn_per_second.py
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from workbench.core.models import GridPool
+
 SCHEMA = "contrastive-workbench/model-card/1"
 
 _LEAVES = {  # class -> constructor arguments that rebuild it exactly
@@ -48,8 +50,9 @@ class NotDescribable(Exception):
 
 def spec_of(module: nn.Module, encoder_name: str = "") -> dict:
     """The module-tree spec of an encoder or head (see the module docstring)."""
-    if type(module) in _LEAVES:
-        return {"module": f"torch.nn.{type(module).__name__}", "kwargs": _LEAVES[type(module)](module)}
+    kind = nn.AdaptiveAvgPool2d if type(module) is GridPool else type(module)  # the same numbers, torch's own class
+    if kind in _LEAVES:
+        return {"module": f"torch.nn.{kind.__name__}", "kwargs": _LEAVES[kind](module)}
     if type(module).__name__ == "ResNet" and encoder_name in _RESNETS:
         return {"module": f"torchvision.models.{_RESNETS[encoder_name]}", "kwargs": {"weights": None},
                 "set": {"conv1": spec_of(module.conv1), "maxpool": spec_of(module.maxpool), "fc": spec_of(module.fc)}}

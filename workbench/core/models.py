@@ -18,6 +18,18 @@ def _check(cond, msg):
         raise ValueError(msg)
 
 
+class GridPool(nn.AdaptiveAvgPool2d):
+    """Adaptive average pooling to ``output_size`` (an int) that passes through maps already of that size:
+    (B, C, h, w) -> (B, C, n, n). Torch's own pooling copies such maps and spends as long on their backward
+    pass as a convolution layer does."""
+
+    def forward(self, x):
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():  # a traced graph takes torch's own pooling
+            return super().forward(x)
+        n = self.output_size
+        return x if x.shape[-2] == n and x.shape[-1] == n else super().forward(x)
+
+
 @ENCODERS.register("small_cnn")
 class SmallCNN(nn.Module):
     """``stages`` stride-2 conv blocks (3x3 conv, BatchNorm, ReLU), width doubling each stage, ``depth`` - 1
@@ -49,7 +61,7 @@ class SmallCNN(nn.Module):
             cin = width * 2 ** i
         for _ in range(depth - 1):
             layers += block(cin, cin, 1)
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool), nn.Flatten())
+        self.features = nn.Sequential(*layers, GridPool(pool), nn.Flatten())
         self.out_dim = cin * pool * pool
 
     def forward(self, x):

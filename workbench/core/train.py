@@ -37,7 +37,7 @@ from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, Embed
                                    PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.inspector import batch_event
 from workbench.core.losses import LOSSES, Views
-from workbench.core.methods import Method, build_method, build_network
+from workbench.core.methods import Method, build_method, build_network, head_hidden
 from workbench.core.models import Network
 from workbench.core.optim import build_optimizer, lr_factor, warmup_fraction
 from workbench.core.projection import StableProjector
@@ -156,6 +156,8 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
     method = build_method(cfg)
     net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
+    if not cfg.model.head_hidden:  # auto, written out so config.toml says what was built
+        cfg = cfg.replace("model", head_hidden=head_hidden(cfg.model, net.encoder.out_dim))
     cfg, note = resolve_progressive(cfg, aug.out_size(train_data.size))
     notes += note + label_notes(train_data, test_data)
     if not cfg.eval.bank_size and len(train_data) > MAX_AUTO_BANK:

@@ -86,7 +86,7 @@ class NTXent(nn.Module):
 
     term_names = ("temperature", "pos_sim", "neg_sim")
 
-    def __init__(self, temperature: float = 0.2, similarity: Literal["cosine", "dot"] = "cosine", learnable_temperature: bool = False):
+    def __init__(self, temperature: float = 0.1, similarity: Literal["cosine", "dot"] = "cosine", learnable_temperature: bool = False):
         super().__init__()
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got '{similarity}'")
