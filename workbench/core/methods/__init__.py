@@ -34,8 +34,8 @@ SMALL_CNN_HEAD = 256
 
 def head_hidden(model_cfg, enc_dim: int) -> int:
     """``model.head_hidden`` with 0 (auto) resolved: 256 for small_cnn, whose 2048-d grid would otherwise make
-    the head's first layer cost as much as the encoder on a CPU (and 256 learned as much per step in
-    benchmarks/learn_per_second.py); the representation's size ``enc_dim`` for other encoders (SimCLR's
+    the head's first layer cost as much as the encoder on a CPU (benchmarks/learn_per_second.py: at least as
+    much kNN in a fixed time, at more images/s); the representation's size ``enc_dim`` for other encoders (SimCLR's
     convention: 512 for ResNet-18, 2048 for ResNet-50)."""
     if model_cfg.head_hidden:
         return model_cfg.head_hidden
