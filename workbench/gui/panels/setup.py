@@ -76,12 +76,6 @@ def thumbnail_rows(labels: list[int], per_class: int = THUMBS_PER_CLASS, limit: 
     return [i for _, _, i in sorted(rows)][:limit]
 
 
-def load_with_warnings(dcfg, report, cancel) -> tuple:
-    """((train, held-out), the warnings the loader gave about the data): run in a background task."""
-    splits = load_splits(dcfg, progress=report, cancel=cancel)
-    return splits, splits[0].notes
-
-
 class SetupPanel(QScrollArea):
     validityChanged = Signal(bool, str)
     dataLoaded = Signal(object)  # (train, test)
@@ -499,8 +493,8 @@ class SetupPanel(QScrollArea):
         self.load_bar.setRange(0, 0)
         self.load_bar.setFormat("loading…")
         self.load_host.setVisible(True)
-        self.loading = Task(lambda report, cancel: load_with_warnings(dcfg, report, cancel),
-                            lambda got: self._loaded(dcfg, *got), lambda msg, *_: self._loaded_error(msg), self._progress)
+        self.loading = Task(lambda report, cancel: load_splits(dcfg, progress=report, cancel=cancel),
+                            lambda splits: self._loaded(dcfg, splits), lambda msg, *_: self._loaded_error(msg), self._progress)
         self.loading.start()
 
     def cancel_loading(self, *_, quiet: bool = False):
@@ -518,7 +512,7 @@ class SetupPanel(QScrollArea):
         if message:
             self.load_bar.setToolTip(message)
 
-    def _loaded(self, dcfg, splits, said: list[str]):
+    def _loaded(self, dcfg, splits):
         self.loading = None
         self.load_host.setVisible(False)
         train, test = splits
@@ -529,7 +523,7 @@ class SetupPanel(QScrollArea):
         if self.preset.currentText() == AUTO:
             self._apply_preset(AUTO)
             note = f"; augmentation preset auto -> {self._auto_preset()}"
-        checks = "".join(f"\n⚠ {w.removeprefix('data: ')}" for w in dict.fromkeys(said))  # what the loader guessed
+        checks = "".join(f"\n⚠ {w.removeprefix('data: ')}" for w in dict.fromkeys(train.notes))  # what the loader guessed
         self.data_info.setText(f"{len(train):,} training / {len(test):,} held-out images, "
                                f"{train.channels}x{train.size}x{train.size}, {labels}{skipped}{note}{checks}")
         self._show_thumbs(train)
