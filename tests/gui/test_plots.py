@@ -65,6 +65,42 @@ def test_overlays_go_on_a_new_run_and_the_knn_plot_follows_the_epochs_within_0_1
     assert ly1 - ys.max() >= 0.25 * (ys.max() - ys.min())  # headroom above the curve: the legend's place
 
 
+def test_a_curve_of_one_point_is_drawn_as_a_marker_until_a_second_joins_it(qtbot):
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    feed(panel, [0])
+    curves = [panel.raw, panel.smooth, panel.lr_curve, *panel.term_curves.values()]
+    assert len(curves) == 5 and all(c.opts["symbol"] == "o" for c in curves)
+    feed(panel, [5])
+    assert all(c.opts["symbol"] is None for c in curves)
+
+
+def points_under_legend(plot) -> int:
+    """How many of the plot's data points the legend covers, in scene coordinates."""
+    from PySide6.QtCore import QPointF
+
+    box, vb = plot.plotItem.legend.sceneBoundingRect(), plot.getViewBox()
+    return sum(box.contains(vb.mapViewToScene(QPointF(float(x), float(y))))
+               for item in plot.listDataItems() for x, y in zip(item.xData, item.yData, strict=True))
+
+
+def test_legends_stay_clear_of_the_curves_live_after_fitting_and_with_overlays(qtbot):
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1000, 560)
+    panel.show()
+    qtbot.waitExposed(panel)
+    feed(panel, range(0, 300, 5))  # the "pos" term rises to its highest at the right, where the legend is
+    assert points_under_legend(panel.terms_plot) == 0 and points_under_legend(panel.loss_plot) == 0
+    for i in range(3):  # three compared runs: a legend five rows high over the loss plot
+        panel.overlay(f"2026-11-2{i}_140000_bundled-run", [1, 150, 300], [5.0, 4.9, 4.8 + 0.1 * i], [], [], i)
+    assert len(panel.loss_plot.plotItem.legend.items) == 5
+    assert points_under_legend(panel.loss_plot) == 0
+    panel.fit()
+    assert points_under_legend(panel.loss_plot) == 0 and points_under_legend(panel.terms_plot) == 0
+
+
 def test_similarity_histograms_never_divide_by_zero():
     import warnings
 

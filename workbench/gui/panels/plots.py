@@ -26,12 +26,33 @@ def ema(values: np.ndarray, alpha: float = 0.2) -> np.ndarray:
     return out
 
 
+def legend_room(plot: pg.PlotWidget) -> float:
+    """Headroom above the data, as a fraction of the data's span, that keeps the plot's legend (drawn at the
+    top) clear of the curves: its height with a margin, out of the view's height in pixels. The data and
+    the 10% below them fill the rest."""
+    legend, height = plot.getPlotItem().legend, plot.getViewBox().height()
+    if legend is None or not legend.items or height <= 0:
+        return 0.0
+    legend.layout.activate()  # its size with the rows just added
+    share = min(0.6, (legend.boundingRect().height() + 12) / height)
+    return 1.1 * share / (1 - share)
+
+
+def mark_lone_point(curve: pg.PlotDataItem) -> None:
+    """A curve of one point draws no line: it gets a marker until a second point joins it."""
+    want = "o" if curve.xData is not None and len(curve.xData) == 1 else None
+    if curve.opts["symbol"] != want:
+        curve.setSymbol(want)
+        curve.setSymbolSize(6)
+        curve.setSymbolBrush(curve.opts["pen"].color() if want else None)
+
+
 class GrowingRange:
-    """Keeps a plot's view around its data with headroom; hands the view to the user once they
-    pan or zoom, and takes it back when they press the plot's auto-range ("A") button."""
+    """Keeps a plot's view around its data with headroom (at least the legend's room); hands the view to
+    the user once they pan or zoom, and takes it back when they press the plot's auto-range ("A") button."""
 
     def __init__(self, plot: pg.PlotWidget, top: float = 0.1, x0: float = 0.0):
-        self.vb = plot.getViewBox()
+        self.plot, self.vb = plot, plot.getViewBox()
         self.vb.disableAutoRange()
         self.follow = True
         self.top, self.x0 = top, x0  # headroom above the data (room for a legend), where the x axis starts
@@ -55,8 +76,10 @@ class GrowingRange:
         if x1 > vx1 or x1 < 0.4 * vx1 or not self.placed:
             xr = (self.x0, max(10.0, 1.5 * x1))
         span = max(y1 - y0, 1e-6 * abs(y1), 1e-12)
-        if y0 < vy0 or y1 > vy1 or span < 0.4 * (vy1 - vy0) or not self.placed:
-            yr = (y0 - 0.1 * span, y1 + self.top * span)
+        room = legend_room(self.plot)
+        top = max(self.top, room)
+        if y0 < vy0 or y1 + 0.9 * room * span > vy1 or vy1 - vy0 > 2 * (1.1 + top) * span or not self.placed:
+            yr = (y0 - 0.1 * span, y1 + top * span)
         self.placed = True
         if xr or yr:
             self.vb.setRange(xRange=xr, yRange=yr, padding=0)
@@ -90,7 +113,7 @@ class PlotsPanel(QWidget):
         self.knn_curve = self.knn_plot.plot(pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=6)
         self.term_curves: dict[str, pg.PlotDataItem] = {}
         self.ranges = {p: GrowingRange(p) for p in (self.lr_plot, self.terms_plot)}
-        self.ranges[self.loss_plot] = GrowingRange(self.loss_plot, top=0.35)  # room for the legend above the curves
+        self.ranges[self.loss_plot] = GrowingRange(self.loss_plot)
         self.ranges[self.knn_plot] = GrowingRange(self.knn_plot, top=0.05, x0=0.5)
         self.overlays: list = []
         self.hints = []
@@ -144,6 +167,8 @@ class PlotsPanel(QWidget):
             self.raw.setData(x, y)
             self.smooth.setData(x, ema(y))
             self.lr_curve.setData(x, lr)
+            for curve in (self.raw, self.smooth, self.lr_curve):
+                mark_lone_point(curve)
             self.ranges[self.loss_plot].update(x[-1], np.nanmin(y), np.nanmax(y))
             self.ranges[self.lr_plot].update(x[-1], 0.0, np.nanmax(lr))
         if self.knn_dirty:  # every setData repaints its plot (~10 ms); the kNN curve changes once an epoch
@@ -156,6 +181,7 @@ class PlotsPanel(QWidget):
                 self.term_curves[k] = self.terms_plot.plot(pen=pg.mkPen(COLORS[i % len(COLORS)], width=1), name=k)
             arr = np.asarray(pts, float)
             self.term_curves[k].setData(arr[:, 0], arr[:, 1])
+            mark_lone_point(self.term_curves[k])
         if self.terms:
             vals = np.concatenate([np.asarray(pts, float)[:, 1] for pts in self.terms.values()])
             self.ranges[self.terms_plot].update(self.steps[-1] if self.steps else 1, np.nanmin(vals), np.nanmax(vals))
@@ -167,6 +193,7 @@ class PlotsPanel(QWidget):
             h.setVisible(False)
         if len(steps):
             self.overlays.append(self.loss_plot.plot(steps, ema(np.asarray(losses, float)), pen=pen, name=name))
+            mark_lone_point(self.overlays[-1])
         if len(epochs):
             self.overlays.append(self.knn_plot.plot(epochs, knn, pen=pen, symbol="t", symbolSize=6, symbolBrush=pen.color()))
         self.fit()
@@ -189,8 +216,10 @@ class PlotsPanel(QWidget):
             x, y = np.concatenate(xs), np.concatenate(ys)
             lo, hi = (self.ranges[plot].x0, max(x.max(), 1.0)) if plot is not self.knn_plot else (0.5, x.max() + 0.5)
             y0, y1 = (0.0, 1.0) if plot is self.knn_plot else (np.nanmin(y), np.nanmax(y))
-            pad = 0.05 * max(y1 - y0, 1e-6)
-            plot.getViewBox().setRange(xRange=(lo, hi + 0.02 * (hi - lo)), yRange=(y0 - pad, y1 + 3 * pad), padding=0)
+            span = max(y1 - y0, 1e-6)
+            top = 0.15 if plot is self.knn_plot else max(0.15, legend_room(plot))
+            plot.getViewBox().setRange(xRange=(lo, hi + 0.02 * (hi - lo)), yRange=(y0 - 0.05 * span, y1 + top * span),
+                                       padding=0)
 
     def clear_overlays(self):
         for item in self.overlays:
