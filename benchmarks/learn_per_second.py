@@ -11,7 +11,7 @@ views throughout): the baseline measured in the same run; ``fullsize`` is today'
 progressive resolution; ``prev`` is the default before the last study (head 512 wide, temperature
 0.2). ``tau0.2`` and ``lr2e-3`` are ``before`` with one of the first two changes that made
 ``default``; the others change one thing against ``default`` (batch, encoder width, pooled grid,
-head, optimiser, learning rate, weight decay, crops). ``--set`` adds an override to every
+head, optimiser, learning rate, weight decay, temperature, crops). ``--set`` adds an override to every
 variant. Raw pixels
 and the untrained encoder are printed as the floors a learned representation has to beat.
 
@@ -67,6 +67,10 @@ VARIANTS: dict[str, list[str]] = {
     "crop35grey": [  # greyscale data only: simclr_small_grey with crops keeping >= 35% instead of 20%
         'augment.recipe=[{name="random_resized_crop", p=1.0, scale=[0.35, 1.0]}, {name="color_jitter", p=0.8, '
         'brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0}]'],
+    "crop08grey": [  # greyscale data only: simclr_small_grey with crops keeping >= 8% instead of 20%
+        'augment.recipe=[{name="random_resized_crop", p=1.0, scale=[0.08, 1.0]}, {name="color_jitter", p=0.8, '
+        'brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0}]'],
+    "tau0.05": ["loss.temperature=0.05"],
 }
 
 
