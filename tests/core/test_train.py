@@ -10,6 +10,7 @@ import torch
 from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent, PausedEvent,
                                    RunStarted, StepEvent, WarningEvent)
 from workbench.core.registry import ConfigError
+from workbench.core.history import read_status
 from workbench.core.runs import load_checkpoint, read_metrics
 from workbench.core.config import Config
 from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train
@@ -112,6 +113,21 @@ def test_nan_loss_ends_with_a_clear_error(tmp_path, quick_cfg, monkeypatch):
     assert isinstance(events[-1], ErrorEvent) and "lower optim.lr" in events[-1].message
     assert "step 3" in events[-1].message and events[-1].traceback
     assert [e.step for e in events if isinstance(e, StepEvent)] == [1]  # step 1 is logged; nothing after the NaN
+    status = read_status(events[0].run_dir)  # the runs table reads it, whichever client trained
+    assert status["state"] == "failed" and "lower optim.lr" in status["message"]
+
+
+def test_the_run_records_its_state_and_a_later_failed_export_does_not_change_it(tmp_path, quick_cfg):
+    from pathlib import Path
+
+    from workbench.core.history import run_summary
+
+    events = run_all(quick_cfg("train.max_steps=3"), runs_root=tmp_path)
+    run = Path(events[0].run_dir)
+    assert (read_status(run)["state"], read_status(run)["step"]) == ("finished", 3)
+    with open(run / "run.log", "a", encoding="utf-8") as log:  # what an export into a read-only folder leaves
+        log.write("2026-11-24 05:00:00 ERROR workbench export: [Errno 13] cannot write 'x.onnx': Permission denied\n")
+    assert run_summary(run)["status"] == "finished"
 
 
 def test_setup_errors_raise_before_training(tmp_path, quick_cfg):
@@ -512,6 +528,8 @@ def test_evaluations_keep_to_their_share_of_the_training_time(tmp_path, quick_cf
     notes = [e for e in events if isinstance(e, WarningEvent) and "eval.max_share" in e.message]
     assert evaluated == ([1, 4] if share < 1 else [1, 2, 3, 4])
     assert len(notes) == (1 if share < 1 else 0) and all(n.note for n in notes)
+    assert all(re.match(r"skipping some of the evaluations asked for \(every epoch\): one takes 10\.\d s against", n.message)
+               for n in notes)
     assert isinstance(events[-1], DoneEvent) and events[-1].metrics["knn_acc"] > 0
 
 

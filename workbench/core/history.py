@@ -7,7 +7,6 @@ the runs table, and the last 2-D layout shown of its embedding.
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.events import EvalEvent, StepEvent
-from workbench.core.runs import atomic_write_bytes, read_metrics
+from workbench.core.runs import atomic_write_bytes, read_metrics, read_status, write_status  # noqa: F401 (status: re-exported)
 
 EVAL_KEYS = ("knn_acc", "linear_acc", "alignment", "uniformity", "emb_std", "eff_rank")
 RUNNING_WITHIN_S = 120  # a run without a final state whose files changed this recently is still running
@@ -39,27 +38,6 @@ def read_history(run_dir: str | Path) -> list:
         if r.get("knn_acc") is not None:
             events.append(EvalEvent(epoch, step, {k: r[k] for k in EVAL_KEYS if r.get(k) is not None}))
     return events
-
-
-def write_status(run_dir: str | Path, state: str, step: int = 0, message: str = "") -> None:
-    """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic), with
-    the writing process's pid and host, so a reader can tell a run whose process was killed ("interrupted")."""
-    now = round(time.time(), 3)
-    prev = read_status(run_dir)
-    elapsed = float(prev.get("elapsed_s", 0.0))
-    if prev.get("state") == "running":  # time spent running since the last record (not the time between sessions)
-        elapsed += max(0.0, now - float(prev.get("updated", now)))
-    text = json.dumps({"state": state, "step": int(step), "elapsed_s": round(elapsed, 3), "updated": now, "message": message,
-                       "pid": os.getpid(), "host": socket.gethostname()})
-    atomic_write_bytes(Path(run_dir) / "status.json", text.encode("utf-8"))
-
-
-def read_status(run_dir: str | Path) -> dict:
-    """The run's own ``status.json`` when it wrote one, else {}."""
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _infer_state(run: Path, cfg, rows: list[dict]) -> str:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import json
 import logging
 import os
 import platform
 import shlex
 import shutil
+import socket
 import time
 import zipfile
 from pathlib import Path
@@ -410,3 +412,24 @@ def _model_shapes(cfg, state: dict) -> dict | None:
     except (ConfigError, TypeError, ValueError, RuntimeError, NotImplementedError):
         return None
     return net.state_dict()
+
+
+def write_status(run_dir: str | Path, state: str, step: int = 0, message: str = "") -> None:
+    """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic), with
+    the writing process's pid and host, so a reader can tell a run whose process was killed ("interrupted")."""
+    now = round(time.time(), 3)
+    prev = read_status(run_dir)
+    elapsed = float(prev.get("elapsed_s", 0.0))
+    if prev.get("state") == "running":  # time spent running since the last record (not the time between sessions)
+        elapsed += max(0.0, now - float(prev.get("updated", now)))
+    text = json.dumps({"state": state, "step": int(step), "elapsed_s": round(elapsed, 3), "updated": now, "message": message,
+                       "pid": os.getpid(), "host": socket.gethostname()})
+    atomic_write_bytes(Path(run_dir) / "status.json", text.encode("utf-8"))
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """The run's own ``status.json`` when it wrote one, else {}."""
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

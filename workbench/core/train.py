@@ -597,8 +597,8 @@ class Run:
         self.cadence_noted = True
         trained = (self.elapsed - self.trained_from) / max(self.epoch - self.started_epoch, 1)
         every = "every epoch" if self.cfg.eval.every == 1 else f"every {self.cfg.eval.every} epochs"
-        note = WarningEvent(f"evaluating less often than {every}: an evaluation takes {self.eval_cost:.1f} s against "
-                            f"{trained:.1f} s of training an epoch, and eval.max_share keeps evaluations under "
+        note = WarningEvent(f"skipping some of the evaluations asked for ({every}): one takes {_seconds(self.eval_cost)} "
+                            f"against {_seconds(trained)} of training an epoch, and eval.max_share keeps evaluations under "
                             f"{self.cfg.eval.max_share:.0%} of the training time (1 = every time); the final one always runs",
                             note=True)
         logger.warning(note.message, extra={"note": True})
@@ -683,7 +683,14 @@ class Run:
         yield from self.checkpoint()
         if self.evaluated_step != self.step and not stopped_early:
             yield from self.evaluate(final=True)
+        self.record(self.reason)
         yield DoneEvent(self.reason, str(self.dir), self.final, step=self.step)
+
+    def record(self, state: str, message: str = "") -> None:
+        """The run's state in status.json, for the runs table (whichever client trains: CLI, Python, window)."""
+        if self.is_main:
+            with contextlib.suppress(OSError):
+                runs.write_status(self.dir, state, self.step, message)
 
     def done_already(self) -> DoneEvent:
         """The DoneEvent of a resumed run that had already finished; it says how to train longer."""
@@ -704,6 +711,10 @@ class Run:
                            self.cfg.loss.params.get("temperature"))
 
 
+def _seconds(t: float) -> str:
+    return f"{t:.1f} s" if t >= 0.1 else f"{1000 * t:.0f} ms"
+
+
 def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",
           resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None,
           raise_errors: bool = False) -> Iterator:
@@ -721,6 +732,7 @@ def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
     """The loop of ``train``: the events of a started run, failures turned into ErrorEvent (or re-raised)."""
     with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
         yield from run.started(runlog)
+        run.record("running")
         try:
             for idx, x, labels in run.batches():
                 if control.paused:
@@ -741,8 +753,10 @@ def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
                     yield from run.checkpoint()
             yield from run.finish()
         except Exception as exc:  # every failure: one line for the user, the traceback in run.log and the event
+            error = ErrorEvent.from_exception(exc, str(run.dir))
+            run.record("failed", error.message)
             if raise_errors:
                 raise  # RunLog records it on the way out
             if runlog is not None:
                 runlog.exception(exc)
-            yield ErrorEvent.from_exception(exc, str(run.dir))
+            yield error
