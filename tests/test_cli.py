@@ -147,7 +147,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, signame):
                 break
         proc.send_signal(getattr(signal, signame))
         rest = proc.stderr.read()
-        assert proc.wait(timeout=120) == 0
+        assert proc.wait(timeout=120) == 130  # a script tells a stop from a finish
     assert "stopped" in rest and "resume with: workbench train --resume" in rest and "Traceback" not in rest
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert (run / "checkpoints" / "last.pt").is_file()
@@ -246,3 +246,16 @@ def test_a_query_image_is_prepared_as_the_training_images_were(tmp_path, capsys)
         assert main(["neighbours", str(run), "--image", str(query), "-k", "1"]) == 0
         row = capsys.readouterr().out.splitlines()[1].split()
         assert row[4] == str(query) and float(row[2]) > 0.9999, (query, row)
+
+
+def test_other_data_to_embed_are_decoded_at_the_size_the_run_was_trained_at(tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.cli import run_data
+    from workbench.core.config import Config
+
+    rm = SimpleNamespace(cfg=Config().with_overrides(["data.name=image_folder", f"data.root={tmp_path / 'a'}"]),
+                         image_size=64)
+    assert run_data(rm, []).data.image_size == 0  # its own data, as trained (the decoded store is reused)
+    assert run_data(rm, [f"data.root={tmp_path / 'b'}"]).data.image_size == 64  # not a size chosen for the new folder
+    assert run_data(rm, [f"data.root={tmp_path / 'b'}", "data.image_size=32"]).data.image_size == 32  # said: kept

@@ -155,8 +155,9 @@ def cmd_train(args) -> int:
         if ctrl_c.presses:
             raise KeyboardInterrupt
         ctrl_c.text = CtrlC.SAVING
-        return _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, data=data),
-                       args, out, main)
+        status = _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, data=data),
+                         args, out, main)
+    return 130 if ctrl_c.presses and not status else status  # stopped by Ctrl-C or SIGTERM (checkpoint saved): not a finish
 
 
 def _follow(events, args, out: Progress | None, main: bool) -> int:
@@ -190,8 +191,8 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
                 out.message(_traceback_note(ev.traceback, ev.run_dir or args.run_dir, args.verbose))
             status = 1
         elif isinstance(ev, DoneEvent):
-            out.message(ev.message or f"{ev.reason}; checkpoint and metrics in {ev.run_dir}"
-                        + (f"\nresume with: workbench train --resume {ev.run_dir}" if ev.reason != "finished" else ""))
+            out.message(ev.message or f"{ev.text}; checkpoint and metrics in {ev.run_dir}"
+                        + (f"\nresume with: workbench train --resume {ev.run_dir}" if ev.reason == "stopped" else ""))
     return status
 
 
@@ -246,6 +247,15 @@ def data_overrides(sets: list[str] | None) -> list[str]:
     return sets or []
 
 
+def run_data(rm, sets: list[str] | None):
+    """The config of the images to embed for run ``rm``: its own data, or the data ``--set`` names, decoded at the
+    size the encoder was trained at (not resized a second time from a size chosen for them)."""
+    cfg = rm.cfg.with_overrides(data_overrides(sets))
+    if cfg.data != rm.cfg.data and not any(s.strip().startswith("data.image_size") for s in sets or []):
+        cfg = cfg.replace("data", image_size=rm.image_size)
+    return cfg
+
+
 def cmd_embed(args) -> int:
     import numpy as np
 
@@ -254,7 +264,7 @@ def cmd_embed(args) -> int:
 
     out = _check_out_file(args.out, args.force, ".npz", binary=True)
     rm = RunModel.load(args.run_dir)
-    cfg = rm.cfg.with_overrides(data_overrides(args.set))
+    cfg = run_data(rm, args.set)
     bar = Progress(0)
     with CtrlC(say=bar.message, text=CtrlC.LOADING) as ctrl_c:
         train, test = load_data(cfg, bar, ctrl_c.cancel)
@@ -281,7 +291,7 @@ def cmd_neighbours(args) -> int:
         raise ConfigError(f"image '{args.image}' does not exist")
     out = _check_out_file(args.out, args.force, ".csv") if args.out and args.out != "-" else args.out
     rm = RunModel.load(args.run_dir)
-    cfg = rm.cfg.with_overrides(data_overrides(args.set))
+    cfg = run_data(rm, args.set)
     train, _ = load_data(cfg, Progress(0), None)
     q = rm.embed(load_image_file(args.image, rm.channels, rm.image_size))
     bank = rm.embed(train.images)

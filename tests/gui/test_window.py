@@ -414,10 +414,14 @@ def test_run_length_in_epochs_steps_or_minutes(window, qtbot):
     with qtbot.waitSignal(window.trainingDone, timeout=120000) as done:
         window.start_btn.trigger()
     assert done.args[0].reason == "budget"
-    assert window.progress.format().startswith("budget: step ") and "/" not in window.progress.format()  # no step total
+    assert window.progress.format().startswith("finished: step ") and "/" not in window.progress.format()  # no step total
+    assert window.status.text().startswith("finished on its time budget at step ")
     assert window.progress.maximum() == 1000 == window.progress.value()  # the bar follows the budget's clock to its end
-    qtbot.waitUntil(lambda: len(window.runs.rows) == 1)
-    assert epochs_text(window.runs.rows[0]).endswith("in 0.1 min")
+    qtbot.waitUntil(lambda: [r["status"] for r in window.runs.rows] == ["budget"])  # the table read after the run ended
+    assert epochs_text(window.runs.rows[0]).endswith("in 6 s")
+    window.runs.select([window.runs.rows[0]["run"]])  # a finished run: nothing to resume, and the button says so
+    assert window.runs.table.item(0, 0).text() == "finished" and not window.runs.buttons["resume"].isEnabled()
+    assert "Clone and edit" in window.runs.buttons["resume"].toolTip()
     s.set_config(window.setup.build_config().with_overrides(["train.time_budget_s=0", "train.max_steps=0", "train.epochs=3"]))
     assert s.unit.currentText() == "epochs" and s.epochs.value() == 3
 

@@ -86,6 +86,9 @@ class WarningEvent:
     note: bool = False  # a decision stated (e.g. the preset "auto" chose), not a problem
 
 
+DONE_TEXT = {"budget": "finished on its time budget"}  # how a DoneEvent's reason reads to the user, where it differs
+
+
 @dataclass(frozen=True)
 class DoneEvent:
     reason: str  # finished | stopped | budget | already finished (a resumed run with nothing left to do)
@@ -93,6 +96,11 @@ class DoneEvent:
     metrics: dict = field(default_factory=dict)
     message: str = ""  # what the user should know, e.g. how to train a finished run longer
     step: int = -1  # the step the run ended at (the checkpoint's); -1: not known
+
+    @property
+    def text(self) -> str:
+        """The reason in words, with the step: "finished on its time budget at step 476"."""
+        return DONE_TEXT.get(self.reason, self.reason) + (f" at step {self.step}" if self.step >= 0 else "")
 
 
 @dataclass(frozen=True)

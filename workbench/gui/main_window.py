@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDia
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from workbench.core.config import Config
+from workbench.core.events import DONE_TEXT
 from workbench.core.history import read_history, read_view
 from workbench.core.registry import ConfigError
 from workbench.gui import wheel
@@ -393,13 +394,20 @@ class MainWindow(RunActions, QMainWindow):
         self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "" if note else "#b35900")
 
     def _on_done(self, ev):
+        if ev.reason == "already finished":  # a resumed run with nothing left to do: the bar leaves its busy state
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1)
+            self.progress.setFormat(ev.reason)
+            self.set_status(ev.message or ev.text)
+            self.trainingDone.emit(ev)
+            return
         self.step = ev.step if ev.step >= 0 else self.step  # the checkpoint's step, not the last one logged
         if not self.boxed:
             self.progress.setValue(min(self.step, self.progress.maximum()))
         if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
             self.progress.setValue(self.progress.maximum())
-        self.progress.setFormat(f"{ev.reason}: step {self._steps_text()}")
-        self.set_status(f"{ev.reason} at step {self.step}{self._knn_note(ev.metrics)}: "
+        self.progress.setFormat(f"{'finished' if ev.reason == 'budget' else ev.reason}: step {self._steps_text()}")
+        self.set_status(f"{DONE_TEXT.get(ev.reason, ev.reason)} at step {self.step}{self._knn_note(ev.metrics)}: "
                         f"checkpoint and metrics in {ev.run_dir}")
         self.trainingDone.emit(ev)
 

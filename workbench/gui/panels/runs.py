@@ -20,10 +20,13 @@ from workbench.gui.tasks import Task
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
            ("best kNN", "best_knn"), ("duration", "duration_s")]
-STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#ff7f0e", "interrupted": "#ff7f0e",
+STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "budget": "#2ca02c", "stopped": "#ff7f0e", "interrupted": "#ff7f0e",
                   "failed": "#d62728", "unreadable": "#d62728"}
 STATUS_TIPS = {"interrupted": "its process ended while training (killed or crashed): Resume continues from the last checkpoint",
-               "stopped": "stopped before the end: Resume continues from the last checkpoint"}
+               "stopped": "stopped before the end: Resume continues from the last checkpoint",
+               "budget": "finished on its time budget (train.time_budget_s)"}
+STATUS_TEXT = {"budget": "finished"}  # how a state reads in the table, where it differs
+ENDED = ("finished", "budget")  # nothing left to resume
 
 
 def epochs_text(r: dict) -> str:
@@ -32,10 +35,17 @@ def epochs_text(r: dict) -> str:
     if r.get("epochs") is None:
         return ""
     if r.get("time_budget_s"):
-        return f"{r.get('epochs_done', 0)} in {r['time_budget_s'] / 60:g} min"
+        budget = budget_text(r["time_budget_s"])
+        done = r.get("epochs_done", 0)
+        return f"{done} in {budget}" if r.get("status") in ENDED else f"{done} (of a {budget} run)"
     if r.get("max_steps") and r.get("step"):
         return f"{r['step']} steps"
     return f"{r.get('epochs_done', r['epochs'])}/{r['epochs']}"
+
+
+def budget_text(seconds: float) -> str:
+    """A time budget in words: "45 s", "10 min", "2.5 min"."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f}".removesuffix(".0") + " min"
 
 
 def _duration(s) -> str:
@@ -176,6 +186,7 @@ class RunsPanel(QWidget):
         self.table.setSortingEnabled(True)
         self.select(selected)  # by run folder: the rows moved, and a row number would now name another run
         self._apply_filter(self.filter.text())
+        self._selection_changed()  # a selected run may have finished since: Resume follows its state
         self.refreshed.emit()
 
     def _cell(self, key: str, r: dict) -> Item:
@@ -189,7 +200,7 @@ class RunsPanel(QWidget):
         elif key == "epochs":
             text, v = epochs_text(r), r.get("epochs_done", v)
         else:
-            text = "" if v is None else str(v)
+            text = "" if v is None else STATUS_TEXT.get(v, str(v)) if key == "status" else str(v)
         item = Item(v, text)
         item.setData(Qt.UserRole, r["run"])
         if key == "status":
@@ -213,6 +224,9 @@ class RunsPanel(QWidget):
         return [self.table.item(i, 0).data(Qt.UserRole) for i in range(self.table.rowCount()) if not self.table.isRowHidden(i)]
 
     # ----- selection and actions -----
+    def status_of(self, run: str) -> str:
+        return next((r["status"] for r in self.rows if Path(r["run"]) == Path(run)), "")
+
     def selected(self) -> list[str]:
         rows = sorted({i.row() for i in self.table.selectedIndexes()})
         return [self.table.item(r, 0).data(Qt.UserRole) for r in rows if not self.table.isRowHidden(r)]
@@ -230,11 +244,15 @@ class RunsPanel(QWidget):
         for name in ("open", "resume", "clone", "export", "delete"):
             self.buttons[name].setEnabled(len(sel) == 1 if name != "delete" else bool(sel))
         busy = self.running_run is not None  # one run trains at a time, and the training one's folder stays
-        if busy:
+        ended = len(sel) == 1 and self.status_of(sel[0]) in ENDED
+        if busy or ended:
             self.buttons["resume"].setEnabled(False)
+        if busy:
             self.buttons["delete"].setEnabled(bool(sel) and all(Path(r) != Path(self.running_run) for r in sel))
-        self.buttons["resume"].setToolTip("stop the training run first: one run trains at a time" if busy else
-                                          "continue the selected run from its last checkpoint")
+        self.buttons["resume"].setToolTip(
+            "stop the training run first: one run trains at a time" if busy else
+            "this run finished: nothing is left to resume; Clone and edit starts a new run from its set-up" if ended else
+            "continue the selected run from its last checkpoint")
         self.buttons["delete"].setToolTip("the training run cannot be deleted while it trains" if busy else
                                           "move the selected run folders to the trash")
         self.buttons["overlay"].setEnabled(len(sel) >= 1)
