@@ -2,6 +2,7 @@
 import logging
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,6 +176,32 @@ def test_links_are_followed_once_and_what_is_left_out_is_named(tmp_path, caplog)
     assert "left out zloop/ under" in caplog.text and "link(s) back to this folder" in caplog.text
     assert "gone.png (a broken link)" in caplog.text and "more (a link to a folder" in caplog.text
     assert "1 image(s) lie in" in caplog.text and "used unlabeled" in caplog.text
+
+
+def test_class_folders_with_sub_folders_are_merged_with_a_note(tmp_path, caplog):
+    fill(tmp_path / "animals", classes=("cat", "dog"))
+    fill(tmp_path / "vehicles", classes=("ship",))
+    save(tmp_path / "vehicles" / "truck.png", Image.new("RGB", (40, 30), RED))
+    train, test = load(tmp_path)
+    assert train.classes == ["animals", "vehicles"] and len(train) + len(test) == 19
+    assert "2 class folder(s) under" in caplog.text and "animals (cat, dog); vehicles (ship)" in caplog.text
+    caplog.clear()
+    fill(tmp_path / "flat")  # class folders holding their images directly: nothing to say
+    load(tmp_path / "flat")
+    assert "sub-folders of their own" not in caplog.text
+
+
+def test_more_than_five_unreadable_files_are_all_listed_in_the_store(tmp_path, caplog):
+    import json
+
+    fill(tmp_path)
+    for i in range(7):
+        (tmp_path / "b" / f"broken{i}.png").write_bytes(b"not an image")
+    train, _ = load(tmp_path)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped 7 unreadable"))
+    listed = line.split(' are listed under "failures" in ')[1].rstrip(")")
+    assert line.count("broken") == 5 and "(all 7" in line
+    assert sorted(json.loads(Path(listed).read_text())["failures"]) == sorted(str(tmp_path / "b" / f"broken{i}.png") for i in range(7))
 
 
 def test_memory_and_permission_errors_are_reported_as_what_they_are(tmp_path, caplog, monkeypatch):

@@ -231,6 +231,7 @@ def test_card_is_complete_and_names_no_local_path(small_run, tmp_path):
     steps = [s["step"] for s in card["preprocessing"]]
     assert steps == ["decode", "to_mode", "square_resize", "to_tensor", "normalize", "batch"]
     assert "convert('L')" in card["preprocessing"][1]["how"] and "Resampling.BILINEAR" in card["preprocessing"][2]["how"]
+    assert "at least 56 px is opened with im.draft('L', (28, 28))" in card["preprocessing"][0]["jpeg"]  # as folders decode
     conv = card["files"]["encoder.safetensors"]["architecture"]["modules"]["children"][0][1]["children"][0][1]
     assert conv["kwargs"]["padding"] == [1, 1] and conv["kwargs"]["stride"] == [2, 2] and conv["kwargs"]["bias"] is False
 

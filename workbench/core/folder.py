@@ -98,10 +98,13 @@ def list_images(folder: Path) -> Listing:
     if loose and subdirs:
         log.warning("data: %d image(s) lie in '%s' beside its class folders, in none of them: they are used unlabeled",
                     len(loose), folder)
-    empty, counts = [], []
+    empty, counts, nested = [], [], {}
     for d in subdirs:
         failed = len(errors)
         found = _walk(d, errors, recurse=True)
+        inner = sorted({parts[0] for f in found if (parts := Path(f).parent.relative_to(d).parts)})
+        if inner:
+            nested[d.name] = inner
         if found:
             out.labels += [len(out.classes)] * len(found)
             out.classes.append(d.name)
@@ -113,6 +116,11 @@ def list_images(folder: Path) -> Listing:
         log.warning("data: %d class folder(s) under '%s' hold no images and are left out (no class made for them): %s",
                     len(empty), folder, ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""))
     _check_regular(folder, counts)
+    if nested:
+        log.warning("data: %d class folder(s) under '%s' hold images in sub-folders of their own, merged into one class each: "
+                    "%s; to use a class folder's sub-folders as the classes, point data.root at that class folder", len(nested), folder,
+                    "; ".join(f"{k} ({', '.join(v[:4])}{' ...' if len(v) > 4 else ''})" for k, v in list(nested.items())[:5])
+                    + (" ..." if len(nested) > 5 else ""))
     if errors:
         log.warning("data: could not read or follow %d entr(ies) under '%s'; left out: %s", len(errors), folder,
                     "; ".join(f"{p} ({why})" for p, why in errors[:5]) + (" ..." if len(errors) > 5 else ""))
@@ -172,7 +180,7 @@ def load_folder(folder: Path, channels="auto", image_size: int = 0, progress=Non
             for text in st.meta.get("warnings", []):
                 log.warning("%s", text)
             log.info("data: '%s': %d images, %s", folder, st.shape[0], st.meta["decided"])
-    _report(st.meta["failures"], folder)
+    _report(st.meta["failures"], folder, st.path)
     return st
 
 
@@ -314,12 +322,15 @@ KIND_TEXT = {"unreadable": "unreadable image file(s) (decoder failed)", "memory"
              "permission": "file(s) that could not be opened (permission denied)"}
 
 
-def _report(failures: dict, folder: Path) -> None:
+def _report(failures: dict, folder: Path, store_dir: Path | None = None) -> None:
+    """One warning a kind of failure, naming five files; the rest are in the store's meta.json when there is one."""
     for kind, text in KIND_TEXT.items():
         paths = [f for f, v in failures.items() if v[0] == kind]
         if paths:
             shown = ", ".join(f"{p} ({_without(failures[p][1], p)})" if kind == "unreadable" else p for p in paths[:5])
-            log.warning("skipped %d %s in %s: %s%s", len(paths), text, folder, shown, " ..." if len(paths) > 5 else "")
+            more = "" if len(paths) <= 5 else " ..." if store_dir is None else \
+                f" ... (all {len(paths)} are listed under \"failures\" in {store_dir / 'meta.json'})"
+            log.warning("skipped %d %s in %s: %s%s", len(paths), text, folder, shown, more)
 
 
 def _without(reason: str, path: str) -> str:

@@ -113,7 +113,10 @@ def preprocessing(channels: int, size: int, mean: list, std: list, dataset: str)
     """The steps from an image to the network's input, in order, with the exact functions."""
     mode = "L" if channels == 1 else "RGB"
     steps = [
-        {"step": "decode", "how": "PIL.Image.open(path); PIL.ImageOps.exif_transpose when the EXIF orientation is 2-8"},
+        {"step": "decode", "how": "PIL.Image.open(path); PIL.ImageOps.exif_transpose when the EXIF orientation is 2-8",
+         "jpeg": f"a JPEG whose shorter side is at least {2 * size} px is opened with im.draft({mode!r}, ({size}, {size})) "
+                 "first (libjpeg's reduced-scale decoding, never below the requested size); a smaller greyscale or RGB "
+                 "one is decoded by torchvision.io.decode_jpeg (libjpeg-turbo, EXIF orientation applied) instead of PIL"},
         {"step": "to_mode", "how": f"PIL Image.convert({mode!r})" + (
             ": ITU-R 601-2 luma L = R * 299/1000 + G * 587/1000 + B * 114/1000" if channels == 1 else "")
             + "; transparent pixels composited on white first; 16-bit images scaled by 255/65535"},
