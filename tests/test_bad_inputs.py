@@ -244,7 +244,6 @@ USAGE_CASES = [
     (["neighbours", "RUN", "--image", "IMG", "-k", "-5"], 2, "-k"),
     (["neighbours", "RUN", "--image", "IMG", "-k", "ten"], 2, "ten"),
     (["export", "RUN", "--format", "pdf", "--out", "x"], 2, "pdf"),
-    (["export", "RUN"], 2, "--out"),
     (["export", "RUN", "--format", "safetensors", "--out", "precious.txt"], 2, "a safetensors file ends in .safetensors"),
     (["export", "RUN", "--format", "onnx_uint8", "--out", "m.onnx"], 2, "ends in .uint8.onnx"),
     (["embed", "RUN", "--out", "e.npz", "--set", "loss.name=dcl"], 2, "only data.KEY=VALUE"),
@@ -252,6 +251,14 @@ USAGE_CASES = [
     (["train", "-v", "CFG", "--set", "train.epochs=0"], 2, "train.epochs"),
     (["losses", "--what"], 2, "--what"),
 ]
+
+
+def test_export_without_out_writes_into_the_run_folder_and_never_over_an_earlier_export(tmp_path, capsys):
+    run = make_run(tmp_path)
+    code, _ = run_cli(capsys, "export", run, "--format", "safetensors")
+    assert code == 0 and (run / "export" / "safetensors" / "encoder.safetensors").is_file()
+    code, err = run_cli(capsys, "export", run, "--format", "safetensors")
+    assert code == 2 and "already exists; add --force" in err
 
 
 @pytest.fixture(scope="module")

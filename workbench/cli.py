@@ -5,7 +5,7 @@
     workbench sweep CONFIG.toml [--set k=v] [--out DIR] [--parallel N] [--yes]
     workbench embed RUN_DIR --split test --out emb.npz|- [--set data.root=...] [--force]
     workbench neighbours RUN_DIR --image FILE [-k 10] [--out table.csv] [--force]
-    workbench export RUN_DIR --format onnx --out PATH [--force]
+    workbench export RUN_DIR --format onnx [--out DIR] [--force]
     workbench datasets | augmentations | losses | models
 
 Every problem ends as one line on stderr (``error: ...``) naming what is wrong and what to do;
@@ -338,6 +338,7 @@ def cmd_export(args) -> int:
 
     if args.out == "-":
         raise ConfigError("--out -: an export is one or more files (model and model card); give a folder, e.g. --out export/")
+    args.out = args.out or str(Path(args.run_dir) / "export" / args.format)
     _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
     paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head)
     for p in paths:
@@ -472,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", parents=[verbose], help="export the trained encoder")
     x.add_argument("run_dir")
     x.add_argument("--format", choices=FORMATS, default="safetensors")
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", help="the folder to write into (default: RUN_DIR/export/FORMAT/, as the window and the Python API)")
     x.add_argument("--include-head", action="store_true", help="include the projection head")
     x.add_argument("--force", action="store_true", help="overwrite files that exist")
     for name in ("datasets", "augmentations", "losses", "models"):
