@@ -111,6 +111,17 @@ def test_bad_images_are_one_clear_error(data, labels, needle):
         as_image_data(data, labels)
 
 
+def test_a_truncated_image_file_is_one_clear_error(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])  # the header whole, half the pixels
+    good = Image.new("RGB", (64, 64), (30, 30, 200))
+    with Image.open(tmp_path / "cut.jpg") as cut, pytest.raises(wb.ConfigError, match="data\\[1\\]: the image cannot be decoded"):
+        as_image_data([good, cut])
+
+
 def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_path, fmnist):
     x, y = fmnist
     torch.manual_seed(123)

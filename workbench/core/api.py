@@ -178,6 +178,11 @@ def _one_image(img, where: str) -> torch.Tensor:
     if hasattr(img, "convert") and hasattr(img, "mode"):  # PIL: decoded as an image folder's files are, centre square
         from workbench.core import decode
 
+        try:
+            img.load()  # PIL decodes lazily: a truncated or corrupt file fails here
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ConfigError(f"{where}: the image cannot be decoded ({type(exc).__name__}: {exc}); "
+                              "check the file or leave it out") from None
         img = decode.to_mode(img, "RGB" if decode.has_colour(img) else "L")
         img = np.asarray(decode.square(img, min(img.size)))
     if isinstance(img, np.ndarray):
