@@ -14,7 +14,7 @@ import threading
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from workbench.core import events as E
-from workbench.core.history import read_view, save_view, write_status
+from workbench.core.history import read_view, save_view
 from workbench.core.train import Control, train
 from workbench.gui.jobs import align_shared
 
@@ -60,7 +60,7 @@ class TrainWorker(QObject):
         self._lock = threading.Lock()
         self._steps: list = []
         self._signalled = False
-        self.run_dir, self.last_step, self.reference = None, 0, None
+        self.run_dir, self.reference = None, None
 
     def take_steps(self) -> list:
         with self._lock:
@@ -76,30 +76,19 @@ class TrainWorker(QObject):
         self.stepsReady.emit()
 
     def _record(self, ev) -> None:
-        """The run's state in its folder (status.json) for the runs table and the 2-D layout of its embedding (so an
-        opened run keeps the orientation it was trained in), written from this thread, off the GUI."""
-        if isinstance(ev, E.EmbeddingEvent) and self.run_dir:
+        """The 2-D layout of the run's embedding in its folder (so an opened run keeps the orientation it was trained
+        in), written from this thread, off the GUI; the loop itself records the run's state (status.json)."""
+        if isinstance(ev, E.RunStarted):
+            self.run_dir = ev.run_dir
+            self.reference = read_view(ev.run_dir) if ev.start_step > 0 else None  # a resumed run keeps its layout
+        elif isinstance(ev, E.EmbeddingEvent) and self.run_dir:
             xy = ev.xy if self.reference is None else align_shared(*self.reference, ev.xy, ev.indices)
             with contextlib.suppress(OSError):
                 save_view(self.run_dir, xy, ev.indices)
-            return
-        if isinstance(ev, E.RunStarted):
-            self.run_dir, state, step, msg = ev.run_dir, "running", ev.start_step, ""
-            self.reference = read_view(ev.run_dir) if ev.start_step > 0 else None  # a resumed run keeps its layout
-        elif isinstance(ev, E.DoneEvent):
-            state, step, msg = ev.reason, self.last_step, ""
-        elif isinstance(ev, E.ErrorEvent):
-            state, step, msg = "failed", self.last_step, ev.message
-        else:
-            return
-        if self.run_dir:
-            with contextlib.suppress(OSError):
-                write_status(self.run_dir, state, step, msg)
 
     def _route(self, ev) -> None:
         self._record(ev)
         if isinstance(ev, E.StepEvent):
-            self.last_step = ev.step
             self._push_step(ev)
         elif isinstance(ev, E.PausedEvent):
             self.paused.emit(ev.paused)
