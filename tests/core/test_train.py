@@ -606,3 +606,33 @@ def test_a_kNN_that_means_little_is_said_at_the_start(train_labels, test_labels,
 
     notes = label_notes(split(train_labels), split(test_labels))
     assert (notes == []) if needle is None else (len(notes) == 1 and needle in notes[0])
+
+
+def test_a_stop_during_the_knn_search_ends_the_evaluation(quick_cfg):
+    """The search over a large bank takes seconds on a CPU: it asks between query chunks, as embedding does between
+    batches, so a stop does not wait for it."""
+    from workbench.core import metrics as M
+    from workbench.core.train import Interrupted
+
+    s = prepare(quick_cfg())
+    asked, chunks = [], []
+    real = M.knn_predict
+
+    def counted(*a, **kw):
+        chunks.append(len(a[2]))
+        return real(*a, **kw)
+
+    def interrupt():  # False while embedding (bank and test batches), True from the first kNN chunk on
+        asked.append(bool(chunks) or len(asked) >= 50)
+        return asked[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(M, "knn_predict", counted)
+        with pytest.raises(Interrupted):
+            evaluate(s, interrupt)
+    assert chunks and asked.count(True) == 1 and len(asked) < 50  # stopped at the search, not in the embedding
+    bank = torch.randn(100, 8)
+    calls = []
+    M.knn_predict(bank, torch.arange(100) % 3, torch.randn(10, 8), k=5, chunk=3, check=lambda: calls.append(1))
+    assert len(calls) == 4  # once before each of the 4 query chunks
+

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, k: int = 20,
-                temperature: float = 0.07, n_classes: int | None = None, chunk: int = 0) -> torch.Tensor:
+                temperature: float = 0.07, n_classes: int | None = None, chunk: int = 0, check=None) -> torch.Tensor:
     """Weighted kNN labels for ``query`` (Q, D) given ``bank`` (N, D) and its labels (N,) -> (Q,).
 
-    Queries go in chunks whose (chunk, N) similarity block stays near 64 MB.
+    Queries go in chunks whose (chunk, N) similarity block stays near 64 MB; ``check()`` runs before each
+    (it may raise to abandon the search, e.g. when training is stopped).
     """
     bank = F.normalize(bank.float(), dim=1)
     query = F.normalize(query.float(), dim=1)
@@ -27,6 +28,8 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tens
     chunk = chunk or max(1, min(1024, 2 ** 24 // len(bank)))
     preds = []
     for q in query.split(chunk):
+        if check is not None:
+            check()
         sim, idx = (q @ bank.T).topk(k, dim=1)
         w = (sim / temperature).exp()
         votes = torch.zeros(len(q), n_classes, device=q.device).scatter_add_(1, bank_labels[idx], w)
@@ -34,7 +37,7 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tens
     return torch.cat(preds)
 
 
-def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07) -> float:
+def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07, check=None) -> float:
     keep = bank_labels >= 0
     qkeep = query_labels >= 0
     if not keep.any() or not qkeep.any():
@@ -44,7 +47,7 @@ def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07)
         bank, bank_labels = bank[keep], bank_labels[keep]
     if not qkeep.all():
         query, query_labels = query[qkeep], query_labels[qkeep]
-    pred = knn_predict(bank, bank_labels, query, k, temperature, n_classes)
+    pred = knn_predict(bank, bank_labels, query, k, temperature, n_classes, check=check)
     return (pred == query_labels).float().mean().item()
 
 

@@ -329,6 +329,8 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split.
 
     Uses its own fixed-seed generator so evaluating never changes the training's random stream.
+    ``interrupt()`` is called between embedding batches and between chunks of the kNN search; True raises
+    Interrupted.
     """
     g = torch.Generator(device=s.device).manual_seed(12345)
     e = s.cfg.eval
@@ -341,7 +343,12 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
     feats = embed(s, test.images, interrupt=interrupt)
     test_labels = test.labels.to(s.device)
-    out = {"knn_acc": M.knn_accuracy(bank, bank_labels, feats, test_labels, e.knn_k, e.knn_temperature)}
+
+    def check():  # the search over a large bank takes seconds: a stop ends it too
+        if interrupt is not None and interrupt():
+            raise Interrupted
+
+    out = {"knn_acc": M.knn_accuracy(bank, bank_labels, feats, test_labels, e.knn_k, e.knn_temperature, check=check)}
     if e.linear_probe:
         out["linear_acc"] = M.linear_probe(bank, bank_labels, feats, test_labels, epochs=e.linear_probe_epochs, seed=s.cfg.train.seed)
     was = s.net.training
