@@ -84,7 +84,7 @@ def load_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
         arr = decode.decode(str(p), size, channels)
     except (decode.Unreadable, OSError) as exc:
         raise ConfigError(f"image '{p}' cannot be read ({exc}); use a PNG or JPEG file") from None
-    return torch.from_numpy(np.ascontiguousarray(arr))[None]
+    return torch.from_numpy(np.array(arr, order="C"))[None]  # a writable copy: PIL's greyscale arrays are read-only
 
 
 def source_files(cfg: Config, indices) -> list[str] | None:
