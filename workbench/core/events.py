@@ -98,9 +98,14 @@ class DoneEvent:
     step: int = -1  # the step the run ended at (the checkpoint's); -1: not known
 
     @property
+    def words(self) -> str:
+        """The reason in words: "finished on its time budget" for "budget"."""
+        return DONE_TEXT.get(self.reason, self.reason)
+
+    @property
     def text(self) -> str:
         """The reason in words, with the step: "finished on its time budget at step 476"."""
-        return DONE_TEXT.get(self.reason, self.reason) + (f" at step {self.step}" if self.step >= 0 else "")
+        return self.words + (f" at step {self.step}" if self.step >= 0 else "")
 
 
 @dataclass(frozen=True)

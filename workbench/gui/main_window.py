@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDia
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from workbench.core.config import Config
-from workbench.core.events import DONE_TEXT
 from workbench.core.history import read_history, read_view
 from workbench.core.registry import ConfigError
 from workbench.gui import wheel
@@ -407,7 +406,7 @@ class MainWindow(RunActions, QMainWindow):
         if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
             self.progress.setValue(self.progress.maximum())
         self.progress.setFormat(f"{'finished' if ev.reason == 'budget' else ev.reason}: step {self._steps_text()}")
-        self.set_status(f"{DONE_TEXT.get(ev.reason, ev.reason)} at step {self.step}{self._knn_note(ev.metrics)}: "
+        self.set_status(f"{ev.words} at step {self.step}{self._knn_note(ev.metrics)}: "
                         f"checkpoint and metrics in {ev.run_dir}")
         self.trainingDone.emit(ev)
 

@@ -55,7 +55,7 @@ class GrowingRange:
         self.plot, self.vb = plot, plot.getViewBox()
         self.vb.disableAutoRange()
         self.follow = True
-        self.top, self.x0 = top, x0  # headroom above the data (room for a legend), where the x axis starts
+        self.top, self.x0 = top, x0  # least headroom above the data (a legend's room can ask for more), x axis start
         self.placed = False  # set once the view was first put around the data
         self.vb.sigRangeChangedManually.connect(self._manual)
         self.vb.sigStateChanged.connect(self._state)
@@ -217,7 +217,7 @@ class PlotsPanel(QWidget):
             lo, hi = (self.ranges[plot].x0, max(x.max(), 1.0)) if plot is not self.knn_plot else (0.5, x.max() + 0.5)
             y0, y1 = (0.0, 1.0) if plot is self.knn_plot else (np.nanmin(y), np.nanmax(y))
             span = max(y1 - y0, 1e-6)
-            top = 0.15 if plot is self.knn_plot else max(0.15, legend_room(plot))
+            top = max(0.15, legend_room(plot))
             plot.getViewBox().setRange(xRange=(lo, hi + 0.02 * (hi - lo)), yRange=(y0 - 0.05 * span, y1 + top * span),
                                        padding=0)
 
