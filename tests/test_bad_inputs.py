@@ -591,7 +591,10 @@ def test_what_the_loader_said_is_kept_in_run_log_and_the_decided_shape_in_config
     code, err = run_cli(capsys, "train", CFG, *[a for s in sets for a in ("--set", s)], "--out", tmp_path / "runs")
     assert code == 0 and "resizing all to" in err  # said on the console while decoding ...
     (run,) = (tmp_path / "runs").iterdir()
-    assert "data (when loaded): " in (run / "run.log").read_text() and "resizing all to" in (run / "run.log").read_text()
+    log = (run / "run.log").read_text()
+    assert "WARNING data (when loaded): " in log and "resizing all to" in log  # a warning there as on the console
+    notes = [line[len("note: "):] for line in err.splitlines() if line.startswith("note: ")]
+    assert notes and all(f"NOTE {n}" in log for n in notes)  # a stated decision reads NOTE there too
     meta = read_toml(run / "config.toml")["meta"]  # ... and what was decided is kept with the run
     assert meta["data"].startswith("3x39x39: 36 training, 4 held-out images"), meta["data"]
 

@@ -233,6 +233,15 @@ def truncate_metrics(run_dir: str | Path, step: int) -> int:
     return dropped
 
 
+class _RunLogFormat(logging.Formatter):
+    """run.log's line format; a record marked ``note`` (a stated decision, ``note:`` on the console) reads NOTE."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "note", False):
+            record = logging.makeLogRecord({**record.__dict__, "levelname": "NOTE"})
+        return super().format(record)
+
+
 class RunLog:
     """``with RunLog(run_dir) as rl:`` appends the workbench's warnings and errors, with their full
     tracebacks, to ``run_dir/run.log`` while the block runs; an exception escaping the block is
@@ -249,7 +258,7 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path, encoding="utf-8", delay=True)
         self.handler.setLevel(logging.INFO)
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        self.handler.setFormatter(_RunLogFormat("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         self.logger.addHandler(self.handler)
         return self
 
@@ -263,6 +272,9 @@ class RunLog:
 
     def info(self, msg: str) -> None:
         self._emit(logging.INFO, msg)
+
+    def warning(self, msg: str) -> None:
+        self._emit(logging.WARNING, msg)
 
     def exception(self, exc: BaseException, msg: str = "") -> None:
         from workbench.core.events import explain

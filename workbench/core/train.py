@@ -471,7 +471,7 @@ class Run:
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
         for note in s.loader_notes if runlog is not None else ():  # said on the console while loading: run.log only
-            runlog.info(f"data (when loaded): {note}")
+            runlog.warning(f"data (when loaded): {note}")
         for notice in self.notices:  # logged at warning level, so run.log keeps it; notes marked as such
             logger.warning(notice.message, extra={"note": notice.note})
             yield notice
