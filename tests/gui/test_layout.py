@@ -369,3 +369,18 @@ def test_runs_table_keeps_the_selected_run_when_a_new_run_appears(qtbot, tmp_pat
     assert not panel.buttons["delete"].isEnabled() and panel.buttons["open"].isEnabled()
     panel.set_running(None)
     assert panel.buttons["resume"].isEnabled() and panel.buttons["delete"].isEnabled()
+
+
+def test_a_long_status_message_ends_in_an_ellipsis_and_is_kept_whole(window, qtbot):
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.width() <= 1280)
+    long = "data: " + "a decision about the images that needs more room than the status bar has " * 4 + "END"
+    window._on_warning(long, note=True)
+    QApplication.processEvents()
+    shown = QLabel.text(window.status)  # what the bar draws
+    assert shown.endswith("…") and "END" not in shown
+    assert window.status.fontMetrics().horizontalAdvance(shown) <= window.status.width()
+    assert window.status.text() == f"note: {long}" == window.status.toolTip()  # whole where it is read back
+    window.resize(3000, 800)  # room enough: nothing cut
+    qtbot.waitUntil(lambda: window.status.width() > window.status.fontMetrics().horizontalAdvance(f"note: {long}"), timeout=5000)
+    assert QLabel.text(window.status) == f"note: {long}"

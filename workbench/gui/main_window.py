@@ -26,6 +26,7 @@ from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.tasks import Task
+from workbench.gui.widgets import ElidedLabel
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
@@ -139,9 +140,9 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setMinimumWidth(300)
         self.progress.setMaximumWidth(520)
         self.progress.setFormat("")
-        self.status = QLabel("ready")
+        self.status = ElidedLabel("ready")
         self.status.setObjectName("status")
-        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long text is cut in the bar, whole in the tooltip
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long text ends in "…" in the bar, whole in the tooltip
         self.log_btn = QToolButton()
         self.log_btn.setObjectName("messages")
         self.log_btn.setText("messages")

@@ -23,6 +23,29 @@ def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:
     return QPixmap.fromImage(q.copy()).scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation)
 
 
+class ElidedLabel(QLabel):
+    """One line cut to its width with an ellipsis; ``text()`` and the tooltip keep it whole."""
+
+    def __init__(self, text: str = ""):
+        super().__init__()
+        self._full = ""
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        self._full = text
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        super().setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, max(self.width(), 1)))
+
+
 class FloatBox(QDoubleSpinBox):
     """A number box that takes numbers as people type them (0.0003, 3e-4, 1E-6, .5) and shows six significant
     digits, so a learning rate of 1e-6 is neither rounded to 0 nor cut to "3" when typed as 3e-4.
