@@ -79,7 +79,7 @@ def _choice(value, choices: tuple, where: str):
 class DataConfig:
     name: str = "bundled"
     root: str = ""
-    image_size: int = 0  # 0 keeps the dataset's own size
+    image_size: int = 0  # 0 = auto: the dataset's own size (a folder of large or mixed-size images: a size chosen from them)
     holdout: float = 0.1  # held-out fraction when the dataset has no test split
     subset: int = 0  # 0 = all training images
     download: bool = False
@@ -97,7 +97,7 @@ class DataConfig:
                  f"'{self.root}' is set but data.name is 'bundled' (the built-in sample, which reads no folder); "
                  "set data.name = \"image_folder\" to train on that folder, or leave data.root empty")
         _require(self.image_size == 0 or 8 <= self.image_size <= 1024, "data.image_size",
-                 f"must be 0 (native) or 8..1024, got {self.image_size}")
+                 f"must be 0 (auto) or 8..1024, got {self.image_size}")
         _require(0.0 < self.holdout < 1.0, "data.holdout", f"must be in (0, 1), got {self.holdout}")
         _in_range(self, "data", "subset", 0, 10**9, " (0 = all)")
 

@@ -137,7 +137,10 @@ class SetupPanel(QScrollArea):
         row.addWidget(browse)
         self.image_size = QSpinBox()
         self.image_size.setRange(0, 1024)
-        self.image_size.setSpecialValueText("native")
+        self.image_size.setSpecialValueText("auto")
+        self.image_size.setToolTip("side in pixels the images are trained at; auto keeps a dataset's own size and "
+                                   "resizes a folder of large or mixed-size images to a size chosen from them "
+                                   "(the line under the folder says which)")
         self.subset = QSpinBox()
         self.subset.setRange(0, 10_000_000)
         self.subset.setSpecialValueText("all")
