@@ -148,7 +148,13 @@ def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_pat
         np.testing.assert_allclose(run.embed(one), emb[3:4], rtol=1e-5, atol=1e-6)
     with pytest.warns(UserWarning, match="images are 32x32 with 3 channel\\(s\\); this encoder was trained on 28x28 with 1"):
         assert run.embed(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == emb[:2].shape
-    np.testing.assert_allclose(wb.load_run(run.run_dir).embed(x[:7]), emb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(wb.load_run(run.run_dir).embed(x[:7]), emb, rtol=1e-5, atol=1e-5)
+    for i in (3, 4):  # image files, as a folder's are decoded for training
+        Image.fromarray(x[i, 0].numpy()).save(tmp_path / f"{i}.png")
+    np.testing.assert_allclose(run.embed(tmp_path / "3.png"), emb[3:4], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run.embed([str(tmp_path / "3.png"), tmp_path / "4.png"]), emb[3:5], rtol=1e-5, atol=1e-5)
+    with pytest.raises(wb.ConfigError, match="nope.png' does not exist"):
+        run.embed(tmp_path / "nope.png")
     paths = run.export("safetensors")
     assert [p.name for p in paths] == ["encoder.safetensors", "model_card.json"] and all(p.is_file() for p in paths)
     assert paths[0].parent == run.run_dir / "export" / "safetensors"  # the window's layout: one folder per format

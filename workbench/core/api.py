@@ -280,7 +280,11 @@ class Run:
 
     def embed(self, images: Any, project: bool = False, batch: int = 512) -> np.ndarray:
         """Representations (N, D) float32 (projection-head outputs with ``project``) of images given
-        in any form ``fit`` takes; resized and normalised as in training."""
+        in any form ``fit`` takes, or as image files (a path, or a list of paths: decoded as a folder's files
+        are for training); resized and normalised as in training."""
+        if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple)) and images
+                                               and all(isinstance(p, (str, Path)) for p in images)):
+            return self._embed_files([images] if isinstance(images, (str, Path)) else list(images), project, batch)
         one_array = isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) in (2, 3)  # (H, W[, C]) or (C, H, W)
         if one_array or (hasattr(images, "mode") and hasattr(images, "convert")):  # one image, or one PIL image
             images = [images]
@@ -290,6 +294,13 @@ class Run:
             warnings.warn(f"images are {x.shape[-1]}x{x.shape[-2]} with {x.shape[1]} channel(s); this encoder was trained "
                           f"on {rm.image_size}x{rm.image_size} with {rm.channels}: they are converted and resized to that",
                           stacklevel=2)
+        return rm.embed(x, batch=batch, project=project)
+
+    def _embed_files(self, paths: list, project: bool, batch: int) -> np.ndarray:
+        from workbench.core.inference import load_image_file
+
+        rm = self.model
+        x = torch.cat([load_image_file(p, rm.channels, rm.image_size) for p in paths])
         return rm.embed(x, batch=batch, project=project)
 
     def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
