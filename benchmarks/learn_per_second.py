@@ -13,7 +13,11 @@ progressive resolution; ``prev`` is the default before the last study (head 512 
 ``default``; the others change one thing against ``default`` (batch, encoder width, pooled grid,
 head, optimiser, learning rate, weight decay, temperature, crops). ``--set`` adds an override to every
 variant. Raw pixels
-and the untrained encoder are printed as the floors a learned representation has to beat.
+and the untrained encoder are printed as the floors a learned representation has to beat, each read out
+three ways: as it is, centred on the training images' mean, and whitened as the network's ``Readout``
+whitens a trained run's representation. Each variant's final kNN is also read the first two ways from the
+same run's encoder (the read-out does not change training), so the read-out's share of the figure is
+measured in the same run.
 
     python benchmarks/learn_per_second.py --data cifar --budget 180 --variants default,width48,batch128
 """
@@ -81,7 +85,7 @@ def data_overrides(which: str) -> list[str]:
 
 def child(which: str, variant: str, budget: float, every: int, extra: list[str]) -> dict:
     from workbench.core.config import Config
-    from workbench.core.events import DoneEvent, EvalEvent, StepEvent
+    from workbench.core.events import DoneEvent, EvalEvent, RunStarted, StepEvent
     from workbench.core.train import train
 
     sets = data_overrides(which) + [f"train.time_budget_s={budget}", "train.epochs=100000", "train.log_every=20",
@@ -90,7 +94,9 @@ def child(which: str, variant: str, budget: float, every: int, extra: list[str])
     points, rates, t_train, t_last, final = [], [], 0.0, None, None
     for ev in train(cfg, runs_root="/tmp/wb-learn"):
         now = time.perf_counter()
-        if isinstance(ev, StepEvent):
+        if isinstance(ev, RunStarted):
+            run_dir = ev.run_dir
+        elif isinstance(ev, StepEvent):
             if t_last is not None:  # steps since the last step or evaluation: training time
                 t_train += now - t_last
             rates.append(ev.images_per_s)
@@ -101,15 +107,39 @@ def child(which: str, variant: str, budget: float, every: int, extra: list[str])
         elif isinstance(ev, DoneEvent):
             final = ev.metrics.get("knn_acc")
     rates.sort()
-    return {"points": points, "final_knn": final, "images_per_s": rates[len(rates) // 2] if rates else 0.0}
+    return {"points": points, "final_knn": final, "images_per_s": rates[len(rates) // 2] if rates else 0.0,
+            "read_outs": read_outs(run_dir)}
+
+
+def read_outs(run_dir: str) -> dict:
+    """The run's final kNN (the whole test split) on its encoder's raw output: as it is, centred, whitened."""
+    from workbench.core.inference import RunModel
+
+    rm = RunModel.load(run_dir)
+    tr, te = rm.splits()
+    with torch.no_grad():
+        raw = [torch.cat([rm.net(rm.preprocess(c))[0] for c in d.images.split(1024)]) for d in (tr, te)]
+    return knn_three_ways(*raw, tr.labels, te.labels)
+
+
+def knn_three_ways(bank, query, bank_labels, query_labels) -> dict:
+    from workbench.core.metrics import knn_accuracy
+    from workbench.core.models import Readout
+
+    def knn(a, b):
+        return knn_accuracy(a, bank_labels, b, query_labels, 20, 0.07)
+
+    mean, readout = bank.mean(0), Readout(bank.shape[1])
+    readout.fit(bank)
+    return {"raw": knn(bank, query), "centred": knn(bank - mean, query - mean), "whitened": knn(readout(bank), readout(query))}
 
 
 def floors(which: str) -> dict:
-    """kNN of raw pixels and of the untrained default encoder (same normalisation as training)."""
+    """kNN of raw pixels and of the untrained default encoder (same normalisation as training), read out three
+    ways (``knn_three_ways``)."""
     from workbench.core.config import Config
     from workbench.core.data import load_splits
     from workbench.core.methods import build_network
-    from workbench.core.metrics import knn_accuracy
 
     cfg = Config().with_overrides(data_overrides(which))
     tr, te = load_splits(cfg.data)
@@ -122,8 +152,9 @@ def floors(which: str) -> dict:
         with torch.no_grad():
             return torch.cat([net((x.float() / 255 - mean) / std)[0] for x in d.images.split(1024)])
 
-    raw = knn_accuracy(tr.images.flatten(1).float(), tr.labels, te.images.flatten(1).float(), te.labels, 20, 0.07)
-    return {"raw_pixels": raw, "untrained": knn_accuracy(feats(tr), tr.labels, feats(te), te.labels, 20, 0.07)}
+    labels = tr.labels, te.labels
+    return {"raw_pixels": knn_three_ways(tr.images.flatten(1).float(), te.images.flatten(1).float(), *labels),
+            "untrained": knn_three_ways(feats(tr), feats(te), *labels)}
 
 
 def main() -> None:
@@ -154,10 +185,12 @@ def main() -> None:
         res[name] = json.loads(out.stdout.strip().splitlines()[-1])
         r = res[name]
         curve = "  ".join(f"{t:.0f}s:{k:.3f}" for t, _, k in r["points"])
-        print(f"{name:<10} {r['images_per_s']:>7.0f} img/s  final kNN {r['final_knn']:.4f}   {curve}", flush=True)
+        ro = r["read_outs"]
+        print(f"{name:<10} {r['images_per_s']:>7.0f} img/s  final kNN {r['final_knn']:.4f} (raw {ro['raw']:.4f}, "
+              f"centred {ro['centred']:.4f}, whitened {ro['whitened']:.4f})   {curve}", flush=True)
     fl = floors(a.data)
-    print(f"{'raw pixels':<10} {'':>13}  kNN {fl['raw_pixels']:.4f}")
-    print(f"{'untrained':<10} {'':>13}  kNN {fl['untrained']:.4f}")
+    for name in ("raw_pixels", "untrained"):
+        print(f"{name.replace('_', ' '):<10} {'':>13}  kNN " + ", ".join(f"{k} {v:.4f}" for k, v in fl[name].items()))
     if "before" in res:
         for name, r in res.items():
             print(f"{name:<10} final kNN {r['final_knn'] - res['before']['final_knn']:+.4f} against 'before'")

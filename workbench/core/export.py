@@ -24,6 +24,7 @@ import math
 import os
 import tempfile
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,28 @@ class Exported(nn.Module):
 
     def forward(self, x):
         return self.head(self.encoder(x))
+
+
+def with_readout(encoder: nn.Module, readout: nn.Module) -> nn.Module:
+    """A copy of the encoder whose last layer is the network's read-out, as an ``nn.Linear(D, D)`` where plain
+    PyTorch puts it: a torchvision ResNet's ``fc``, the end of small_cnn's ``features``; any other encoder is
+    followed by it in a Sequential. The projection head is trained on the encoder's own output, so an export
+    with the head leaves the read-out out."""
+    from workbench.core.models import SmallCNN
+
+    d = readout.bias.numel()
+    linear = nn.Linear(d, d).to(readout.bias.device)
+    with torch.no_grad():
+        linear.weight.copy_(readout.weight)
+        linear.bias.copy_(readout.bias)
+    enc = copy.deepcopy(encoder)
+    if isinstance(getattr(enc, "fc", None), nn.Identity):
+        enc.fc = linear
+    elif isinstance(enc, SmallCNN):
+        enc.features.append(linear)
+    else:
+        enc = nn.Sequential(OrderedDict([("encoder", enc), ("readout", linear)]))
+    return enc.eval()
 
 
 class Uint8Input(nn.Module):
@@ -140,7 +163,7 @@ def _train_meta(run_dir: Path) -> dict:
 
 def _architecture(rm: RunModel, module: nn.Module, include_head: bool) -> dict:
     """The card's plain-PyTorch recipe, verified here: rebuilt from the spec alone, loaded, same outputs."""
-    enc, head = rm.net.encoder, rm.net.head if include_head else None
+    enc, head = module.encoder, module.head if include_head else None
     try:
         arch = modelcard.architecture(enc, head, rm.cfg.model.encoder)
         rebuilt = modelcard.build(arch["modules"]).eval()
@@ -167,7 +190,10 @@ def model_card(rm: RunModel, fmt: str, include_head: bool, out_dim: int, path: P
     cfg = modelcard.strip_paths(rm.cfg.to_dict())
     entry = {"format": fmt, "load": LOADERS[fmt], "includes_projection_head": include_head,
              "output": {"shape": ["batch", out_dim], "embedding_dim": out_dim,
-                        "what": "projection-head output" if include_head else "representation (before the projection head)"},
+                        "what": "projection-head output (the head sees the encoder's output before the read-out)"
+                        if include_head else "representation (before the projection head), through the read-out (the "
+                        "last Linear: a whitening fitted to the training images' representations); compare embeddings "
+                        "by cosine similarity"},
              "input_dtype": "uint8" if fmt == "onnx_uint8" else "float32",
              "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
              "architecture": _architecture(rm, module, include_head)}
@@ -229,8 +255,9 @@ def _atomic_via_tmp(path: Path, writer) -> None:
 
 
 def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) -> list[Path]:
-    module = Exported(rm.net.encoder, rm.net.head if include_head else None).eval().cpu()
     rm.net.cpu()
+    encoder = rm.net.encoder if include_head else with_readout(rm.net.encoder, rm.net.readout)
+    module = Exported(encoder, rm.net.head if include_head else None).eval().cpu()
     example = torch.zeros(2, rm.channels, rm.image_size, rm.image_size)
     with torch.no_grad():
         out_dim = module(example).shape[1]
@@ -238,7 +265,7 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
     if fmt == "safetensors":
         from safetensors.torch import save
 
-        state = {k: v.contiguous() for k, v in (module if include_head else rm.net.encoder).state_dict().items()}
+        state = {k: v.contiguous() for k, v in (module if include_head else module.encoder).state_dict().items()}
         atomic_write_bytes(out, save(state, metadata={"encoder": rm.cfg.model.encoder}))
     elif fmt == "torchscript":
         log.warning(TORCHSCRIPT_NOTE)

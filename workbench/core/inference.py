@@ -64,7 +64,7 @@ class RunModel:
         out = []
         for chunk in images_u8.split(batch):
             h, z, _ = self.net(self.preprocess(chunk))
-            out.append((z if project else h).float().cpu())
+            out.append((z if project else self.net.readout(h.float())).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.encoder.out_dim), np.float32)
 
     def splits(self, overrides: list[str] | None = None) -> tuple[ImageData, ImageData]:

@@ -1,7 +1,8 @@
 """Encoder registry and projection / prediction heads.
 
 An encoder maps images (B, C, H, W) to representations (B, D) and exposes ``out_dim = D``.
-Representations are taken before the projection head (SimCLR, Chen et al. 2020).
+Representations are taken before the projection head (SimCLR, Chen et al. 2020) and read out through the
+network's ``Readout``, a whitening fitted to the training images' representations at each evaluation.
 """
 from __future__ import annotations
 
@@ -28,6 +29,67 @@ class GridPool(nn.AdaptiveAvgPool2d):
             return super().forward(x)
         n = self.output_size
         return x if x.shape[-2] == n and x.shape[-1] == n else super().forward(x)
+
+
+class Readout(nn.Module):
+    """The representation as it is read out: (B, D) -> (B, D), ``(h - mean) @ P`` with P the regularised PCA
+    whitening of the training images' representations (``fit``), fixed, not learned by gradient.
+
+    Pooled ReLU maps all lie on one side of the origin and a few directions carry most of their variance, so
+    cosine similarities of raw representations are dominated by what every image shares. Centring them is the
+    CL2N read-out of SimpleShot (Wang et al. 2019, arXiv:1911.04623); whitening them (PCA whitening, as in
+    image retrieval: Jegou & Chum 2012, ECCV) gives every direction of variation an equal say. The head is fed
+    the raw representation, so training never sees this. The buffers are ``nn.Linear(D, D)``'s weight (P^T) and
+    bias (-mean @ P), as the model card writes it. The identity until fitted; a checkpoint saved before it
+    existed loads with the identity: the representation it had.
+    """
+
+    EPS = 1e-2  # each eigenvalue is raised by this share of the largest: directions the images barely vary in stay small
+    MAX_ROWS = 20_000  # the covariance is estimated from at most this many representations
+    MAX_WHITEN = 4096  # wider representations are centred only (the eigendecomposition grows as D^3)
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("weight", torch.eye(dim))
+        self.register_buffer("bias", torch.zeros(dim))
+
+    def forward(self, h):
+        return torch.nn.functional.linear(h, self.weight.to(h.dtype), self.bias.to(h.dtype))
+
+    @torch.no_grad()
+    def fit(self, h: torch.Tensor) -> str:
+        """Fit to representations ``h`` (N, D) of un-augmented training images; returns what was fitted."""
+        h = h.float()
+        mean, d = h.mean(0), h.shape[1]
+        self.weight.copy_(torch.eye(d, device=self.weight.device))
+        self.bias.copy_(-mean)
+        if d > self.MAX_WHITEN or len(h) < 2:
+            return "centred"
+        if len(h) > self.MAX_ROWS:
+            h = h[torch.randperm(len(h), generator=torch.Generator().manual_seed(0))[: self.MAX_ROWS].to(h.device)]
+        x = h - mean
+        try:
+            lam, vec = torch.linalg.eigh((x.T @ x / (len(x) - 1)).double())
+        except RuntimeError:  # no convergence (degenerate representations): centred only
+            return "centred"
+        lam = lam.clamp_min(0)
+        if not lam.max() > 0:
+            return "centred"
+        p = (vec * (lam + self.EPS * lam.max()).rsqrt()).float()  # (D, D), one whitened direction a column
+        self.weight.copy_(p.T)
+        self.bias.copy_(-(mean @ p))
+        return "whitened"
+
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` (N, D) read out in place, a chunk at a time (a bank of 100,000 representations is large)."""
+        for chunk in h.split(8192):
+            chunk.copy_(self(chunk))
+        return h
+
+    def _load_from_state_dict(self, state, prefix, *args):
+        for name, value in self._buffers.items():
+            state.setdefault(prefix + name, value.clone())
+        super()._load_from_state_dict(state, prefix, *args)
 
 
 @ENCODERS.register("small_cnn")
@@ -127,12 +189,15 @@ class Network(nn.Module):
     (p is z when the method adds none). ``x`` may also be a list of batches at different sizes
     (multi-crop): each goes through the encoder, then the head and predictor see them all,
     concatenated in order. Everything runs inside forward so DDP sees every parameter once.
+    h is the encoder's raw output, which the head is trained on; the representation users get is
+    ``readout(h)`` (``Readout``: fitted at each evaluation, never trained).
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Module, predictor: nn.Module | None = None):
         super().__init__()
         self.encoder, self.head = encoder, head
         self.predictor = predictor if predictor is not None else nn.Identity()
+        self.readout = Readout(encoder.out_dim)
 
     def forward(self, x):
         h = torch.cat([self.encoder(c) for c in x]) if isinstance(x, (list, tuple)) else self.encoder(x)

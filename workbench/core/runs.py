@@ -104,8 +104,9 @@ def nonfinite_tensors(tensors: dict, prefix: str = "") -> list[str]:
     return [n for n, good in zip(names, ok, strict=True) if not good]
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically, keeping the checkpoint it replaces as ``prev.pt``.
+def save_checkpoint(path: Path, state: dict, keep_prev: bool = True) -> None:
+    """Write ``state`` to ``path`` atomically, keeping the checkpoint it replaces as ``prev.pt`` (unless
+    ``keep_prev`` is False: the same step's checkpoint, rewritten).
 
     Refuses (FloatingPointError, nothing written) when the model's weights are not finite, so the
     last good checkpoint always survives. At every instant ``path`` holds a complete checkpoint.
@@ -117,7 +118,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
                                  f"'{path}' was not overwritten; lower optim.lr or raise loss.temperature")
     buf = io.BytesIO()
     torch.save(state, buf)
-    if path.is_file():
+    if keep_prev and path.is_file():
         prev = path.with_name("prev.pt")
         tmp = path.with_name(f".prev.pt.{os.getpid()}.tmp")
         try:  # a hard link keeps last.pt in place until the new one replaces it

@@ -295,8 +295,10 @@ def forward_views(s: Setup, crops: list[torch.Tensor], labels: torch.Tensor, pro
 
 
 @torch.no_grad()
-def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = False, interrupt=None) -> torch.Tensor:
-    """Representations (N, D) (or projections with ``project``) of un-augmented images, on the device.
+def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = False, interrupt=None,
+          raw: bool = False) -> torch.Tensor:
+    """Representations (N, D) (or projections with ``project``; the encoder's output before the read-out with
+    ``raw``) of un-augmented images, on the device.
 
     ``interrupt()`` is called between batches (it may block while paused); True raises Interrupted.
     """
@@ -313,7 +315,7 @@ def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = Fal
                 x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             with autocast(s):
                 h, z, _ = s.net(x)
-            y = z if project else h
+            y = z if project else h if raw else s.net.readout(h.float())
             if out is None:
                 out = torch.empty(len(images), y.shape[1], device=s.device)
             out[i:i + len(y)] = y
@@ -326,7 +328,11 @@ MAX_AUTO_BANK = 100_000  # eval.bank_size = 0 takes every training image up to t
 
 
 def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
-    """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split.
+    """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split, and
+    the held-out representations (N, D).
+
+    First fits the network's read-out (``Readout``: whitening) to the bank's representations (un-augmented
+    training images); kNN reads representations through it, as everything after this evaluation does.
 
     Uses its own fixed-seed generator so evaluating never changes the training's random stream.
     ``interrupt()`` is called between embedding batches and between chunks of the kNN search; True raises
@@ -339,9 +345,13 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     if size < len(s.train):
         bank_idx = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(2))[:size]
     test = s.test if not e.test_size or e.test_size >= len(s.test) else s.test.take(torch.arange(e.test_size))
-    bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)], interrupt=interrupt)
+    bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)], interrupt=interrupt, raw=True)
     bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
-    feats = embed(s, test.images, interrupt=interrupt)
+    feats = embed(s, test.images, interrupt=interrupt, raw=True)
+    if torch.isfinite(bank).all():  # non-finite representations keep the read-out they had (the guard says why)
+        s.net.readout.fit(bank)
+    s.net.readout.apply_(bank)
+    s.net.readout.apply_(feats)
     test_labels = test.labels.to(s.device)
 
     def check():  # the search over a large bank takes seconds: a stop ends it too
@@ -636,6 +646,7 @@ class Run:
             return []
         self.eval_cost = time.perf_counter() - t0 - paused
         self.eval_time += self.eval_cost
+        self.save_readout()
         self.final, self.evaluated_step = metrics, self.step
         if self.metrics:
             self.metrics.write(epoch=self.shown_epoch(), step=self.step, **metrics)
@@ -675,14 +686,30 @@ class Run:
         self.saved_step = self.step
         if not self.is_main:
             return []
-        s, path = self.s, self.dir / "checkpoints" / "last.pt"
-        state = {"model": s.net.state_dict(), **s.method.checkpoint_state(), "optim": s.opt.state_dict(),
-                 "step": self.step, "epoch": self.epoch, "images_in_epoch": self.images_done, "elapsed": self.elapsed,
-                 "progress": self.progress(), "rng": self.g.get_state(), "world_size": ddp.world_size(),
-                 "mean": s.aug.mean, "std": s.aug.std, "channels": s.train.channels,
-                 "image_size": s.aug.out_size(s.train.size), "config": self.cfg.to_dict()}
-        runs.save_checkpoint(path, state)
+        path = self.dir / "checkpoints" / "last.pt"
+        runs.save_checkpoint(path, self.state())
         return [CheckpointEvent(str(path), self.shown_epoch(), self.step)]
+
+    def state(self) -> dict:
+        s = self.s
+        return {"model": s.net.state_dict(), **s.method.checkpoint_state(), "optim": s.opt.state_dict(),
+                "step": self.step, "epoch": self.epoch, "images_in_epoch": self.images_done, "elapsed": self.elapsed,
+                "progress": self.progress(), "rng": self.g.get_state(), "world_size": ddp.world_size(),
+                "mean": s.aug.mean, "std": s.aug.std, "channels": s.train.channels,
+                "image_size": s.aug.out_size(s.train.size), "config": self.cfg.to_dict()}
+
+    def save_readout(self) -> None:
+        """After an evaluation, which fitted the read-out its kNN read: this step's last.pt, written before the
+        evaluation, is rewritten in place with it (prev.pt stays the checkpoint before), so what is saved and
+        exported reads representations as the kNN did. Training never sees the read-out."""
+        path = self.dir / "checkpoints" / "last.pt"
+        if not self.is_main or self.saved_step != self.step or not path.is_file():
+            return
+        try:
+            runs.save_checkpoint(path, self.state(), keep_prev=False)
+        except OSError as exc:  # last.pt still holds this step, with the read-out before
+            logger.warning("could not rewrite %s with the read-out this evaluation fitted (%s); it keeps the one before",
+                           path, exc)
 
     def finish(self) -> Iterator:
         """The checkpoint first (a failing final evaluation cannot lose the run), the final evaluation, DoneEvent."""
