@@ -418,3 +418,26 @@ def test_images_past_pils_bomb_limit_decode_and_past_ours_are_named_too_large(tm
     train, test = load(tmp_path)
     assert len(train) + len(test) == 8
     assert "skipped 1 file(s) too large to decode in memory" in caplog.text and "huge.png" in caplog.text
+
+
+@pytest.mark.parametrize("layout", ["carved", "test_folder"])
+def test_every_row_names_the_file_it_was_decoded_from(tmp_path, caplog, layout):
+    """file_names(): each row's file, whether the held-out split is carved from the folder or is its test/ folder,
+    through a subset and a read into memory; said nothing when it lists the folder again."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "f"
+    for split in ("train", "test") if layout == "test_folder" else ("",):
+        for c in ("a", "b"):
+            for i in range(7):
+                save(root / split / c / f"{i}.png", Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)))
+    train, test = load(root, subset=9, image_size=16)
+    caplog.clear()
+    for data, split in ((train, "train"), (test, "test")):
+        names = data.file_names()
+        assert len(names) == len(data) and len(set(names)) == len(names)
+        base = root / split if layout == "test_folder" else root
+        for row, name in enumerate(names):
+            assert np.array_equal(data.images[row].numpy(), decode.decode(str(base / name), 16, 3)), name  # that file's image
+            assert data.classes[int(data.labels[row])] == Path(name).parts[0]
+    assert "data:" not in caplog.text  # listing again says nothing new
+    assert load_splits(DataConfig(name="bundled"))[1].file_names() is None

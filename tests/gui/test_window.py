@@ -461,3 +461,36 @@ def test_a_pause_that_lands_in_an_evaluation_offers_resume(window, qtbot, monkey
     with qtbot.waitSignal(window.trainingDone, timeout=120000) as done:
         window.resume_btn.trigger()
     assert done.args[0].reason == "finished"
+
+
+def test_held_out_images_of_a_folder_are_named_in_the_tooltips_and_the_retrieval(window, qtbot, tmp_path):
+    from PIL import Image
+
+    from workbench.core import decode
+    from workbench.core.config import Config
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            for i in range(40 if split == "train" else 12):
+                (tmp_path / "pets" / split / c).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "pets" / split / c / f"{c}{i}.png")
+    window.setup.set_config(Config().with_overrides([
+        "data.name=image_folder", f"data.root={tmp_path / 'pets'}", "train.batch_size=16", "train.max_steps=3",
+        "eval.embed_points=24"]))
+    qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)
+    with qtbot.waitSignal(window.trainingDone, timeout=60000):
+        window.start()
+    panel = window.embedding
+    qtbot.waitUntil(lambda: panel.files is not None, timeout=10000)
+
+    def shown_file(text):  # the file a tooltip or tile names, checked against the image shown for it
+        return next(part for part in text.split("<br>") if part.endswith(".png"))
+
+    for i in (0, 5, 17):
+        row, _ = panel.point_info(i)
+        name = shown_file(panel.tip_text(i))
+        assert np.array_equal(decode.decode(str(tmp_path / "pets" / "test" / name), 20, 3), window.held_out[row])
+    window._retrieve(panel.point_info(5)[0])
+    tips = [t.pic.toolTip() for t in window.inspector.retrieval.tiles.values() if t.isVisible()]
+    assert len(tips) == 11 and tips[0] == panel.files[panel.point_info(5)[0]] and all(t.endswith(".png") for t in tips)

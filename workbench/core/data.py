@@ -54,6 +54,7 @@ class ImageData:
     store: Store | None = None  # the decoded store these rows come from (None: not from a folder)
     start: int = 0  # row of images[0] in the store
     notes: list[str] = field(default_factory=list)  # the loader's warnings about these images (load_splits sets them)
+    source: str = ""  # the image folder whose sorted file list ``indices`` index ("" when not from a folder)
 
     def __post_init__(self):
         if self.indices is None:
@@ -81,7 +82,7 @@ class ImageData:
     def take(self, idx: torch.Tensor) -> ImageData:
         """The samples ``idx`` (K,), copied into memory."""
         return ImageData(self.read(idx), self.labels[idx.to(self.labels.device)], self.classes,
-                         self.indices[idx.to(self.indices.device)], self.skipped)
+                         self.indices[idx.to(self.indices.device)], self.skipped, source=self.source)
 
     def rows(self, a: int, b: int) -> ImageData:
         """Samples ``a:b`` without copying (a view of the same memory or store)."""
@@ -104,7 +105,13 @@ class ImageData:
             images = torch.empty(self.images.shape, dtype=torch.uint8, device=device)
             for a in range(0, len(self), 8192):
                 images[a:a + 8192] = self.read(torch.arange(a, min(a + 8192, len(self))))
-        return ImageData(images, self.labels.to(device), self.classes, self.indices.to(device), self.skipped)
+        return ImageData(images, self.labels.to(device), self.classes, self.indices.to(device), self.skipped,
+                         source=self.source)
+
+    def file_names(self) -> list[str] | None:
+        """Each image's file, relative to its folder; None when not from a folder. Lists the folder again (as the
+        store was built from it): seconds for a large one, so call it off the GUI thread."""
+        return file_names(self.source, self.indices)
 
     def batches(self, idx_batches: Iterable[torch.Tensor], device, prefetch: int = 3) -> Iterator[torch.Tensor]:
         """``images[idx]`` (B, C, H, W) uint8 on ``device`` for each LongTensor ``idx`` (B,).
@@ -300,7 +307,7 @@ def to_channels(data: ImageData, channels: int) -> ImageData:
     else:
         w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         x = (x.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
-    return ImageData(x, data.labels, data.classes, data.indices, data.skipped)
+    return ImageData(x, data.labels, data.classes, data.indices, data.skipped, source=data.source)
 
 
 def resize(data: ImageData, size: int) -> ImageData:
@@ -308,7 +315,16 @@ def resize(data: ImageData, size: int) -> ImageData:
     for chunk in data.read(torch.arange(len(data))).split(2048):
         x = torch.nn.functional.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
-    return ImageData(torch.cat(out), data.labels, data.classes, data.indices, data.skipped)
+    return ImageData(torch.cat(out), data.labels, data.classes, data.indices, data.skipped, source=data.source)
+
+
+def file_names(source: str, indices) -> list[str] | None:
+    """The file (relative to ``source``, an image folder) at each position ``indices`` of its sorted file list; ""
+    for a position the folder no longer has. None without a folder."""
+    if not source or not Path(source).is_dir():
+        return None
+    files = folders.list_images(Path(source), say=False, stat=False).files
+    return [os.path.relpath(files[i], source) if 0 <= i < len(files) else "" for i in (int(i) for i in indices)]
 
 
 @DATASETS.register("python", hidden=True, channels=0, labelled=None)
@@ -488,4 +504,4 @@ def from_store(st: Store) -> ImageData:
         images = torch.from_numpy(st.images)
     skipped = list(st.meta.get("failures", {}))
     return ImageData(images, torch.from_numpy(st.labels), list(st.meta["classes"]), torch.from_numpy(st.indices),
-                     skipped, in_memory=False, store=st)
+                     skipped, in_memory=False, store=st, source=st.meta.get("folder", ""))

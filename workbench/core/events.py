@@ -20,6 +20,8 @@ class RunStarted:
     classes: list
     start_step: int = 0
     held_out_images: np.ndarray | None = None  # (N, C, H, W) uint8, a view of the held-out split for display
+    held_out_source: str = ""  # the image folder the held-out images come from ("" when not a folder) ...
+    held_out_indices: np.ndarray | None = None  # ... and their positions in its file list (data.file_names names them)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import logging
 import os
 import statistics
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,12 @@ def _subdirs(folder: Path) -> list[Path]:
     return [p for p in found if p not in loops]
 
 
-def list_images(folder: Path) -> Listing:
-    """Loose images (label -1) and class sub-folders (searched recursively); unreadable folders are named in a warning."""
+def list_images(folder: Path, say: bool = True, stat: bool = True) -> Listing:
+    """Loose images (label -1) and class sub-folders (searched recursively); unreadable folders are named in a warning
+    (``say`` False: nothing said, for a folder listed again to name its files; ``stat`` False: no ``stats``)."""
+    if not say:
+        with _quiet():
+            return list_images(folder, stat=stat)
     out, errors = Listing(folder), []
     loose = _walk(folder, errors, recurse=False)
     out.files += loose
@@ -124,10 +129,25 @@ def list_images(folder: Path) -> Listing:
     if errors:
         log.warning("data: could not read or follow %d entr(ies) under '%s'; left out: %s", len(errors), folder,
                     "; ".join(f"{p} ({why})" for p, why in errors[:5]) + (" ..." if len(errors) > 5 else ""))
-    for f in out.files:
+    for f in out.files if stat else ():
         st = os.stat(f)
         out.stats.append((os.path.relpath(f, folder), st.st_size, st.st_mtime_ns))
     return out
+
+
+@contextlib.contextmanager
+def _quiet():
+    """This thread's data warnings dropped while the block runs (other threads' still said)."""
+    me = threading.get_ident()
+
+    def drop(record):
+        return record.thread != me
+
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
 
 
 def _check_regular(folder: Path, counts: list[int]) -> None:

@@ -97,7 +97,7 @@ def source_files(cfg: Config, indices) -> list[str] | None:
     from workbench.core import folder
 
     train_dir, _ = folder.split_folders(Path(cfg.data.root).expanduser(), say=False)
-    files = folder.list_images(train_dir).files
+    files = folder.list_images(train_dir, say=False, stat=False).files
     return [files[i] if 0 <= i < len(files) else "" for i in (int(i) for i in indices)]
 
 

@@ -479,7 +479,8 @@ class Run:
         self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
         self.eval_time, self.eval_cost, self.cadence_noted = 0.0, 0.0, False
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
-                         str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy())
+                         str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy(),
+                         s.test.source, s.test.indices.cpu().numpy())
         for note in s.loader_notes if runlog is not None else ():  # said on the console while loading: run.log only
             runlog.warning(f"data (when loaded): {note}")
         for notice in self.notices:  # logged at warning level, so run.log keeps it; notes marked as such

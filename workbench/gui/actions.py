@@ -18,7 +18,7 @@ class RunActions:
         ev = self.embedding.latest
         if ev is not None and self.held_out is not None:
             self.tabs.setCurrentWidget(self.inspector)
-            self.inspector.show_retrieval(row, ev, self.held_out, self.embedding.classes)
+            self.inspector.show_retrieval(row, ev, self.held_out, self.embedding.classes, files=self.embedding.files)
 
     def retrieve_file(self, path: str):
         from workbench.core.inference import RunModel, load_image_file
@@ -37,7 +37,8 @@ class RunActions:
         def show(result):
             image, vec = result
             self.tabs.setCurrentWidget(self.inspector)
-            self.inspector.show_query(vec, image, -1, ev, self.held_out, self.embedding.classes)
+            self.inspector.show_query(vec, image, -1, ev, self.held_out, self.embedding.classes, files=self.embedding.files,
+                                      query_file=path)
 
         self.background(work, show, "embedding the image")
 
@@ -87,14 +88,16 @@ class RunActions:
             else:
                 rows = np.arange(min(cfg.eval.embed_points or 2000, len(test)))
             emb = rm.embed(test.images[rows])
-            return test, EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[rows].numpy(), np.asarray(rows))
+            ev = EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[rows].numpy(), np.asarray(rows))
+            return test, ev, test.file_names()
 
         def show(result):
-            test, ev = result
+            test, ev, files = result
             self.held_out = test.images.numpy()
             self.embedding.reset()
             self.embedding.set_reference(view)
             self.embedding.set_dataset(self.held_out, test.classes)
+            self.embedding.set_files(self.held_out, files)
             self.embedding.show_embedding(ev)
             self.runOpened.emit(run)
 

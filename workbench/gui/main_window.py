@@ -316,10 +316,21 @@ class MainWindow(RunActions, QMainWindow):
         self.classes = ev.classes
         self.held_out = ev.held_out_images
         self.embedding.set_dataset(self.held_out, ev.classes)
+        if ev.held_out_source:
+            self.name_held_out(ev.held_out_source, ev.held_out_indices)
         if ev.start_step > 0:  # resumed: show what the run did before
             self._show_history(ev.run_dir)
             self.embedding.set_reference(read_view(ev.run_dir))
         self.runs.set_running(ev.run_dir)
+
+    def name_held_out(self, source: str, indices):
+        """List the held-out images' folder in the background, for the embedding's tooltips (a failure is said in
+        the messages list; the tooltips then go without names)."""
+        from workbench.core.data import file_names
+
+        images = self.held_out
+        Task(lambda: file_names(source, indices), lambda names: self.embedding.set_files(images, names),
+             lambda msg, tb: self.log("warning", f"could not list the held-out images' files in '{source}': {msg}")).start()
 
     def _show_history(self, run_dir):
         for e in read_history(run_dir):

@@ -9,6 +9,8 @@ orientation of an opened or resumed run the same as when it was trained.
 """
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -100,6 +102,7 @@ class EmbeddingPanel(QWidget):
         self.tip = ImageTip()
         self.items: dict[int, pg.ScatterPlotItem] = {}  # one item per class: a single brush each, fast to update
         self.images = None  # held-out images (N, C, H, W) uint8
+        self.files: list[str] | None = None  # their files, for a folder (set_files)
         self.classes: list = []
         self.latest = None
         self.xy = np.zeros((0, 2))
@@ -113,7 +116,13 @@ class EmbeddingPanel(QWidget):
         self.colour_by.currentTextChanged.connect(lambda *_: self._colour())
 
     def set_dataset(self, images: np.ndarray | None, classes: list):
-        self.images, self.classes = images, classes
+        self.images, self.classes, self.files = images, classes, None
+
+    def set_files(self, images: np.ndarray | None, files: list[str] | None):
+        """The file of each held-out row (an image folder's), shown in the tooltip; for ``images`` only (names
+        arriving after another run replaced them are dropped)."""
+        if images is self.images:
+            self.files = files
 
     def set_reference(self, view):
         """(xy, indices) of a saved layout; PCA frames are turned to match it."""
@@ -246,7 +255,9 @@ class EmbeddingPanel(QWidget):
         extra = ""
         if self.correct is not None:
             extra = "<br>kNN: " + ("correct" if self.correct[i] else "wrong")
-        return f"<b>{name}</b><br>held-out #{row}{extra}<br><i>click: nearest neighbours</i>"
+        file = self.files[row] if self.files is not None and row < len(self.files) and self.files[row] else ""
+        where = f"<br>{html.escape(file)}" if file else ""
+        return f"<b>{html.escape(name)}</b><br>held-out #{row}{where}{extra}<br><i>click: nearest neighbours</i>"
 
     def _hovered(self, item, points, ev=None):
         over_plot = self.isVisible() and self.plot.rect().contains(self.plot.mapFromGlobal(QCursor.pos()))

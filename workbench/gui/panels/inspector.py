@@ -213,31 +213,37 @@ class InspectorPanel(QWidget):
         self.prob_label.setText(f"mean probability of the positive at T={self.temp.value():.3f}: {p.mean():.3f} "
                                 f"(uniform would be {1 / max(1, len(p) - 1):.4f})")
 
-    def show_retrieval(self, query_row: int, emb_event, images, classes, k: int = 10):
-        """Nearest held-out neighbours of held-out row ``query_row`` in the latest embedding."""
+    def show_retrieval(self, query_row: int, emb_event, images, classes, k: int = 10, files: list[str] | None = None):
+        """Nearest held-out neighbours of held-out row ``query_row`` in the latest embedding; ``files`` names each
+        held-out row's file (an image folder's) in the tiles' tooltips."""
         pos = np.nonzero(emb_event.indices == query_row)[0]
         if len(pos) == 0:
             return []
         label = int(emb_event.labels[pos[0]])
         return self.show_query(emb_event.embeddings[pos[0]], images[query_row], label, emb_event, images, classes, k,
-                               exclude=int(pos[0]))
+                               exclude=int(pos[0]), files=files, query_file=_name(files, query_row))
 
-    def show_query(self, vector, image, label, emb_event, images, classes, k: int = 10, exclude: int | None = None):
+    def show_query(self, vector, image, label, emb_event, images, classes, k: int = 10, exclude: int | None = None,
+                   files: list[str] | None = None, query_file: str = ""):
         """The ``k`` nearest held-out images of ``vector`` (D,), leaving out embedding row ``exclude`` (the query)."""
         self.retrieval.begin()
         idx, sims = retrieve(vector, emb_event.embeddings, k, exclude)
         name = classes[label] if 0 <= label < len(classes) else "?"
-        self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4")
+        self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4", query_file)
         out = []
         for j, (i, s) in enumerate(zip(idx, sims, strict=True)):
             row, lab = int(emb_event.indices[i]), int(emb_event.labels[i])
             agree = lab == label
             cname = classes[lab] if 0 <= lab < len(classes) else "?"
             self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
-                               "#2ca02c" if agree else "#d62728")
+                               "#2ca02c" if agree else "#d62728", _name(files, row))
             out.append((row, float(s), lab))
         self.retrieval.end()
         self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity "
                                     "(green: same class)")
         self.tabs.setCurrentIndex(2)
         return out
+
+
+def _name(files: list[str] | None, row: int) -> str:
+    return files[row] if files is not None and 0 <= row < len(files) else ""
