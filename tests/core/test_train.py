@@ -691,3 +691,14 @@ def test_a_stop_during_the_knn_search_ends_the_evaluation(quick_cfg):
     M.knn_predict(bank, torch.arange(100) % 3, torch.randn(10, 8), k=5, chunk=3, check=lambda: calls.append(1))
     assert len(calls) == 4  # once before each of the 4 query chunks
 
+
+
+def test_readout_undo_gives_back_the_encoders_output_for_the_picture():
+    """The embedding's PCA picture is drawn from the encoder's output: undo(readout(h)) == h."""
+    from workbench.core.models import Readout
+
+    g = torch.Generator().manual_seed(1)
+    h = torch.rand(300, 24, generator=g) @ torch.rand(24, 24, generator=g)
+    r = Readout(24)
+    r.fit(h)
+    assert torch.allclose(r.undo(r(h)), h, atol=1e-4)

@@ -80,6 +80,12 @@ class Readout(nn.Module):
         self.bias.copy_(-(mean @ p))
         return "whitened"
 
+    def undo(self, y: torch.Tensor) -> torch.Tensor:
+        """Read-out representations (N, D) back to the encoder's output (what a PCA picture is drawn from: after
+        whitening every direction has the same variance, so PCA's two would be arbitrary)."""
+        w = self.weight.to(device=y.device, dtype=torch.float64)
+        return torch.linalg.solve(w, (y.double() - self.bias.to(y.device, torch.float64)).T).T.to(y.dtype)
+
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         """``h`` (N, D) read out in place, a chunk at a time (a bank of 100,000 representations is large)."""
         for chunk in h.split(8192):

@@ -666,7 +666,9 @@ class Run:
         if not np.isfinite(src).all():
             self.nonfinite_features(src)
         labels = self.s.test.labels[self.embed_idx].numpy()
-        return EmbeddingEvent(self.shown_epoch(), self.step, self.projector(src), src, labels, self.embed_idx.numpy())
+        drawn = self.s.net.readout.undo(feats.float()).cpu().numpy()  # the picture from the encoder's output; the
+        return EmbeddingEvent(self.shown_epoch(), self.step, self.projector(drawn), src, labels,  # neighbours read out
+                              self.embed_idx.numpy())
 
     def nonfinite_features(self, src: np.ndarray) -> None:
         """Say (run.log and the console) why the embedding holds NaN/inf although the guard found the weights finite."""
