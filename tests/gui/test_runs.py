@@ -210,3 +210,18 @@ def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_dura
     assert panel.table.item(c, col["duration_s"]).text() == "1:15"  # 75.25 s between the first and last rows
     assert panel.table.item(c, col["epochs"]).text() == "15 steps"
     assert panel.table.item(k, col["epochs"]).text() == "1/3"
+
+
+@pytest.mark.qt_log_ignore("does not support")  # the offscreen platform cannot raise a window
+def test_the_image_tooltip_stays_on_the_screen_near_its_edges(qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QGuiApplication
+
+    from workbench.gui.panels.embedding import ImageTip
+
+    tip = ImageTip()
+    qtbot.addWidget(tip)
+    room = QGuiApplication.primaryScreen().availableGeometry()
+    for at in (room.center(), QPoint(room.right() - 4, room.bottom() - 4)):
+        tip.show_at(at, None, "<b>cat</b><br>held-out #42<br>cat/0025.jpg<br><i>click: nearest neighbours</i>")
+        assert room.contains(tip.geometry()), (at, tip.geometry(), room)

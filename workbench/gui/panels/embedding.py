@@ -14,7 +14,7 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QColor, QCursor, QIcon, QPixmap
+from PySide6.QtGui import QColor, QCursor, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy, QSplitter,
                                QVBoxLayout, QWidget)
 
@@ -57,7 +57,15 @@ class ImageTip(QWidget):
             self.pic.setPixmap(pixmap)
         self.text.setText(text)
         self.adjustSize()
-        self.move(pos + QPoint(16, 16))
+        at = pos + QPoint(16, 16)
+        screen = QGuiApplication.screenAt(pos) or QGuiApplication.primaryScreen()
+        if screen is not None:  # kept on the screen: left of / above the cursor near the right / bottom edge
+            room = screen.availableGeometry()
+            if at.x() + self.width() > room.right():
+                at.setX(pos.x() - 16 - self.width())
+            if at.y() + self.height() > room.bottom():
+                at.setY(pos.y() - 16 - self.height())
+        self.move(at)
         self.show()
 
 
