@@ -285,7 +285,8 @@ def cmd_embed(args) -> int:
 
 
 def cmd_neighbours(args) -> int:
-    from workbench.core.inference import RunModel, load_image_file, neighbours, source_files
+    from workbench.core.data import file_names
+    from workbench.core.inference import RunModel, load_image_file, neighbours
 
     if not Path(args.image).is_file():
         raise ConfigError(f"image '{args.image}' does not exist")
@@ -303,7 +304,8 @@ def cmd_neighbours(args) -> int:
     for r, (i, s) in enumerate(zip(idx[0], sim[0], strict=True), 1):
         lab = int(train.labels[i])
         rows.append((r, int(train.indices[i]), float(s), train.classes[lab] if 0 <= lab < len(train.classes) else "-"))
-    files = source_files(cfg, [i for _, i, _, _ in rows])  # image folders: the file of each neighbour
+    names = file_names(train.source, [i for _, i, _, _ in rows])  # image folders: the file of each neighbour
+    files = [str(Path(train.source) / n) if n else "" for n in names] if names else None
     _print_neighbours(rows, files, out)
     return 0
 

@@ -87,20 +87,6 @@ def load_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, order="C"))[None]  # a writable copy: PIL's greyscale arrays are read-only
 
 
-def source_files(cfg: Config, indices) -> list[str] | None:
-    """The image file of each training-split source index (``ImageData.indices``) of an image_folder run;
-    None for other datasets. A folder's store keeps each image's position in the folder's sorted file
-    list (``folder.list_images``), which is listed again here; the store is rebuilt whenever a file
-    changes, so the positions of loaded data match the folder as it is now."""
-    if cfg.data.name != "image_folder" or not cfg.data.root:
-        return None
-    from workbench.core import folder
-
-    train_dir, _ = folder.split_folders(Path(cfg.data.root).expanduser(), say=False)
-    files = folder.list_images(train_dir, say=False, stat=False).files
-    return [files[i] if 0 <= i < len(files) else "" for i in (int(i) for i in indices)]
-
-
 def neighbours(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Cosine nearest neighbours: query (Q, D), bank (N, D) -> (indices (Q, k), similarities (Q, k))."""
     q = F.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
