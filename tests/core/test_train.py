@@ -702,3 +702,18 @@ def test_readout_undo_gives_back_the_encoders_output_for_the_picture():
     r = Readout(24)
     r.fit(h)
     assert torch.allclose(r.undo(r(h)), h, atol=1e-4)
+
+
+def test_a_read_out_that_can_only_centre_is_said_once(tmp_path, quick_cfg, monkeypatch):
+    """Representations wider than Readout.MAX_WHITEN are centred, not whitened: the run says so once, as a note."""
+    from workbench.core.events import WarningEvent
+    from workbench.core.models import Readout
+
+    monkeypatch.setattr(Readout, "MAX_WHITEN", 8)
+    events = run_all(quick_cfg("train.epochs=2", "eval.every=1", "eval.max_share=1"), runs_root=tmp_path / "a")
+    notes = [e for e in events if isinstance(e, WarningEvent) and "read-out" in e.message]
+    assert len([e for e in events if isinstance(e, EvalEvent)]) >= 2
+    assert len(notes) == 1 and notes[0].note and "centred, not whitened" in notes[0].message
+    monkeypatch.undo()
+    whitened = run_all(quick_cfg("train.epochs=1"), runs_root=tmp_path / "b")
+    assert not any(isinstance(e, WarningEvent) and "read-out" in e.message for e in whitened)

@@ -38,7 +38,7 @@ from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, Embed
 from workbench.core.inspector import batch_event
 from workbench.core.losses import LOSSES, Views
 from workbench.core.methods import Method, build_method, build_network, head_hidden
-from workbench.core.models import Network
+from workbench.core.models import Network, Readout
 from workbench.core.optim import build_optimizer, lr_factor, warmup_fraction
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
@@ -128,6 +128,7 @@ class Setup:
     global_batch: int
     notes: list = field(default_factory=list)  # decisions made for this data (e.g. the preset "auto" chose), said at the start
     loader_notes: list = field(default_factory=list)  # what the loader said while decoding (already said then): for run.log
+    readout: str = ""  # what the last evaluation fitted: "whitened", or "centred" (too wide, or degenerate)
 
     @property
     def loss(self) -> torch.nn.Module:
@@ -349,7 +350,7 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
     feats = embed(s, test.images, interrupt=interrupt, raw=True)
     if torch.isfinite(bank).all():  # non-finite representations keep the read-out they had (the guard says why)
-        s.net.readout.fit(bank)
+        s.readout = s.net.readout.fit(bank)
     s.net.readout.apply_(bank)
     s.net.readout.apply_(feats)
     test_labels = test.labels.to(s.device)
@@ -477,7 +478,7 @@ class Run:
         s = self.s
         self.clock = (self.elapsed, self.step)  # a resumed run counts images/s from here
         self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
-        self.eval_time, self.eval_cost, self.cadence_noted = 0.0, 0.0, False
+        self.eval_time, self.eval_cost, self.cadence_noted, self.readout_noted = 0.0, 0.0, False, False
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy(),
                          s.test.source, s.test.indices.cpu().numpy())
@@ -657,7 +658,18 @@ class Run:
             self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
         warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head)
-        return events + ([WarningEvent(warning)] if warning else [])
+        return events + self.readout_note() + ([WarningEvent(warning)] if warning else [])
+
+    def readout_note(self) -> list[WarningEvent]:
+        """Once a run: a note when the read-out could only centre the representations (kNN, neighbours and
+        exports then read them centred, not whitened)."""
+        if self.s.readout != "centred" or self.readout_noted:
+            return []
+        self.readout_noted = True
+        d = self.s.net.encoder.out_dim
+        why = (f"representations {d} wide (whitening is fitted up to {Readout.MAX_WHITEN})" if d > Readout.MAX_WHITEN
+               else "representations that barely vary (degenerate)")
+        return [WarningEvent(f"read-out: {why} are centred, not whitened; kNN and exports read them centred", note=True)]
 
     def embedding(self, feats: torch.Tensor | None = None) -> EmbeddingEvent:
         if feats is None:
