@@ -155,10 +155,11 @@ def _class_names(labels: Any) -> list[str]:
 
 
 def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
-    images, labels = [], []
+    images, labels, cropped = [], [], 0
     for i in range(len(ds)):
         item = ds[i]
         img, label = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+        cropped += bool(_is_pil(img) and img.size[0] != img.size[1])
         images.append(_one_image(img, f"{where}[{i}]"))
         labels.append(-1 if label is None else label.item() if hasattr(label, "item") else label)
         if images[-1].shape[1:] != images[0].shape[1:]:
@@ -166,6 +167,9 @@ def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
                               "(C, H, W); give every image the same size (e.g. a Resize transform)")
     if not images:
         raise ConfigError(f"{where}: the dataset is empty")
+    if cropped:  # a guess about the user's images, said as an image folder says it
+        warnings.warn(f"{where}: {cropped} of {len(images)} PIL images are not square; the centre square of each is used",
+                      stacklevel=3)
     if len({im.shape[0] for im in images}) > 1:  # greyscale among colour: grey as RGB, as an image folder does
         warnings.warn(f"{where}: greyscale and colour images are mixed; the greyscale ones are used as RGB", stacklevel=3)
         images = [im.expand(3, -1, -1) for im in images]
@@ -173,9 +177,13 @@ def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
     return torch.stack(images), (labels if has_labels else None)
 
 
+def _is_pil(img) -> bool:
+    return hasattr(img, "convert") and hasattr(img, "mode") and not isinstance(img, torch.Tensor)
+
+
 def _one_image(img, where: str) -> torch.Tensor:
     """(C, H, W) uint8 from a PIL image, a (C, H, W) tensor (uint8 or float in [0, 1]) or an (H, W[, C]) array."""
-    if hasattr(img, "convert") and hasattr(img, "mode"):  # PIL: decoded as an image folder's files are, centre square
+    if _is_pil(img):  # PIL: decoded as an image folder's files are, centre square
         from workbench.core import decode
 
         try:
