@@ -170,9 +170,12 @@ def test_links_are_followed_once_and_what_is_left_out_is_named(tmp_path, caplog)
     (root / "zloop").symlink_to(root)  # a link back to the root: the whole data set again as a class "zloop"
     (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     (root / "b" / "more").symlink_to(tmp_path)  # a link to a folder inside a class folder is not followed
+    (root / "b" / "x.jpg").symlink_to(root / "b" / "y.jpg")  # two links to each other: a loop
+    (root / "b" / "y.jpg").symlink_to(root / "b" / "x.jpg")
     save(root / "stray.png", Image.new("RGB", (40, 30), RED))
     train, test = load(root)
     assert train.classes == ["a", "b"] and len(train) + len(test) == 9
+    assert "x.jpg (a link loop)" in caplog.text and "y.jpg (a link loop)" in caplog.text
     assert "left out zloop/ under" in caplog.text and "link(s) back to this folder" in caplog.text
     assert "gone.png (a broken link)" in caplog.text and "more (a link to a folder" in caplog.text
     assert "1 image(s) lie in" in caplog.text and "used unlabeled" in caplog.text

@@ -6,6 +6,7 @@ should check are warnings, the rest is info.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import statistics
@@ -170,12 +171,19 @@ def _walk(folder: Path, errors: list, recurse: bool) -> list[str]:
         if e.name.startswith("."):
             continue
         image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTS
-        if e.is_file() and image:
+        try:
+            is_file = e.is_file()
+            is_dir = not is_file and e.is_dir()
+        except OSError as exc:  # a link loop (or an entry gone since the listing): left out, said
+            if image or recurse:
+                errors.append((e.path, "a link loop" if exc.errno == errno.ELOOP else exc.strerror or type(exc).__name__))
+            continue
+        if is_file and image:
             found.append(e.path)
         elif recurse and e.is_dir(follow_symlinks=False):
             found += _walk(Path(e.path), errors, recurse=True)
-        elif e.is_symlink() and (image or recurse) and not e.is_file():
-            why = "a link to a folder (not followed inside class folders)" if e.is_dir() else "a broken link"
+        elif e.is_symlink() and (image or recurse) and not is_file:
+            why = "a link to a folder (not followed inside class folders)" if is_dir else "a broken link"
             errors.append((e.path, why))
     return found
 
