@@ -425,6 +425,41 @@ def test_train_out_that_is_a_file_or_inside_one(capsys, tmp_path):
     assert afile.read_text() == "keep me"
 
 
+def test_train_out_that_is_a_run_folder_is_refused(capsys, tmp_path):
+    """A new run is not nested inside an existing run folder: the line says to give the folder above or --resume."""
+    run = make_run(tmp_path)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    code, err = run_cli(capsys, "train", CFG, "--out", run)
+    assert code == 2
+    assert_one_line(err, f"--out '{run}' is a run folder; give the folder that holds runs (such as '{tmp_path}')")
+    assert "--resume" in err and sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_embed_and_export_out_inside_a_file(capsys, tmp_path):
+    """An --out whose path runs through a file is one line naming the file, exit 2, before anything loads."""
+    run = make_run(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for argv, shown in ((["embed", run, "--out", afile / "x.npz"], afile / "x.npz"),
+                        (["export", run, "--format", "safetensors", "--out", afile / "sub"], afile / "sub"),
+                        (["export", run, "--format", "npz", "--out", afile / "e.npz"], afile / "e.npz"),
+                        (["neighbours", run, "--image", CFG, "--out", afile / "n.csv"], afile / "n.csv")):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2, argv
+        assert_one_line(err, f"--out '{shown}': '{afile}' is a file, not a folder")
+    code, err = run_cli(capsys, "export", run, "--format", "safetensors", "--out", afile)
+    assert code == 2
+    assert_one_line(err, f"--out '{afile}' is a file, not a folder")
+    assert afile.read_text() == "keep me"
+
+
+def test_an_image_that_is_a_folder_says_so(capsys, tmp_path):
+    run = make_run(tmp_path)
+    code, err = run_cli(capsys, "neighbours", run, "--image", tmp_path)
+    assert code == 2
+    assert_one_line(err, f"image '{tmp_path}' is a folder; give an image file")
+
+
 def test_sweep_out_inside_a_file(capsys, tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("keep me")

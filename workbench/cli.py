@@ -221,9 +221,12 @@ def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) ->
             raise ConfigError(f"--out -: {suffix} data is binary and stdout is a terminal; redirect it "
                               f"(--out - > embeddings{suffix}) or give a file name")
         return None
+    from workbench.core.runs import check_folder
+
     path = Path(out)
     if path.is_dir():
         raise ConfigError(f"--out '{path}' is a folder; give a file name such as {path / ('embeddings' + suffix)}")
+    check_folder(path.parent, "--out", file=path)
     _refuse_overwrite([path], force)
     return path
 
@@ -286,10 +289,9 @@ def cmd_embed(args) -> int:
 
 def cmd_neighbours(args) -> int:
     from workbench.core.data import file_names
-    from workbench.core.inference import RunModel, load_image_file, neighbours
+    from workbench.core.inference import RunModel, check_image_path, load_image_file, neighbours
 
-    if not Path(args.image).is_file():
-        raise ConfigError(f"image '{args.image}' does not exist")
+    check_image_path(args.image)  # before the run loads
     out = _check_out_file(args.out, args.force, ".csv") if args.out and args.out != "-" else args.out
     rm = RunModel.load(args.run_dir)
     cfg = run_data(rm, args.set)
@@ -336,11 +338,12 @@ def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | st
 
 
 def cmd_export(args) -> int:
-    from workbench.core.export import export_run, export_targets
+    from workbench.core.export import check_out, export_run, export_targets
 
     if args.out == "-":
         raise ConfigError("--out -: an export is one or more files (model and model card); give a folder, e.g. --out export/")
     args.out = args.out or str(Path(args.run_dir) / "export" / args.format)
+    check_out(args.format, args.out, "--out")
     _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
     paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head)
     for p in paths:

@@ -33,7 +33,7 @@ from torch import nn
 
 from workbench.core.inference import RunModel
 from workbench.core.registry import ConfigError
-from workbench.core.runs import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode, read_metrics
+from workbench.core.runs import DiskFullError, atomic_write_bytes, atomic_write_text, check_folder, file_mode, read_metrics
 
 from workbench.core import modelcard
 from workbench.core.formats import FORMATS  # noqa: F401  (the one list of formats; re-exported)
@@ -425,9 +425,21 @@ def export_targets(fmt: str, out, run_dir=None) -> list[Path]:
     return [out / n for n in ("vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt")]
 
 
+def check_out(fmt, out, what: str = "out") -> Path:
+    """``out`` as a Path; ConfigError for an unknown format or an ``out`` that cannot be written (a file on the
+    way, no permission), before anything is loaded or written. ``what`` names it (``--out`` on the command line)."""
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    if not isinstance(out, (str, os.PathLike)):
+        raise ConfigError(f"{what}: expected a folder path, got {type(out).__name__}")
+    out = Path(out)
+    file = model_path(fmt, out) if fmt in SUFFIX else out if fmt == "npz" and out.suffix == ".npz" else out / "x"
+    check_folder(file.parent, what, file=out)  # the folder written into: out, or the one holding the file out names
+    return out
+
+
 def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000) -> list[Path]:
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format '{fmt}'; choose from: {', '.join(FORMATS)}")
+    check_out(fmt, out)
     rm = RunModel.load(run_dir)
     out = Path(out)
     if fmt in SUFFIX:

@@ -72,14 +72,23 @@ class RunModel:
         return load_splits(cfg.data)
 
 
+def check_image_path(path: str | Path) -> Path:
+    """``path`` as a Path; ConfigError when it is missing or a folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"image '{p}' is a folder; give an image file (a folder's images: workbench embed RUN_DIR "
+                          "--split train --set data.root=FOLDER)")
+    if not p.is_file():
+        raise ConfigError(f"image '{p}' does not exist")
+    return p
+
+
 def load_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
     """One image file -> (1, C, size, size) uint8, decoded as an image folder's files are for training
     (``decode.decode``: EXIF orientation, transparency on white, 16-bit scaled, centre square resized)."""
     from workbench.core import decode
 
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"image '{p}' does not exist")
+    p = check_image_path(path)
     try:
         arr = decode.decode(str(p), size, channels)
     except (decode.Unreadable, OSError) as exc:

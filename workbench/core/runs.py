@@ -37,18 +37,29 @@ METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_ac
 
 
 def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
-    """Check, without creating anything, that run folders can be made in ``root`` (created if missing):
-    no part of it is a file and the deepest existing folder is writable. ConfigError names ``what``
-    (e.g. ``--out``) and the offending path."""
-    root = Path(root)
-    existing = next((p for p in (root, *root.parents) if p.exists() or p.is_symlink()), Path("."))
+    """Check, without creating anything, that run folders can be made in ``root`` (``check_folder``) and that it is
+    not itself a run folder (a new run would nest inside it). ConfigError names ``what`` (e.g. ``--out``)."""
+    root = check_folder(root, what)
+    if (root / "config.toml").is_file() and (root / "checkpoints").is_dir():
+        raise ConfigError(f"{what} '{root}' is a run folder; give the folder that holds runs (such as '{root.parent}'), "
+                          "or continue that run with --resume (resume= in Python)")
+    return root
+
+
+def check_folder(folder: str | Path, what: str, file: str | Path | None = None) -> Path:
+    """Check, without creating anything, that files can be written in ``folder`` (created if missing): no part of
+    it is a file and the deepest existing folder is writable. ConfigError names ``what`` and the offending path
+    (``file``, when given, is what will be written there)."""
+    folder = Path(folder)
+    shown = Path(file) if file is not None else folder
+    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), Path("."))
     if not existing.is_dir():
-        where = f"{what} '{root}'" if existing == root else f"{what} '{root}': '{existing}'"
+        where = f"{what} '{shown}'" if existing == shown else f"{what} '{shown}': '{existing}'"
         raise ConfigError(f"{where} is a file, not a folder; give a folder (it is created if missing)")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} '{root}': cannot create folders in '{existing}' (permission denied); "
+        raise ConfigError(f"{what} '{shown}': cannot create folders in '{existing}' (permission denied); "
                           "choose a folder you can write to")
-    return root
+    return folder
 
 
 def new_run_dir(root: str | Path, cfg, what: str = "runs_root") -> Path:
