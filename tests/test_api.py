@@ -208,6 +208,37 @@ def test_set_up_problems_and_training_failures_raise(tmp_path, fmnist):
     assert "FloatingPointError" in log.read_text() and "Traceback" in log.read_text()
 
 
+def test_fit_on_an_image_folder_path(tmp_path, fmnist):
+    """data="/a/folder" trains on it as data.root (the run's config says so and can be resumed from it)."""
+    x, y = fmnist
+    for i in range(120):
+        path = tmp_path / "photos" / f"class{int(y[i])}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i, 0].numpy()).save(path)
+    run = wb.fit(wb.config(SMALL, **{"train.batch_size": 32}), data=str(tmp_path / "photos"), runs_root=tmp_path / "runs")
+    assert run.reason == "finished" and run.config.data.name == "image_folder"
+    assert run.config.data.root == str(tmp_path / "photos") and 0 <= run.final["knn_acc"] <= 1
+
+
+def test_wrong_argument_types_are_config_errors_and_make_no_run_folder(tmp_path, fmnist):
+    x, y = fmnist
+    with pytest.raises(wb.ConfigError, match="on_event: expected a function called with each event, got int"):
+        wb.fit(SMALL, data=x, labels=y, on_event=5, runs_root=tmp_path / "runs")
+    with pytest.raises(wb.ConfigError, match="is not a folder; give an image folder"):
+        wb.fit(SMALL, data=str(tmp_path / "nowhere"), runs_root=tmp_path / "runs")
+    with pytest.raises(wb.ConfigError, match="a resumed run reads the data its config names"):
+        wb.fit(resume=tmp_path, data=str(tmp_path), runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(wb.ConfigError, match="load_run: expected a run folder's path, got int"):
+        wb.load_run(42)
+    run = wb.Run(tmp_path)
+    with pytest.raises(wb.ConfigError, match="unknown export format 3; choose from: safetensors"):
+        run.export(3)
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(wb.ConfigError, match="is a file, not a folder"):
+        run.export("npz", out=tmp_path / "afile")
+
+
 def test_readme_example_runs(tmp_path):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     code = re.search(r"## Python API.*?```python\n(.*?)```", text, re.S).group(1)

@@ -15,6 +15,7 @@ the caller's state.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -317,9 +318,9 @@ class Run:
         embeddings (npz | projector); ``out`` defaults to ``<run>/export/<fmt>/`` (as in the window).
         Returns the written paths. An existing file is never replaced unless ``force``: ConfigError
         naming it (the model card of the same run is extended, not replaced)."""
-        from workbench.core.export import export_run, export_targets
+        from workbench.core.export import check_out, export_run, export_targets
 
-        out = Path(out) if out is not None else self.run_dir / "export" / fmt
+        out = check_out(fmt, out if out is not None else self.run_dir / "export" / str(fmt))
         existing = [p for p in export_targets(fmt, out, self.run_dir) if p.exists()]
         if existing and not force:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -329,6 +330,8 @@ class Run:
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
     """A saved run folder as a Run (metrics, embed, export)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"load_run: expected a run folder's path, got {type(path).__name__}")
     run_dir = find_run(path)
     done = [r for r in read_metrics(run_dir) if r.get("knn_acc") is not None]
     final = {k: v for k, v in done[-1].items() if v is not None and k not in ("time", "epoch", "step")} if done else {}
@@ -343,6 +346,8 @@ class Stream:
     def __init__(self, cfg, data=None, *, labels=None, test=None, test_labels=None, runs_root: str | Path = "runs",
                  resume: str | Path | None = None, control: Control | None = None):
         self.cfg = None if resume is not None and cfg is None else config(cfg)
+        if isinstance(data, (str, os.PathLike)):  # an image folder: the config's data.root
+            self.cfg, data = _folder_config(self.cfg, Path(data), resume), None
         self.control = control or Control()
         self.run: Run | None = None
         self.run_dir = ""
@@ -377,6 +382,14 @@ class Stream:
             self.run = Run(Path(ev.run_dir), ev.reason, dict(ev.metrics))
 
 
+def _folder_config(cfg: Config | None, folder: Path, resume) -> Config:
+    if resume is not None:
+        raise ConfigError(f"data: a resumed run reads the data its config names; leave data='{folder}' out")
+    if not folder.is_dir():
+        raise ConfigError(f"data: '{folder}' is not a folder; give an image folder, images (N, C, H, W) or a torch Dataset")
+    return (cfg or config()).replace("data", name="image_folder", root=str(folder))
+
+
 def stream(cfg=None, data=None, **kwargs) -> Stream:
     """Events of a training run as an iterator; see ``fit`` for the arguments."""
     return Stream(cfg, data, **kwargs)
@@ -387,14 +400,17 @@ def fit(cfg=None, data=None, *, labels=None, test=None, test_labels=None, on_eve
     """Train and return the Run.
 
     cfg: a Config or anything ``config()`` takes (None = defaults). data: None (the config's
-    dataset), uint8 images (N, C, H, W) with ``labels`` (N,) (-1 = unknown), an ``(images, labels)``
-    pair, or a torch Dataset of images (PIL / tensors / arrays, with or without labels); the
-    held-out split is ``test`` (same forms) or ``data.holdout`` of ``data``. on_event(event) is
-    called for every event (RunStarted, StepEvent, EvalEvent, ...). resume: a run folder to continue
-    (pass the same ``data`` when it was trained on in-memory images). Raises ConfigError for a bad
+    dataset), an image folder's path (as data.root, data.name = "image_folder"), uint8 images
+    (N, C, H, W) with ``labels`` (N,) (-1 = unknown), an ``(images, labels)`` pair, or a torch
+    Dataset of images (PIL / tensors / arrays, with or without labels); the held-out split is
+    ``test`` (same forms) or ``data.holdout`` of ``data``. on_event(event) is called for every
+    event (RunStarted, StepEvent, EvalEvent, ...). resume: a run folder to continue (pass the same
+    ``data`` when it was trained on in-memory images). Raises ConfigError for a bad
     set-up and the training failure's own exception (e.g. FloatingPointError for a non-finite loss)
     when training fails; Ctrl-C stops cleanly and returns the stopped run.
     """
+    if on_event is not None and not callable(on_event):
+        raise ConfigError(f"on_event: expected a function called with each event, got {type(on_event).__name__}")
     s = Stream(cfg, data, labels=labels, test=test, test_labels=test_labels, runs_root=runs_root, resume=resume, control=control)
     for ev in s:
         if on_event is not None:
