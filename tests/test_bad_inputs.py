@@ -453,6 +453,16 @@ def test_embed_and_export_out_inside_a_file(capsys, tmp_path):
     assert afile.read_text() == "keep me"
 
 
+def test_a_run_whose_data_folder_is_gone_says_how_to_point_at_it(capsys, tmp_path):
+    cfg = Config().with_overrides(["data.name=image_folder", f"data.root={tmp_path / 'photos'}"])
+    run = make_run(tmp_path, cfg=cfg)
+    for argv in (["embed", run, "--out", tmp_path / "e.npz"], ["neighbours", run, "--image", CFG]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2
+        assert_one_line(err, f"the folder this run trained on, '{tmp_path / 'photos'}', is not there any more")
+        assert "--set data.root=FOLDER" in err
+
+
 def test_an_image_that_is_a_folder_says_so(capsys, tmp_path):
     run = make_run(tmp_path)
     code, err = run_cli(capsys, "neighbours", run, "--image", tmp_path)

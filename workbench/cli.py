@@ -256,6 +256,10 @@ def run_data(rm, sets: list[str] | None):
     cfg = rm.cfg.with_overrides(data_overrides(sets))
     if cfg.data != rm.cfg.data and not any(s.strip().startswith("data.image_size") for s in sets or []):
         cfg = cfg.replace("data", image_size=rm.image_size)
+    root = cfg.data.root
+    if root and cfg.data.root == rm.cfg.data.root and not Path(root).expanduser().exists():
+        raise ConfigError(f"data.root: the folder this run trained on, '{root}', is not there any more (moved or deleted); "
+                          "give where it is now with --set data.root=FOLDER")
     return cfg
 
 
