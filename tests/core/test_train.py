@@ -193,6 +193,8 @@ def test_collapse_is_reported(tmp_path, quick_cfg):
     z = torch.ones(100, 32) + 1e-6 * torch.randn(100, 32)
     assert collapse_warning(embedding_std(z), effective_rank(z), 32) is not None
     assert collapse_warning(embedding_std(torch.randn(100, 32)), effective_rank(torch.randn(100, 32)), 32) is None
+    two = torch.randn(2, 32)  # two healthy points have effective rank 1: too few to tell
+    assert effective_rank(two) < 1.5 and collapse_warning(embedding_std(two), effective_rank(two), 32, n=2) is None
 
 
 def test_triplet_batch_event_carries_the_mined_triplets(tmp_path, quick_cfg):

@@ -118,7 +118,13 @@ def embedding_std(z: torch.Tensor) -> float:
     return F.normalize(z.float(), dim=1).std(0).mean().item()
 
 
-def collapse_warning(std: float, rank: float, dim: int) -> str | None:
+COLLAPSE_MIN_POINTS = 16  # fewer embeddings span too few directions to tell collapse (two have effective rank 1)
+
+
+def collapse_warning(std: float, rank: float, dim: int, n: int = COLLAPSE_MIN_POINTS) -> str | None:
+    """The warning for collapsed embeddings, judged from ``n`` of them; None when healthy or ``n`` is too few to tell."""
+    if n < COLLAPSE_MIN_POINTS:
+        return None
     if std < 0.1 / math.sqrt(dim) or rank < 1.5:
         return (f"embedding collapse: std of normalised embeddings {std:.4f} (healthy ~{1 / math.sqrt(dim):.3f}), "
                 f"effective rank {rank:.1f} of {dim}; try a lower learning rate, another temperature or loss")

@@ -326,6 +326,7 @@ def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = Fal
 
 
 MAX_AUTO_BANK = 100_000  # eval.bank_size = 0 takes every training image up to this many (a random subset beyond)
+EVAL_VIEWS = 1024  # held-out images whose two views give alignment, uniformity, std and effective rank
 
 
 def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
@@ -365,7 +366,7 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     was = s.net.training
     s.net.eval()
     with torch.no_grad():
-        x = test.images[:1024].to(s.device)
+        x = test.images[:EVAL_VIEWS].to(s.device)
         v1, v2 = s.aug.views(x, g), s.aug.views(x, g)
         with autocast(s):
             z1, z2 = s.net(v1)[1].float(), s.net(v2)[1].float()
@@ -657,7 +658,7 @@ class Run:
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
             self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
-        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head)
+        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(len(self.s.test), EVAL_VIEWS))
         return events + self.readout_note() + ([WarningEvent(warning)] if warning else [])
 
     def readout_note(self) -> list[WarningEvent]:
