@@ -222,7 +222,8 @@ def test_memory_and_permission_errors_are_reported_as_what_they_are(tmp_path, ca
     monkeypatch.setattr(decode, "decode", flaky)
     train, test = load(tmp_path)
     assert len(train) + len(test) == 10
-    assert f"skipped 1 file(s) too large to decode in memory in {tmp_path}: {tmp_path / 'a' / 'img1.png'}" in caplog.text
+    limit = "too large to decode in memory (the limit is 1,000 megapixels)"
+    assert f"skipped 1 file(s) {limit} in {tmp_path}: {tmp_path / 'a' / 'img1.png'}" in caplog.text
     assert f"could not be opened (permission denied) in {tmp_path}: {tmp_path / 'a' / 'img2.png'}" in caplog.text
     assert f"skipped 1 unreadable image file(s) (decoder failed) in {tmp_path}: {tmp_path / 'b' / 'broken.png'}" in caplog.text
     assert caplog.text.count("broken.png") == 1  # the decoder's reason does not repeat the path
@@ -420,7 +421,7 @@ def test_images_past_pils_bomb_limit_decode_and_past_ours_are_named_too_large(tm
     save(tmp_path / "a" / "huge.png", Image.new("RGB", (60, 40), RED))  # 2,400 pixels
     train, test = load(tmp_path)
     assert len(train) + len(test) == 8
-    assert "skipped 1 file(s) too large to decode in memory" in caplog.text and "huge.png" in caplog.text
+    assert "skipped 1 file(s) too large to decode in memory (the limit is 1,000 megapixels)" in caplog.text and "huge.png" in caplog.text
 
 
 @pytest.mark.parametrize("layout", ["carved", "test_folder"])

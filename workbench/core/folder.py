@@ -346,7 +346,8 @@ def _note(notes: list, text: str) -> None:
     log.warning("%s", text)
 
 
-KIND_TEXT = {"unreadable": "unreadable image file(s) (decoder failed)", "memory": "file(s) too large to decode in memory",
+KIND_TEXT = {"unreadable": "unreadable image file(s) (decoder failed)",
+             "memory": f"file(s) too large to decode in memory (the limit is {decode.MAX_PIXELS // 10**6:,} megapixels)",
              "permission": "file(s) that could not be opened (permission denied)"}
 
 
