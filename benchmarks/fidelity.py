@@ -26,10 +26,9 @@ def losses():
     L = lambda name, **kw: LOSSES.build(name, kw)  # noqa: E731
     ncs = LL.NegativeCosineSimilarity()
     emb, lab = torch.cat([z1, z2]), torch.cat([labels, labels])
-    m = L("moco", temperature=0.2, queue_size=64)
-    m._ensure_queue(d, "cpu")
+    queue = F.normalize(torch.randn(64, d, generator=g), dim=1)  # K past keys, as the MoCo method keeps them
     q, k = F.normalize(torch.cat([z1, z2]), dim=1), F.normalize(torch.cat([t2, t1]), dim=1)
-    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ m.queue.clone().T], 1) / 0.2
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / 0.2
     moco_ref = F.cross_entropy(logits, torch.zeros(2 * n, dtype=torch.long))
     rows = [
         ("ntxent", "lightly NTXentLoss", L("ntxent", temperature=0.5)(Views(z1, z2)).loss, LL.NTXentLoss(temperature=0.5)(z1, z2)),
@@ -42,7 +41,8 @@ def losses():
         ("byol", "lightly 0.5*(NCS(p1,t2)+NCS(p2,t1))", L("byol")(v).loss, 0.5 * (ncs(p1, t2) + ncs(p2, t1))),
         ("byol / 4 - 1", "the same, official scale undone", L("byol")(v).loss / 4 - 1, 0.5 * (ncs(p1, t2) + ncs(p2, t1))),
         ("simsiam", "lightly 0.5*(NCS(p1,z2)+NCS(p2,z1))", L("simsiam")(v).loss, 0.5 * (ncs(p1, z2) + ncs(p2, z1))),
-        ("moco", "MoCo v2 logits + CE (official)", m(v).loss, moco_ref),
+        ("moco", "MoCo v2 logits + CE (official)", L("moco", temperature=0.2)(Views(z1, z2, t1=t1, t2=t2, negatives=queue)).loss,
+         moco_ref),
         ("triplet batch_hard", "pml BatchHardMiner + TripletMarginLoss",
          L("triplet", margin=0.2, mining="batch_hard", use_labels=True)(Views(z1, z2, labels=labels)).loss,
          PL.TripletMarginLoss(margin=0.2, reducer=reducers.MeanReducer())(emb, lab, miners.BatchHardMiner()(emb, lab))),
@@ -104,6 +104,9 @@ def augmentations():
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help; no options
     print("losses (N=32, D=16, random inputs):")
     losses()
     print("augmentations (64 colour images 32x32, torchvision.transforms.v2 at the drawn parameters):")
