@@ -329,6 +329,7 @@ def test_tpe_sweep_asks_optuna_for_each_point(tmp_path):
     assert len(done.trials) == 3 and all(t.status == "finished" for t in done.trials)
     assert all(0.05 <= t.params["loss.temperature"] <= 1.0 for t in done.trials)
     assert len({t.params["loss.temperature"] for t in done.trials}) == 3
+    assert all(len(repr(t.params["loss.temperature"]).lstrip("0.")) <= 6 for t in done.trials)  # 6 figures, as random gives
 
 
 def test_cli_sweep_prints_a_line_per_trial_and_the_ranked_table(tmp_path, capsys):

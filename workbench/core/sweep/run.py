@@ -105,6 +105,12 @@ class _TrialControl(Control):
         return self.parent.take_batch_request()
 
 
+def _six_figures(value, dist):
+    if not isinstance(value, float) or not hasattr(dist, "low"):
+        return value
+    return min(max(float(f"{value:.6g}"), dist.low), dist.high)
+
+
 class _Tpe:
     """Optuna's TPE sampler over the sweep's parameters; one Optuna trial per point (told the mean over seeds)."""
 
@@ -126,9 +132,10 @@ class _Tpe:
         self.asked: dict[int, Any] = {}
 
     def ask(self, point: int) -> dict:
+        """The next point's parameters; floats to 6 significant figures (inside their range), as grid and random give."""
         t = self.study.ask(self.dists)
         self.asked[point] = t
-        return dict(t.params)
+        return {k: _six_figures(v, self.dists[k]) for k, v in t.params.items()}
 
     def tell(self, point: int, params: dict, values: list[float]) -> None:
         TS = self.optuna.trial.TrialState
