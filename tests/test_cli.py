@@ -254,6 +254,7 @@ def test_other_data_to_embed_are_decoded_at_the_size_the_run_was_trained_at(tmp_
     from workbench.cli import run_data
     from workbench.core.config import Config
 
+    (tmp_path / "a").mkdir()
     rm = SimpleNamespace(cfg=Config().with_overrides(["data.name=image_folder", f"data.root={tmp_path / 'a'}"]),
                          image_size=64)
     assert run_data(rm, []).data.image_size == 0  # its own data, as trained (the decoded store is reused)
