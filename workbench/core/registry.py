@@ -46,8 +46,10 @@ class Entry:
 
     @property
     def summary(self) -> str:
-        """The docstring's first line."""
-        return self.doc.splitlines()[0] if self.doc else ""
+        """The docstring's first paragraph as one sentence (a trailing ':' or ',' that leads into a formula ends it)."""
+        para = inspect.cleandoc(self.doc or "").split("\n\n")[0]
+        text = " ".join(line.strip() for line in para.splitlines()).rstrip(":,; ")
+        return text + "." if text and not text.endswith(".") else text
 
 
 _HELP_LINE = re.compile(r"^\s*[`*]*(\w+)[`*]*\s*(?:\([^)]*\))?\s*:\s+(\S.*)$")

@@ -21,6 +21,16 @@ class DINOLoss(nn.Module):
     settings are declared and checked here with the loss's own). Shapes: p1, p2, t1, t2 (N, K), crops
     L x (N, K), center (1, K) -> scalar. Terms: teacher_entropy (mean entropy of P_a in nats: log K when the
     teacher collapses to uniform, 0 when it collapses to one prototype) and teacher_temp.
+
+    student_temp: tau_s of the student's softmax, in [0.001, 10].
+    teacher_temp: tau_t of the teacher's softmax after its warm-up, in [0.001, 10] (lower = sharper targets).
+    warmup_teacher_temp: tau_t at the start, raised linearly to teacher_temp, in [0.001, 10].
+    warmup_teacher_temp_frac: share of the training (0..1) over which tau_t rises; 0 = no warm-up.
+    out_dim: K, the number of prototypes of the DINO head's last layer (2..65536).
+    momentum: the teacher's EMA momentum at the start, raised to 1 on a cosine schedule, in [0, 1).
+    center_momentum: EMA momentum of the centre c of the teacher's outputs, in [0, 1).
+    local_crops: small crops per image fed to the student only (0..10; multi-crop).
+    local_scale: area fraction range [min, max] of the local crops, within (0, 1].
     """
 
     term_names = ("teacher_entropy", "teacher_temp")

@@ -106,7 +106,8 @@ class BarlowTwins(nn.Module):
 
 
 class VICReg(nn.Module):
-    """VICReg (Bardes, Ponce & LeCun 2022, arXiv:2105.04906):
+    """VICReg (Bardes, Ponce & LeCun 2022, arXiv:2105.04906): invariance between the views' projections, with a
+    variance floor and decorrelation within each view keeping them from collapsing:
 
         L = lambda * inv + mu * (var(z1) + var(z2)) / 2 + nu * (cov(z1) + cov(z2)),
         inv = mean ||z1 - z2||^2 / D,  var(z) = mean_d relu(1 - sqrt(Var z_d + 1e-4)),
