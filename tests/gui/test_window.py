@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -411,9 +413,13 @@ def test_run_length_in_epochs_steps_or_minutes(window, qtbot):
     t = s.build_config().train
     assert (t.max_steps, t.time_budget_s) == (0, 6.0)
     qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)
+    shown = []
+    window.stepsShown.connect(lambda _step: shown.append(window.progress.format()))
     with qtbot.waitSignal(window.trainingDone, timeout=120000) as done:
         window.start_btn.trigger()
     assert done.args[0].reason == "budget"
+    assert shown and all(re.search(r"trained 0:0\d of 0:06  ETA \d+:\d\d$", f) for f in shown), shown  # the budget's clock
+    assert "evaluations come on top" in window.progress.toolTip()
     assert window.progress.format().startswith("finished: step ") and "/" not in window.progress.format()  # no step total
     assert window.status.text().startswith("finished on its time budget at step ")
     assert window.progress.maximum() == 1000 == window.progress.value()  # the bar follows the budget's clock to its end
@@ -424,6 +430,19 @@ def test_run_length_in_epochs_steps_or_minutes(window, qtbot):
     assert "Clone and edit" in window.runs.buttons["resume"].toolTip()
     s.set_config(window.setup.build_config().with_overrides(["train.time_budget_s=0", "train.max_steps=0", "train.epochs=3"]))
     assert s.unit.currentText() == "epochs" and s.epochs.value() == 3
+
+
+def test_a_number_typed_before_the_unit_is_picked_carries_over(window, qtbot):
+    """People type "2" and then pick "minutes": the run lasts 2 minutes, not the 10 the minutes box held."""
+    from tests.gui.test_layout import type_into
+
+    s = window.setup
+    steps_before = s.steps.value()
+    type_into(qtbot, s.epochs, "2")
+    s.unit.setCurrentText("minutes")
+    assert s.minutes.value() == 2 and s.build_config().train.time_budget_s == 120
+    s.unit.setCurrentText("steps")  # nothing typed since: the steps box keeps its own number
+    assert s.steps.value() == steps_before
 
 
 def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_bar(window):

@@ -48,6 +48,16 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
+BOXED_TIP = ("A run given in minutes counts training time: evaluations come on top (at most eval.max_share of it), "
+             "so on the clock it takes longer. The bar fills with the training time; the ETA includes the evaluations.")
+
+
+def _clock(seconds: float) -> str:
+    """m:ss (h:mm:ss from an hour)."""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 class MainWindow(RunActions, QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
@@ -94,7 +104,7 @@ class MainWindow(RunActions, QMainWindow):
         self._closing = False
         self._pending_start = None  # Start pressed while the dataset was still loading
         self.run_dir = None
-        self.total_steps, self.step, self.boxed = 1, 0, False
+        self.total_steps, self.step, self.boxed, self.budget_s = 1, 0, False, 0.0
         self.messages: list[str] = []  # this run's notes, warnings and errors
         self.message_log: list[tuple[str, str, str]] = []  # the session's (time, kind, text), for the messages list
         self.held_out = None
@@ -308,7 +318,9 @@ class MainWindow(RunActions, QMainWindow):
     def _on_started(self, ev):
         self.run_dir = ev.run_dir
         self.total_steps, self.step = max(1, ev.total_steps), ev.start_step
-        self.boxed = bool(ev.config["train"].get("time_budget_s"))  # a time budget ends it: the bar follows its clock
+        self.budget_s = float(ev.config["train"].get("time_budget_s") or 0)
+        self.boxed = bool(self.budget_s)  # a time budget ends it: the bar follows its clock
+        self.progress.setToolTip(BOXED_TIP if self.boxed else "")
         self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
         self.progress.setValue(0 if self.boxed else ev.start_step)
         self.progress.setFormat(f"step {self._steps_text()}")
@@ -353,12 +365,12 @@ class MainWindow(RunActions, QMainWindow):
             self.plots.redraw()  # the first point shows at once, not at the next timer tick
         self.step = ev.step
         self.progress.setValue(round(1000 * ev.progress) if self.boxed else ev.step)
-        eta = int(ev.eta_s)
         if self.worker.control.paused or self.worker.control.stopped:
             self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}")  # the curves' last step; no rate
             return
-        self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  "
-                                f"{ev.images_per_s:,.0f} img/s  ETA {eta // 60}:{eta % 60:02d}")
+        trained = f"trained {_clock(ev.progress * self.budget_s)} of {_clock(self.budget_s)}  " if self.boxed else ""
+        self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  {ev.images_per_s:,.0f} img/s  "
+                                f"{trained}ETA {_clock(ev.eta_s)}")
         self.stepsShown.emit(ev.step)
 
     def _on_eval(self, ev):

@@ -217,16 +217,31 @@ class SetupPanel(QScrollArea):
         self.epochs.setRange(0, MAX_EPOCHS)
         self.steps.setRange(0, 10**9)  # 0 steps or minutes are shown and named by validation, not reverted
         self.unit = _combo(list(LENGTH_UNITS), "run_unit")
-        self.unit.setToolTip("epochs: passes over the training images; steps: optimiser steps; minutes: training time "
-                             "(the learning-rate schedule and the ETA follow the same clock)")
+        self.unit.setToolTip("epochs: passes over the training images; steps: optimiser steps; minutes: training time, "
+                             "with evaluations on top (the learning-rate schedule follows the same clock)")
         for w, name in ((self.epochs, "epochs"), (self.steps, "steps"), (self.minutes, "minutes")):
             w.setObjectName(name)
             row.addWidget(w, 1)
+            w.valueChanged.connect(lambda _v, name=name: self._length_typed(name))  # arrows, wheel, typing
+            w.lineEdit().textEdited.connect(lambda _t, name=name: self._length_typed(name))  # typed, even the same number
         row.addWidget(self.unit)
         self._loaded_length = ("epochs", 0.0)
+        self._typed_unit, self._shown_unit = "", "epochs"  # the box a number was typed into since its unit was chosen
         return host
 
+    def _length_typed(self, unit: str):
+        if unit == self._shown_unit:
+            self._typed_unit = unit
+
     def _show_unit(self, unit: str):
+        """Show the box of ``unit``; a number typed just before the unit was changed carries over to it (people type
+        "2", then pick "minutes"), where it fits the box; otherwise each unit keeps its own number."""
+        typed, self._typed_unit, self._shown_unit = self._typed_unit, "", unit
+        if typed and typed != unit:
+            value, box = getattr(self, typed).value(), getattr(self, unit)
+            if box.minimum() <= value <= box.maximum() and (value == int(value) or not isinstance(box, QSpinBox)):
+                box.setValue(int(value) if isinstance(box, QSpinBox) else value)
+            self._typed_unit = ""  # carried, not typed
         for w in (self.epochs, self.steps, self.minutes):
             w.setVisible(w.objectName() == unit)
 
@@ -240,6 +255,7 @@ class SetupPanel(QScrollArea):
         self.steps.setValue(t.max_steps or 1000)
         self.minutes.setValue(t.time_budget_s / 60 if t.time_budget_s else 10.0)
         unit = "minutes" if t.time_budget_s else "steps" if t.max_steps else "epochs"
+        self._typed_unit = ""  # loaded, not typed: nothing carries over
         self.unit.setCurrentText(unit)
         self._show_unit(unit)
         self._loaded_length = self._length()
