@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox, QLabel,
                                QScrollBar, QWidget)
@@ -67,6 +67,10 @@ def test_wheel_leaves_a_control_reached_with_tab_until_it_is_clicked(window, qtb
     sim.hidePopup()
     wheel(sim, -1)
     assert sim.currentText() != before
+    chosen = sim.currentText()
+    QApplication.sendEvent(sim, QEvent(QEvent.Leave))  # the pointer moves off to scroll the panel; it comes back under it
+    wheel(sim, -1)
+    assert sim.currentText() == chosen and sim.hasFocus()  # still focused, but the wheel is the panel's again
 
 
 def _clipped(root: QWidget) -> list[str]:

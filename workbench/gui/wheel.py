@@ -2,8 +2,9 @@
 
 Combo boxes, spin boxes and sliders get ``Qt.StrongFocus`` (the wheel never gives them focus) and an
 application-wide event filter hands a wheel event over such a control to the enclosing scroll area
-unless the user pressed the mouse in it since it gained focus: focus reached with Tab (typing a
-temperature, Tab, then scrolling over the next combo) leaves the setting as it is. One filter on the
+unless the user pressed the mouse in it since it gained focus and the pointer has not left it since: focus
+reached with Tab (typing a temperature, Tab, then scrolling over the next combo) and a control clicked a while
+ago that the panel now scrolls under the pointer leave the setting as it is. One filter on the
 application covers every window, tab and dynamically built form.
 """
 from __future__ import annotations
@@ -37,6 +38,8 @@ class WheelGuard(QObject):
             owner = _owner(obj)
             if owner is not None:
                 owner.setProperty(CLICKED, True)
+        elif t == QEvent.Leave and _guarded(obj):  # the pointer left it: a later wheel over it is scrolling past
+            obj.setProperty(CLICKED, False)
         elif t == QEvent.FocusIn and _guarded(obj) and event.reason() not in KEEP:
             obj.setProperty(CLICKED, event.reason() == Qt.MouseFocusReason)  # Tab, a shortcut, the program: not a click
         elif t == QEvent.Wheel and _guarded(obj) and not (obj.hasFocus() and obj.property(CLICKED)):
