@@ -314,6 +314,18 @@ def type_into(qtbot, box, text: str):
     qtbot.keyClick(box.lineEdit(), Qt.Key_Tab)
 
 
+def test_a_box_of_positive_numbers_takes_no_minus(window, qtbot):
+    """Typing -0.01 as a learning rate: the minus is refused as typed, so the box never holds "-0" (which passed as
+    0 and was named "got -0.0")."""
+    s = window.setup
+    loaded(window, qtbot)
+    type_into(qtbot, s.lr.spin, "-0.01")
+    assert s.lr.spin.text() == "0.01" and s.lr.value() == 0.01 and "-" not in s.lr.spin.text()
+    type_into(qtbot, s.lr.spin, "0")
+    qtbot.waitUntil(lambda: not window.start_btn.isEnabled())
+    assert s.lr.spin.text() == "0" and "got 0.0" in s.error.text() and "-0" not in s.error.text()
+
+
 @pytest.mark.parametrize("typed, value", [("3e-4", 3e-4), ("0.000001", 1e-6), ("1E-3", 1e-3), (".05", 0.05)])
 def test_number_boxes_take_what_people_type(window, qtbot, typed, value):
     s = window.setup

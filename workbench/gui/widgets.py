@@ -60,7 +60,7 @@ class FloatBox(QDoubleSpinBox):
         self.setSingleStep(step)
 
     def textFromValue(self, v: float) -> str:
-        return f"{v:.6g}"
+        return f"{v + 0.0:.6g}"  # + 0.0: never "-0"
 
     def valueFromText(self, text: str) -> float:
         try:
@@ -70,6 +70,8 @@ class FloatBox(QDoubleSpinBox):
 
     def validate(self, text: str, pos: int):
         s = text.strip()
+        if s.startswith("-") and self.minimum() >= 0:  # a box of positive numbers takes no minus ("-0" would pass as 0)
+            return QValidator.Invalid, text, pos
         try:
             v = float(s)
         except ValueError:
