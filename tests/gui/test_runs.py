@@ -104,6 +104,12 @@ def test_export_writes_into_a_new_folder_and_keeps_the_other_formats_files(windo
     assert all(p.is_file() for p in files)  # the first format's files (and its model card) are still there
     assert (Path(run) / "export" / "safetensors" / "encoder.safetensors").is_file()
     assert "exported" in window.status.text()
+    (Path(run) / "afile").write_text("keep me")
+    for folder, needle in ((Path(run) / "afile" / "sub", "is a file, not a folder"),  # a folder that cannot be made
+                           ("/proc/workbench-export", "cannot create this folder (No such file or directory)")):
+        with qtbot.waitSignal(window.errorShown, timeout=30000) as err:
+            window.export_run(run, "safetensors", str(folder))
+        assert needle in err.args[0] and "\n" not in err.args[0] and "Errno" not in err.args[0]
 
 
 @pytest.mark.qt_log_ignore("does not support raise")  # the offscreen platform cannot raise the tooltip window

@@ -33,7 +33,8 @@ from torch import nn
 
 from workbench.core.inference import RunModel
 from workbench.core.registry import ConfigError
-from workbench.core.runs import DiskFullError, atomic_write_bytes, atomic_write_text, check_folder, file_mode, read_metrics
+from workbench.core.runs import (DiskFullError, atomic_write_bytes, atomic_write_text, check_folder, file_mode, make_folder,
+                                 read_metrics)
 
 from workbench.core import modelcard
 from workbench.core.formats import FORMATS  # noqa: F401  (the one list of formats; re-exported)
@@ -433,13 +434,18 @@ def check_out(fmt, out, what: str = "out") -> Path:
     if not isinstance(out, (str, os.PathLike)):
         raise ConfigError(f"{what}: expected a folder path, got {type(out).__name__}")
     out = Path(out)
-    file = model_path(fmt, out) if fmt in SUFFIX else out if fmt == "npz" and out.suffix == ".npz" else out / "x"
-    check_folder(file.parent, what, file=out)  # the folder written into: out, or the one holding the file out names
+    check_folder(out_folder(fmt, out), what, file=out)
     return out
 
 
+def out_folder(fmt: str, out: Path) -> Path:
+    """The folder an export writes into: ``out``, or the one holding the file ``out`` names."""
+    file = model_path(fmt, out) if fmt in SUFFIX else out if fmt == "npz" and out.suffix == ".npz" else out / "x"
+    return file.parent
+
+
 def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000) -> list[Path]:
-    check_out(fmt, out)
+    make_folder(out_folder(fmt, check_out(fmt, out)), "out")  # what the system refuses (a read-only disk, /proc) is one line
     rm = RunModel.load(run_dir)
     out = Path(out)
     if fmt in SUFFIX:

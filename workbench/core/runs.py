@@ -62,6 +62,18 @@ def check_folder(folder: str | Path, what: str, file: str | Path | None = None) 
     return folder
 
 
+def make_folder(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` (and its parents) after ``check_folder``; what the system still refuses (a read-only disk,
+    /proc) is a ConfigError naming ``what`` and the reason."""
+    folder = check_folder(folder, what)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{what} '{folder}': cannot create this folder ({exc.strerror or type(exc).__name__}); "
+                          "choose another") from None
+    return folder
+
+
 def new_run_dir(root: str | Path, cfg, what: str = "runs_root") -> Path:
     """A new, empty run folder (with checkpoints/) under ``root``, named by time, dataset and loss."""
     stamp = time.strftime("%Y-%m-%d_%H%M%S")

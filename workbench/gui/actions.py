@@ -136,9 +136,10 @@ class RunActions:
 
     def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False):
         from workbench.core.export import export_run
+        from workbench.core.runs import make_folder
 
         def work():
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            make_folder(folder, "export folder")  # the dialog names a folder, whatever its name looks like
             return export_run(run, fmt, folder, include_head=include_head)
 
         def done(paths):
