@@ -445,8 +445,9 @@ def out_folder(fmt: str, out: Path) -> Path:
 
 
 def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000) -> list[Path]:
-    make_folder(out_folder(fmt, check_out(fmt, out)), "out")  # what the system refuses (a read-only disk, /proc) is one line
-    rm = RunModel.load(run_dir)
+    check_out(fmt, out)
+    rm = RunModel.load(run_dir)  # an unusable checkpoint is refused before anything is made
+    make_folder(out_folder(fmt, Path(out)), "out")  # what the system refuses (a read-only disk, /proc) is one line
     out = Path(out)
     if fmt in SUFFIX:
         return export_model(rm, fmt, out, include_head)
