@@ -36,6 +36,10 @@ def test_summary_names_state_metrics_and_duration(tmp_path):
     assert row["status"] == "finished" and row["dataset"] == "bundled" and row["loss"] == "ntxent"
     assert row["temperature"] == pytest.approx(0.3) and row["final_knn"] == pytest.approx(0.70)
     assert row["best_knn"] == pytest.approx(0.70) and row["duration_s"] == pytest.approx(30.0) and row["step"] == 40
+    folder = tmp_path / "folder_run"
+    folder.mkdir()
+    Config().with_overrides(["data.name=image_folder", f"data.root={tmp_path / 'my photos'}"]).save(folder / "config.toml")
+    assert run_summary(folder)["dataset"] == "image_folder (my photos)"  # two folder runs are told apart
     (run / "run.log").write_text("ERROR the loss became nan at step 41\n")
     assert run_summary(run)["status"] == "failed"
     import json
