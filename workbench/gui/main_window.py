@@ -48,6 +48,7 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
+WIDEST_PROGRESS = "epoch 999  step 99999  99,999 img/s  trained 59:59 of 60:00  ETA 59:59"
 BOXED_TIP = ("A run given in minutes counts training time: evaluations come on top (at most eval.max_share of it), "
              "so on the clock it takes longer. The bar fills with the training time; the ETA includes the evaluations.")
 
@@ -147,8 +148,9 @@ class MainWindow(RunActions, QMainWindow):
         self.invalid.setStyleSheet("color: #c0392b; font-weight: bold; padding-left: 6px")
         self.invalid_action = tb.addWidget(self.invalid)  # a toolbar widget is shown and hidden through its action
         self.progress = QProgressBar()
-        self.progress.setMinimumWidth(300)
-        self.progress.setMaximumWidth(520)
+        widest = self.progress.fontMetrics().horizontalAdvance(WIDEST_PROGRESS)  # a long run's text fits on one line
+        self.progress.setMinimumWidth(widest + 30)
+        self.progress.setMaximumWidth(max(520, widest + 30))
         self.progress.setFormat("")
         self.status = ElidedLabel("ready")
         self.status.setObjectName("status")
