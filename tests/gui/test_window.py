@@ -445,7 +445,8 @@ def test_a_number_typed_before_the_unit_is_picked_carries_over(window, qtbot):
     assert s.steps.value() == steps_before
 
 
-def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_bar(window):
+@pytest.mark.qt_log_ignore("does not support")  # the offscreen platform cannot raise a window or propagate size hints
+def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_bar(window, qtbot):
     window._on_warning("augment.preset auto -> simclr_small_grey", True)
     assert window.status.text() == "note: augment.preset auto -> simclr_small_grey"
     assert window.statusBar().currentMessage() == "" and window.progress.isVisible()
@@ -458,6 +459,13 @@ def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_b
     assert window.log_btn.text() == "messages (2) ⚠ 1"
     text = window.messages_text()
     assert "note: augment.preset auto -> simclr_small_grey" in text and "warning: loss is rising" in text
+    qtbot.mouseClick(window.log_btn, Qt.LeftButton)  # the messages window: every line whole, growing while open
+    box = window.messages_box
+    qtbot.waitUntil(box.isVisible)
+    assert box.text.toPlainText() == text and box.header.text().startswith("2 notes")
+    window._on_warning("a third", False)
+    assert box.text.toPlainText().endswith("warning: a third") and box.header.text().startswith("3 notes")
+    assert box.width() >= 800 and not box.isModal()
 
 
 def test_a_pause_that_lands_in_an_evaluation_offers_resume(window, qtbot, monkeypatch):

@@ -26,7 +26,7 @@ from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import ElidedLabel
+from workbench.gui.widgets import ElidedLabel, MessagesDialog
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
@@ -57,6 +57,10 @@ def _clock(seconds: float) -> str:
     """m:ss (h:mm:ss from an hour)."""
     s = int(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _message_line(t: str, kind: str, msg: str) -> str:
+    return f"{t}  {kind}: {msg}"
 
 
 class MainWindow(RunActions, QMainWindow):
@@ -108,6 +112,7 @@ class MainWindow(RunActions, QMainWindow):
         self.total_steps, self.step, self.boxed, self.budget_s = 1, 0, False, 0.0
         self.messages: list[str] = []  # this run's notes, warnings and errors
         self.message_log: list[tuple[str, str, str]] = []  # the session's (time, kind, text), for the messages list
+        self.messages_box: MessagesDialog | None = None  # the messages window, once opened
         self.held_out = None
         self.classes: list = []
         self.t_start = self.t_first_step = None
@@ -196,16 +201,19 @@ class MainWindow(RunActions, QMainWindow):
         self.message_log = (self.message_log + [(time.strftime("%H:%M:%S"), kind, msg)])[-1000:]
         problems = sum(k != "note" for _, k, _ in self.message_log)
         self.log_btn.setText(f"messages ({len(self.message_log)})" + (f" ⚠ {problems}" if problems else ""))
+        if self.messages_box is not None:
+            self.messages_box.add(_message_line(*self.message_log[-1]))
 
     def messages_text(self) -> str:
-        return "\n".join(f"{t}  {kind}: {msg}" for t, kind, msg in self.message_log) or "no messages yet"
+        return "\n".join(_message_line(*m) for m in self.message_log) or "no messages yet"
 
     def show_messages(self):
-        box = QMessageBox(QMessageBox.Information, "Messages", f"{len(self.message_log)} notes, warnings and errors "
-                          "this session: Show Details lists them whole.", QMessageBox.Ok, self)
-        box.setDetailedText(self.messages_text())
-        if not os.environ.get("WORKBENCH_NO_DIALOGS"):
-            box.exec()
+        """The messages window (not modal: it stays open while training goes on, and grows)."""
+        if self.messages_box is None:
+            self.messages_box = MessagesDialog(self)
+        self.messages_box.set_lines([_message_line(*m) for m in self.message_log])
+        self.messages_box.show()
+        self.messages_box.raise_()
 
     # ----- state -----
     def _last_config(self) -> Config:

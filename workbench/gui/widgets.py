@@ -8,8 +8,9 @@ import re
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap, QValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QSlider, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
+                               QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from workbench.gui.tasks import Task  # noqa: F401 - re-exported for panels that import it from here
 
@@ -291,3 +292,35 @@ class TileGrid:
 
     def shown(self) -> int:
         return len(self.used)
+
+
+class MessagesDialog(QDialog):
+    """Every note, warning and error of the session, whole, one a line, in a resizable window that stays open beside
+    the main one and grows as messages come (``add``); Copy puts them all on the clipboard."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Messages")
+        self.resize(820, 420)
+        lay = QVBoxLayout(self)
+        self.header = QLabel()
+        self.text = QPlainTextEdit()
+        self.text.setObjectName("messages_text")
+        self.text.setReadOnly(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        copy = buttons.addButton("Copy all", QDialogButtonBox.ActionRole)
+        copy.clicked.connect(lambda: QApplication.clipboard().setText(self.text.toPlainText()))
+        buttons.rejected.connect(self.close)
+        for w in (self.header, self.text, buttons):
+            lay.addWidget(w)
+
+    def set_lines(self, lines: list[str]) -> None:
+        self.text.setPlainText("\n".join(lines))
+        self._count(len(lines))
+
+    def add(self, line: str) -> None:
+        self.text.appendPlainText(line)
+        self._count(self.text.blockCount())
+
+    def _count(self, n: int) -> None:
+        self.header.setText(f"{n} notes, warnings and errors this session" if n else "no messages yet")
