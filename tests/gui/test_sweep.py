@@ -53,6 +53,8 @@ def test_only_registry_values_can_be_chosen_and_bad_values_block_start(win):
     choose(panel, "loss.temperature", "0.2, -1")
     assert not panel.start_btn.isEnabled()
     assert "loss.temperature = -1" in panel.error.text()
+    choose(panel, "loss.temperature", "0.1, abc")  # not TOML as a whole: the bad item is named alone
+    assert "'abc'" in panel.error.text() and "0.1, abc" not in panel.error.text()
     choose(panel, "loss.temperature", "0.2, 0.5")
     assert panel.start_btn.isEnabled() and panel.error.text() == "" and "2 trials" in panel.status.text()
     panel.editor.max_trials.setValue(1)

@@ -213,7 +213,9 @@ class SweepEditor(QWidget):
             return [i.data(Qt.UserRole) for i in items if i.checkState() == Qt.Checked]
         text = self.values_text.text().strip()
         value = parse_value(f"[{text}]") if text else []
-        return value if isinstance(value, list) else [text]
+        if isinstance(value, list):
+            return value
+        return [parse_value(v.strip()) for v in text.split(",")]  # one bad item ("abc") is named alone, not the whole text
 
     def add_current(self):
         self.params[self.key.currentText()] = self.current_values()
