@@ -49,7 +49,8 @@ def test_only_registry_values_can_be_chosen_and_bad_values_block_start(win):
     from workbench.core.losses import LOSSES
 
     assert shown == LOSSES.names() and not panel.editor.values_text.isVisible()
-    assert not panel.start_btn.isEnabled() and "no parameters to vary" in panel.error.text()
+    assert not panel.start_btn.isEnabled() and "no parameters to vary yet: pick one above" in panel.error.text()
+    assert "[sweep.params]" not in panel.error.text()  # the form's words, not the config file's
     choose(panel, "loss.temperature", "0.2, -1")
     assert not panel.start_btn.isEnabled()
     assert "loss.temperature = -1" in panel.error.text()

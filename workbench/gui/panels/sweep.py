@@ -380,7 +380,10 @@ class SweepPanel(QWidget):
         try:
             base, spec, trials = self.build()
         except ConfigError as exc:
-            self.error.setText(str(exc))
+            text = str(exc)
+            if text.startswith("sweep.params: no parameters to vary"):  # said for a config file; here, the form
+                text = "no parameters to vary yet: pick one above, give its values and press Add / replace"
+            self.error.setText(text)
             self.start_btn.setEnabled(False)
             return False
         n = len(trials) or spec.count * len(S.seeds_of(base, spec))
