@@ -170,6 +170,9 @@ def test_fit_on_own_images_gives_a_usable_run_and_leaves_torch_as_it_was(tmp_pat
 
     with pytest.raises(wb.ConfigError, match="workbench.fit"):  # the CLI cannot silently embed another dataset
         RunModel.load(run.run_dir).splits()
+    with pytest.raises(wb.ConfigError, match="workbench.fit"):  # npz embeds the held-out split, which is not on disk
+        run.export("npz")
+    assert not (run.run_dir / "export" / "npz").exists()  # and a failed export leaves no folder behind
 
 
 def test_stream_iterates_events_and_fit_uses_a_given_held_out_split(tmp_path, fmnist):
@@ -208,14 +211,15 @@ def test_set_up_problems_and_training_failures_raise(tmp_path, fmnist):
     assert "FloatingPointError" in log.read_text() and "Traceback" in log.read_text()
 
 
-def test_fit_on_an_image_folder_path(tmp_path, fmnist):
+def test_fit_on_an_image_folder_path(tmp_path, fmnist, monkeypatch):
     """data="/a/folder" trains on it as data.root (the run's config says so and can be resumed from it)."""
     x, y = fmnist
     for i in range(120):
         path = tmp_path / "photos" / f"class{int(y[i])}" / f"{i}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(x[i, 0].numpy()).save(path)
-    run = wb.fit(wb.config(SMALL, **{"train.batch_size": 32}), data=str(tmp_path / "photos"), runs_root=tmp_path / "runs")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = wb.fit(wb.config(SMALL, **{"train.batch_size": 32}), data="~/photos", runs_root=tmp_path / "runs")
     assert run.reason == "finished" and run.config.data.name == "image_folder"
     assert run.config.data.root == str(tmp_path / "photos") and 0 <= run.final["knn_acc"] <= 1
 
@@ -226,6 +230,8 @@ def test_wrong_argument_types_are_config_errors_and_make_no_run_folder(tmp_path,
         wb.fit(SMALL, data=x, labels=y, on_event=5, runs_root=tmp_path / "runs")
     with pytest.raises(wb.ConfigError, match="is not a folder; give an image folder"):
         wb.fit(SMALL, data=str(tmp_path / "nowhere"), runs_root=tmp_path / "runs")
+    with pytest.raises(wb.ConfigError, match="an image folder's labels are its class sub-folders"):
+        wb.fit(SMALL, data=str(tmp_path), labels=[0, 1], runs_root=tmp_path / "runs")
     with pytest.raises(wb.ConfigError, match="a resumed run reads the data its config names"):
         wb.fit(resume=tmp_path, data=str(tmp_path), runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()

@@ -257,7 +257,8 @@ def run_data(rm, sets: list[str] | None):
     if cfg.data != rm.cfg.data and not any(s.strip().startswith("data.image_size") for s in sets or []):
         cfg = cfg.replace("data", image_size=rm.image_size)
     root = cfg.data.root
-    if root and cfg.data.root == rm.cfg.data.root and not Path(root).expanduser().exists():
+    if (cfg.data.name == "image_folder" and root and cfg.data.root == rm.cfg.data.root
+            and not Path(root).expanduser().exists()):  # a torchvision dataset may be downloaded there again
         raise ConfigError(f"data.root: the folder this run trained on, '{root}', is not there any more (moved or deleted); "
                           "give where it is now with --set data.root=FOLDER")
     return cfg
@@ -349,7 +350,7 @@ def cmd_export(args) -> int:
     args.out = args.out or str(Path(args.run_dir) / "export" / args.format)
     check_out(args.format, args.out, "--out")
     _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
-    paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head)
+    paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head, what="--out")
     for p in paths:
         print(f"wrote {p}")
     return 0

@@ -1,4 +1,5 @@
 """Runs in the window: pause/stop latency and feedback, resumed history, opened-run orientation, export, embedding view."""
+import errno
 import time
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_opened_run_keeps_the_orientation_of_the_live_view(window, qtbot):
     assert err < 0.05
 
 
-def test_export_writes_into_a_new_folder_and_keeps_the_other_formats_files(window, qtbot, tmp_path):
+def test_export_writes_into_a_new_folder_and_keeps_the_other_formats_files(window, qtbot, tmp_path, monkeypatch):
     run = _train_some(window, 4)
     out = {}
     for fmt in ("safetensors", "npz"):
@@ -105,11 +106,18 @@ def test_export_writes_into_a_new_folder_and_keeps_the_other_formats_files(windo
     assert (Path(run) / "export" / "safetensors" / "encoder.safetensors").is_file()
     assert "exported" in window.status.text()
     (Path(run) / "afile").write_text("keep me")
-    for folder, needle in ((Path(run) / "afile" / "sub", "is a file, not a folder"),  # a folder that cannot be made
-                           ("/proc/workbench-export", "cannot create this folder (No such file or directory)")):
-        with qtbot.waitSignal(window.errorShown, timeout=30000) as err:
-            window.export_run(run, "safetensors", str(folder))
-        assert needle in err.args[0] and "\n" not in err.args[0] and "Errno" not in err.args[0]
+    with qtbot.waitSignal(window.errorShown, timeout=30000) as err:  # a folder that cannot be made: a file on the way
+        window.export_run(run, "safetensors", str(Path(run) / "afile" / "sub"))
+    assert "export folder '" in err.args[0] and "is a file, not a folder" in err.args[0] and "\n" not in err.args[0]
+
+    def refuse(self, *a, **kw):  # what the system refuses only when asked (a read-only disk; /proc even for root)
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with qtbot.waitSignal(window.errorShown, timeout=30000) as err:
+        window.export_run(run, "safetensors", str(tmp_path / "elsewhere"))
+    assert f"export folder '{tmp_path / 'elsewhere'}': cannot create this folder (Read-only file system)" in err.args[0]
+    assert "Errno" not in err.args[0] and "\n" not in err.args[0]
 
 
 @pytest.mark.qt_log_ignore("does not support raise")  # the offscreen platform cannot raise the tooltip window

@@ -255,7 +255,7 @@ def _atomic_via_tmp(path: Path, writer) -> None:
         raise
 
 
-def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) -> list[Path]:
+def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False, what: str = "out") -> list[Path]:
     rm.net.cpu()
     encoder = rm.net.encoder if include_head else with_readout(rm.net.encoder, rm.net.readout)
     module = Exported(encoder, rm.net.head if include_head else None).eval().cpu()
@@ -263,6 +263,7 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False) 
     with torch.no_grad():
         out_dim = module(example).shape[1]
     out = model_path(fmt, out)
+    make_folder(out.parent, what)
     if fmt == "safetensors":
         from safetensors.torch import save
 
@@ -406,7 +407,7 @@ def model_path(fmt: str, out: Path) -> Path:
     if out.suffix == "" or out.is_dir():
         return out / f"encoder{SUFFIX[fmt]}"
     if not out.name.endswith(SUFFIX[fmt]):
-        raise ConfigError(f"--out '{out}': a {fmt} file ends in {SUFFIX[fmt]}; give a folder or a file name ending in "
+        raise ConfigError(f"'{out}': a {fmt} file ends in {SUFFIX[fmt]}; give a folder or a file name ending in "
                           f"{SUFFIX[fmt]}")
     return out
 
@@ -422,7 +423,7 @@ def export_targets(fmt: str, out, run_dir=None) -> list[Path]:
         extended = run_dir is not None and _same_run_card(card, Path(run_dir).resolve().name) is not None
         return [model] + ([] if extended else [card])
     if fmt == "npz":
-        return [out if out.suffix == ".npz" else out / "embeddings.npz"]
+        return [npz_path(out)]
     return [out / n for n in ("vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt")]
 
 
@@ -440,23 +441,31 @@ def check_out(fmt, out, what: str = "out") -> Path:
 
 def out_folder(fmt: str, out: Path) -> Path:
     """The folder an export writes into: ``out``, or the one holding the file ``out`` names."""
-    file = model_path(fmt, out) if fmt in SUFFIX else out if fmt == "npz" and out.suffix == ".npz" else out / "x"
-    return file.parent
+    return (model_path(fmt, out) if fmt in SUFFIX else npz_path(out) if fmt == "npz" else out / "x").parent
 
 
-def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000) -> list[Path]:
-    check_out(fmt, out)
-    rm = RunModel.load(run_dir)  # an unusable checkpoint is refused before anything is made
-    make_folder(out_folder(fmt, Path(out)), "out")  # what the system refuses (a read-only disk, /proc) is one line
-    out = Path(out)
+def npz_path(out: Path) -> Path:
+    """The npz file ``out`` names: ``out`` itself when it ends in .npz (and is not a folder), else embeddings.npz in it."""
+    return out if out.suffix == ".npz" and not out.is_dir() else out / "embeddings.npz"
+
+
+def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000,
+               what: str = "out") -> list[Path]:
+    """Write the export; ``what`` names ``out`` in errors. Nothing is made before the export can be written (an unusable
+    checkpoint, a run whose images are not on disk), and a folder the system will not create is one line."""
+    out = check_out(fmt, out, what)
+    rm = RunModel.load(run_dir)
     if fmt in SUFFIX:
-        return export_model(rm, fmt, out, include_head)
+        return export_model(rm, fmt, out, include_head, what)
     train, test = rm.splits()
     data = test if split == "test" else train
     if fmt == "npz":
         emb = rm.embed(data.images)
-        path = out if out.suffix == ".npz" else out / "embeddings.npz"
+        path = npz_path(out)
+        make_folder(path.parent, what)
         write_npz(path, embeddings=emb.astype(np.float32), labels=data.labels.numpy(), indices=data.indices.numpy())
         return [path]
     data = data.take(torch.arange(min(max_points, len(data))))
-    return write_projector(out, rm.embed(data.images), data.labels.numpy(), data.classes, data.images.numpy())
+    emb = rm.embed(data.images)
+    make_folder(out, what)
+    return write_projector(out, emb, data.labels.numpy(), data.classes, data.images.numpy())

@@ -139,8 +139,9 @@ class RunActions:
         from workbench.core.runs import make_folder
 
         def work():
-            make_folder(folder, "export folder")  # the dialog names a folder, whatever its name looks like
-            return export_run(run, fmt, folder, include_head=include_head)
+            if Path(folder).suffix:  # the dialog names a folder, even one called "v1.2" (made first: left if it fails)
+                make_folder(folder, "export folder")
+            return export_run(run, fmt, folder, include_head=include_head, what="export folder")
 
         def done(paths):
             names = ", ".join(Path(p).name for p in paths)
