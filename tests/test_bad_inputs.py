@@ -16,7 +16,7 @@ from workbench.cli import main
 from workbench.core.config import Config
 from workbench.core.methods import build_network
 from workbench.core.registry import ConfigError
-from workbench.core.runs import CHECKPOINT_KEYS, check_resume, new_run_dir
+from workbench.core.runs import CHECKPOINT_KEYS, check_resume, check_runs_root, new_run_dir
 
 CFG = str(ROOT / "examples" / "bundled_quick.toml")
 
@@ -423,16 +423,31 @@ def test_train_out_that_is_a_file_or_inside_one(capsys, tmp_path):
         assert code == 2
         assert_one_line(err, needle)
     assert afile.read_text() == "keep me"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    code, err = run_cli(capsys, "train", CFG, "--out", tmp_path / "dangling")
+    assert code == 2
+    assert_one_line(err, f"--out '{tmp_path / 'dangling'}' is a broken link; give a folder")
 
 
 def test_train_out_that_is_a_run_folder_is_refused(capsys, tmp_path):
     """A new run is not nested inside an existing run folder: the line says to give the folder above or --resume."""
+    from workbench.core.runs import write_status
+
     run = make_run(tmp_path)
+    write_status(run, "stopped")
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     code, err = run_cli(capsys, "train", CFG, "--out", run)
     assert code == 2
     assert_one_line(err, f"--out '{run}' is a run folder; give the folder that holds runs (such as '{tmp_path}')")
-    assert "--resume" in err and sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert "--resume" in err
+    code, err = run_cli(capsys, "train", CFG, "--out", run / "checkpoints")  # nor anywhere inside one
+    assert code == 2
+    assert_one_line(err, f"--out '{run / 'checkpoints'}' is inside the run folder '{run}'")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    project = tmp_path / "project"  # a folder that merely holds a config.toml and a checkpoints/ folder of its own
+    (project / "checkpoints").mkdir(parents=True)
+    (project / "config.toml").write_text("[train]\nepochs = 1\n")
+    assert check_runs_root(project, "--out") == project
 
 
 def test_embed_and_export_out_inside_a_file(capsys, tmp_path):
@@ -446,7 +461,9 @@ def test_embed_and_export_out_inside_a_file(capsys, tmp_path):
                         (["neighbours", run, "--image", CFG, "--out", afile / "n.csv"], afile / "n.csv")):
         code, err = run_cli(capsys, *argv)
         assert code == 2, argv
-        assert_one_line(err, f"--out '{shown}': '{afile}' is a file, not a folder")
+        assert_one_line(err, f"--out '{shown}': '{afile}' is a file, not a folder; ")
+        advice = "give a folder" if shown.suffix == "" else "choose another path for --out"  # a folder, or a file's name
+        assert advice in err
     code, err = run_cli(capsys, "export", run, "--format", "safetensors", "--out", afile)
     assert code == 2
     assert_one_line(err, f"--out '{afile}' is a file, not a folder")

@@ -38,24 +38,36 @@ METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_ac
 
 def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
     """Check, without creating anything, that run folders can be made in ``root`` (``check_folder``) and that it is
-    not itself a run folder (a new run would nest inside it). ConfigError names ``what`` (e.g. ``--out``)."""
+    not inside a run folder (a new run would nest in it). ConfigError names ``what`` (e.g. ``--out``)."""
     root = check_folder(root, what)
-    if (root / "config.toml").is_file() and (root / "checkpoints").is_dir():
-        raise ConfigError(f"{what} '{root}' is a run folder; give the folder that holds runs (such as '{root.parent}'), "
+    full = root.resolve()
+    run = next((p for p in (full, *full.parents) if is_run_folder(p)), None)
+    if run is not None:
+        where = "is a run folder" if run == full else f"is inside the run folder '{run}'"
+        raise ConfigError(f"{what} '{root}' {where}; give the folder that holds runs (such as '{run.parent}'), "
                           "or continue that run with --resume (resume= in Python)")
     return root
 
 
+def is_run_folder(path: Path) -> bool:
+    """A folder a run wrote: its config.toml, checkpoints/ and status.json or metrics.csv."""
+    return ((path / "config.toml").is_file() and (path / "checkpoints").is_dir()
+            and ((path / "status.json").is_file() or (path / "metrics.csv").is_file()))
+
+
 def check_folder(folder: str | Path, what: str, file: str | Path | None = None) -> Path:
     """Check, without creating anything, that files can be written in ``folder`` (created if missing): no part of
-    it is a file and the deepest existing folder is writable. ConfigError names ``what`` and the offending path
-    (``file``, when given, is what will be written there)."""
+    it is a file (or a broken link) and the deepest existing folder is writable. ConfigError names ``what`` and the
+    offending path (``file``, when given, is the file to be written there, and the advice is for a file name)."""
     folder = Path(folder)
     shown = Path(file) if file is not None else folder
     existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), Path("."))
     if not existing.is_dir():
         where = f"{what} '{shown}'" if existing == shown else f"{what} '{shown}': '{existing}'"
-        raise ConfigError(f"{where} is a file, not a folder; give a folder (it is created if missing)")
+        kind = "a broken link" if existing.is_symlink() and not existing.exists() else "a file, not a folder"
+        advice = ("give a folder (it is created if missing)" if shown == folder or existing == shown
+                  else f"choose another path for {what}")
+        raise ConfigError(f"{where} is {kind}; {advice}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} '{shown}': cannot create folders in '{existing}' (permission denied); "
                           "choose a folder you can write to")
