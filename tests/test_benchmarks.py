@@ -1,5 +1,5 @@
-"""The benchmarks run: each answers --help, and the fidelity benchmark's loss table (quick) shows every loss equal
-to its reference, so a change inside the package cannot leave a benchmark broken unnoticed."""
+"""The benchmarks start: each imports and answers --help, and the fidelity benchmark's loss table (quick) runs and
+shows every loss equal to its reference. The long benchmarks' measuring code runs only when they are run."""
 import re
 import subprocess
 import sys

@@ -443,6 +443,11 @@ def test_a_number_typed_before_the_unit_is_picked_carries_over(window, qtbot):
     assert s.minutes.value() == 2 and s.build_config().train.time_budget_s == 120
     s.unit.setCurrentText("steps")  # nothing typed since: the steps box keeps its own number
     assert s.steps.value() == steps_before
+    type_into(qtbot, s.steps, "7")  # typed, then on to another setting (Tab leaves for the unit combo: click elsewhere)
+    s.batch.setFocus(Qt.MouseFocusReason)
+    qtbot.waitUntil(s.batch.hasFocus)
+    s.unit.setCurrentText("minutes")  # picked later: the minutes box keeps its 2
+    assert s.minutes.value() == 2
 
 
 @pytest.mark.qt_log_ignore("does not support")  # the offscreen platform cannot raise a window or propagate size hints

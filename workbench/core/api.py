@@ -347,7 +347,10 @@ class Stream:
                  resume: str | Path | None = None, control: Control | None = None):
         self.cfg = None if resume is not None and cfg is None else config(cfg)
         if isinstance(data, (str, os.PathLike)):  # an image folder: the config's data.root
-            self.cfg, data = _folder_config(self.cfg, Path(data), resume), None
+            if any(x is not None for x in (labels, test, test_labels)):
+                raise ConfigError("data: an image folder's labels are its class sub-folders and its held-out split its "
+                                  "test/ folder (or data.holdout); leave labels, test and test_labels out")
+            self.cfg, data = _folder_config(self.cfg, Path(data).expanduser(), resume), None
         self.control = control or Control()
         self.run: Run | None = None
         self.run_dir = ""

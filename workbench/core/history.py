@@ -85,7 +85,7 @@ def run_summary(run_dir: str | Path) -> dict:
     if state == "running" and _writer_gone(run, status):
         state = "interrupted"  # the process that wrote it was killed; the checkpoint stays resumable
     epochs_done = [int(r["epoch"]) for r in rows if r.get("epoch") is not None]
-    dataset = f"{cfg.data.name} ({Path(cfg.data.root).name})" if cfg.data.root else cfg.data.name  # which folder
+    dataset = f"{cfg.data.name} ({Path(cfg.data.root).name or cfg.data.root})" if cfg.data.root else cfg.data.name
     row.update(status=state, dataset=dataset, loss=cfg.loss.name, temperature=cfg.loss.params.get("temperature"),
                encoder=cfg.model.encoder, batch=cfg.train.batch_size, epochs=cfg.train.epochs,
                epochs_done=max(epochs_done, default=0), max_steps=int(cfg.train.max_steps or 0),

@@ -76,8 +76,7 @@ def check_image_path(path: str | Path) -> Path:
     """``path`` as a Path; ConfigError when it is missing or a folder."""
     p = Path(path)
     if p.is_dir():
-        raise ConfigError(f"image '{p}' is a folder; give an image file (a folder's images: workbench embed RUN_DIR "
-                          "--split train --set data.root=FOLDER)")
+        raise ConfigError(f"image '{p}' is a folder; give an image file")
     if not p.is_file():
         raise ConfigError(f"image '{p}' does not exist")
     return p

@@ -202,7 +202,7 @@ class MainWindow(RunActions, QMainWindow):
         problems = sum(k != "note" for _, k, _ in self.message_log)
         self.log_btn.setText(f"messages ({len(self.message_log)})" + (f" ⚠ {problems}" if problems else ""))
         if self.messages_box is not None:
-            self.messages_box.add(_message_line(*self.message_log[-1]))
+            self.messages_box.add(_message_line(*self.message_log[-1]), len(self.message_log))
 
     def messages_text(self) -> str:
         return "\n".join(_message_line(*m) for m in self.message_log) or "no messages yet"

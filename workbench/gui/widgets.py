@@ -316,11 +316,12 @@ class MessagesDialog(QDialog):
 
     def set_lines(self, lines: list[str]) -> None:
         self.text.setPlainText("\n".join(lines))
-        self._count(len(lines))
+        self.count(len(lines))
 
-    def add(self, line: str) -> None:
+    def add(self, line: str, n: int) -> None:
+        """One more message; ``n``: how many the session has now (as the messages button says)."""
         self.text.appendPlainText(line)
-        self._count(self.text.blockCount())
+        self.count(n)
 
-    def _count(self, n: int) -> None:
+    def count(self, n: int) -> None:
         self.header.setText(f"{n} notes, warnings and errors this session" if n else "no messages yet")

@@ -8,8 +8,9 @@ from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, i
 
 
 class SupCon(nn.Module):
-    """Supervised contrastive loss (Khosla et al. 2020, L_out): for each of the 2N views i with positives P(i) =
-    the other views of the same class,
+    """Supervised contrastive loss (Khosla et al. 2020, L_out): every other view of the same class is a positive.
+
+    For each of the 2N views i with positives P(i) = the other views of the same class,
 
         l_i = -1/|P(i)| sum_{p in P(i)} log( exp(s_ip/tau) / sum_{a != i} exp(s_ia/tau) ),
 

@@ -13,7 +13,7 @@ import re
 
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QProgressBar, QScrollArea, QSizePolicy, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
@@ -227,11 +227,20 @@ class SetupPanel(QScrollArea):
         row.addWidget(self.unit)
         self._loaded_length = ("epochs", 0.0)
         self._typed_unit, self._shown_unit = "", "epochs"  # the box a number was typed into since its unit was chosen
+        QApplication.instance().focusChanged.connect(self._focus_moved)
         return host
 
     def _length_typed(self, unit: str):
         if unit == self._shown_unit:
             self._typed_unit = unit
+
+    def _focus_moved(self, _old, new):
+        """A typed number carries over only to the unit picked next: focus going anywhere but its box and the unit
+        combo (and its list) forgets it."""
+        box = getattr(self, self._typed_unit, None) if self._typed_unit else None
+        if box is not None and new is not None and not any(new is w or w.isAncestorOf(new)
+                                                            for w in (box, self.unit, self.unit.view())):
+            self._typed_unit = ""
 
     def _show_unit(self, unit: str):
         """Show the box of ``unit``; a number typed just before the unit was changed carries over to it (people type
