@@ -197,6 +197,15 @@ def test_collapse_is_reported(tmp_path, quick_cfg):
     assert effective_rank(two) < 1.5 and collapse_warning(embedding_std(two), effective_rank(two), 32, n=2) is None
 
 
+def test_no_collapse_warning_from_two_held_out_images(tmp_path, quick_cfg):
+    """Two held-out embeddings always have effective rank 1: a run evaluated on two says nothing of collapse."""
+    from workbench.core.events import WarningEvent
+
+    events = run_all(quick_cfg("eval.test_size=2"), runs_root=tmp_path)
+    assert [e for e in events if isinstance(e, EvalEvent)][-1].metrics["eff_rank"] < 1.5
+    assert not [e for e in events if isinstance(e, WarningEvent) and "collapse" in e.message]
+
+
 def test_triplet_batch_event_carries_the_mined_triplets(tmp_path, quick_cfg):
     control = Control()
     control.request_batch()

@@ -658,7 +658,8 @@ class Run:
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
             self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
-        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(len(self.s.test), EVAL_VIEWS))
+        held_out = min(len(self.s.test), self.cfg.eval.test_size or len(self.s.test))  # as evaluate() takes them
+        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(held_out, EVAL_VIEWS))
         return events + self.readout_note() + ([WarningEvent(warning)] if warning else [])
 
     def readout_note(self) -> list[WarningEvent]:
