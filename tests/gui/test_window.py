@@ -61,7 +61,13 @@ def test_train_pause_resume_stop_from_the_window(window, qtbot):
     qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)  # once the dataset has loaded in the background
     window.start_btn.trigger()  # while the data still load, Start waits for them, then starts
     qtbot.waitUntil(lambda: window.running, timeout=30000)
-    assert not window.setup.isEnabled()
+    assert not window.setup.widget().isEnabled()  # the settings cannot change mid-run, but can be scrolled to and read
+    from tests.gui.test_layout import wheel
+
+    bar = window.setup.verticalScrollBar()
+    bar.setValue(0)
+    wheel(window.setup.loss, -2)
+    assert bar.value() > 0 and window.setup.loss.currentText() == "ntxent"
     with qtbot.waitSignal(window.epochEvaluated, timeout=120000) as ev:
         pass
     assert 0 <= ev.args[0].metrics["knn_acc"] <= 1
@@ -83,7 +89,7 @@ def test_train_pause_resume_stop_from_the_window(window, qtbot):
         window.stop_btn.trigger()
     assert done.args[0].reason in ("stopped", "finished")
     qtbot.waitUntil(lambda: not window.running, timeout=10000)
-    assert window.start_btn.isEnabled() and window.setup.isEnabled()
+    assert window.start_btn.isEnabled() and window.setup.widget().isEnabled()
     assert window.progress.format().startswith(done.args[0].reason)  # not the stale step text
     qtbot.waitUntil(lambda: [r["status"] for r in window.runs.rows] == [done.args[0].reason])
 

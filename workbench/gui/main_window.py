@@ -237,7 +237,7 @@ class MainWindow(RunActions, QMainWindow):
         self.pause_btn.setEnabled(running and not paused)
         self.resume_btn.setEnabled(running and paused)
         self.stop_btn.setEnabled(running)
-        self.setup.setEnabled(not running)
+        self.setup.set_locked(running)
 
     def _validity(self, ok: bool, message: str):
         text = f"set-up: {message}" if not ok else ""

@@ -230,6 +230,10 @@ class SetupPanel(QScrollArea):
         QApplication.instance().focusChanged.connect(self._focus_moved)
         return host
 
+    def set_locked(self, locked: bool) -> None:
+        """While a run trains its settings are greyed out and cannot change; the panel still scrolls, to read them."""
+        self.widget().setEnabled(not locked)
+
     def _length_typed(self, unit: str):
         if unit == self._shown_unit:
             self._typed_unit = unit
