@@ -192,7 +192,7 @@ def test_tsne_is_computed_in_a_child_process_and_cancelled_on_reset(window, qtbo
     qtbot.waitUntil(lambda: not proc.is_alive(), timeout=5000)
 
 
-def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_duration(qtbot, tmp_path):
+def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_duration(qtbot, tmp_path, monkeypatch):
     """A window run killed while training (status.json says running, its pid is gone) and a CLI run cut by max_steps."""
     import json
     import subprocess
@@ -224,6 +224,15 @@ def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_dura
     assert panel.table.item(c, col["duration_s"]).text() == "1:15"  # 75.25 s between the first and last rows
     assert panel.table.item(c, col["epochs"]).text() == "15 steps"
     assert panel.table.item(k, col["epochs"]).text() == "1/3"
+    monkeypatch.setattr(RunsPanel, "LIVE_MS", 50)  # a training run's row moves on between evaluations, unasked
+    live = RunsPanel(str(tmp_path))
+    qtbot.addWidget(live)
+    live.show()
+    with qtbot.waitSignal(live.refreshed, timeout=10000):
+        live.set_running(str(cli))
+    with open(cli / "metrics.csv", "a") as f:
+        f.write("1763900090.0,2,30,4.1\n")
+    qtbot.waitUntil(lambda: any(r["run"] == str(cli) and r["step"] == 30 for r in live.rows), timeout=10000)
 
 
 @pytest.mark.qt_log_ignore("does not support")  # the offscreen platform cannot raise a window

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QFile, QItemSelection, QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QFile, QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox, QPlainTextEdit,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -150,8 +150,18 @@ class RunsPanel(QWidget):
         row.addStretch(1)
         lay.addLayout(row)
         self._task = None
+        self._ticker = QTimer(self)  # a run given in minutes may evaluate rarely: its row still moves on
+        self._ticker.setInterval(self.LIVE_MS)
+        self._ticker.timeout.connect(self._tick)
+        self._ticker.start()
         self._selection_changed()
         self.refresh()
+
+    LIVE_MS = 10_000  # while a run trains and the table is in view, it is read again this often (in the background)
+
+    def _tick(self):
+        if self.running_run and self.isVisible() and self._task is None:
+            self.refresh()
 
     def set_running(self, run_dir: str | None):
         self.running_run = run_dir
