@@ -295,7 +295,7 @@ class Run:
                                                and all(isinstance(p, (str, Path)) for p in images)):
             return self._embed_files([images] if isinstance(images, (str, Path)) else list(images), project, batch)
         one_array = isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) in (2, 3)  # (H, W[, C]) or (C, H, W)
-        if one_array or (hasattr(images, "mode") and hasattr(images, "convert")):  # one image, or one PIL image
+        if one_array or _is_pil(images):  # one image, or one PIL image
             images = [images]
         x = images.images if isinstance(images, ImageData) else as_image_data(images, where="images").images
         rm = self.model

@@ -329,6 +329,11 @@ MAX_AUTO_BANK = 100_000  # eval.bank_size = 0 takes every training image up to t
 EVAL_VIEWS = 1024  # held-out images whose two views give alignment, uniformity, std and effective rank
 
 
+def held_out_count(s: Setup) -> int:
+    """How many held-out images an evaluation takes: eval.test_size of them (0 = all)."""
+    return min(s.cfg.eval.test_size or len(s.test), len(s.test))
+
+
 def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split, and
     the held-out representations (N, D).
@@ -346,7 +351,8 @@ def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
     size = e.bank_size or MAX_AUTO_BANK
     if size < len(s.train):
         bank_idx = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(2))[:size]
-    test = s.test if not e.test_size or e.test_size >= len(s.test) else s.test.take(torch.arange(e.test_size))
+    n_test = held_out_count(s)
+    test = s.test if n_test == len(s.test) else s.test.take(torch.arange(n_test))
     bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)], interrupt=interrupt, raw=True)
     bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
     feats = embed(s, test.images, interrupt=interrupt, raw=True)
@@ -658,8 +664,7 @@ class Run:
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
             self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
-        held_out = min(len(self.s.test), self.cfg.eval.test_size or len(self.s.test))  # as evaluate() takes them
-        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(held_out, EVAL_VIEWS))
+        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(held_out_count(self.s), EVAL_VIEWS))
         return events + self.readout_note() + ([WarningEvent(warning)] if warning else [])
 
     def readout_note(self) -> list[WarningEvent]:

@@ -26,7 +26,7 @@ from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import ElidedLabel, MessagesDialog
+from workbench.gui.widgets import ElidedLabel, MessagesDialog, clock
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
@@ -51,12 +51,6 @@ def settings() -> QSettings:
 WIDEST_PROGRESS = "epoch 999  step 99999  99,999 img/s  trained 59:59 of 60:00  ETA 59:59"
 BOXED_TIP = ("A run given in minutes counts training time: evaluations come on top (at most eval.max_share of it), "
              "so on the clock it takes longer. The bar fills with the training time; the ETA includes the evaluations.")
-
-
-def _clock(seconds: float) -> str:
-    """m:ss (h:mm:ss from an hour)."""
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _message_line(t: str, kind: str, msg: str) -> str:
@@ -378,9 +372,9 @@ class MainWindow(RunActions, QMainWindow):
         if self.worker.control.paused or self.worker.control.stopped:
             self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}")  # the curves' last step; no rate
             return
-        trained = f"trained {_clock(ev.progress * self.budget_s)} of {_clock(self.budget_s)}  " if self.boxed else ""
+        trained = f"trained {clock(ev.progress * self.budget_s)} of {clock(self.budget_s)}  " if self.boxed else ""
         self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  {ev.images_per_s:,.0f} img/s  "
-                                f"{trained}ETA {_clock(ev.eta_s)}")
+                                f"{trained}ETA {clock(ev.eta_s)}")
         self.stepsShown.emit(ev.step)
 
     def _on_eval(self, ev):

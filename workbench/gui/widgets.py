@@ -294,6 +294,12 @@ class TileGrid:
         return len(self.used)
 
 
+def clock(seconds: float) -> str:
+    """A duration as m:ss, or h:mm:ss from an hour (the ETA, a run's duration)."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 class MessagesDialog(QDialog):
     """Every note, warning and error of the session, whole, one a line, in a resizable window that stays open beside
     the main one and grows as messages come (``add``); Copy puts them all on the clipboard."""

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from workbench.core.history import run_summary
 from workbench.gui.tasks import Task
+from workbench.gui.widgets import clock
 
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
@@ -49,10 +50,7 @@ def budget_text(seconds: float) -> str:
 
 
 def _duration(s) -> str:
-    if s is None:
-        return ""
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return "" if s is None else clock(s)
 
 
 class Item(QTableWidgetItem):
