@@ -146,6 +146,32 @@ def test_errors_in_training_show_in_the_window(window, qtbot):
     assert "error" in window.status.text() and window.start_btn.isEnabled()
 
 
+def test_a_run_that_fails_at_once_still_ends_in_the_window(window, qtbot, monkeypatch):
+    """A worker that fails and finishes before start_worker returns (a set-up error on a fast machine): the window
+    still learns it ended; Start is offered again instead of the window waiting on a run that is gone."""
+    import threading
+
+    from PySide6.QtCore import QThread
+
+    import workbench.gui.main_window as MW
+
+    def fail_at_once(worker):  # emitted from another thread, as the worker's are, and over before this returns
+        def run():
+            worker.error.emit("loss 'moco': queue_size is larger than the dataset", "Traceback (most recent call last): ...")
+            worker.finished.emit()
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        return QThread()  # never started
+
+    monkeypatch.setattr(MW, "start_worker", fail_at_once)
+    qtbot.waitUntil(window.start_btn.isEnabled, timeout=30000)
+    window.start_btn.trigger()
+    qtbot.waitUntil(lambda: not window.running and window.start_btn.isEnabled(), timeout=5000)
+    assert "error" in window.status.text()
+
+
 def test_close_during_training_is_quick_keeps_checkpoint_and_remembers_config(window, qtbot, tmp_path):
     import time
     from pathlib import Path

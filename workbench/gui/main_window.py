@@ -292,9 +292,9 @@ class MainWindow(RunActions, QMainWindow):
         w.warning.connect(self._on_warning)
         w.error.connect(self.show_error)
         w.done.connect(self._on_done)
-        self.thread = start_worker(w)
-        w.finished.connect(self._on_finished)
+        w.finished.connect(self._on_finished)  # before the thread starts: a run that fails at once still ends here
         self._running = True
+        self.thread = start_worker(w)
         self._set_running(True)
         self.set_status("resuming…" if resume else "starting…")
 
