@@ -54,6 +54,30 @@ class EmbeddingEvent:
 
 
 @dataclass(frozen=True)
+class EvalProgressEvent:
+    """An evaluation under way (it can take minutes on a large bank): what it is doing and how far.
+
+    ``stage`` is one of "bank" (embedding the training images), "queries" (embedding the held-out images),
+    "knn" (the nearest-neighbour search), "probe" (linear probe), "views" (alignment/uniformity);
+    ``done`` of ``total`` counts images for the embedding stages and queries for "knn" (``total`` 0: unknown).
+    ``final`` marks the run's last evaluation. Stop ends an evaluation during training.
+    """
+    step: int
+    stage: str
+    done: int
+    total: int
+    final: bool = False
+
+    @property
+    def text(self) -> str:
+        """"evaluating: kNN 3,000 / 10,000" for the status bar."""
+        words = {"bank": "embedding training images", "queries": "embedding held-out images", "knn": "kNN",
+                 "probe": "linear probe", "views": "alignment and uniformity"}.get(self.stage, self.stage)
+        count = f" {self.done:,} / {self.total:,}" if self.total else ""
+        return f"{'final ' if self.final else ''}evaluation at step {self.step}: {words}{count}"
+
+
+@dataclass(frozen=True)
 class BatchEvent:
     step: int
     views1: np.ndarray  # (N, C, H, W) uint8, first view of each anchor
