@@ -67,6 +67,13 @@ class RunModel:
             out.append((z if project else self.net.readout(h.float())).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.encoder.out_dim), np.float32)
 
+    @torch.no_grad()
+    def features(self, images_u8: torch.Tensor, batch: int = 512) -> np.ndarray:
+        """The encoder's own output (N, D) float32 for un-augmented images: the backbone representation the
+        field's kNN protocol reads (L2-normalise it for cosine), with no read-out applied."""
+        out = [self.net.encoder(self.preprocess(chunk)).float().cpu() for chunk in images_u8.split(batch)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.net.encoder.out_dim), np.float32)
+
     def splits(self, overrides: list[str] | None = None) -> tuple[ImageData, ImageData]:
         cfg = self.cfg.with_overrides(overrides or [])
         return load_splits(cfg.data)
