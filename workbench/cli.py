@@ -48,7 +48,7 @@ class Progress:
     def __init__(self, total: int, stream=None):
         self.total, self.stream, self.boxed = total, stream or sys.stderr, False
         self.tty = self.stream.isatty()
-        self.last_print = 0.0
+        self.last_print, self.eval_cfg = 0.0, None
         self.quiet_from, self.shown = time.monotonic(), False
         # decode progress arrives from the loading thread; re-entrant because the Ctrl-C handler
         # prints from the main thread, possibly while that thread is inside _show
@@ -73,6 +73,26 @@ class Progress:
         steps = f"{ev.step}" if self.boxed else f"{ev.step}/{self.total}"  # a time budget ends it, not a step count
         self._show(f"epoch {ev.epoch} step {steps} [{bar:<30}] loss {ev.loss:.4f} "
                    f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {_fmt_time(ev.eta_s)}", ev.step == self.total)
+
+    def started(self, ev) -> None:
+        """The run's folder, data and device, from its RunStarted."""
+        from workbench.core.config import EvalConfig
+
+        self.total, self.boxed = ev.total_steps, bool(ev.config["train"].get("time_budget_s"))
+        self.eval_cfg = EvalConfig(**ev.config["eval"])
+        self.message(f"run folder: {ev.run_dir}\n{ev.n_train} training / {ev.n_test} held-out images, "
+                     f"{ev.steps_per_epoch} steps an epoch, device {ev.device}"
+                     + (f"; resuming at step {ev.start_step}" if ev.start_step else ""))
+
+    def evaluating(self, ev) -> None:
+        """An evaluation under way (``EvalProgressEvent``: its stage and count, so a long one never looks hung), or
+        its figures (``EvalEvent``) under the names users read."""
+        from workbench.core.metrics import describe
+
+        if hasattr(ev, "stage"):
+            self._show(f"{ev.text:<90}", False)
+        else:
+            self.message(f"epoch {ev.epoch} (step {ev.step}): {describe(ev.metrics, self.eval_cfg)}")
 
     def decode(self, done: int, total: int, message: str = "") -> None:
         """``load_splits``'s progress callback: ``done`` of ``total`` units with a short message."""
@@ -162,8 +182,8 @@ def cmd_train(args) -> int:
 
 def _follow(events, args, out: Progress | None, main: bool) -> int:
     """Print the training events; returns the exit status (1 after an ErrorEvent)."""
-    from workbench.core.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, RunStarted, StepEvent,
-                                       WarningEvent)
+    from workbench.core.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, EvalProgressEvent, RunStarted,
+                                       StepEvent, WarningEvent)
 
     status = 0
     for ev in events:
@@ -173,14 +193,11 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
             status = 1 if isinstance(ev, ErrorEvent) else status
             continue
         if isinstance(ev, RunStarted):
-            out.total, out.boxed = ev.total_steps, bool(ev.config["train"].get("time_budget_s"))
-            out.message(f"run folder: {ev.run_dir}\n{ev.n_train} training / {ev.n_test} held-out images, "
-                        f"{ev.steps_per_epoch} steps an epoch, device {ev.device}"
-                        + (f"; resuming at step {ev.start_step}" if ev.start_step else ""))
+            out.started(ev)
         elif isinstance(ev, StepEvent):
             out.update(ev)
-        elif isinstance(ev, EvalEvent):
-            out.message(f"epoch {ev.epoch} (step {ev.step}): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.metrics.items()))
+        elif isinstance(ev, (EvalProgressEvent, EvalEvent)):
+            out.evaluating(ev)
         elif isinstance(ev, WarningEvent) and ev.message not in PRINTED:
             out.message(f"{'note' if ev.note else 'warning'}: {ev.message}")
         elif isinstance(ev, CheckpointEvent) and args.verbose:
@@ -279,7 +296,7 @@ def cmd_embed(args) -> int:
     if ctrl_c.presses:
         raise KeyboardInterrupt
     data = train if args.split == "train" else test
-    emb = rm.embed(data.images)
+    emb = rm.embed(data.images, readout=args.readout)
     _finite_or_refuse(emb, args.run_dir)
     arrays = {"embeddings": emb.astype(np.float32), "labels": data.labels.numpy().astype(np.int64),
               "indices": data.indices.numpy().astype(np.int64)}
@@ -288,7 +305,9 @@ def cmd_embed(args) -> int:
         sys.stdout.flush()
     else:
         write_npz(out, **arrays)
-    print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out or 'stdout'}", file=sys.stderr if out is None else sys.stdout)
+    what = f"through the run's {rm.cfg.eval.readout} read-out" if args.readout else "the backbone's output, no read-out"
+    print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} ({what}) to {out or 'stdout'}",
+          file=sys.stderr if out is None else sys.stdout)
     return 0
 
 
@@ -350,7 +369,7 @@ def cmd_export(args) -> int:
     args.out = args.out or str(Path(args.run_dir) / "export" / args.format)
     check_out(args.format, args.out, "--out")
     _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
-    paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head, what="--out")
+    paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head, what="--out", readout=args.readout)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -473,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", metavar="data.KEY=VALUE", help="embed another dataset (e.g. data.root=...)")
     e.add_argument("--out", required=True, help="the .npz file to write, or - for stdout (redirected)")
     e.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    e.add_argument("--readout", action="store_true", help="through the run's fitted read-out (eval.readout); default: none")
     n = sub.add_parser("neighbours", parents=[verbose], help="nearest training images of an image file")
     n.add_argument("run_dir")
     n.add_argument("--image", required=True)
@@ -485,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=FORMATS, default="safetensors")
     x.add_argument("--out", help="the folder to write into (default: RUN_DIR/export/FORMAT/, as the window and the Python API)")
     x.add_argument("--include-head", action="store_true", help="include the projection head")
+    x.add_argument("--readout", action="store_true",
+                   help="add the run's fitted read-out (eval.readout) as a separate, named last layer; default: the plain backbone")
     x.add_argument("--force", action="store_true", help="overwrite files that exist")
     for name in ("datasets", "augmentations", "losses", "models"):
         sub.add_parser(name, parents=[verbose], help=f"list the {name} and their parameters")

@@ -35,8 +35,7 @@ def reference(run_dir, tmp_path_factory):
     images = test.images[:16]
     x = rm.preprocess(images).numpy().astype(np.float32)
     with torch.no_grad():
-        h, z, _ = rm.net(torch.from_numpy(x))
-        h = rm.net.readout(h)  # the representation as read out: what an export gives
+        h, z, _ = rm.net(torch.from_numpy(x))  # h: the backbone's own output, what an export gives
     folder = tmp_path_factory.mktemp("ref")
     np.save(folder / "x.npy", x)
     np.save(folder / "h.npy", h.numpy())

@@ -37,10 +37,10 @@ def test_pca_of_degenerate_input_never_raises(monkeypatch):
 
 
 def test_final_checkpoint_is_written_before_a_failing_final_evaluation(tmp_path, quick_cfg, monkeypatch):
-    def broken(s, interrupt=None):
+    def broken(s, interrupt=None, final=True):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(T, "evaluate", broken)
+    monkeypatch.setattr(T, "evaluation", broken)
     events = list(T.train(quick_cfg("train.max_steps=1"), runs_root=tmp_path))
     kinds = [type(e) for e in events]
     assert kinds.index(CheckpointEvent) < kinds.index(ErrorEvent) and DoneEvent not in kinds

@@ -510,15 +510,15 @@ def test_a_pause_that_lands_in_an_evaluation_offers_resume(window, qtbot, monkey
     the window must still learn it is paused (Resume enabled), and Resume must carry the run on."""
     import workbench.core.train as T
 
-    real, pressed = T.evaluate, []
+    real, pressed = T.evaluation, []
 
-    def pause_then_evaluate(s, interrupt=None):
+    def pause_then_evaluate(s, interrupt=None, final=True):
         if not pressed:
             pressed.append(True)
             window.worker.control.pause()  # as if the user pressed Pause as the evaluation began
-        return real(s, interrupt)
+        return (yield from real(s, interrupt, final))
 
-    monkeypatch.setattr(T, "evaluate", pause_then_evaluate)
+    monkeypatch.setattr(T, "evaluation", pause_then_evaluate)
     with qtbot.waitSignal(window.pauseChanged, timeout=120000, check_params_cb=lambda p: p is True):
         window.start_btn.trigger()
     assert window.resume_btn.isEnabled() and not window.pause_btn.isEnabled()

@@ -287,13 +287,14 @@ class Run:
             self._model = RunModel.load(self.run_dir, device=self.device)
         return self._model
 
-    def embed(self, images: Any, project: bool = False, batch: int = 512) -> np.ndarray:
-        """Representations (N, D) float32 (projection-head outputs with ``project``) of images given
-        in any form ``fit`` takes, or as image files (a path, or a list of paths: decoded as a folder's files
-        are for training); resized and normalised as in training."""
+    def embed(self, images: Any, project: bool = False, batch: int = 512, readout: bool = False) -> np.ndarray:
+        """Representations (N, D) float32 of images given in any form ``fit`` takes, or as image files (a path,
+        or a list of paths: decoded as a folder's files are for training); resized and normalised as in training.
+        The backbone's output (what the field's kNN reads); projection-head outputs with ``project``; through the
+        run's fitted read-out (``eval.readout``) with ``readout``."""
         if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple)) and images
                                                and all(isinstance(p, (str, Path)) for p in images)):
-            return self._embed_files([images] if isinstance(images, (str, Path)) else list(images), project, batch)
+            return self._embed_files([images] if isinstance(images, (str, Path)) else list(images), project, batch, readout)
         one_array = isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) in (2, 3)  # (H, W[, C]) or (C, H, W)
         if one_array or _is_pil(images):  # one image, or one PIL image
             images = [images]
@@ -303,17 +304,17 @@ class Run:
             warnings.warn(f"images are {x.shape[-1]}x{x.shape[-2]} with {x.shape[1]} channel(s); this encoder was trained "
                           f"on {rm.image_size}x{rm.image_size} with {rm.channels}: they are converted and resized to that",
                           stacklevel=2)
-        return rm.embed(x, batch=batch, project=project)
+        return rm.embed(x, batch=batch, project=project, readout=readout)
 
-    def _embed_files(self, paths: list, project: bool, batch: int) -> np.ndarray:
+    def _embed_files(self, paths: list, project: bool, batch: int, readout: bool = False) -> np.ndarray:
         from workbench.core.inference import load_image_file
 
         rm = self.model
         x = torch.cat([load_image_file(p, rm.channels, rm.image_size) for p in paths])
-        return rm.embed(x, batch=batch, project=project)
+        return rm.embed(x, batch=batch, project=project, readout=readout)
 
     def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
-               force: bool = False) -> list[Path]:
+               force: bool = False, readout: bool = False) -> list[Path]:
         """Write the encoder (safetensors | pt2 | torchscript | onnx | onnx_uint8, with a model card) or
         embeddings (npz | projector); ``out`` defaults to ``<run>/export/<fmt>/`` (as in the window).
         Returns the written paths. An existing file is never replaced unless ``force``: ConfigError
@@ -325,7 +326,7 @@ class Run:
         if existing and not force:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise ConfigError(f"export: '{existing[0]}'{more} already exists; pass force=True to overwrite it or choose another out")
-        return export_run(self.run_dir, fmt, out, include_head)
+        return export_run(self.run_dir, fmt, out, include_head, readout=readout)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:

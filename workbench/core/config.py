@@ -233,6 +233,9 @@ class TrainConfig:
         _require(self.time_budget_s >= 0, "train.time_budget_s", f"must be >= 0 (0 = no limit), got {self.time_budget_s}")
 
 
+READOUTS = ("none", "centred", "whitened")
+
+
 @dataclass
 class EvalConfig:
     every: int = 1  # epochs between evaluations
@@ -245,6 +248,11 @@ class EvalConfig:
     embed_every_steps: int = 0  # extra projection snapshots within an epoch, 0 = per epoch only
     linear_probe: bool = False
     linear_probe_epochs: int = 50
+    label_efficiency: bool = False  # with linear_probe: the probe on 10% and 1% of the labels too
+    readout: str = "none"  # none | centred | whitened: a read-out fitted on the bank, its kNN reported beside the standard one
+    retrieval: bool = True  # precision@1, recall@k and mAP@R within the held-out split
+    recall_k: int = 5
+    quick_size: int = 0  # held-out images for evaluations during training, 0 = as the final one (eval.test_size)
     tensorboard: bool = False
 
     def __post_init__(self):
@@ -258,6 +266,9 @@ class EvalConfig:
             _in_range(self, "eval", k, 0, 10**9, " (0 = all)" if k != "embed_every_steps" else " (0 = per epoch only)")
         _in_range(self, "eval", "embed_points", 0, 100000)
         _in_range(self, "eval", "linear_probe_epochs", 1, 10000)
+        _require(self.readout in READOUTS, "eval.readout", f"must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        _in_range(self, "eval", "recall_k", 1, 10000)
+        _in_range(self, "eval", "quick_size", 0, 10**9, " (0 = as the final evaluation)")
 
 
 SECTIONS = {

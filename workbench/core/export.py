@@ -24,7 +24,6 @@ import math
 import os
 import tempfile
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -55,26 +54,49 @@ class Exported(nn.Module):
         return self.head(self.encoder(x))
 
 
-def with_readout(encoder: nn.Module, readout: nn.Module) -> nn.Module:
-    """A copy of the encoder whose last layer is the network's read-out, as an ``nn.Linear(D, D)`` where plain
-    PyTorch puts it: a torchvision ResNet's ``fc``, the end of small_cnn's ``features``; any other encoder is
-    followed by it in a Sequential. The projection head is trained on the encoder's own output, so an export
-    with the head leaves the read-out out."""
-    from workbench.core.models import SmallCNN
+class ReadoutLayer(nn.Module):
+    """The optional read-out as its own named layer after the plain backbone: (B, D) -> (B, D),
+    ``(h - mean) @ projection``; buffers ``mean`` (D,) and ``projection`` (D, D) (the identity when centred)."""
 
-    d = readout.bias.numel()
-    linear = nn.Linear(d, d).to(readout.bias.device)
-    with torch.no_grad():
-        linear.weight.copy_(readout.weight)
-        linear.bias.copy_(readout.bias)
-    enc = copy.deepcopy(encoder)
-    if isinstance(getattr(enc, "fc", None), nn.Identity):
-        enc.fc = linear
-    elif isinstance(enc, SmallCNN):
-        enc.features.append(linear)
-    else:
-        enc = nn.Sequential(OrderedDict([("encoder", enc), ("readout", linear)]))
-    return enc.eval()
+    def __init__(self, mean: torch.Tensor, projection: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.float().contiguous())
+        self.register_buffer("projection", projection.float().contiguous())
+
+    def forward(self, h):
+        return (h - self.mean) @ self.projection
+
+    @classmethod
+    def of(cls, readout: nn.Module) -> ReadoutLayer:
+        """From the network's ``Readout`` (weight = P^T, bias = -mean @ P)."""
+        p = readout.weight.detach().double().T
+        mean = -torch.linalg.solve(p.T, readout.bias.detach().double())
+        return cls(mean, p)
+
+
+def readout_card(rm: RunModel) -> dict:
+    """What the model card and the ONNX metadata say of an exported read-out."""
+    from workbench.core.models import Readout
+
+    e = rm.cfg.eval
+    return {"kind": e.readout, "keys": {"mean": "readout.mean", "projection": "readout.projection"},
+            "formula": "embedding = (backbone_output - mean) @ projection",
+            "fitted_on": f"un-augmented training-split representations (the kNN bank: eval.bank_size = {e.bank_size or 'all'}), "
+                         "at the run's last evaluation",
+            "eps": Readout.EPS if e.readout == "whitened" else None,
+            "note": "optional; the plain backbone's output is the representation the field's kNN protocol reads"}
+
+
+def check_readout(rm: RunModel, readout: bool, include_head: bool) -> None:
+    """A read-out is exported only when the run fitted one, and never with the head (trained on the plain output)."""
+    if not readout:
+        return
+    if include_head:
+        raise ConfigError("export: --readout applies to the representation and --include-head exports the head's output; "
+                          "choose one")
+    if rm.cfg.eval.readout == "none":
+        raise ConfigError(f"export: run '{rm.run_dir.name}' fitted no read-out (eval.readout = none); export the plain backbone, "
+                          "or train with --set eval.readout=whitened (or centred)")
 
 
 class Uint8Input(nn.Module):
@@ -171,7 +193,7 @@ def _architecture(rm: RunModel, module: nn.Module, include_head: bool) -> dict:
         rebuilt.load_state_dict(module.state_dict() if include_head else enc.state_dict(), strict=True)
         x = torch.randn(3, rm.channels, rm.image_size, rm.image_size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            if not torch.allclose(rebuilt(x), module(x), atol=1e-5):
+            if not torch.allclose(rebuilt(x), module(x) if include_head else enc(x), atol=1e-5):
                 raise modelcard.NotDescribable("the rebuilt network's outputs differ")
         return arch
     except (modelcard.NotDescribable, RuntimeError) as exc:
@@ -186,15 +208,23 @@ LOADERS = {"safetensors": "safetensors.torch.load_file(path) -> state dict; buil
                          "steps to_tensor and normalize happen inside the graph"}
 
 
-def model_card(rm: RunModel, fmt: str, include_head: bool, out_dim: int, path: Path, module: nn.Module) -> dict:
+OUTPUT_WHAT = {
+    "head": "projection-head output (the head is trained on the backbone's own output)",
+    "readout": "representation (before the projection head) through the run's read-out, a separate last layer: "
+               "(backbone_output - mean) @ projection (see 'readout'); compare embeddings by cosine similarity",
+    "plain": "representation: the backbone's own output, before the projection head, as the field's kNN protocol reads "
+             "it; compare embeddings by cosine similarity",
+}
+
+
+def model_card(rm: RunModel, fmt: str, include_head: bool, out_dim: int, path: Path, module: nn.Module,
+               readout: bool = False) -> dict:
     """The card of one export (see ``core/modelcard.py``); ``merge_card`` folds it into the folder's card."""
     cfg = modelcard.strip_paths(rm.cfg.to_dict())
     entry = {"format": fmt, "load": LOADERS[fmt], "includes_projection_head": include_head,
+             "readout": readout_card(rm) if readout else None,
              "output": {"shape": ["batch", out_dim], "embedding_dim": out_dim,
-                        "what": "projection-head output (the head sees the encoder's output before the read-out)"
-                        if include_head else "representation (before the projection head), through the read-out (the "
-                        "last Linear: a whitening fitted to the training images' representations); compare embeddings "
-                        "by cosine similarity"},
+                        "what": OUTPUT_WHAT["head" if include_head else "readout" if readout else "plain"]},
              "input_dtype": "uint8" if fmt == "onnx_uint8" else "float32",
              "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
              "architecture": _architecture(rm, module, include_head)}
@@ -255,10 +285,14 @@ def _atomic_via_tmp(path: Path, writer) -> None:
         raise
 
 
-def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False, what: str = "out") -> list[Path]:
+def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False, what: str = "out",
+                 readout: bool = False) -> list[Path]:
+    """The plain backbone (torchvision's ResNet with ``fc = Identity()``, small_cnn as its card says); with the
+    projection head (``include_head``) or with the run's read-out as a separate layer (``readout``)."""
+    check_readout(rm, readout, include_head)
     rm.net.cpu()
-    encoder = rm.net.encoder if include_head else with_readout(rm.net.encoder, rm.net.readout)
-    module = Exported(encoder, rm.net.head if include_head else None).eval().cpu()
+    last = rm.net.head if include_head else ReadoutLayer.of(rm.net.readout) if readout else None
+    module = Exported(rm.net.encoder, last).eval().cpu()
     example = torch.zeros(2, rm.channels, rm.image_size, rm.image_size)
     with torch.no_grad():
         out_dim = module(example).shape[1]
@@ -267,7 +301,11 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False, 
     if fmt == "safetensors":
         from safetensors.torch import save
 
-        state = {k: v.contiguous() for k, v in (module if include_head else module.encoder).state_dict().items()}
+        state = {k: v.contiguous() for k, v in module.encoder.state_dict().items()}
+        if last is not None:
+            state |= {f"{'head' if include_head else 'readout'}.{k}": v.contiguous() for k, v in last.state_dict().items()}
+        if include_head:
+            state = {k: v.contiguous() for k, v in module.state_dict().items()}
         atomic_write_bytes(out, save(state, metadata={"encoder": rm.cfg.model.encoder}))
     elif fmt == "torchscript":
         log.warning(TORCHSCRIPT_NOTE)
@@ -285,7 +323,7 @@ def export_model(rm: RunModel, fmt: str, out: Path, include_head: bool = False, 
     elif fmt in ("onnx", "onnx_uint8"):
         _export_onnx(rm, module, example, out, fmt == "onnx_uint8")
     verify_reload(fmt, out, module, rm)
-    card = merge_card(card_path(out), model_card(rm, fmt, include_head, out_dim, out, module))
+    card = merge_card(card_path(out), model_card(rm, fmt, include_head, out_dim, out, module, readout))
     atomic_write_text(card_path(out), json.dumps(card, indent=2))
     return [out, card_path(out)]
 
@@ -314,6 +352,8 @@ def verify_reload(fmt: str, path: Path, module: nn.Module, rm: RunModel) -> floa
 
             state = load_file(str(path))
             ref = module.state_dict() if any(k.startswith("head.") for k in state) else module.encoder.state_dict()
+            if isinstance(module.head, ReadoutLayer):
+                ref = ref | {f"readout.{k}": v for k, v in module.head.state_dict().items()}
             return max((float((state[k].float() - v.float()).abs().max()) for k, v in ref.items() if v.numel()), default=0.0)
         if fmt == "pt2":
             got = torch.export.load(str(path)).module()(x)
@@ -340,6 +380,8 @@ def _export_onnx(rm: RunModel, module: nn.Module, example: torch.Tensor, out: Pa
              "workbench.preprocessing": json.dumps(modelcard.preprocessing(rm.channels, rm.image_size, rm.mean, rm.std,
                                                                            rm.cfg.data.name)[:4 if uint8 else None]),
              "workbench.encoder": rm.cfg.model.encoder, "workbench.run": rm.run_dir.name}
+    if isinstance(getattr(module, "head", None), ReadoutLayer):
+        props["workbench.readout"] = json.dumps(readout_card(rm))
 
     module = onnx_friendly(module, example)
 
@@ -450,22 +492,23 @@ def npz_path(out: Path) -> Path:
 
 
 def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = "test", max_points: int = 10000,
-               what: str = "out") -> list[Path]:
+               what: str = "out", readout: bool = False) -> list[Path]:
     """Write the export; ``what`` names ``out`` in errors. Nothing is made before the export can be written (an unusable
     checkpoint, a run whose images are not on disk), and a folder the system will not create is one line."""
     out = check_out(fmt, out, what)
     rm = RunModel.load(run_dir)
+    check_readout(rm, readout, include_head)
     if fmt in SUFFIX:
-        return export_model(rm, fmt, out, include_head, what)
+        return export_model(rm, fmt, out, include_head, what, readout)
     train, test = rm.splits()
     data = test if split == "test" else train
     if fmt == "npz":
-        emb = rm.embed(data.images)
+        emb = rm.embed(data.images, readout=readout)
         path = npz_path(out)
         make_folder(path.parent, what)
         write_npz(path, embeddings=emb.astype(np.float32), labels=data.labels.numpy(), indices=data.indices.numpy())
         return [path]
     data = data.take(torch.arange(min(max_points, len(data))))
-    emb = rm.embed(data.images)
+    emb = rm.embed(data.images, readout=readout)
     make_folder(out, what)
     return write_projector(out, emb, data.labels.numpy(), data.classes, data.images.numpy())

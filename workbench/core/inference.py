@@ -13,7 +13,7 @@ from workbench.core.data import ImageData, load_splits
 from workbench.core.methods import build_method, build_network
 from workbench.core.models import Network
 from workbench.core.registry import ConfigError
-from workbench.core.runs import find_run, load_checkpoint, load_run_checkpoint
+from workbench.core.runs import find_run, load_checkpoint, load_run_checkpoint, load_run_config
 
 
 @dataclass
@@ -36,7 +36,7 @@ class RunModel:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> RunModel:
         run = find_run(run_dir)
-        cfg = Config.load(run / "config.toml")
+        cfg = load_run_config(run)
         state, used = load_run_checkpoint(run)
         for key in ("model", "mean", "std", "channels", "image_size"):
             if key not in state:
@@ -60,11 +60,17 @@ class RunModel:
         return (x - mean) / std
 
     @torch.no_grad()
-    def embed(self, images_u8: torch.Tensor, batch: int = 512, project: bool = False) -> np.ndarray:
+    def embed(self, images_u8: torch.Tensor, batch: int = 512, project: bool = False, readout: bool = False) -> np.ndarray:
+        """(N, D) float32: the backbone's output (the representation the field's kNN reads); the projection
+        head's output with ``project``; through the run's fitted read-out with ``readout`` (ConfigError when the
+        run fitted none: eval.readout = none)."""
+        if readout and self.cfg.eval.readout == "none":
+            raise ConfigError(f"run '{self.run_dir.name}' fitted no read-out (eval.readout = none); embed without it, or "
+                              "train with --set eval.readout=whitened (or centred)")
         out = []
         for chunk in images_u8.split(batch):
             h, z, _ = self.net(self.preprocess(chunk))
-            out.append((z if project else self.net.readout(h.float())).float().cpu())
+            out.append((z if project else self.net.readout(h.float()) if readout else h).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.encoder.out_dim), np.float32)
 
     @torch.no_grad()

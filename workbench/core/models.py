@@ -1,8 +1,9 @@
 """Encoder registry and projection / prediction heads.
 
 An encoder maps images (B, C, H, W) to representations (B, D) and exposes ``out_dim = D``.
-Representations are taken before the projection head (SimCLR, Chen et al. 2020) and read out through the
-network's ``Readout``, a whitening fitted to the training images' representations at each evaluation.
+Representations are taken before the projection head (SimCLR, Chen et al. 2020): the backbone's output, which
+the field's kNN protocol reads as it is. The network's ``Readout`` (centring or whitening fitted on the training
+images' representations) is an option, ``eval.readout``, reported beside the standard figures, never instead.
 """
 from __future__ import annotations
 
@@ -57,13 +58,14 @@ class Readout(nn.Module):
         return torch.nn.functional.linear(h, self.weight.to(h.dtype), self.bias.to(h.dtype))
 
     @torch.no_grad()
-    def fit(self, h: torch.Tensor) -> str:
-        """Fit to representations ``h`` (N, D) of un-augmented training images; returns what was fitted."""
+    def fit(self, h: torch.Tensor, whiten: bool = True) -> str:
+        """Fit to representations ``h`` (N, D) of un-augmented training images (centring only unless ``whiten``);
+        returns what was fitted: "centred" or "whitened"."""
         h = h.float()
         mean, d = h.mean(0), h.shape[1]
         self.weight.copy_(torch.eye(d, device=self.weight.device))
         self.bias.copy_(-mean)
-        if d > self.MAX_WHITEN or len(h) < 2:
+        if not whiten or d > self.MAX_WHITEN or len(h) < 2:
             return "centred"
         if len(h) > self.MAX_ROWS:
             h = h[torch.randperm(len(h), generator=torch.Generator().manual_seed(0))[: self.MAX_ROWS].to(h.device)]
@@ -79,12 +81,6 @@ class Readout(nn.Module):
         self.weight.copy_(p.T)
         self.bias.copy_(-(mean @ p))
         return "whitened"
-
-    def undo(self, y: torch.Tensor) -> torch.Tensor:
-        """Read-out representations (N, D) back to the encoder's output (what a PCA picture is drawn from: after
-        whitening every direction has the same variance, so PCA's two would be arbitrary)."""
-        w = self.weight.to(device=y.device, dtype=torch.float64)
-        return torch.linalg.solve(w, (y.double() - self.bias.to(y.device, torch.float64)).T).T.to(y.dtype)
 
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         """``h`` (N, D) read out in place, a chunk at a time (a bank of 100,000 representations is large)."""
@@ -195,8 +191,8 @@ class Network(nn.Module):
     (p is z when the method adds none). ``x`` may also be a list of batches at different sizes
     (multi-crop): each goes through the encoder, then the head and predictor see them all,
     concatenated in order. Everything runs inside forward so DDP sees every parameter once.
-    h is the encoder's raw output, which the head is trained on; the representation users get is
-    ``readout(h)`` (``Readout``: fitted at each evaluation, never trained).
+    h is the encoder's raw output, which the head is trained on and the standard kNN reads; ``readout(h)`` is
+    the optional read-out (``Readout``: the identity unless ``eval.readout`` fits one; never trained).
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Module, predictor: nn.Module | None = None):

@@ -30,10 +30,13 @@ from pathlib import Path
 import torch
 
 from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode  # noqa: F401 (re-exported)
+from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
 
-METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_acc", "linear_acc",
-                  "alignment", "uniformity", "emb_std", "eff_rank"]
+METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", *EVAL_METRICS]
+# metrics.csv written before the field's kNN protocol became the headline has no such column: its "knn_acc" was read
+# through the whitened read-out, and is read (and, on resume, rewritten) as "knn_acc_readout"
+NEW_PROTOCOL_COLUMN = "eval_queries"
 
 
 def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
@@ -349,6 +352,8 @@ class MetricsLog:
             self.tb = TensorBoardLog(path.parent)
         self.columns = METRIC_COLUMNS + [f"term_{t}" for t in terms]
         new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            self._migrate(path)
         self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - open for the run's lifetime
         self._w = csv.DictWriter(self._f, self.columns, extrasaction="ignore")
         if new:
@@ -364,6 +369,23 @@ class MetricsLog:
         self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k != "time" else v) for k, v in row.items()})
         self._f.flush()
 
+    def _migrate(self, path: Path) -> None:
+        """An existing metrics.csv with other columns (an older version's, or another loss's terms) is rewritten
+        once, atomically, with this run's columns: every value kept under its name (an old-protocol kNN under
+        ``knn_acc_readout``), so appended rows line up with the header."""
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if header == self.columns:
+            return
+        rows = _read_rows(path)
+        extra = [c for c in rows[0] if c not in self.columns] if rows else []
+        self.columns = self.columns + extra
+        out = io.StringIO()
+        w = csv.DictWriter(out, self.columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        atomic_write_text(path, out.getvalue())
+
     def close(self) -> None:
         self._f.close()
         if self.tb is not None:
@@ -371,14 +393,24 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """metrics.csv's rows as numbers (None where empty), an old-protocol kNN under ``knn_acc_readout``."""
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return []
+    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in _read_rows(path)]
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """metrics.csv's rows as text, migrated to the field's protocol (see NEW_PROTOCOL_COLUMN)."""
     with open(path, newline="", encoding="utf-8") as f:
-        rows = []
-        for r in csv.DictReader(f):
-            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in r.items()})
-        return rows
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        old = NEW_PROTOCOL_COLUMN not in (reader.fieldnames or []) and "knn_acc" in (reader.fieldnames or [])
+    if old:
+        for r in rows:
+            r["knn_acc_readout"] = r.pop("knn_acc")
+            r["knn_acc"] = ""
+    return rows
 
 
 # ----- resume: everything checked before anything is written -----
@@ -418,16 +450,31 @@ def state_mismatch(expected: dict, found: dict) -> str:
     return "; ".join(parts)
 
 
+def load_run_config(run: Path):
+    """A run folder's config.toml, migrated: a run written before ``eval.readout`` existed read its kNN through the
+    whitening its checkpoints hold, so it keeps that read-out, now reported beside the field's kNN."""
+    from workbench.core.config import Config, tomllib
+
+    path = run / "config.toml"
+    cfg = Config.load(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return cfg
+    if isinstance(raw.get("eval"), dict) and "readout" not in raw["eval"]:
+        cfg = cfg.replace("eval", readout="whitened")
+    return cfg
+
+
 def check_resume(run_dir: str | Path):
     """Validate a resume completely before anything is written: the run folder, its config.toml,
     its checkpoint (a workbench checkpoint dict, finite weights), the config the checkpoint was
     written with against config.toml, and the model's tensors (names and shapes, built on the meta
     device, so no memory and no data). Returns ``(Config, state)``; raises ConfigError naming what
     differs and what to do."""
-    from workbench.core.config import Config
 
     run = find_run(run_dir)
-    cfg = Config.load(run / "config.toml")
+    cfg = load_run_config(run)
     ckpt = run / "checkpoints" / "last.pt"
     state = load_checkpoint(ckpt)
     for key in ("step", "epoch", "images_in_epoch"):

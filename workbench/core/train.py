@@ -33,8 +33,10 @@ from workbench.core import runs
 from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
 from workbench.core.config import Config, read_toml
 from workbench.core.data import ImageData, load_splits, place
+from workbench.core.evaluation import (EVAL_VIEWS, MAX_AUTO_BANK, Interrupted, autocast, embed, evaluation,  # noqa: F401
+                                       evaluate, held_out_count)
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
-                                   PausedEvent, RunStarted, StepEvent, WarningEvent)
+                                   EvalProgressEvent, PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.inspector import batch_event
 from workbench.core.losses import LOSSES, Views
 from workbench.core.methods import Method, build_method, build_network, head_hidden
@@ -98,10 +100,6 @@ class Control:
         self.wait_while_paused()
         if self.notify is not None:
             self.notify(False)
-
-
-class Interrupted(Exception):
-    """Stop was asked for while evaluating."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -276,12 +274,6 @@ def network(cfg: Config, channels: int, size: int, method: Method, device: torch
     return net.to(memory_format=torch.channels_last) if cfg.train.channels_last else net
 
 
-def autocast(s: Setup):
-    if s.device.type == "cuda" and s.cfg.train.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def make_views(s: Setup, images_u8: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
     """The method's augmented views (two or more float batches) of a uint8 batch already on the device."""
     crops = s.method.views(images_u8, g)
@@ -293,95 +285,6 @@ def make_views(s: Setup, images_u8: torch.Tensor, g: torch.Generator) -> list[to
 def forward_views(s: Setup, crops: list[torch.Tensor], labels: torch.Tensor, progress: float = 0.0) -> Views:
     with autocast(s):
         return s.method(s.model, crops, labels, progress)
-
-
-@torch.no_grad()
-def embed(s: Setup, images: torch.Tensor, batch: int = 1024, project: bool = False, interrupt=None,
-          raw: bool = False) -> torch.Tensor:
-    """Representations (N, D) (or projections with ``project``; the encoder's output before the read-out with
-    ``raw``) of un-augmented images, on the device.
-
-    ``interrupt()`` is called between batches (it may block while paused); True raises Interrupted.
-    """
-    was = s.net.training
-    s.net.eval()
-    out = None
-    size = s.aug.out_size(images.shape[-1])
-    try:
-        for i in range(0, len(images), batch):
-            if interrupt is not None and interrupt():
-                raise Interrupted
-            x = s.aug.plain(images[i:i + batch].to(s.device))
-            if x.shape[-1] != size:
-                x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            with autocast(s):
-                h, z, _ = s.net(x)
-            y = z if project else h if raw else s.net.readout(h.float())
-            if out is None:
-                out = torch.empty(len(images), y.shape[1], device=s.device)
-            out[i:i + len(y)] = y
-    finally:
-        s.net.train(was)
-    return out
-
-
-MAX_AUTO_BANK = 100_000  # eval.bank_size = 0 takes every training image up to this many (a random subset beyond)
-EVAL_VIEWS = 1024  # held-out images whose two views give alignment, uniformity, std and effective rank
-
-
-def held_out_count(s: Setup) -> int:
-    """How many held-out images an evaluation takes: eval.test_size of them (0 = all)."""
-    return min(s.cfg.eval.test_size or len(s.test), len(s.test))
-
-
-def evaluate(s: Setup, interrupt=None) -> tuple[dict, torch.Tensor]:
-    """kNN accuracy (+ linear probe), alignment, uniformity, std and effective rank on the held-out split, and
-    the held-out representations (N, D).
-
-    First fits the network's read-out (``Readout``: whitening) to the bank's representations (un-augmented
-    training images); kNN reads representations through it, as everything after this evaluation does.
-
-    Uses its own fixed-seed generator so evaluating never changes the training's random stream.
-    ``interrupt()`` is called between embedding batches and between chunks of the kNN search; True raises
-    Interrupted.
-    """
-    g = torch.Generator(device=s.device).manual_seed(12345)
-    e = s.cfg.eval
-    bank_idx = torch.arange(len(s.train))
-    size = e.bank_size or MAX_AUTO_BANK
-    if size < len(s.train):
-        bank_idx = torch.randperm(len(s.train), generator=torch.Generator().manual_seed(2))[:size]
-    n_test = held_out_count(s)
-    test = s.test if n_test == len(s.test) else s.test.take(torch.arange(n_test))
-    bank = embed(s, s.train.images[bank_idx.to(s.train.images.device)], interrupt=interrupt, raw=True)
-    bank_labels = s.train.labels[bank_idx.to(s.train.labels.device)].to(s.device)
-    feats = embed(s, test.images, interrupt=interrupt, raw=True)
-    if torch.isfinite(bank).all():  # non-finite representations keep the read-out they had (the guard says why)
-        s.readout = s.net.readout.fit(bank)
-    s.net.readout.apply_(bank)
-    s.net.readout.apply_(feats)
-    test_labels = test.labels.to(s.device)
-
-    def check():  # the search over a large bank takes seconds: a stop ends it too
-        if interrupt is not None and interrupt():
-            raise Interrupted
-
-    out = {"knn_acc": M.knn_accuracy(bank, bank_labels, feats, test_labels, e.knn_k, e.knn_temperature, check=check)}
-    if e.linear_probe:
-        out["linear_acc"] = M.linear_probe(bank, bank_labels, feats, test_labels, epochs=e.linear_probe_epochs, seed=s.cfg.train.seed)
-    was = s.net.training
-    s.net.eval()
-    with torch.no_grad():
-        x = test.images[:EVAL_VIEWS].to(s.device)
-        v1, v2 = s.aug.views(x, g), s.aug.views(x, g)
-        with autocast(s):
-            z1, z2 = s.net(v1)[1].float(), s.net(v2)[1].float()
-    s.net.train(was)
-    out["alignment"] = M.alignment(z1, z2)
-    out["uniformity"] = M.uniformity(z1)
-    out["emb_std"] = M.embedding_std(z1)
-    out["eff_rank"] = M.effective_rank(z1)
-    return out, feats
 
 
 class Guard:
@@ -423,7 +326,7 @@ class Run:
         self.guard = Guard(s.device)
         self.metrics = None
         self.projector = StableProjector("pca", cfg.train.seed)
-        n_eval = min(cfg.eval.test_size or len(s.test), len(s.test))
+        n_eval = held_out_count(s, final=False)  # the embedding view's points are in every evaluation's sample
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
         self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
         self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
@@ -608,7 +511,7 @@ class Run:
         if self.epoch % self.cfg.train.checkpoint_every == 0 or done:
             yield from self.checkpoint()
         if done or self.epoch % self.cfg.eval.every == 0 and self.evaluation_affordable():
-            yield from self.evaluate()
+            yield from self.evaluate(final=done)  # the run's last: all the held-out images (eval.quick_size is for the others)
         elif self.epoch % self.cfg.eval.every == 0 and not self.cadence_noted:
             yield self.cadence_note()
 
@@ -630,9 +533,10 @@ class Run:
         logger.warning(note.message, extra={"note": True})
         return note
 
-    def evaluate(self, final: bool = False) -> list:
-        """EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing when stopped meanwhile
-        (during training by any stop, the final one by a quick stop), pausing between batches."""
+    def evaluate(self, final: bool = False) -> Iterator:
+        """EvalProgressEvents while it runs, then EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing
+        more when stopped meanwhile (during training by any stop, the final one by a quick stop), pausing between
+        batches."""
         self.guard.check(self, weights=True)
         c = self.control
 
@@ -649,45 +553,58 @@ class Run:
             return c.stopped
 
         t0 = time.perf_counter()
+        steps = evaluation(self.s, interrupt, final=final)
         try:
-            metrics, feats = evaluate(self.s, interrupt)
+            while True:
+                try:
+                    stage, done, total = next(steps)
+                except StopIteration as end:
+                    metrics, feats = end.value
+                    break
+                yield EvalProgressEvent(self.step, stage, done, total, final)
         except Interrupted:
-            return []
+            return
         self.eval_cost = time.perf_counter() - t0 - paused
         self.eval_time += self.eval_cost
+        yield from self.evaluated(metrics, feats)
+
+    def evaluated(self, metrics: dict, feats: torch.Tensor) -> Iterator:
+        """What follows a finished evaluation: the row in metrics.csv, the events, the collapse warning."""
         self.save_readout()
         self.final, self.evaluated_step = metrics, self.step
         if self.metrics:
             self.metrics.write(epoch=self.shown_epoch(), step=self.step, **metrics)
-        events = [EvalEvent(self.shown_epoch(), self.step, metrics), self.embedding(feats[self.embed_idx.to(feats.device)])]
+        yield EvalEvent(self.shown_epoch(), self.step, metrics)
+        view = self.embedding(feats[self.embed_idx.to(feats.device)])
+        yield view
         if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
-            self.metrics.tb.embedding(self.step, events[1].embeddings, events[1].labels, images, self.s.test.classes)
+            self.metrics.tb.embedding(self.step, view.embeddings, view.labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
-        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(held_out_count(self.s), EVAL_VIEWS))
-        return events + self.readout_note() + ([WarningEvent(warning)] if warning else [])
+        warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(metrics["eval_queries"], EVAL_VIEWS))
+        yield from self.readout_note()
+        if warning:
+            yield WarningEvent(warning)
 
     def readout_note(self) -> list[WarningEvent]:
-        """Once a run: a note when the read-out could only centre the representations (kNN, neighbours and
-        exports then read them centred, not whitened)."""
-        if self.s.readout != "centred" or self.readout_noted:
+        """Once a run: a note when the read-out asked for could only centre the representations."""
+        if self.cfg.eval.readout != "whitened" or self.s.readout != "centred" or self.readout_noted:
             return []
         self.readout_noted = True
         d = self.s.net.encoder.out_dim
         why = (f"representations {d} wide (whitening is fitted up to {Readout.MAX_WHITEN})" if d > Readout.MAX_WHITEN
                else "representations that barely vary (degenerate)")
-        return [WarningEvent(f"read-out: {why} are centred, not whitened; kNN and exports read them centred", note=True)]
+        return [WarningEvent(f"read-out: {why} are centred, not whitened; 'kNN, read-out' reads them centred", note=True)]
 
     def embedding(self, feats: torch.Tensor | None = None) -> EmbeddingEvent:
+        """The live 2-D view of the held-out backbone features (randomised PCA: milliseconds, no full SVD)."""
         if feats is None:
-            feats = embed(self.s, self.s.test.images[self.embed_idx])
+            feats = embed(self.s, self.s.test.images[self.embed_idx], raw=True)
         src = feats.cpu().numpy().astype(np.float32)
         if not np.isfinite(src).all():
             self.nonfinite_features(src)
         labels = self.s.test.labels[self.embed_idx].numpy()
-        drawn = self.s.net.readout.undo(feats.float()).cpu().numpy()  # the picture from the encoder's output; the
-        return EmbeddingEvent(self.shown_epoch(), self.step, self.projector(drawn), src, labels,  # neighbours read out
-                              self.embed_idx.numpy())
+        return EmbeddingEvent(self.shown_epoch(), self.step, self.projector(src), src, labels, self.embed_idx.numpy())
 
     def nonfinite_features(self, src: np.ndarray) -> None:
         """Say (run.log and the console) why the embedding holds NaN/inf although the guard found the weights finite."""

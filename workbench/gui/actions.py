@@ -75,7 +75,6 @@ class RunActions:
 
     def _show_run_embedding(self, run, cfg):
         from workbench.core.events import EmbeddingEvent
-        import torch
 
         from workbench.core.inference import RunModel
         from workbench.core.projection import pca_2d
@@ -89,9 +88,8 @@ class RunActions:
                 rows = view[1]  # the points the live view showed, so the picture matches it
             else:
                 rows = np.arange(min(cfg.eval.embed_points or 2000, len(test)))
-            emb = rm.embed(test.images[rows])
-            drawn = rm.net.readout.undo(torch.from_numpy(emb)).numpy()  # PCA of the encoder's output, as in training
-            ev = EmbeddingEvent(-1, -1, pca_2d(drawn), emb, test.labels[rows].numpy(), np.asarray(rows))
+            emb = rm.embed(test.images[rows])  # the backbone's output, as the live view and the kNN read it
+            ev = EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[rows].numpy(), np.asarray(rows))
             return test, ev, test.file_names()
 
         def show(result):

@@ -21,8 +21,19 @@ log = logging.getLogger("workbench")
 METHODS = ("grid", "random", "tpe")
 # metric name -> (aggregation over the run, metrics.csv column)
 METRICS = {"final_knn": ("final", "knn_acc"), "best_knn": ("best", "knn_acc"),
+           "final_knn_readout": ("final", "knn_acc_readout"), "best_knn_readout": ("best", "knn_acc_readout"),
+           "final_map_at_r": ("final", "map_at_r"), "best_map_at_r": ("best", "map_at_r"),
+           "final_precision_at_1": ("final", "precision_at_1"), "best_precision_at_1": ("best", "precision_at_1"),
            "final_linear": ("final", "linear_acc"), "best_linear": ("best", "linear_acc"),
+           "final_linear_10pct": ("final", "linear_acc_10pct"), "final_linear_1pct": ("final", "linear_acc_1pct"),
            "final_loss": ("final", "loss"), "best_loss": ("best", "loss")}
+# what a metric needs switched on: metrics.csv column -> (eval setting, the value that gives it, as said to the user)
+NEEDS = {"linear_acc": ("linear_probe", True, "eval.linear_probe = true"),
+         "linear_acc_10pct": ("label_efficiency", True, "eval.linear_probe = true and eval.label_efficiency = true"),
+         "linear_acc_1pct": ("label_efficiency", True, "eval.linear_probe = true and eval.label_efficiency = true"),
+         "knn_acc_readout": ("readout", "none", "eval.readout = centred or whitened"),
+         "map_at_r": ("retrieval", True, "eval.retrieval = true"),
+         "precision_at_1": ("retrieval", True, "eval.retrieval = true")}
 STATUSES = ("running", "finished", "pruned", "stopped", "failed")
 SPEC_KEYS = ("params", "method", "count", "metric", "seeds", "max_trials", "prune", "prune_startup", "prune_warmup",
              "sampler_seed")
@@ -291,5 +302,12 @@ def _check_values(base: Config, spec: SweepSpec, seed: int) -> None:
 
 
 def check_metric(base: Config, spec: SweepSpec) -> None:
-    if METRICS[spec.metric][1] == "linear_acc" and not base.eval.linear_probe:
-        raise ConfigError(f"sweep.metric: '{spec.metric}' needs the linear probe; set eval.linear_probe = true")
+    """The sweep's metric is one the base config's evaluation reports."""
+    need = NEEDS.get(METRICS[spec.metric][1])
+    if need is None:
+        return
+    key, value, words = need
+    have = getattr(base.eval, key)
+    missing = have == value if key == "readout" else have != value or (key == "label_efficiency" and not base.eval.linear_probe)
+    if missing:
+        raise ConfigError(f"sweep.metric: '{spec.metric}' is not measured by this config; set {words}")
