@@ -63,7 +63,7 @@ def test_safetensors_loads_into_the_torchvision_class(run_dir, reference, tmp_pa
         net = torchvision.models.resnet18(weights=None)
         net.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
         net.maxpool = torch.nn.Identity()
-        net.fc = torch.nn.Linear(512, 512)  # the read-out, as the model card writes it
+        net.fc = torch.nn.Identity()  # the plain backbone: nothing else to set
         net.load_state_dict(load_file("{paths[0]}"))
         net.eval()
         with torch.no_grad():
@@ -326,3 +326,35 @@ def test_onnx_export_of_an_image_size_the_pool_does_not_divide(fmt, tmp_path):
     got = sess.run(None, {"images": feed})[0]
     want = rm.embed(images)
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+
+
+def test_a_read_out_ships_as_its_own_named_layer_only_when_asked(tmp_path, quick_cfg):
+    """--readout adds the run's fitted read-out beside the plain backbone's weights ('readout.mean',
+    'readout.projection'), described in the card and the ONNX metadata; a run that fitted none refuses it."""
+    from safetensors.torch import load_file
+
+    events = list(train(quick_cfg("train.max_steps=2", "eval.readout=whitened"), runs_root=tmp_path / "runs"))
+    run = events[0].run_dir
+    rm = RunModel.load(run)
+    _, test = rm.splits()
+    images = test.images[:8]
+    plain = export_run(run, "safetensors", tmp_path / "plain")[0]
+    assert not any(k.startswith("readout.") for k in load_file(plain))
+    path = export_run(run, "safetensors", tmp_path / "ro", readout=True)[0]
+    state = load_file(path)
+    card = json.loads((tmp_path / "ro" / "model_card.json").read_text())["files"]["encoder.safetensors"]
+    assert card["readout"]["kind"] == "whitened" and card["readout"]["keys"] == {"mean": "readout.mean", "projection": "readout.projection"}
+    h = torch.from_numpy(rm.embed(images))
+    got = (h - state["readout.mean"]) @ state["readout.projection"]
+    assert torch.allclose(got, torch.from_numpy(rm.embed(images, readout=True)), atol=1e-4)
+    onnx = export_run(run, "onnx", tmp_path / "onnx", readout=True)[0]
+    import onnx as onnx_lib
+
+    props = {p.key: p.value for p in onnx_lib.load(str(onnx)).metadata_props}
+    assert json.loads(props["workbench.readout"])["kind"] == "whitened"
+    none_run = list(train(quick_cfg("train.max_steps=1"), runs_root=tmp_path / "none"))[0].run_dir
+    with pytest.raises(ConfigError, match="fitted no read-out"):
+        export_run(none_run, "safetensors", tmp_path / "x", readout=True)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError, match="choose one"):
+        export_run(run, "safetensors", tmp_path / "y", readout=True, include_head=True)

@@ -57,48 +57,28 @@ def describe(metrics: dict, eval_cfg=None) -> str:
     return ", ".join(parts)
 
 
-EPS_BF16 = 0.008  # |cosine in bf16 - cosine in fp32| for unit vectors: 2^-8 from the inputs + 2^-9 from the output
-
-
-def _coarse_search(device: torch.device) -> bool:
-    """Whether a bf16 candidate search pays off here: CPUs with native bf16 dot products (AVX512-BF16/AMX)
-    run it about 2.5x faster than fp32; elsewhere bf16 is emulated (slower) and the exact search is used."""
-    if device.type != "cpu":
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 @torch.no_grad()
-def cosine_topk(bank: torch.Tensor, query: torch.Tensor, k: int, check=None, exact: bool = False,
-                exclude_self: bool = False, chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` nearest bank rows of each query by cosine: bank (N, D), query (Q, D) -> (sims (Q, k) fp32,
+def cosine_topk(bank: torch.Tensor, query: torch.Tensor, k: int, check=None, exclude_self: bool = False,
+                chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest bank rows of each query by cosine, exact fp32: bank (N, D), query (Q, D) -> (sims (Q, k),
     indices (Q, k)), most similar first. ``exclude_self``: query i is bank row i and is left out (leave-one-out).
 
-    Exact fp32 similarities always; where bf16 is native (``_coarse_search``) the candidates come from a bf16
-    search for ``k + margin`` of them, then fp32 similarities of those candidates pick the ``k``. The bf16
-    error is bounded by ``EPS_BF16``, so a query is certainly exact when its ``k``-th fp32 similarity beats the
-    last candidate's bf16 one by that much; the few that are not are searched again in fp32. No (Q, N) matrix
-    is ever held: queries go in chunks of about 64 MB of similarities; ``check()`` runs before each chunk (it may
-    raise to abandon the search, e.g. when training is stopped).
+    No (Q, N) matrix is held: queries go in chunks of about 128 MB of similarities (up to 1,024 queries, one large
+    matmul each, which is where the time goes); ``check()`` runs before each chunk (it may raise to abandon the
+    search, e.g. when training is stopped).
     """
     bank, query = F.normalize(bank.float(), dim=1), F.normalize(query.float(), dim=1)
     k = min(k, len(bank) - int(exclude_self))
-    coarse = not exact and _coarse_search(bank.device) and len(bank) > 2 * k + 64
-    low = bank.bfloat16() if coarse else None
-    chunk = chunk or max(1, min(1024, 2 ** 24 // max(len(bank), 1)))
+    chunk = chunk or max(1, min(1024, 2 ** 25 // max(len(bank), 1)))
     sims, idxs = [], []
     for start in range(0, len(query), chunk):
         if check is not None:
             check()
-        q = query[start:start + chunk]
-        rows = torch.arange(start, start + len(q), device=q.device) if exclude_self else None
-        if coarse:
-            sim, idx = _refined(bank, low, q, k, rows)
-        else:
-            sim, idx = _exact(bank, q, k, rows)
+        s = query[start:start + chunk] @ bank.T
+        if exclude_self:
+            rows = torch.arange(len(s), device=s.device)
+            s[rows, rows + start] = -float("inf")
+        sim, idx = s.topk(k, dim=1)
         sims.append(sim)
         idxs.append(idx)
     if not sims:
@@ -106,35 +86,9 @@ def cosine_topk(bank: torch.Tensor, query: torch.Tensor, k: int, check=None, exa
     return torch.cat(sims), torch.cat(idxs)
 
 
-def _exact(bank, q, k, rows):
-    s = q @ bank.T
-    if rows is not None:
-        s[torch.arange(len(q)), rows] = -float("inf")
-    return s.topk(k, dim=1)
-
-
-def _refined(bank, low, q, k, rows):
-    """Candidates from bf16, fp32 similarities for them, fp32 again for the rows the bound cannot vouch for."""
-    margin = max(16, k // 4)
-    s = (q.bfloat16() @ low.T).float()
-    if rows is not None:
-        s[torch.arange(len(q)), rows] = -float("inf")
-    coarse, cand = s.topk(k + margin, dim=1)
-    del s
-    exact = torch.cat([torch.einsum("qd,qcd->qc", q[i:i + 64], bank[cand[i:i + 64]]) for i in range(0, len(q), 64)])
-    sim, pos = exact.topk(k, dim=1)
-    idx = cand.gather(1, pos)
-    unsure = (sim[:, -1] < coarse[:, -1] + EPS_BF16).nonzero().flatten()
-    if len(unsure):
-        again = _exact(bank, q[unsure], k, rows[unsure] if rows is not None else None)
-        sim[unsure], idx[unsure] = again
-    return sim, idx
-
-
 @torch.no_grad()
 def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, k: int = 20,
-                temperature: float = 0.07, n_classes: int | None = None, check=None, exact: bool = False,
-                chunk: int = 0) -> torch.Tensor:
+                temperature: float = 0.07, n_classes: int | None = None, check=None, chunk: int = 0) -> torch.Tensor:
     """Weighted kNN labels for ``query`` (Q, D) given ``bank`` (N, D) and its labels (N,) -> (Q,).
 
     The protocol of Wu et al. 2018 as the field benchmarks it (DINO's ``eval_knn.py``, solo-learn's
@@ -142,12 +96,12 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tens
     rows each vote for their class with weight exp(cosine / temperature); no centring, no whitening.
     """
     n_classes = n_classes or int(bank_labels.max()) + 1
-    sim, idx = cosine_topk(bank, query, k, check, exact, chunk=chunk)
+    sim, idx = cosine_topk(bank, query, k, check, chunk=chunk)
     votes = torch.zeros(len(query), n_classes, device=query.device).scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
     return votes.argmax(1)
 
 
-def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07, check=None, exact=False) -> float:
+def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07, check=None) -> float:
     keep = bank_labels >= 0
     qkeep = query_labels >= 0
     if not keep.any() or not qkeep.any():
@@ -157,7 +111,7 @@ def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07,
         bank, bank_labels = bank[keep], bank_labels[keep]
     if not qkeep.all():
         query, query_labels = query[qkeep], query_labels[qkeep]
-    pred = knn_predict(bank, bank_labels, query, k, temperature, n_classes, check=check, exact=exact)
+    pred = knn_predict(bank, bank_labels, query, k, temperature, n_classes, check=check)
     return (pred == query_labels).float().mean().item()
 
 
@@ -181,7 +135,7 @@ def retrieval(x: torch.Tensor, labels: torch.Tensor, k: int = 5, check=None) -> 
     if len(labels) < 2 or int(r.max()) < 1:
         return {"precision_at_1": float("nan"), "recall_at_k": float("nan"), "map_at_r": float("nan")}
     depth = min(len(x) - 1, max(int(r.max()), k))
-    _, idx = cosine_topk(x, x, depth, check, exact=True, exclude_self=True)
+    _, idx = cosine_topk(x, x, depth, check, exclude_self=True)
     hit = (labels[idx] == labels[:, None]).float()  # (N, depth)
     ranks = torch.arange(1, depth + 1, device=x.device, dtype=torch.float32)
     within = ranks[None, :] <= r[:, None]
