@@ -14,7 +14,7 @@ def run(config_path: str | None = None, fast_exit: bool = True) -> int:
     from workbench.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("Contrastive Workbench")
+    brand(app)
     cfg = Config.load(config_path) if config_path else None
     win = MainWindow(cfg)
     win.show()
@@ -30,6 +30,17 @@ def run(config_path: str | None = None, fast_exit: bool = True) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def brand(app) -> None:
+    """Name and icon: the title bar's and taskbar's icon, and the desktop file name that lets a Linux taskbar match
+    the window to the menu entry ``workbench install-shortcut`` writes (``contrastive-workbench.desktop``)."""
+    from workbench.core.paths import APP_ID
+    from workbench.gui.paths import app_icon
+
+    app.setApplicationName("Contrastive Workbench")
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(app_icon())
 
 
 def stop_on_signals(win):
