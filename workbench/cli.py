@@ -392,7 +392,7 @@ def cmd_gui(args) -> int:
     check_display()
     from workbench.gui.app import run
 
-    return run(args.config)
+    return run(args.config, check=getattr(args, "check", False))
 
 
 def check_display() -> None:
@@ -460,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=Parser)
     g = sub.add_parser("gui", parents=[verbose], help="open the window (the default)")
     g.add_argument("config", nargs="?", help="a config TOML to load")
+    g.add_argument("--check", action="store_true", help="open the window, load its dataset, say what it found and close "
+                                                        "(does this installation work?)")
     t = sub.add_parser("train", parents=[verbose], help="train from a config file")
     t.add_argument("config", nargs="?")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
@@ -586,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     if args.command is None:
-        args.command, args.config = "gui", None
+        args.command, args.config, args.check = "gui", None, False
     args.run_dir = getattr(args, "run_dir", None)
     _log_to_stderr(args.verbose)
     from workbench.core.data import Cancelled

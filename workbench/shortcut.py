@@ -14,6 +14,7 @@ exactly what installing wrote, and the folders it made that are left empty.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import plistlib
 import re
@@ -76,13 +77,16 @@ def desktop_quote(path: str) -> str:
     return '"' + re.sub(r'(["`$\\])', r"\\\1", path) + '"'
 
 
-def desktop_entry(exe: Path) -> str:
-    """The .desktop file's text for the entry point ``exe``."""
+MADE_KEY = "X-Contrastive-Workbench-Made"  # the folders installing made, so uninstalling removes those and no others
+
+
+def desktop_entry(exe: Path, made: list[Path] = ()) -> str:
+    """The .desktop file's text for the entry point ``exe``; ``made``: the folders the install created."""
     escaped = str(exe).replace("\\", "\\\\")  # the Exec key is a string value: its backslashes escaped once more
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",
-        "Version=1.5",
+        "Version=1.4",  # the newest version desktop-file-validate of Debian 12 knows
         f"Name={APP_NAME}",
         "GenericName=Self-supervised learning workbench",
         f"Comment={COMMENT}",
@@ -92,9 +96,10 @@ def desktop_entry(exe: Path) -> str:
         "Terminal=false",
         "StartupNotify=true",
         f"StartupWMClass={APP_NAME}",
-        "Categories=Education;Science;ArtificialIntelligence;",
+        "Categories=Science;ArtificialIntelligence;",
         "Keywords=machine learning;self-supervised;contrastive;SimCLR;embedding;",
         f"X-Contrastive-Workbench-Version={__version__}",
+        *([f"{MADE_KEY}={';'.join(str(m).replace(';', '%3B') for m in made)};"] if made else []),
         "",
     ])
 
@@ -129,12 +134,30 @@ def install(platform: str | None = None, env=None, exe: Path | None = None, run=
         return _install_macos(env, exe)
     files = _linux_files(env)
     entry = _data_home(env) / "applications" / f"{APP_ID}.desktop"
-    for target, source in files.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    entry.write_text(desktop_entry(exe), encoding="utf-8")
+    made = _made(entry)  # a second install keeps what the first one made
+    for target, source in [*files.items(), (entry, None)]:
+        made += _mkdirs(target.parent)
+        if source is not None:
+            shutil.copyfile(source, target)
+    entry.write_text(desktop_entry(exe, sorted(set(made))), encoding="utf-8")
     return [entry, *files]
+
+
+def _mkdirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns the ones it created."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _made(entry: Path) -> list[Path]:
+    """The folders an installed entry says its install made (none when there is no entry)."""
+    if not entry.is_file():
+        return []
+    for line in entry.read_text(encoding="utf-8").splitlines():
+        if line.startswith(MADE_KEY + "="):
+            return [Path(p.replace("%3B", ";")) for p in line.split("=", 1)[1].split(";") if p]
+    return []
 
 
 def uninstall(platform: str | None = None, env=None, run=subprocess.run) -> list[Path]:
@@ -151,7 +174,15 @@ def uninstall(platform: str | None = None, env=None, run=subprocess.run) -> list
             return [bundle]
         return []
     else:
-        targets, stop = [_data_home(env) / "applications" / f"{APP_ID}.desktop", *_linux_files(env)], _data_home(env)
+        entry = _data_home(env) / "applications" / f"{APP_ID}.desktop"
+        made = _made(entry)
+        removed = [p for p in [entry, *_linux_files(env)] if p.is_file()]
+        for path in removed:
+            path.unlink()
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):  # deepest first; only when empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return removed
     removed = []
     for path in targets:
         if path.is_file():
