@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command, args.config, args.check = "gui", None, False
     args.run_dir = getattr(args, "run_dir", None)
     _log_to_stderr(args.verbose)
-    from workbench.core.data import Cancelled
+    from workbench.core.folder import Cancelled  # (not via core.data: that loads torch, which --version and the shortcuts do without)
 
     try:
         return COMMANDS[args.command](args)
