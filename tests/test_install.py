@@ -45,7 +45,8 @@ def link_wheel(folder: Path) -> Path:
     dirs = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     files = {"workbench_test_env.pth": "".join(f"{d}\n" for d in dirs).encode(),
              "workbench_test_env-0.0.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: workbench-test-env\nVersion: 0.0.0\n",
-             "workbench_test_env-0.0.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             "workbench_test_env-0.0.0.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     path = folder / "workbench_test_env-0.0.0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as z:
         for name, data in files.items():

@@ -76,8 +76,7 @@ class Menus:
         self.help.addAction("About Contrastive Workbench", self.about)
         self._fill_runs()
         self._fill_folders()
-        win.runs.openRun.connect(self.add_run)
-        win.runOpened.connect(self.add_run)
+        win.runOpened.connect(self.add_run)  # opened (from the Runs tab, this menu or a sweep) and shown
         win.trainingDone.connect(lambda ev: self.add_run(str(ev.run_dir)) if getattr(ev, "run_dir", None) else None)
         win.setup.dataLoaded.connect(lambda _splits: self.add_folder())
 
