@@ -7,6 +7,8 @@
     workbench neighbours RUN_DIR --image FILE [-k 10] [--out table.csv] [--force]
     workbench export RUN_DIR --format onnx [--out DIR] [--force]
     workbench datasets | augmentations | losses | models
+    workbench install-shortcut | uninstall-shortcut     the current user's menu entry for the window
+    workbench --version
 
 Every problem ends as one line on stderr (``error: ...``) naming what is wrong and what to do;
 exit 2 for bad input, 1 for a failure, 130 after Ctrl-C. Full tracebacks go to the run's
@@ -25,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from workbench import __version__
 from workbench.core.formats import FORMATS
 from workbench.core.registry import ConfigError
 
@@ -408,7 +411,7 @@ def cmd_gui(args) -> int:
     check_display()
     from workbench.gui.app import run
 
-    return run(args.config)
+    return run(args.config, check=getattr(args, "check", False))
 
 
 def check_display() -> None:
@@ -469,12 +472,15 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="workbench", description="Contrastive Workbench: contrastive self-supervised learning you can see.")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail; print full tracebacks")
+    p.add_argument("--version", action="version", version=f"workbench {__version__}")
     verbose = Parser(add_help=False)  # -v after the command too, without undoing `workbench -v train`
     verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                          help="more detail; print full tracebacks")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
     g = sub.add_parser("gui", parents=[verbose], help="open the window (the default)")
     g.add_argument("config", nargs="?", help="a config TOML to load")
+    g.add_argument("--check", action="store_true", help="open the window, load its dataset, say what it found and close "
+                                                        "(does this installation work?)")
     t = sub.add_parser("train", parents=[verbose], help="train from a config file")
     t.add_argument("config", nargs="?")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
@@ -510,17 +516,48 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true", help="overwrite files that exist")
     for name in ("datasets", "augmentations", "losses", "models"):
         sub.add_parser(name, parents=[verbose], help=f"list the {name} and their parameters")
+    sub.add_parser("install-shortcut", parents=[verbose], help="add the window to your applications menu (this user only)")
+    sub.add_parser("uninstall-shortcut", parents=[verbose], help="remove that menu entry")
     return p
 
 
+def cmd_shortcut(args) -> int:
+    from workbench import shortcut
+
+    if args.command == "install-shortcut":
+        files = shortcut.install()
+        print(f"menu entry '{shortcut.APP_NAME}' added for this user; it starts {shortcut.launcher()}")
+    else:
+        files = shortcut.uninstall()
+        print("menu entry removed" if files else "no menu entry to remove")
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
+def gui_main() -> int:
+    """The ``workbench-gui`` entry point (gui-scripts: no console window on Windows), which menu entries start.
+    Without a console (pythonw) there is no stderr: messages go to the cache's gui.log instead."""
+    if sys.stderr is None or sys.stdout is None:
+        from workbench.core.paths import cache_root
+
+        log_file = cache_root() / "gui.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout = sys.stderr = open(log_file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - for the process's life
+    return main(["gui", *sys.argv[1:]])
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "embed": cmd_embed, "neighbours": cmd_neighbours, "export": cmd_export,
-            "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list, "models": cmd_list, "gui": cmd_gui}
+            "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list, "models": cmd_list, "gui": cmd_gui,
+            "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
 
 
 def _crash_log(run_dir) -> Path:
     if run_dir and (Path(run_dir) / "config.toml").is_file():
         return Path(run_dir) / "run.log"
-    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "error.log"
+    from workbench.core.paths import cache_root
+
+    return cache_root() / "error.log"
 
 
 def report_failure(exc: BaseException, args) -> str:
@@ -573,10 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     if args.command is None:
-        args.command, args.config = "gui", None
+        args.command, args.config, args.check = "gui", None, False
     args.run_dir = getattr(args, "run_dir", None)
     _log_to_stderr(args.verbose)
-    from workbench.core.data import Cancelled
+    from workbench.core.folder import Cancelled  # (not via core.data: that loads torch, which --version and the shortcuts do without)
 
     try:
         return COMMANDS[args.command](args)

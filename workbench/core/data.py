@@ -28,11 +28,12 @@ import torch
 
 from workbench.core import folder as folders
 from workbench.core.folder import Cancelled  # noqa: F401 - part of this module's interface
+from workbench.core.paths import resources_dir
 from workbench.core.registry import ConfigError, Registry
 from workbench.core.store import Store
 
 log = logging.getLogger("workbench.data")
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+RESOURCES = resources_dir()
 BUNDLED = RESOURCES / "fashion-mnist"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 RAM_SHARE = 0.5  # in_memory = "auto" keeps a dataset in RAM (or GPU memory) up to this share of what is free

@@ -9,8 +9,8 @@ A store is a folder ``<cache>/store-<key>/`` holding
 The key hashes the folder, the requested channels/size and every file's path, size and mtime, so a
 replaced file (even one with an older mtime) gives a new store. A store is built in a temporary
 folder and renamed into place (atomic); a lock file makes concurrent loaders (DDP ranks, two
-windows) wait for one builder instead of decoding twice. The cache is ``$WORKBENCH_CACHE`` or
-``~/.cache/workbench``.
+windows) wait for one builder instead of decoding twice. The cache is ``$WORKBENCH_CACHE`` or the platform's
+cache folder (``~/.cache/workbench`` on Linux; ``core/paths.py``).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.core import paths
 from workbench.core.files import DiskFullError
 from workbench.core.registry import ConfigError
 
@@ -37,8 +38,8 @@ _announced: set[str] = set()
 
 
 def cache_root() -> Path:
-    """Where stores live: ``$WORKBENCH_CACHE`` or ``~/.cache/workbench`` (logged once per process)."""
-    root = Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench").expanduser()
+    """Where stores live: ``$WORKBENCH_CACHE`` or the platform's cache folder (logged once per process)."""
+    root = paths.cache_root()
     if str(root) not in _announced:
         _announced.add(str(root))
         log.info("decoded images are cached in %s (set WORKBENCH_CACHE to move it)", root)

@@ -19,12 +19,15 @@ from workbench.core.history import read_history, read_view
 from workbench.core.registry import ConfigError
 from workbench.gui import wheel
 from workbench.gui.actions import RunActions
+from workbench.gui.first_run import DONE_KEY, FirstRunGuide
+from workbench.gui.menus import Menus
 from workbench.gui.panels.embedding import EmbeddingPanel
 from workbench.gui.panels.inspector import InspectorPanel
 from workbench.gui.panels.plots import PlotsPanel
 from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
+from workbench.gui.paths import app_icon, default_runs_root
 from workbench.gui.tasks import Task
 from workbench.gui.widgets import ElidedLabel, MessagesDialog, clock
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
@@ -68,7 +71,7 @@ class MainWindow(RunActions, QMainWindow):
     exported = Signal(list)
     errorShown = Signal(str, str)
 
-    def __init__(self, cfg: Config | None = None, runs_root: str = "runs"):
+    def __init__(self, cfg: Config | None = None, runs_root: str | None = None):
         super().__init__()
         wheel.install()
         # Python's cycle collector on a timer in this (GUI) thread only: collected in the training thread, a
@@ -77,9 +80,10 @@ class MainWindow(RunActions, QMainWindow):
         self.setWindowTitle("Contrastive Workbench")
         self.setAcceptDrops(True)
         self.settings = settings()
+        first_run = not self.settings.allKeys()  # the very first launch: the bundled data and the guide
         if cfg is None:
             cfg = self._last_config()
-        self.runs_root = str(self.settings.value("runs_root", runs_root))
+        self.runs_root = str(self.settings.value("runs_root", runs_root or default_runs_root()))  # documents, not the cwd
         self.setup = SetupPanel(cfg)
         dock = QDockWidget("Set-up", self)
         dock.setObjectName("setup_dock")
@@ -98,6 +102,9 @@ class MainWindow(RunActions, QMainWindow):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
         self._toolbar()
+        self.setWindowIcon(app_icon())
+        self.menus = Menus(self)  # File (configs, examples, run folders, recent lists, Quit) and Help
+        self.guide: FirstRunGuide | None = None
         self.worker = self.thread = None
         self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
         self._closing = False
@@ -124,6 +131,31 @@ class MainWindow(RunActions, QMainWindow):
             self.resize(min(1500, screen.width()), min(950, screen.height()))
             if screen.width() < 1500 or screen.height() < 950:
                 self.setWindowState(Qt.WindowMaximized)  # a laptop screen: use all of it, title bar and status bar included
+        if first_run and not self.settings.value(DONE_KEY, False, type=bool):
+            self.show_guide()
+
+    # ----- first run, runs folder -----
+    def tab_names(self) -> list[str]:
+        return [self.tabs.tabText(i) for i in range(self.tabs.count())]
+
+    def show_guide(self):
+        """The short first-run guide over the tabs (Help > Getting started shows it again)."""
+        if self.guide is None:
+            self.guide = FirstRunGuide(self, self.tab_names(), self.runs_root)
+            self.guide.startRequested.connect(self.start)
+            self.guide.dismissed.connect(lambda: self.settings.setValue(DONE_KEY, True))
+        self.guide.set_runs_root(self.tab_names(), self.runs_root)
+        self.guide.show_guide()
+
+    def set_runs_root(self, folder: str):
+        """Where the window's new runs and sweeps go from now on (kept in the settings; the Runs tab lists it)."""
+        self.runs_root = str(folder)
+        self.settings.setValue("runs_root", self.runs_root)
+        self.runs.root = Path(folder)
+        self.runs.refresh()
+        if self.guide is not None:
+            self.guide.set_runs_root(self.tab_names(), self.runs_root)
+        self.set_status(f"new runs go to {folder}")
 
     def _toolbar(self):
         tb = QToolBar("Training")
@@ -134,13 +166,14 @@ class MainWindow(RunActions, QMainWindow):
         self.resume_btn = _action(tb, "Resume", self.resume, "Ctrl+R")
         self.stop_btn = _action(tb, "Stop", self.stop, "Ctrl+.")
         tb.addSeparator()
-        _action(tb, "Load config…", self.load_config, "Ctrl+O")
-        _action(tb, "Save config…", self.save_config, "Ctrl+S")
+        self.open_config_action = _action(tb, "Open config…", self.load_config, "Ctrl+O")  # shared with the File menu
+        self.save_config_action = _action(tb, "Save config…", self.save_config, "Ctrl+S")
         tb.addAction("Multi-GPU command…", self.show_torchrun)
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)  # asks first while a run trains
         self.addAction(quit_action)
+        self.quit_action = quit_action
         tb.addSeparator()
         self.invalid = QLabel()  # why Start is disabled, beside it (the panel's own line may be scrolled out of view)
         self.invalid.setObjectName("invalid")
