@@ -1,5 +1,5 @@
-"""Similarity maps (core/explain.py): exact for every shipped encoder, equal to the reference code's formula, and
-faithful to the network (the deletion curve falls faster in the maps' order than in a random one on a trained run)."""
+"""Similarity maps (core/explain.py): exact for every shipped encoder, equal to the reference code's formula, batched
+as one at a time, the same on CUDA. Faithfulness on a trained run, the API and the CLI: tests/test_explain.py."""
 import numpy as np
 import pytest
 import torch
@@ -124,48 +124,3 @@ def test_the_deletion_masks_the_regions_in_order():
     curve = deletion_curve(Explainer(enc), x, x, steps=16, fill="mean")
     assert curve.fraction[0] == 0 and curve.fraction[-1] == 1 and len(curve.fraction) == 17
     assert np.allclose(curve.ranked[:, 0], 1, atol=1e-5) and np.allclose(curve.random[:, 0], 1, atol=1e-5)  # a with itself
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A short run on the bundled Fashion-MNIST images (real data, offline): enough steps for its maps to mean something."""
-    import workbench as wb
-
-    cfg = wb.config(None, **{"data.subset": 2048, "train.batch_size": 128, "train.max_steps": 40, "eval.test_size": 100,
-                             "eval.bank_size": 512, "eval.embed_points": 50, "eval.every": 1000, "augment.start_size": 1})
-    return wb.fit(cfg, runs_root=tmp_path_factory.mktemp("runs"))
-
-
-def test_deletion_in_the_maps_order_drops_faster_than_random_on_a_trained_run(trained_run):
-    from workbench.core.inference import RunModel, neighbours
-
-    rm = RunModel.load(trained_run.run_dir)
-    _, test = rm.splits()
-    x = test.images[:200]
-    idx, _ = neighbours(rm.features(x), rm.features(x), k=2)  # each image with its nearest other image: a similar pair
-    ex = Explainer.for_run(rm)
-    curve = deletion_curve(ex, ex.preprocess(x[:100]), ex.preprocess(x[idx[:100, 1]]))
-    ranked, rand = curve.auc
-    assert ranked < rand - 0.02, (ranked, rand)
-    assert (curve.ranked.mean(0)[1:-1] < curve.random.mean(0)[1:-1]).all()  # below the random order all the way
-
-
-def test_the_api_and_a_figure(trained_run, tmp_path):
-    from PIL import Image
-
-    from workbench.core.inference import RunModel
-
-    rm = RunModel.load(trained_run.run_dir)
-    _, test = rm.splits()
-    a, b = test.images[0], test.images[1]
-    Image.fromarray(a[0].numpy()).save(tmp_path / "a.png")
-    maps = trained_run.explain(tmp_path / "a.png", b)
-    emb = trained_run.model.features(torch.stack([a, b]))
-    cos = float(emb[0] @ emb[1] / np.linalg.norm(emb[0]) / np.linalg.norm(emb[1]))
-    assert maps.cosine[0] == pytest.approx(cos, abs=1e-5) and maps.map_a[0].sum() == pytest.approx(cos, abs=1e-5)
-    fig = maps.figure(0, size=112)
-    assert fig.dtype == np.uint8 and fig.ndim == 3 and fig.shape[2] == 3 and fig.shape[1] > 224
-    batch = trained_run.explain(test.images[:4], test.images[4:8])
-    assert len(batch) == 4 and batch.map_b.shape == (4, *batch.grid)
-    curve = trained_run.deletion_curve(test.images[:4], test.images[4:8])
-    assert curve.ranked.shape == (4, len(curve.fraction))

@@ -399,9 +399,12 @@ def render_pair(image_a: np.ndarray, image_b: np.ndarray, maps: PairMaps, k: int
     and a caption with the cosine they explain."""
     from PIL import Image, ImageDraw
 
-    gap, pad, head, foot = 40, 10, 30, 46
+    gap, pad, head = 40, 10, 30
     width = 2 * size + gap + 2 * pad
-    height = head + 2 * size + pad + foot
+    small = _font(11)
+    notes = _wrap(f"{maps.grid[0]}x{maps.grid[1]} locations ({maps.kind}); lines: the strongest matches. {maps.note}",
+                  small, width - 2 * pad)
+    height = head + 2 * size + pad + 40 + 14 * len(notes)
     canvas = Image.new("RGB", (width, height), "white")
     xa, xb, y1, y2 = pad, pad + size + gap, head, head + size + pad
     canvas.paste(Image.fromarray(to_rgb(image_a, size)), (xa, y1))
@@ -428,7 +431,8 @@ def render_pair(image_a: np.ndarray, image_b: np.ndarray, maps: PairMaps, k: int
     cos = float(maps.cosine[k])
     draw.text((pad, 8), title or f"cosine {cos:+.4f}: each map sums to it", fill="black", font=_font(15))
     _colour_bar(canvas, draw, (pad, y2 + size + 8, width - pad, y2 + size + 18), lo, hi, font)
-    draw.text((pad, height - 18), f"{maps.grid[0]}x{maps.grid[1]} locations; {maps.note}", fill="#444444", font=_font(11))
+    for n, line in enumerate(notes):
+        draw.text((pad, height - 14 * (len(notes) - n) - 4), line, fill="#444444", font=small)
     return np.asarray(canvas)
 
 
@@ -442,6 +446,18 @@ def _colour_bar(canvas, draw, box, lo: float, hi: float, font) -> None:
     draw.text((x0, y1 + 1), f"{low:+.3g}", fill="black", font=font)
     text = f"{hi if lo >= 0 else max(-lo, hi):+.3g} (share of the cosine a location carries)"
     draw.text((x1 - draw.textlength(text, font=font), y1 + 1), text, fill="black", font=font)
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels in ``font``."""
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and font.getlength(trial) > width:
+            lines.append(line)
+            trial = word
+        line = trial
+    return lines + ([line] if line else [])
 
 
 def _font(size: int):
