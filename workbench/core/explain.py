@@ -381,6 +381,14 @@ def map_range(maps: PairMaps, k: int = 0) -> tuple[float, float]:
     return min(0.0, float(both.min())), max(float(both.max()), EPS)
 
 
+def pair_strip(image_a: np.ndarray, image_b: np.ndarray, maps, k: int, side: int = 64) -> np.ndarray:
+    """Pair k's two maps over their images side by side, on one colour scale: (side, 2 * side + 4, 3) uint8."""
+    lo, hi = map_range(maps, k)
+    up_a, up_b = maps[k].upsampled(side, "a")[0], maps[k].upsampled(side, "b")[0]
+    gap = np.full((side, 4, 3), 255, np.uint8)
+    return np.concatenate([overlay(image_a, up_a, lo, hi), gap, overlay(image_b, up_b, lo, hi)], axis=1)
+
+
 def cell_centre(i: int, grid: tuple[int, int], size: int) -> tuple[float, float]:
     """(x, y) pixel centre of location i of the feature grid in an image drawn at ``size``."""
     h, w = grid

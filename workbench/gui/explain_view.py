@@ -18,9 +18,10 @@ from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
+from workbench.core.explain import pair_strip
 from workbench.gui.tasks import Task
 
-MAP_SIDE = 64  # pixels a side of each image in a pair tile
+MAP_SIDE = 64  # pixels a side of each image in a pair tile (explain.pair_strip's default)
 
 
 def rgb_pixmap(rgb: np.ndarray) -> QPixmap:
@@ -28,16 +29,6 @@ def rgb_pixmap(rgb: np.ndarray) -> QPixmap:
     arr = np.ascontiguousarray(rgb)
     h, w = arr.shape[:2]
     return QPixmap.fromImage(QImage(arr.data, w, h, 3 * w, QImage.Format_RGB888).copy())
-
-
-def pair_strip(image_a: np.ndarray, image_b: np.ndarray, maps, k: int, side: int = MAP_SIDE) -> np.ndarray:
-    """Pair k's two maps over their images side by side, on one colour scale: (side, 2 * side + 4, 3) uint8."""
-    from workbench.core.explain import map_range, overlay
-
-    lo, hi = map_range(maps, k)
-    up_a, up_b = maps[k].upsampled(side, "a")[0], maps[k].upsampled(side, "b")[0]
-    gap = np.full((side, 4, 3), 255, np.uint8)
-    return np.concatenate([overlay(image_a, up_a, lo, hi), gap, overlay(image_b, up_b, lo, hi)], axis=1)
 
 
 class ExplainService(QObject):
