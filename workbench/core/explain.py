@@ -183,43 +183,69 @@ class Explainer:
         return next(self.encoder.parameters()).device
 
     @torch.no_grad()
-    def contributions(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """x (B, C, H, W) normalised -> (c (B, N, D) with sum_i c_i = the representation, (h, w)); float32, float64
-        with a read-out."""
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) normalised -> F (B, C', h, w) float32, the last feature maps, in eval mode."""
         was = self.encoder.training
         self.encoder.eval()
         try:
-            out = [self.anatomy.trunk(chunk.to(self.device)).float() for chunk in x.split(self.batch)]
+            return torch.cat([self.anatomy.trunk(chunk.to(self.device)).float() for chunk in x.split(self.batch)])
         finally:
             self.encoder.train(was)
-        fmap = torch.cat(out)
+
+    @torch.no_grad()
+    def contributions(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """x (B, C, H, W) normalised -> (c (B, N, D) with sum_i c_i = the representation, (h, w)); float32, float64
+        with a read-out."""
+        fmap = self.feature_maps(x)
         c = contributions(fmap, self.anatomy.pool)
         if self.readout is not None:  # in float64: a whitening's small directions magnify float32 rounding
             w, b = _affine(self.readout, c.shape[-1], c.device)
             c = c.double() @ w.T + b / c.shape[1]
         return c, (fmap.shape[-2], fmap.shape[-1])
 
+    @torch.no_grad()
     def represent(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation explained, (B, D): the sum of the contributions."""
-        return self.contributions(x)[0].sum(1)
+        """The representation explained, (B, D): the sum of the contributions (without a read-out, the feature maps
+        pooled as the encoder pools them, without forming the contributions)."""
+        if self.readout is not None:
+            return self.contributions(x)[0].sum(1)
+        fmap = self.feature_maps(x)
+        b, c, h, w = fmap.shape
+        p = pooling_matrix(h, w, self.anatomy.pool, fmap.device)
+        return (fmap.reshape(b, c, h * w) @ p.T).reshape(b, -1)  # (B, C, K) flattened channel-major, as Flatten does
 
     @torch.no_grad()
     def explain(self, xa: torch.Tensor, xb: torch.Tensor) -> PairMaps:
         """Maps of the pairs (xa[k], xb[k]); xa, xb (B, C, H, W) normalised float of the same size."""
         if len(xa) != len(xb):
             raise ConfigError(f"explain: {len(xa)} images a and {len(xb)} images b; give one b for each a")
-        ca, grid = self.contributions(xa)
-        cb, grid_b = self.contributions(xb)
+        if self.readout is not None:
+            (ca, grid), (cb, grid_b) = self.contributions(xa), self.contributions(xb)
+            self._same_grid(grid, grid_b)
+            return self._maps(torch.bmm(ca, cb.transpose(1, 2)), ca.sum(1), cb.sum(1), grid)
+        fa, fb = self.feature_maps(xa), self.feature_maps(xb)
+        grid = (fa.shape[-2], fa.shape[-1])
+        self._same_grid(grid, (fb.shape[-2], fb.shape[-1]))
+        # c_a,i . c_b,j = F_a,i . F_b,j (P[:, i] . P[:, j]): the N x N dot products weighted by the pooling kernel
+        # P^T P, without forming the contributions (D = C p^2 wide for a grid)
+        b, c, h, w = fa.shape
+        p = pooling_matrix(h, w, self.anatomy.pool, fa.device)
+        fa, fb = fa.reshape(b, c, h * w), fb.reshape(b, c, h * w)
+        dots = torch.bmm(fa.transpose(1, 2), fb) * (p.T @ p)
+        return self._maps(dots, (fa @ p.T).reshape(b, -1), (fb @ p.T).reshape(b, -1), grid)
+
+    @staticmethod
+    def _same_grid(grid, grid_b) -> None:
         if grid != grid_b:
             raise ConfigError(f"explain: the images give {grid} and {grid_b} feature grids; give both at the same size")
-        return self._maps(ca, cb, grid)
 
-    def _maps(self, ca: torch.Tensor, cb: torch.Tensor, grid: tuple[int, int]) -> PairMaps:
-        na = ca.sum(1).norm(dim=1).clamp_min(EPS)
-        nb = cb.sum(1).norm(dim=1).clamp_min(EPS)
-        m = torch.bmm(ca, cb.transpose(1, 2)) / (na * nb).view(-1, 1, 1)  # (B, N, N)
+    def _maps(self, dots: torch.Tensor, ea: torch.Tensor, eb: torch.Tensor, grid: tuple[int, int]) -> PairMaps:
+        """PairMaps from the location dot products c_a,i . c_b,j (B, N, N) and the representations (B, D)."""
+        na, nb = ea.norm(dim=1).clamp_min(EPS), eb.norm(dim=1).clamp_min(EPS)
+        m = dots / (na * nb).view(-1, 1, 1)
+        cos = (ea * eb).sum(1) / (na * nb)
         h, w = grid
-        cos = (ca.sum(1) * cb.sum(1)).sum(1) / (na * nb)
+
         def out(t):
             return t.float().cpu().numpy()
 
@@ -279,22 +305,23 @@ FILLS = ("black", "mean", "blur")
 
 @torch.no_grad()
 def deletion_curve(ex: Explainer, xa: torch.Tensor, xb: torch.Tensor, steps: int = 16, seed: int = 0,
-                   fill: str = "black", chunk: int = 16) -> DeletionCurve:
+                   fill: str = "black", orders: int = 1, chunk: int = 16) -> DeletionCurve:
     """The deletion curve of pairs (xa, xb) (B, C, H, W) normalised: a's locations masked in ``steps`` equal
     groups, in the order of a's map (highest first) and in a random order (one permutation a pair, seeded); b is
     left whole. ``fill``: what a masked region becomes: "black" (pixel value 0, as RISE's deletion removes pixels;
     needs the Explainer's ``preprocess``), "mean" (the dataset mean: zero after normalisation) or "blur" (a
-    strongly blurred copy of the image). ``chunk`` pairs at a time go through the network."""
+    strongly blurred copy of the image). ``orders``: random orders averaged a pair (one is enough over many pairs;
+    a single pair's curve wants several). ``chunk`` pairs at a time go through the network."""
     if fill not in FILLS:
         raise ConfigError(f"deletion fill '{fill}' is not one of {', '.join(FILLS)}")
     if fill == "black" and ex.preprocess is None:
         raise ConfigError("deletion fill 'black' needs the images' preprocessing; use Explainer.for_run or fill='mean'")
     g = np.random.default_rng(seed)
-    parts = [_deletion(ex, xa[s : s + chunk], xb[s : s + chunk], steps, g, fill) for s in range(0, len(xa), chunk)]
+    parts = [_deletion(ex, xa[s : s + chunk], xb[s : s + chunk], steps, g, fill, orders) for s in range(0, len(xa), chunk)]
     return DeletionCurve(parts[0][0], np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
 
 
-def _deletion(ex: Explainer, xa, xb, steps: int, g: np.random.Generator, fill: str):
+def _deletion(ex: Explainer, xa, xb, steps: int, g: np.random.Generator, fill: str, orders: int):
     maps = ex.explain(xa, xb)
     h, w = maps.grid
     n = h * w
@@ -302,13 +329,15 @@ def _deletion(ex: Explainer, xa, xb, steps: int, g: np.random.Generator, fill: s
     eb = F.normalize(ex.represent(xb), dim=1)
     xa = xa.to(eb.device)
     ranked = np.argsort(-maps.map_a.reshape(len(xa), n), axis=1, kind="stable")
-    shuffled = np.stack([g.permutation(n) for _ in range(len(xa))])
-    sims = []
-    for order in (ranked, shuffled):
-        masked = _masked(xa, order, counts, w, _fill(ex, xa, fill))  # (B, S + 1, C, H, W)
+    fill_x = _fill(ex, xa, fill)
+
+    def curve(order):
+        masked = _masked(xa, order, counts, w, fill_x)  # (B, S + 1, C, H, W)
         e = F.normalize(ex.represent(masked.flatten(0, 1)), dim=1).view(len(xa), len(counts), -1)
-        sims.append((e * eb[:, None]).sum(-1).float().cpu().numpy())
-    return counts / n, sims[0], sims[1]
+        return (e * eb[:, None]).sum(-1).float().cpu().numpy()
+
+    shuffled = [curve(np.stack([g.permutation(n) for _ in range(len(xa))])) for _ in range(max(1, orders))]
+    return counts / n, curve(ranked), np.mean(shuffled, axis=0)
 
 
 def _fill(ex: Explainer, x: torch.Tensor, how: str) -> torch.Tensor:
@@ -366,13 +395,16 @@ def to_rgb(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(pil)
 
 
-def overlay(img: np.ndarray, heat: np.ndarray, lo: float, hi: float, alpha: float = 0.55) -> np.ndarray:
-    """An image (C, H, W) uint8 under a map (h, w) upsampled to its size, coloured from lo to hi: (S, S, 3) uint8
-    with S the map's upsampled side (the image is resized to it)."""
+def overlay(img: np.ndarray, heat: np.ndarray, lo: float, hi: float, alpha: float = 0.7) -> np.ndarray:
+    """An image (C, H, W) uint8 under a map (S, S) (upsampled to the side the image is drawn at), coloured from lo to
+    hi: (S, S, 3) uint8. The colour's opacity grows with the share (up to ``alpha``), so where a location carries
+    little of the similarity the image shows through."""
     size = heat.shape[-1]
     base = to_rgb(img, size).astype(np.float64)
     grey = base.mean(-1, keepdims=True)  # the map's colours over a grey image read better than over colours
-    return (grey * (1 - alpha) + colormap(heat, lo, hi) * alpha).round().astype(np.uint8)
+    top = max(abs(lo), abs(hi), EPS)
+    a = alpha * (0.3 + 0.7 * np.clip(np.abs(heat) / top, 0, 1))[..., None]
+    return (grey * (1 - a) + colormap(heat, lo, hi) * a).round().astype(np.uint8)
 
 
 def map_range(maps: PairMaps, k: int = 0) -> tuple[float, float]:
@@ -504,10 +536,11 @@ def explain_run(rm, a, b, readout: bool = False) -> PairMaps:
     return Explainer.for_run(rm, readout).explain_u8(xa, xb)
 
 
-def deletion_run(rm, a, b, steps: int = 16, seed: int = 0, readout: bool = False, fill: str = "black") -> DeletionCurve:
+def deletion_run(rm, a, b, steps: int = 16, seed: int = 0, readout: bool = False, fill: str = "black",
+                 orders: int = 1) -> DeletionCurve:
     """The deletion curve (``deletion_curve``) of run ``rm``'s backbone for a and b (as ``explain_run`` takes them)."""
     ex = Explainer.for_run(rm, readout)
     xa, xb = run_images(rm, a), run_images(rm, b)
     if len(xa) != len(xb):
         raise ConfigError(f"deletion curve: {len(xa)} images a and {len(xb)} images b; give one b for each a")
-    return deletion_curve(ex, ex.preprocess(xa), ex.preprocess(xb), steps, seed, fill)
+    return deletion_curve(ex, ex.preprocess(xa), ex.preprocess(xb), steps, seed, fill, orders)

@@ -78,7 +78,7 @@ class ExplainService(QObject):
             from workbench.core.explain import explain_run
 
             maps = explain_run(self.model(), torch.from_numpy(np.asarray(a)[None]), torch.from_numpy(np.asarray(b)[None]))
-            return maps, maps.figure(0, size=224, lines=lines)
+            return maps, maps.figure(0, size=190, lines=lines)
 
         return Task(work, done, failed).start()
 
@@ -88,7 +88,8 @@ class ExplainService(QObject):
 
             from workbench.core.explain import deletion_run
 
-            return deletion_run(self.model(), torch.from_numpy(np.asarray(a)[None]), torch.from_numpy(np.asarray(b)[None]))
+            return deletion_run(self.model(), torch.from_numpy(np.asarray(a)[None]), torch.from_numpy(np.asarray(b)[None]),
+                                orders=16)  # one pair: its random baseline averaged over 16 orders
 
         return Task(work, done, failed).start()
 
@@ -108,14 +109,20 @@ class ExplainDialog(QDialog):
         self.pair = None
         self.maps = None
         lay = QHBoxLayout(self)
-        left = QVBoxLayout()
+        left, right = QVBoxLayout(), QVBoxLayout()
         self.title = QLabel()
         self.title.setWordWrap(True)
         self.title.setObjectName("explain_title")
         self.figure = QLabel("computing the similarity maps…")
         self.figure.setObjectName("explain_figure")
-        self.figure.setMinimumSize(508, 400)
-        self.figure.setAlignment(Qt.AlignCenter)
+        self.figure.setMinimumSize(420, 400)
+        self.figure.setAlignment(Qt.AlignTop | Qt.AlignHCenter)
+        left.addWidget(self.title)
+        left.addWidget(self.figure, 1)
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setObjectName("explain_info")
+        self.info.setFixedWidth(360)
         row = QHBoxLayout()
         self.lines = QSpinBox()
         self.lines.setRange(0, 30)
@@ -124,30 +131,29 @@ class ExplainDialog(QDialog):
         self.lines.valueChanged.connect(self._redraw)
         self.delete_btn = QPushButton("Deletion curve")
         self.delete_btn.setObjectName("deletion")
-        self.delete_btn.setToolTip("black out a's regions one after another, highest map value first and in a random order, "
+        self.delete_btn.setToolTip("black out a's regions one after another, highest map value first and in random orders, "
                                    "and follow the cosine: a faithful map makes it fall sooner")
         self.delete_btn.clicked.connect(self.run_deletion)
         for w in (QLabel("match lines"), self.lines, self.delete_btn):
             row.addWidget(w)
         row.addStretch(1)
-        self.info = QLabel()
-        self.info.setWordWrap(True)
-        self.info.setObjectName("explain_info")
-        for w in (self.title, self.figure):
-            left.addWidget(w)
-        left.addLayout(row)
-        left.addWidget(self.info)
-        lay.addLayout(left)
         self.curve = pg.PlotWidget(title="deletion curve")
         self.curve.setLabel("bottom", "share of a's locations blacked out")
         self.curve.setLabel("left", "cosine to b")
+        self.curve.getAxis("left").enableAutoSIPrefix(False)
         self.curve.addLegend(offset=(10, 10))
-        self.curve.setMinimumWidth(320)
+        self.curve.setFixedWidth(360)
+        self.curve.setMinimumHeight(260)
         self.curve.setVisible(False)
-        lay.addWidget(self.curve)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.close)
-        left.addWidget(buttons)
+        right.addWidget(self.info)
+        right.addLayout(row)
+        right.addWidget(self.curve, 1)
+        right.addStretch(0)
+        right.addWidget(buttons)
+        lay.addLayout(left)
+        lay.addLayout(right)
 
     def show_pair(self, a: np.ndarray, b: np.ndarray, title: str, note: str = ""):
         """Explain images a, b (C, H, W) uint8; ``title`` names them, ``note`` says what else is known (the loss's
@@ -160,6 +166,7 @@ class ExplainDialog(QDialog):
         self.curve.clear()
         self.curve.setVisible(False)
         self.delete_btn.setEnabled(True)
+        self.resize(self.sizeHint())  # a deletion plot shown for the last pair goes with it
         self._redraw()
         self.show()
         if QGuiApplication.platformName() != "offscreen":  # headless Qt warns it cannot raise a window
@@ -175,12 +182,19 @@ class ExplainDialog(QDialog):
         if pair is not self.pair:  # another pair was asked for meanwhile
             return
         self.maps = maps
-        self.figure.setPixmap(rgb_pixmap(rgb))
+        pix = rgb_pixmap(rgb)
+        self.figure.setPixmap(pix)
+        self.figure.setMinimumSize(pix.size())
+        self._fit()
         cos = float(maps.cosine[0])
         self.info.setText(f"cosine {cos:+.4f} of the backbone representation (what kNN and retrieval read), not through the "
                           f"projection head; each map sums to it over its {maps.grid[0]}x{maps.grid[1]} locations "
                           f"({maps.kind}). {self.note}")
         self.shown.emit(maps)
+
+    def _fit(self):
+        """Grow to what the contents need (adjustSize would stop at two thirds of the screen)."""
+        self.resize(self.sizeHint().expandedTo(self.size()))
 
     def _failed(self, msg, *_):
         self.figure.setText(f"no similarity maps: {msg}")
@@ -201,6 +215,7 @@ class ExplainDialog(QDialog):
 
     def _deleted(self, pair, curve):
         self.delete_btn.setText("Deletion curve")
+        self.delete_btn.setEnabled(True)
         if pair is not self.pair:
             return
         ranked, rand = curve.auc
@@ -208,8 +223,9 @@ class ExplainDialog(QDialog):
         self.curve.plot(curve.fraction, curve.ranked[0], pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=5,
                         name=f"highest map first (area {ranked:.3f})")
         self.curve.plot(curve.fraction, curve.random[0], pen=pg.mkPen("#7f7f7f", width=2, style=Qt.DashLine),
-                        name=f"random order (area {rand:.3f})")
+                        name=f"random order, mean of 16 (area {rand:.3f})")
         self.curve.setVisible(True)
+        self._fit()
         self.deletionShown.emit(curve)
 
 

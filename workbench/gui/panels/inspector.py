@@ -366,7 +366,8 @@ class InspectorPanel(QWidget):
             self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
                                "#2ca02c" if agree else "#d62728", "\n".join(filter(None, [_name(files, row), "click: why similar?"])))
             self.retrieval_pairs[(1 + j // 5, j % 5)] = (image, images[row], f"the query ({name}, left) and its neighbour "
-                                                         f"#{row} ({cname}, right)", f"Retrieval ranked it by {s:+.3f}.")
+                                                         f"#{row} ({cname}, right)",
+                                                         f"The retrieval list shows {s:+.3f} (the embedding the window holds).")
             out.append((row, float(s), lab))
         self.retrieval.end()
         self._clickable(self.retrieval, "retrieval")
