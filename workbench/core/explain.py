@@ -223,9 +223,10 @@ class Explainer:
             (ca, grid), (cb, grid_b) = self.contributions(xa), self.contributions(xb)
             self._same_grid(grid, grid_b)
             return self._maps(torch.bmm(ca, cb.transpose(1, 2)), ca.sum(1), cb.sum(1), grid)
-        fa, fb = self.feature_maps(xa), self.feature_maps(xb)
+        if xa.shape[1:] != xb.shape[1:]:
+            raise ConfigError(f"explain: images a are {tuple(xa.shape[1:])} and b {tuple(xb.shape[1:])}; give both at one size")
+        fa, fb = self.feature_maps(torch.cat([xa.to(self.device), xb.to(self.device)])).split(len(xa))  # one pass: cheaper
         grid = (fa.shape[-2], fa.shape[-1])
-        self._same_grid(grid, (fb.shape[-2], fb.shape[-1]))
         # c_a,i . c_b,j = F_a,i . F_b,j (P[:, i] . P[:, j]): the N x N dot products weighted by the pooling kernel
         # P^T P, without forming the contributions (D = C p^2 wide for a grid)
         b, c, h, w = fa.shape
