@@ -364,7 +364,7 @@ class InspectorPanel(QWidget):
             agree = lab == label
             cname = classes[lab] if 0 <= lab < len(classes) else "?"
             self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
-                               "#2ca02c" if agree else "#d62728", "\n".join(filter(None, [_name(files, row), "click: why similar?"])))
+                               "#2ca02c" if agree else "#d62728", _name(files, row) or "click: why is it similar to the query?")
             self.retrieval_pairs[(1 + j // 5, j % 5)] = (image, images[row], f"the query ({name}, left) and its neighbour "
                                                          f"#{row} ({cname}, right)",
                                                          f"The retrieval list shows {s:+.3f} (the embedding the window holds).")
