@@ -162,7 +162,8 @@ class InspectorPanel(QWidget):
         self.explain_pairs = None  # fn(a, b, on_done, on_failed): the window's ExplainService.explain
         self.pairs: list[tuple] = []  # (row, column, anchor column, partner column, kind, loss similarity, colour) shown
         self.pair_maps = None  # PairMaps of self.pairs, once computed
-        self._maps_for = None  # what the latest maps request was for
+        self._maps_for = None  # what the latest maps request was for (step, pairs), and its batch
+        self._maps_batch = None
         self.retrieval_pairs: dict = {}  # tile (row, column) -> (query image, neighbour image, title, note)
         self.history: list[tuple[int, float, float]] = []
         self.classes: list = []
@@ -174,7 +175,7 @@ class InspectorPanel(QWidget):
 
     def reset(self, training: bool = False):
         """Forget the last run's batches: a new or opened run starts its own similarity history."""
-        self.batch, self.history, self.pairs, self.pair_maps, self._maps_for = None, [], [], None, None
+        self.batch, self.history, self.pairs, self.pair_maps, self._maps_for, self._maps_batch = None, [], [], None, None, None
         for grid in (self.grid, self.retrieval, self.map_grid):
             grid.begin()
             grid.end()
@@ -261,11 +262,11 @@ class InspectorPanel(QWidget):
         if self.explain_pairs is None or not self.pairs:
             return
         ev, pairs = self.batch, list(self.pairs)
-        key = (id(ev), tuple(p[:4] for p in pairs))
-        if key == self._maps_for and self.pair_maps is not None:
+        key = (ev.step, tuple(p[:4] for p in pairs))
+        if key == self._maps_for and self.pair_maps is not None and self._maps_batch is ev:
             self._draw_maps()
             return
-        self._maps_for, self.pair_maps = key, None
+        self._maps_for, self._maps_batch, self.pair_maps = key, ev, None
         a = np.stack([view_image(ev, p[2]) for p in pairs])
         b = np.stack([view_image(ev, p[3]) for p in pairs])
         self.maps_note.setText(f"computing the similarity maps of {len(pairs)} pairs through the run's last checkpoint…")
@@ -278,7 +279,7 @@ class InspectorPanel(QWidget):
             self.maps_note.setText(f"no similarity maps: {msg}")
 
     def _maps_done(self, key, out):
-        if key != self._maps_for:  # a newer batch, or other rows, were asked for meanwhile
+        if key != self._maps_for or self._maps_batch is not self.batch:  # another batch, or other rows, asked for since
             return
         self.pair_maps, self.map_strips = out
         self._draw_maps()
