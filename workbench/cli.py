@@ -369,6 +369,10 @@ def cmd_explain(args) -> int:
     if Path(args.out).suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out '{args.out}': the figure is an image; give a .png (or .jpg) file name")
     out = _check_out_file(args.out, args.force, ".png")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
     rm = RunModel.load(args.run_dir, device=args.device)
     maps = explain_run(rm, args.image_a, args.image_b, args.readout)
     what = "read-out" if args.readout else "backbone"
