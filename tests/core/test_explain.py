@@ -28,7 +28,8 @@ def test_every_registry_encoder_has_a_case():
     assert {c[0] for c in CASES} == set(ENCODERS.names())
 
 
-@pytest.mark.parametrize("name,params,channels,size", CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}px" for c in CASES])
+@pytest.mark.parametrize("name,params,channels,size", CASES,
+                         ids=[f"{c[0]}{''.join(f'-{k}{v}' for k, v in c[1].items())}-{c[3]}px" for c in CASES])
 def test_maps_sum_to_the_cosine_of_the_encoder_output(name, params, channels, size):
     enc = _net(name, params, channels, size)
     g = torch.Generator().manual_seed(1)
