@@ -6,6 +6,7 @@
     workbench embed RUN_DIR --split test --out emb.npz|- [--set data.root=...] [--force]
     workbench neighbours RUN_DIR --image FILE [-k 10] [--out table.csv] [--force]
     workbench export RUN_DIR --format onnx [--out DIR] [--force]
+    workbench explain RUN_DIR A.png B.png --out pair.png [--lines 5] [--deletion] [--force]
     workbench datasets | augmentations | losses | models
     workbench install-shortcut | uninstall-shortcut     the current user's menu entry for the window
     workbench --version
@@ -378,6 +379,52 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    """Why two images are similar: the exact similarity maps of the run's backbone (core/explain.py) as a figure."""
+    from PIL import Image
+
+    from workbench.core.explain import deletion_run, explain_run
+    from workbench.core.inference import RunModel, check_image_path
+
+    for p in (args.image_a, args.image_b):
+        check_image_path(p)
+    if Path(args.out).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out '{args.out}': the figure is an image; give a .png (or .jpg) file name")
+    out = _check_out_file(args.out, args.force, ".png")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
+    rm = RunModel.load(args.run_dir, device=args.device)
+    maps = explain_run(rm, args.image_a, args.image_b, args.readout)
+    what = "read-out" if args.readout else "backbone"
+    print(f"cosine {maps.cosine[0]:+.6f} ({what}; not through the projection head); map of a sums to "
+          f"{maps.map_a[0].sum():+.6f}, map of b to {maps.map_b[0].sum():+.6f} ({maps.grid[0]}x{maps.grid[1]} locations)")
+    for n, (i, j, v) in enumerate(maps.top_matches(0, args.lines), 1):
+        w = maps.grid[1]
+        print(f"  match {n}: a (row {i // w}, col {i % w}) with b (row {j // w}, col {j % w}): {v:+.4f}")
+    if args.deletion:
+        auc = deletion_run(rm, args.image_a, args.image_b, readout=args.readout).auc
+        print(f"deletion curve (a's regions masked): area {auc[0]:.4f} highest map first, {auc[1]:.4f} in a random order")
+    Image.fromarray(maps.figure(0, size=args.size, lines=args.lines)).save(out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _explain_parser(sub, verbose) -> None:
+    ex = sub.add_parser("explain", parents=[verbose], help="why two images are similar: similarity maps as a figure")
+    ex.add_argument("run_dir")
+    ex.add_argument("image_a")
+    ex.add_argument("image_b")
+    ex.add_argument("--out", required=True, help="the figure to write (.png)")
+    ex.add_argument("--lines", type=positive_int, default=5, help="strongest location matches drawn (default 5)")
+    ex.add_argument("--size", type=positive_int, default=224, help="pixels a side each image is drawn at")
+    ex.add_argument("--readout", action="store_true", help="explain the whitening read-out instead of the plain backbone")
+    ex.add_argument("--deletion", action="store_true", help="also print the deletion curve's areas (faithfulness)")
+    ex.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ex.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
 def cmd_list(args) -> int:
     from workbench.core.augment import AUGMENTS, PRESET_HELP
     from workbench.core.config import DataConfig
@@ -514,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--readout", action="store_true",
                    help="add the run's fitted read-out (eval.readout) as a separate, named last layer; default: the plain backbone")
     x.add_argument("--force", action="store_true", help="overwrite files that exist")
+    _explain_parser(sub, verbose)
     for name in ("datasets", "augmentations", "losses", "models"):
         sub.add_parser(name, parents=[verbose], help=f"list the {name} and their parameters")
     sub.add_parser("install-shortcut", parents=[verbose], help="add the window to your applications menu (this user only)")
@@ -548,8 +596,8 @@ def gui_main() -> int:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "embed": cmd_embed, "neighbours": cmd_neighbours, "export": cmd_export,
-            "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list, "models": cmd_list, "gui": cmd_gui,
-            "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
+            "explain": cmd_explain, "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list, "models": cmd_list,
+            "gui": cmd_gui, "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
 
 
 def _crash_log(run_dir) -> Path:

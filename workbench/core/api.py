@@ -313,6 +313,27 @@ class Run:
         x = torch.cat([load_image_file(p, rm.channels, rm.image_size) for p in paths])
         return rm.embed(x, batch=batch, project=project, readout=readout)
 
+    def explain(self, a: Any, b: Any, readout: bool = False):
+        """Why the encoder finds ``a`` and ``b`` similar: exact similarity maps (``core.explain``, Stylianou et al.
+        2019) of the backbone representation that kNN and retrieval read, not through the projection head.
+
+        a, b: image files (paths), or uint8 images (C, H, W) / equal batches (B, C, H, W) as tensors or arrays.
+        Returns ``PairMaps``: ``cosine`` (B,), ``map_a`` / ``map_b`` (B, h, w) that each sum to the cosine,
+        ``matches`` (B, N, N) location to location, ``top_matches(k)``, and ``figure(k)`` an RGB image (H, W, 3)
+        uint8 (``PIL.Image.fromarray(m.figure()).save("pair.png")``). ``readout``: explain the run's whitening
+        read-out (an affine map after pooling, still exact) instead of the plain backbone."""
+        from workbench.core.explain import explain_run
+
+        return explain_run(self.model, a, b, readout)
+
+    def deletion_curve(self, a: Any, b: Any, steps: int = 16, seed: int = 0, fill: str = "black"):
+        """How fast the cosine of a and b (as ``explain`` takes them) falls as a's image regions are masked (``fill``:
+        black | mean | blur), highest map value first against a random order: ``DeletionCurve`` (``fraction``,
+        ``ranked`` and ``random`` (B, S + 1), ``auc`` (ranked, random))."""
+        from workbench.core.explain import deletion_run
+
+        return deletion_run(self.model, a, b, steps, seed, fill=fill)
+
     def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
                force: bool = False, readout: bool = False) -> list[Path]:
         """Write the encoder (safetensors | pt2 | torchscript | onnx | onnx_uint8, with a model card) or

@@ -17,7 +17,7 @@ from pyqtgraph.util.garbage_collector import GarbageCollector
 from workbench.core.config import Config
 from workbench.core.history import read_history, read_view
 from workbench.core.registry import ConfigError
-from workbench.gui import wheel
+from workbench.gui import explain_view, wheel
 from workbench.gui.actions import RunActions
 from workbench.gui.first_run import DONE_KEY, FirstRunGuide
 from workbench.gui.menus import Menus
@@ -119,6 +119,7 @@ class MainWindow(RunActions, QMainWindow):
         self.t_start = self.t_first_step = None
         self.last_eval = None  # the latest EvalEvent shown (its epoch and step label the kNN quoted at the end)
         self._wire()
+        self.explainer = explain_view.install(self)  # similarity maps: Pairs toggle, clicks on pairs and retrieval tiles
         Task(warm_up, lambda _: None).start()
         self._set_running(False)
         self._validity(self.setup.valid, self.setup.error.text())

@@ -71,6 +71,7 @@ class ImageTip(QWidget):
 
 class EmbeddingPanel(QWidget):
     pointSelected = Signal(int)  # row of the held-out split
+    pairSelected = Signal(int, int)  # Ctrl+click: the point clicked before and this one (held-out rows): why similar?
     drawn = Signal()
 
     def __init__(self):
@@ -120,6 +121,7 @@ class EmbeddingPanel(QWidget):
         self.correct = None
         self.pca_xy = None
         self.job: Task | None = None
+        self.selected: int | None = None  # the held-out row clicked last
         self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
         self.colour_by.currentTextChanged.connect(lambda *_: self._colour())
 
@@ -265,7 +267,8 @@ class EmbeddingPanel(QWidget):
             extra = "<br>kNN: " + ("correct" if self.correct[i] else "wrong")
         file = self.files[row] if self.files is not None and row < len(self.files) and self.files[row] else ""
         where = f"<br>{html.escape(file)}" if file else ""
-        return f"<b>{html.escape(name)}</b><br>held-out #{row}{where}{extra}<br><i>click: nearest neighbours</i>"
+        return (f"<b>{html.escape(name)}</b><br>held-out #{row}{where}{extra}<br><i>click: nearest neighbours; "
+                "Ctrl+click: why it is similar to the point clicked before</i>")
 
     def _hovered(self, item, points, ev=None):
         over_plot = self.isVisible() and self.plot.rect().contains(self.plot.mapFromGlobal(QCursor.pos()))
@@ -280,7 +283,13 @@ class EmbeddingPanel(QWidget):
     def _clicked(self, item, points, ev=None):
         if len(points):
             self.tip.hide()
-            self.pointSelected.emit(self.point_info(int(points[0].data()))[0])
+            row = self.point_info(int(points[0].data()))[0]
+            ctrl = ev is not None and bool(ev.modifiers() & Qt.ControlModifier)
+            if ctrl and self.selected is not None and self.selected != row:
+                self.pairSelected.emit(self.selected, row)
+                return
+            self.selected = row
+            self.pointSelected.emit(row)
 
     def leaveEvent(self, e):  # noqa: N802 - Qt's name
         self.tip.hide()
@@ -295,6 +304,7 @@ class EmbeddingPanel(QWidget):
             self.job.cancel()
             self.job = None
         self.latest, self.prev, self.correct, self.reference, self.pca_xy = None, {}, None, None, None
+        self.selected = None
         self.xy = np.zeros((0, 2))
         self.shown_method = "pca"
         for item in self.items.values():

@@ -1,15 +1,17 @@
 """Pair inspector: anchors with their positive, hardest negatives and false negatives (as images,
 with cosine similarities and the anchor's loss), the batch similarity heatmap, positive/negative
-similarity histograms, the softmax the temperature makes of them, and retrieval."""
+similarity histograms, the softmax the temperature makes of them, and retrieval. With "similarity maps" on, each
+pair is drawn as its two maps (explain_view.py); a click on a pair or a retrieval tile asks for its detail."""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QSpinBox,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from workbench.core.inspector import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
+from workbench.gui.explain_view import PairGrid
 from workbench.gui.widgets import LogSlider, TileGrid
 
 
@@ -32,6 +34,8 @@ def density_histogram(values, bins: np.ndarray) -> np.ndarray:
 
 class InspectorPanel(QWidget):
     captureRequested = Signal()
+    pairClicked = Signal(object)  # (image a, image b (C, H, W) uint8, title, note): explain this pair
+    mapsShown = Signal(object)  # PairMaps of the pairs the grid shows
 
     def __init__(self):
         super().__init__()
@@ -48,7 +52,12 @@ class InspectorPanel(QWidget):
         self.info = QLabel("Start training (or open a run), then capture a batch to see the pairs the loss sees.")
         self.info.setWordWrap(True)
         self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        for w in (self.capture, QLabel("negatives shown"), self.k, self.sort):
+        self.maps = QCheckBox("similarity maps")
+        self.maps.setObjectName("maps_toggle")
+        self.maps.setToolTip("draw each pair as its two similarity maps: where in each image the backbone similarity of the "
+                             "pair comes from (each map sums to the cosine shown); computed in the background through the "
+                             "run's last checkpoint")
+        for w in (self.capture, QLabel("negatives shown"), self.k, self.sort, self.maps):
             top.addWidget(w)
         top.addStretch(1)
         lay.addLayout(top)
@@ -60,9 +69,23 @@ class InspectorPanel(QWidget):
         self.grid = TileGrid(QGridLayout(self.grid_host), 56)
         self.grid.layout.setRowStretch(100, 1)
         self.grid.layout.setColumnStretch(100, 1)
+        self.maps_host = QWidget()  # the same pairs as their similarity maps
+        self.map_grid = PairGrid(QGridLayout(self.maps_host), self._map_clicked)
+        self.map_grid.layout.setRowStretch(100, 1)
+        self.map_grid.layout.setColumnStretch(100, 1)
+        self.maps_host.setVisible(False)
+        self.maps_note = QLabel("")
+        self.maps_note.setObjectName("maps_note")
+        self.maps_note.setWordWrap(True)
+        self.maps_note.setVisible(False)
+        pairs_page = QWidget()
+        pv = QVBoxLayout(pairs_page)
+        pv.setContentsMargins(0, 0, 0, 0)
+        for w in (self.maps_note, self.grid_host, self.maps_host):
+            pv.addWidget(w)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        scroll.setWidget(self.grid_host)
+        scroll.setWidget(pairs_page)
         self.tabs.addTab(scroll, "Pairs")
         # similarity views: a 2 x 2 grid of splitters, each view with a minimum size so none is crushed
         self.heat = pg.GraphicsLayoutWidget()
@@ -136,19 +159,28 @@ class InspectorPanel(QWidget):
         rv.addWidget(tiles, 1)
         self.tabs.addTab(self.retrieval_host, "Retrieval")
         self.batch = None
+        self.explain_pairs = None  # fn(a, b, on_done, on_failed): the window's ExplainService.explain
+        self.pairs: list[tuple] = []  # (row, column, anchor column, partner column, kind, loss similarity, colour) shown
+        self.pair_maps = None  # PairMaps of self.pairs, once computed
+        self._maps_for = None  # what the latest maps request was for (step, pairs), and its batch
+        self._maps_batch = None
+        self.retrieval_pairs: dict = {}  # tile (row, column) -> (query image, neighbour image, title, note)
         self.history: list[tuple[int, float, float]] = []
         self.classes: list = []
         self.k.valueChanged.connect(self.redraw)
         self.sort.toggled.connect(self.redraw)
+        self.maps.toggled.connect(self._maps_toggled)
         self.temp.valueChanged.connect(self._softmax)
         self.intro = self.info.text()
 
     def reset(self, training: bool = False):
         """Forget the last run's batches: a new or opened run starts its own similarity history."""
-        self.batch, self.history = None, []
-        for grid in (self.grid, self.retrieval):
+        self.batch, self.history, self.pairs, self.pair_maps, self._maps_for, self._maps_batch = None, [], [], None, None, None
+        for grid in (self.grid, self.retrieval, self.map_grid):
             grid.begin()
             grid.end()
+        self.retrieval_pairs = {}
+        self._show_maps(False)
         self.heat_img.clear()
         for curve in (self.hist_pos, self.hist_neg, self.trend_pos, self.trend_neg, self.prob_curve):
             curve.clear()
@@ -185,14 +217,24 @@ class InspectorPanel(QWidget):
             mined_neg = {(int(a), int(n)) for a, _, n in ev.mined["triplets"]}
         elif "pairs" in ev.mined:
             mined_neg = {(int(a), int(b)) for a, b, y in ev.mined["pairs"] if y == 0}
+        pairs = []
         for r, row in enumerate(self.rows()[:24]):
             self.grid.put(r, 0, view_image(ev, row.row), f"anchor\nloss {row.loss:.3f}", "#1f77b4")
-            self.grid.put(r, 1, view_image(ev, row.positive), f"positive\n{row.positive_sim:+.3f}", "#2ca02c")
+            self.grid.put(r, 1, view_image(ev, row.positive), f"positive\n{row.positive_sim:+.3f}", "#2ca02c",
+                          "click: why are the anchor and its positive similar?")
+            pairs.append((r, 1, row.row, row.positive, "positive", row.positive_sim, "#2ca02c"))
             for j, (c, s) in enumerate(row.hardest):
                 false_neg = labels[c] == labels[row.row] and labels[c] >= 0
                 kind = ("mined " if (row.row, c) in mined_neg else "") + ("false neg" if false_neg else "negative")
-                self.grid.put(r, 2 + j, view_image(ev, c), f"{kind}\n{s:+.3f}", "#ff7f0e" if false_neg else "#d62728")
+                colour = "#ff7f0e" if false_neg else "#d62728"
+                self.grid.put(r, 2 + j, view_image(ev, c), f"{kind}\n{s:+.3f}", colour,
+                              f"click: why are the anchor and this {kind} similar?")
+                pairs.append((r, 2 + j, row.row, c, kind, s, colour))
         self.grid.end()
+        self.pairs = pairs
+        self._clickable(self.grid, "pairs")
+        if self.maps.isChecked():
+            self._request_maps()
         self.heat_img.setImage(ev.similarity.T, levels=(-1, 1))
         pos, neg = pos_neg_similarities(ev)
         bins = similarity_bins(pos, neg)
@@ -203,6 +245,92 @@ class InspectorPanel(QWidget):
             self.trend_pos.setData(h[:, 0], h[:, 1])
             self.trend_neg.setData(h[:, 0], h[:, 2])
         self._softmax()
+
+    # ----- similarity maps -----
+    def _maps_toggled(self, on: bool):
+        if on and self.batch is not None:
+            self._request_maps()
+        elif not on:
+            self._show_maps(False)
+
+    def _show_maps(self, on: bool):
+        self.maps_host.setVisible(on)
+        self.grid_host.setVisible(not on)
+        self.maps_note.setVisible(self.maps.isChecked())
+
+    def _request_maps(self):
+        if self.explain_pairs is None or not self.pairs:
+            return
+        ev, pairs = self.batch, list(self.pairs)
+        key = (ev.step, tuple(p[:4] for p in pairs))
+        if key == self._maps_for and self.pair_maps is not None and self._maps_batch is ev:
+            self._draw_maps()
+            return
+        self._maps_for, self._maps_batch, self.pair_maps = key, ev, None
+        a = np.stack([view_image(ev, p[2]) for p in pairs])
+        b = np.stack([view_image(ev, p[3]) for p in pairs])
+        self.maps_note.setText(f"computing the similarity maps of {len(pairs)} pairs through the run's last checkpoint…")
+        self.maps_note.setVisible(True)
+        self.explain_pairs(a, b, lambda out: self._maps_done(key, out), lambda msg, *_: self._maps_failed(key, msg))
+
+    def _maps_failed(self, key, msg: str):
+        if key == self._maps_for:
+            self._maps_for = None
+            self.maps_note.setText(f"no similarity maps: {msg}")
+
+    def _maps_done(self, key, out):
+        if key != self._maps_for or self._maps_batch is not self.batch:  # another batch, or other rows, asked for since
+            return
+        self.pair_maps, self.map_strips = out
+        self._draw_maps()
+        self.mapsShown.emit(self.pair_maps)
+
+    def _draw_maps(self):
+        if not self.maps.isChecked():
+            return
+        maps = self.pair_maps
+        self.map_grid.begin()
+        for k, (r, c, _, _, kind, s, colour) in enumerate(self.pairs):
+            cos = float(maps.cosine[k])
+            tip = (f"{kind}: backbone cosine {cos:+.3f}, the sum of each map (what kNN and retrieval read); the loss saw "
+                   f"{s:+.3f} through the projection head. Left: the anchor, right: the {kind}. Click for the detail.")
+            self.map_grid.put(r, c - 1, self.map_strips[k], f"{kind}  cos {cos:+.3f}\nloss saw {s:+.3f}", colour, tip)
+        self.map_grid.end()
+        self.maps_note.setText("Each pair as its two similarity maps (anchor left): where the backbone similarity in the caption "
+                               "comes from; the maps of a pair share one colour scale and each sums to the cosine (warmer = "
+                               "more). The backbone is what kNN and retrieval read; the loss saw its own similarity through the "
+                               "projection head. Click a pair for its detail.")
+        self._show_maps(True)
+
+    def _pair(self, k: int):
+        r, c, a, b, kind, s, _ = self.pairs[k]
+        note = f"The loss saw {s:+.3f} between these views through the projection head."
+        return view_image(self.batch, a), view_image(self.batch, b), f"the anchor (left) and its {kind} (right)", note
+
+    def _map_clicked(self, r: int, c: int):
+        for k, p in enumerate(self.pairs):
+            if (p[0], p[1] - 1) == (r, c):
+                self.pairClicked.emit(self._pair(k))
+                return
+
+    def _clickable(self, grid: TileGrid, which: str):
+        """Tiles of ``grid`` report a mouse press to eventFilter, tagged (which, row, column)."""
+        for (r, c), tile in grid.tiles.items():
+            if tile.pic.property("pair_key") is None:
+                tile.pic.installEventFilter(self)
+            tile.pic.setProperty("pair_key", f"{which},{r},{c}")
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
+        key = obj.property("pair_key") if ev.type() == QEvent.MouseButtonPress else None
+        if key:
+            which, r, c = key.split(",")
+            if which == "pairs":
+                for k, p in enumerate(self.pairs):
+                    if (p[0], p[1]) == (int(r), int(c)):
+                        self.pairClicked.emit(self._pair(k))
+            elif (int(r), int(c)) in self.retrieval_pairs:
+                self.pairClicked.emit(self.retrieval_pairs[(int(r), int(c))])
+        return super().eventFilter(obj, ev)
 
     def _softmax(self, *_):
         if self.batch is None:
@@ -230,17 +358,22 @@ class InspectorPanel(QWidget):
         idx, sims = retrieve(vector, emb_event.embeddings, k, exclude)
         name = classes[label] if 0 <= label < len(classes) else "?"
         self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4", query_file)
+        self.retrieval_pairs = {}
         out = []
         for j, (i, s) in enumerate(zip(idx, sims, strict=True)):
             row, lab = int(emb_event.indices[i]), int(emb_event.labels[i])
             agree = lab == label
             cname = classes[lab] if 0 <= lab < len(classes) else "?"
             self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
-                               "#2ca02c" if agree else "#d62728", _name(files, row))
+                               "#2ca02c" if agree else "#d62728", _name(files, row) or "click: why is it similar to the query?")
+            self.retrieval_pairs[(1 + j // 5, j % 5)] = (image, images[row], f"the query ({name}, left) and its neighbour "
+                                                         f"#{row} ({cname}, right)",
+                                                         f"The retrieval list shows {s:+.3f} (the embedding the window holds).")
             out.append((row, float(s), lab))
         self.retrieval.end()
+        self._clickable(self.retrieval, "retrieval")
         self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity "
-                                    "(green: same class)")
+                                    "(green: same class); click one to see why it is similar")
         self.tabs.setCurrentIndex(2)
         return out
 
