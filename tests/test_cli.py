@@ -31,7 +31,7 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_a_reproducible_run_folder(trained_run):
     run, res = trained_run
-    assert "knn_acc" in res.stderr and "img/s" in res.stderr and "finished" in res.stderr
+    assert "kNN (k=20, T=0.07)" in res.stderr and "img/s" in res.stderr and "finished" in res.stderr
     assert (run / "config.toml").is_file() and (run / "metrics.csv").is_file()
     assert (run / "checkpoints" / "last.pt").is_file()
     text = (run / "config.toml").read_text()

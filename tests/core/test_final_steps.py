@@ -49,14 +49,16 @@ def test_final_checkpoint_is_written_before_a_failing_final_evaluation(tmp_path,
 
 
 def test_non_finite_features_with_finite_weights_are_explained_and_drawn(tmp_path, quick_cfg, monkeypatch, caplog):
-    real = T.embed
+    import workbench.core.evaluation as E
+
+    real = E.embedding_steps
 
     def half_nan(s, images, *a, **k):
-        out = real(s, images, *a, **k)
+        out = yield from real(s, images, *a, **k)
         out[::2] = float("nan")
         return out
 
-    monkeypatch.setattr(T, "embed", half_nan)
+    monkeypatch.setattr(E, "embedding_steps", half_nan)
     events = list(T.train(quick_cfg("train.max_steps=1"), runs_root=tmp_path))
     emb = next(e for e in events if isinstance(e, EmbeddingEvent))
     assert np.isfinite(emb.xy).all() and isinstance(events[-1], DoneEvent)
