@@ -558,3 +558,42 @@ def test_held_out_images_of_a_folder_are_named_in_the_tooltips_and_the_retrieval
     window._retrieve(panel.point_info(5)[0])
     tips = [t.pic.toolTip() for t in window.inspector.retrieval.tiles.values() if t.isVisible()]
     assert len(tips) == 11 and tips[0] == panel.files[panel.point_info(5)[0]] and all(t.endswith(".png") for t in tips)
+
+
+def test_the_form_shows_the_length_that_runs_after_an_edit_is_undone(window, qtbot):
+    """Loaded 2 minutes, typed 0.33 (validated), then 2 again: the run trains 2 minutes, as the form says; and the
+    reverse (0.33 loaded, 3 typed, then 0.33)."""
+    from tests.gui.test_layout import type_into
+    from workbench.core.config import Config
+
+    s = window.setup
+    for loaded, passing in ((2.0, 0.33), (0.33, 3.0)):
+        s.set_config(Config().with_overrides([f"train.time_budget_s={60 * loaded}"]))
+        assert s.unit.currentText() == "minutes" and s.minutes.value() == pytest.approx(loaded)
+        type_into(qtbot, s.minutes, f"{passing:g}")
+        qtbot.waitUntil(lambda p=passing: s.cfg.train.time_budget_s == pytest.approx(60 * p))  # validated in between
+        type_into(qtbot, s.minutes, f"{loaded:g}")
+        assert s.minutes.value() == pytest.approx(loaded)
+        assert s.build_config().train.time_budget_s == pytest.approx(60 * loaded)
+        qtbot.waitUntil(lambda ld=loaded: s.cfg.train.time_budget_s == pytest.approx(60 * ld))
+
+
+def test_a_recheck_of_the_form_never_replaces_a_message(window, qtbot):
+    """An error or a long note stays in the status bar when the set-up is re-checked with the same verdict (as when
+    the background data load ends on a busy machine); a new verdict, or a newer message, replaces it."""
+    s = window.setup
+    qtbot.waitUntil(lambda: s.data_cache is not None, timeout=30000)
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    window.show_error("loss 'moco': queue_size 100000 is larger than the dataset")
+    s._validate()  # the same verdict: valid
+    assert window.status.text().startswith("error: loss 'moco'")
+    note = "augment.preset auto -> simclr_small_grey: " + "a long explanation " * 20
+    window._on_warning(note, True)
+    s._load_data()  # already loaded: nothing to do, as when a load ends
+    s.dataLoaded.emit(s.data_cache)
+    s._validate()
+    assert window.status.text() == f"note: {note}"
+    s.batch.setValue(1)  # a new verdict is news
+    qtbot.waitUntil(lambda: window.status.text().startswith("set-up invalid: train.batch_size"))
+    s.batch.setValue(64)
+    qtbot.waitUntil(lambda: window.status.text() == "ready")

@@ -102,6 +102,7 @@ class MainWindow(RunActions, QMainWindow):
         self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
         self._closing = False
         self._pending_start = None  # Start pressed while the dataset was still loading
+        self._verdict = None  # the set-up's last (valid, message), so a re-check that finds the same says nothing
         self.run_dir = None
         self.total_steps, self.step, self.boxed, self.budget_s = 1, 0, False, 0.0
         self.messages: list[str] = []  # this run's notes, warnings and errors
@@ -234,13 +235,18 @@ class MainWindow(RunActions, QMainWindow):
         self.setup.set_locked(running)
 
     def _validity(self, ok: bool, message: str):
+        """The set-up re-checked (an edit, the data loaded): Start and the line beside it follow at once; the status
+        text only when the verdict is news. A re-check that finds what the last one found (e.g. when the background
+        data load ends) leaves the status as it was: an error or a note stays until a newer message replaces it."""
         text = f"set-up: {message}" if not ok else ""
         self.invalid.setToolTip(text)
         self.invalid.setText(self.invalid.fontMetrics().elidedText(text, Qt.ElideRight, INVALID_WIDTH))
         self.invalid_action.setVisible(not ok)
+        verdict, self._verdict = self._verdict, (ok, message)
         if not self.running and self._pending_start is None and not self.sweep.running:
             self.start_btn.setEnabled(ok)
-            self.set_status("ready" if ok else f"set-up invalid: {message}")
+            if verdict != (ok, message):
+                self.set_status("ready" if ok else f"set-up invalid: {message}")
 
     # ----- training -----
     def start(self, resume: str | None = None):

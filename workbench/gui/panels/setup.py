@@ -362,7 +362,7 @@ class SetupPanel(QScrollArea):
     # ----- config <-> widgets -----
     def set_config(self, cfg: Config):
         self._building = True
-        self.cfg = cfg
+        self.cfg = self.loaded = cfg  # the last valid config, and the one loaded (what the form does not show)
         self.dataset.setCurrentText(cfg.data.name)
         self.root.setText(cfg.data.root)
         self.image_size.setValue(cfg.data.image_size)
@@ -394,7 +394,9 @@ class SetupPanel(QScrollArea):
         self._validate()
 
     def build_config(self) -> Config:
-        d = self.cfg.to_dict()
+        """The config that runs: the loaded config with every value the form shows (never the last validated
+        config, which may hold an edit the form has since undone)."""
+        d = self.loaded.to_dict()
         d["data"].update(name=self.dataset.currentText(), root=self.root_text(),
                          image_size=self.image_size.value(), subset=self.subset.value())
         auto = self.preset.currentText() == AUTO  # resolved by the core from the data it trains on
