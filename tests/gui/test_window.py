@@ -597,3 +597,56 @@ def test_a_recheck_of_the_form_never_replaces_a_message(window, qtbot):
     qtbot.waitUntil(lambda: window.status.text().startswith("set-up invalid: train.batch_size"))
     s.batch.setValue(64)
     qtbot.waitUntil(lambda: window.status.text() == "ready")
+
+
+def test_an_evaluation_under_way_shows_its_progress_and_stop_ends_it(window, qtbot, monkeypatch, tmp_path):
+    """A fake event stream (no training): an evaluation's progress events reach the status bar, the bar and the
+    Embedding tab's placeholder; Stop pressed during it says so, and the run ends stopped."""
+    import threading
+
+    import workbench.gui.worker as W
+    from workbench.core.config import Config
+    from workbench.core.events import DoneEvent, EvalProgressEvent, RunStarted, StepEvent
+
+    asked = threading.Event()
+
+    def fake_train(cfg, control, runs_root, resume=None, data=None):
+        yield RunStarted(str(tmp_path / "run"), Config().to_dict(), 100, 10, 10, 40, "cpu", ["a", "b"])
+        yield StepEvent(1, 10, 1.0, 0.1, 100.0, 30.0, {}, 0.25)
+        for done in (0, 2500, 5000):
+            yield EvalProgressEvent(10, "bank", done, 10000)
+        yield EvalProgressEvent(10, "knn", 3000, 10000)
+        asked.wait(30)  # until Stop is pressed (it ends the evaluation)
+        if control.stopped:
+            yield EvalProgressEvent(10, "knn", 3100, 10000)  # one last batch before the evaluation sees Stop
+            yield DoneEvent("stopped", str(tmp_path / "run"), {}, step=10)
+
+    monkeypatch.setattr(W, "train", fake_train)
+    assert "Press Start" in window.embedding.hint.textItem.toPlainText()
+    with qtbot.waitSignal(window.evaluationShown, timeout=10000, check_params_cb=lambda e: e.stage == "knn"):
+        window._launch(Config(), None, None)
+    assert window.evaluating
+    assert window.status.text() == "evaluation at step 10: kNN 3,000 / 10,000" == window.progress.format()
+    assert (window.progress.value(), window.progress.maximum()) == (3000, 10000)
+    hint = window.embedding.hint
+    assert hint.isVisible() and "evaluation at step 10: kNN" in hint.textItem.toPlainText()
+    assert "Press Start" not in hint.textItem.toPlainText()
+    window.stop_btn.trigger()
+    assert "stopping: the evaluation ends" in window.status.text() and window.progress.format().startswith("stopping")
+    with qtbot.waitSignal(window.trainingDone, timeout=10000) as done:
+        asked.set()
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)
+    assert done.args[0].reason == "stopped" and not window.evaluating
+    assert window.status.text().startswith("stopped at step 10") and window.progress.format() == "stopped: step 10/40"
+    assert window.progress.maximum() == 40 and "Press Start" in hint.textItem.toPlainText()
+
+
+def test_the_worker_hands_on_only_the_latest_evaluation_progress(qtbot):
+    from workbench.core.events import EvalProgressEvent
+    from workbench.gui.worker import TrainWorker
+
+    w = TrainWorker(None, "runs")
+    with qtbot.waitSignal(w.evalProgress):
+        for done in range(5):
+            w._route(EvalProgressEvent(3, "queries", done, 5))
+    assert w.take_progress() == EvalProgressEvent(3, "queries", 4, 5) and w.take_progress() is None

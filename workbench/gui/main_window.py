@@ -61,6 +61,7 @@ class MainWindow(RunActions, QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
     stepsShown = Signal(int)  # latest step drawn into the curves
+    evaluationShown = Signal(object)  # the EvalProgressEvent the status bar now shows
     pauseChanged = Signal(bool)
     trainingDone = Signal(object)
     batchShown = Signal(object)
@@ -105,6 +106,8 @@ class MainWindow(RunActions, QMainWindow):
         self._verdict = None  # the set-up's last (valid, message), so a re-check that finds the same says nothing
         self.run_dir = None
         self.total_steps, self.step, self.boxed, self.budget_s = 1, 0, False, 0.0
+        self.evaluating = False  # an evaluation under way: the bar counts its work until the next step or result
+        self._bar_at = (0, "")  # the bar's value and text at the last step, to return to after an evaluation
         self.messages: list[str] = []  # this run's notes, warnings and errors
         self.message_log: list[tuple[str, str, str]] = []  # the session's (time, kind, text), for the messages list
         self.messages_box: MessagesDialog | None = None  # the messages window, once opened
@@ -282,15 +285,18 @@ class MainWindow(RunActions, QMainWindow):
         self.t_start, self.t_first_step = time.perf_counter(), None
         self.plots.reset()
         self.embedding.reset()
+        self.embedding.show_activity(training=True)
         self.inspector.reset(training=True)
         self.messages = []
         self.last_eval = None
+        self.evaluating = False
         self.progress.setRange(0, 0)  # busy until the run reports its length
         self.progress.setFormat("starting…")
         self.worker = TrainWorker(cfg, self.runs_root, resume, data)
         w = self.worker
         w.started.connect(self._on_started)
         w.stepsReady.connect(self._on_steps)
+        w.evalProgress.connect(self._on_eval_progress)
         w.evaluated.connect(self._on_eval)
         w.embedding.connect(self.embedding.show_embedding)
         w.batch.connect(self._on_batch)
@@ -323,7 +329,11 @@ class MainWindow(RunActions, QMainWindow):
             self.pause_btn.setEnabled(False)
             self.resume_btn.setEnabled(False)
             self.stop_btn.setEnabled(False)
-            self.set_status("stopping at the end of this step… (saving a checkpoint)")
+            if self.evaluating:  # the evaluation ends at its next batch: say so, the bar stops counting it
+                self.progress.setFormat("stopping: ending the evaluation…")
+                self.set_status("stopping: the evaluation ends at its next batch, then a checkpoint is saved…")
+            else:
+                self.set_status("stopping at the end of this step… (saving a checkpoint)")
 
     def _on_started(self, ev):
         self.run_dir = ev.run_dir
@@ -334,6 +344,7 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
         self.progress.setValue(0 if self.boxed else ev.start_step)
         self.progress.setFormat(f"step {self._steps_text()}")
+        self._bar_at = (self.progress.value(), self.progress.format())
         self.set_status(f"training on {ev.device}: {ev.n_train:,} images, run folder {ev.run_dir}")
         self.classes = ev.classes
         self.held_out = ev.held_out_images
@@ -361,12 +372,40 @@ class MainWindow(RunActions, QMainWindow):
                 self.last_eval = e
         self.plots.redraw()
 
+    def _on_eval_progress(self):
+        """An evaluation under way (minutes on a large bank): what it does and how far, in the status bar, the bar
+        and the Embedding tab, instead of a frozen step count."""
+        ev = self.worker.take_progress() if self.worker is not None else None
+        if ev is None:
+            return
+        self.evaluating = True
+        self.embedding.show_activity(ev.text)
+        self.progress.setRange(0, ev.total if ev.total > 0 else 0)  # busy while its size is unknown
+        self.progress.setValue(min(ev.done, ev.total) if ev.total > 0 else 0)
+        if self.worker.control.stopped:  # Stop pressed: the stop message stays
+            self.progress.setFormat("stopping: ending the evaluation…")
+            return
+        self.progress.setFormat(ev.text)
+        self.set_status(ev.text)
+        self.evaluationShown.emit(ev)
+
+    def _end_evaluation(self):
+        """Back to the training bar (its range, value and text at the last step) once an evaluation has ended."""
+        if not self.evaluating:
+            return
+        self.evaluating = False
+        self.embedding.show_activity(training=self.running)
+        self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
+        self.progress.setValue(self._bar_at[0])
+        self.progress.setFormat(self._bar_at[1])
+
     def _on_steps(self):
         if self.worker is None:
             return
         steps = self.worker.take_steps()
         if not steps:
             return
+        self._end_evaluation()
         for ev in steps:
             self.plots.add_step(ev)
         ev = steps[-1]
@@ -377,13 +416,16 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setValue(round(1000 * ev.progress) if self.boxed else ev.step)
         if self.worker.control.paused or self.worker.control.stopped:
             self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}")  # the curves' last step; no rate
+            self._bar_at = (self.progress.value(), self.progress.format())
             return
         trained = f"trained {clock(ev.progress * self.budget_s)} of {clock(self.budget_s)}  " if self.boxed else ""
         self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  {ev.images_per_s:,.0f} img/s  "
                                 f"{trained}ETA {clock(ev.eta_s)}")
+        self._bar_at = (self.progress.value(), self.progress.format())
         self.stepsShown.emit(ev.step)
 
     def _on_eval(self, ev):
+        self._end_evaluation()
         self.plots.add_eval(ev)
         self.last_eval = ev
         m = ev.metrics
@@ -409,6 +451,8 @@ class MainWindow(RunActions, QMainWindow):
 
     def _on_finished(self):
         self._running = False
+        self._end_evaluation()
+        self.embedding.show_activity()  # no longer "training: ..." where no embedding came
         self._set_running(False)
         self._on_steps()
         self.plots.fit()  # the live view's headroom for steps that never came goes
@@ -427,6 +471,7 @@ class MainWindow(RunActions, QMainWindow):
         self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "" if note else "#b35900")
 
     def _on_done(self, ev):
+        self._end_evaluation()
         if ev.reason == "already finished":  # a resumed run with nothing left to do: the bar leaves its busy state
             self.progress.setRange(0, 1)
             self.progress.setValue(1)
