@@ -39,9 +39,23 @@ def epochs_text(r: dict) -> str:
         budget = budget_text(r["time_budget_s"])
         done = r.get("epochs_done", 0)
         return f"{done} in {budget}" if r.get("status") in ENDED else f"{done} (of a {budget} run)"
-    if r.get("max_steps") and r.get("step"):
-        return f"{r['step']} steps"
+    if r.get("max_steps"):  # its epochs are a ceiling (100,000 for a run given in steps in the window)
+        step = r.get("step") or 0
+        return f"{step} steps" if r.get("status") in ENDED else f"{step}/{r['max_steps']} steps"
     return f"{r.get('epochs_done', r['epochs'])}/{r['epochs']}"
+
+
+def knn_text(r: dict) -> tuple[str, str]:
+    """(cell text, tooltip) of the "final kNN" column: the kNN of the run's end, or of its last evaluation with the
+    step it came from, for an ended run whose final evaluation did not run (e.g. one closed while it ran)."""
+    v = r.get("final_knn")
+    if v is None:
+        return "", ""
+    if r.get("status") in ENDED and r.get("knn_step") is not None and not r.get("knn_at_end", True):
+        return (f"{v:.4f} (step {r['knn_step']})",
+                f"the run ended at step {r.get('end_step')} before its final evaluation: this kNN is from step "
+                f"{r['knn_step']}")
+    return f"{v:.4f}", ""
 
 
 def budget_text(seconds: float) -> str:
@@ -199,7 +213,10 @@ class RunsPanel(QWidget):
 
     def _cell(self, key: str, r: dict) -> Item:
         v = r.get(key)
-        if key in ("final_knn", "best_knn"):
+        tip = ""
+        if key == "final_knn":
+            text, tip = knn_text(r)
+        elif key == "best_knn":
             text = f"{v:.4f}" if v is not None else ""
         elif key == "temperature":
             text = f"{v:g}" if v is not None else ""
@@ -211,12 +228,16 @@ class RunsPanel(QWidget):
             text = "" if v is None else STATUS_TEXT.get(v, str(v)) if key == "status" else str(v)
         item = Item(v, text)
         item.setData(Qt.UserRole, r["run"])
+        if tip:
+            item.setToolTip(tip)
         if key == "status":
             item.setForeground(Qt.white)
             item.setBackground(_colour(STATUS_COLOURS.get(str(v), "#7f7f7f")))
             item.setTextAlignment(Qt.AlignCenter)
             if r.get("error") or v in STATUS_TIPS:
                 item.setToolTip(r.get("error") or STATUS_TIPS[v])
+            if knn_text(r)[1]:
+                item.setToolTip(f"{item.toolTip() or 'finished'}; {knn_text(r)[1]}")
         if key == "date":
             item.setToolTip(r["run"])  # the run folder
         return item
