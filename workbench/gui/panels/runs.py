@@ -41,7 +41,7 @@ def epochs_text(r: dict) -> str:
         return f"{done} in {budget}" if r.get("status") in ENDED else f"{done} (of a {budget} run)"
     if r.get("max_steps"):  # its epochs are a ceiling (100,000 for a run given in steps in the window)
         step = r.get("step") or 0
-        return f"{step} steps" if r.get("status") in ENDED else f"{step}/{r['max_steps']} steps"
+        return f"{step} steps" if r.get("status") in ENDED or step >= r["max_steps"] else f"{step}/{r['max_steps']} steps"
     return f"{r.get('epochs_done', r['epochs'])}/{r['epochs']}"
 
 
