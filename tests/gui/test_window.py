@@ -262,6 +262,10 @@ def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
     window.retrieve_file(str(tmp_path / "q.png"))
     qtbot.waitUntil(lambda: window.inspector.retrieval.shown() == 11, timeout=60000)
     assert window.tabs.currentWidget() is window.inspector
+    tiles = window.inspector.retrieval.tiles
+    caps = [tiles[(1 + j // 5, j % 5)].cap.text() for j in range(10)]
+    assert tiles[(0, 0)].cap.text() == "query\n?"  # a dropped file has no class ...
+    assert not any(c.startswith(("✗", "✓")) for c in caps), caps  # ... so no neighbour is marked wrong (or right)
     window.retrieve_file(str(tmp_path / "missing.png"))
     qtbot.waitUntil(lambda: any("does not exist" in m for m in window.messages), timeout=60000)
 

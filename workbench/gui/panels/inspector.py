@@ -230,17 +230,18 @@ class InspectorPanel(QWidget):
         idx, sims = retrieve(vector, emb_event.embeddings, k, exclude)
         name = classes[label] if 0 <= label < len(classes) else "?"
         self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4", query_file)
+        known = 0 <= label < len(classes)  # a dropped image has no class: nothing to agree or disagree with
         out = []
         for j, (i, s) in enumerate(zip(idx, sims, strict=True)):
             row, lab = int(emb_event.indices[i]), int(emb_event.labels[i])
             agree = lab == label
             cname = classes[lab] if 0 <= lab < len(classes) else "?"
-            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
-                               "#2ca02c" if agree else "#d62728", _name(files, row))
+            mark, colour = ("✓ " if agree else "✗ ", "#2ca02c" if agree else "#d62728") if known else ("", "#7f7f7f")
+            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{mark}{cname}\n#{row}  {s:+.3f}", colour, _name(files, row))
             out.append((row, float(s), lab))
         self.retrieval.end()
-        self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity "
-                                    "(green: same class)")
+        self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity"
+                                    + (" (green: same class)" if known else " (the query has no class: no marks)"))
         self.tabs.setCurrentIndex(2)
         return out
 
