@@ -400,3 +400,14 @@ def test_a_long_status_message_ends_in_an_ellipsis_and_is_kept_whole(window, qtb
     window.resize(3000, 800)  # room enough: nothing cut
     qtbot.waitUntil(lambda: window.status.width() > window.status.fontMetrics().horizontalAdvance(f"note: {long}"), timeout=5000)
     assert QLabel.text(window.status) == f"note: {long}"
+
+
+def test_every_loss_description_ends_as_a_sentence():
+    """The loss box shows a docstring's first paragraph: one leading into a formula ended in ':' or ','."""
+    from workbench.core.losses import LOSSES
+    from workbench.gui.panels.setup import plain_doc
+
+    for name in LOSSES.names():
+        text = plain_doc(LOSSES.get(name).doc)
+        assert text.endswith(".") and not text.endswith((":.", ",.")) and len(text) > 20, (name, text)
+    assert plain_doc("InfoNCE with K past keys as negatives:\n\n    l = ...") == "InfoNCE with K past keys as negatives."

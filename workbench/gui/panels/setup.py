@@ -49,11 +49,13 @@ def _combo(names, name):
 
 
 def plain_doc(doc: str) -> str:
-    """The first paragraph of a docstring as plain text (RST markup removed)."""
+    """The first paragraph of a docstring as plain text (RST markup removed), ending as a sentence: a paragraph
+    that leads into a formula ("... as negatives:") ends with a full stop instead."""
     first = doc.strip().split("\n\n")[0]
     first = re.sub(r":\w+:`([^`]*)`", r"\1", first)
     first = re.sub(r"`{1,2}([^`]*)`{1,2}_?", r"\1", first)
-    return " ".join(first.split())
+    first = " ".join(first.split())
+    return first.rstrip(":,;- ") + "." if first and first[-1] not in ".!?" else first
 
 
 def _wrap_label(name: str = "") -> QLabel:
