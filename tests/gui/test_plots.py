@@ -117,3 +117,37 @@ def test_similarity_histograms_never_divide_by_zero():
         assert wide[0] <= -2 and wide[-1] >= 7
         ref = np.histogram(dot, wide, density=True)[0]  # numpy's own density where it is defined
         assert np.allclose(density_histogram(dot, wide), ref)
+
+
+def test_mean_similarity_over_training_tells_positives_from_negatives_and_a_new_run_starts_clean(qtbot):
+    import pyqtgraph as pg
+
+    from workbench.core.events import BatchEvent
+    from workbench.gui.panels.inspector import InspectorPanel
+
+    from PySide6.QtWidgets import QApplication
+
+    insp = InspectorPanel()
+    qtbot.addWidget(insp)
+    insp.show()
+    insp.tabs.setCurrentIndex(1)
+    brushes = [pg.mkBrush(c.opts["symbolBrush"]).color().name() for c in (insp.trend_pos, insp.trend_neg)]
+    pens = [pg.mkPen(c.opts["pen"]).color().name() for c in (insp.trend_pos, insp.trend_neg)]
+    assert brushes == pens and brushes[0] != brushes[1]  # markers (and legend swatches) in their line's colour
+    rng = np.random.default_rng(0)
+    n = 16
+    z = rng.normal(size=(2 * n, 4)).astype(np.float32)
+    sim = 5 * z @ z.T  # unnormalised: the histogram's axis widens beyond [-1, 1]
+    np.fill_diagonal(sim, -2)
+    pos = np.r_[np.arange(n, 2 * n), np.arange(n)]
+    views = rng.integers(0, 255, (n, 1, 8, 8), dtype=np.uint8)
+    for step in (100, 200):
+        insp.show_batch(BatchEvent(step, views, views, np.arange(n), np.arange(n) % 4, sim, np.ones(2 * n), pos, pos, 0.5, "x"))
+    QApplication.processEvents()
+    assert insp.trend.getViewBox().viewRange()[0][1] >= 200 and insp.hist.getViewBox().viewRange()[0][1] > 2
+    insp.reset()  # another run opened: no stale axes from the last capture
+    QApplication.processEvents()
+    assert insp.trend.getViewBox().viewRange()[0] == [0, 1] and insp.hist.getViewBox().viewRange()[0] == [-1, 1]
+    insp.show_batch(BatchEvent(7, views, views, np.arange(n), np.arange(n) % 4, sim, np.ones(2 * n), pos, pos, 0.5, "x"))
+    QApplication.processEvents()
+    assert insp.hist.getViewBox().viewRange()[0][1] > 2  # the next capture sets them again

@@ -30,6 +30,9 @@ def density_histogram(values, bins: np.ndarray) -> np.ndarray:
     total = counts.sum()
     return counts / (total * np.diff(bins)) if total > 0 else counts
 
+POS, NEG = "#2ca02c", "#d62728"  # positives green, negatives red, in every view
+
+
 class InspectorPanel(QWidget):
     captureRequested = Signal()
 
@@ -81,14 +84,15 @@ class InspectorPanel(QWidget):
         self.hist.setLabel("bottom", "cosine similarity")
         self.hist.setLabel("left", "density")
         self.hist.addLegend(offset=(10, 10))
-        self.hist_pos = self.hist.plot(stepMode="center", fillLevel=0, brush=(44, 160, 44, 120), pen="g", name="positives")
-        self.hist_neg = self.hist.plot(stepMode="center", fillLevel=0, brush=(214, 39, 40, 120), pen="r", name="negatives")
+        self.hist_pos = self.hist.plot(stepMode="center", fillLevel=0, brush=(44, 160, 44, 120), pen=POS, name="positives")
+        self.hist_neg = self.hist.plot(stepMode="center", fillLevel=0, brush=(214, 39, 40, 120), pen=NEG, name="negatives")
         self.trend = pg.PlotWidget(title="mean similarity over training")
         self.trend.setMinimumSize(280, 200)
         self.trend.setLabel("bottom", "step")
         self.trend.addLegend(offset=(10, 10))
-        self.trend_pos = self.trend.plot(pen="g", symbol="o", name="positive")
-        self.trend_neg = self.trend.plot(pen="r", symbol="o", name="negative")
+        # the markers in their line's colour (pyqtgraph's default marker is navy for both, and so is the legend's)
+        self.trend_pos = self.trend.plot(pen=POS, symbol="o", symbolBrush=POS, symbolPen=POS, name="positive")
+        self.trend_neg = self.trend.plot(pen=NEG, symbol="o", symbolBrush=NEG, symbolPen=NEG, name="negative")
         soft = QWidget()
         soft.setMinimumSize(280, 200)
         sv = QVBoxLayout(soft)
@@ -152,6 +156,9 @@ class InspectorPanel(QWidget):
         self.heat_img.clear()
         for curve in (self.hist_pos, self.hist_neg, self.trend_pos, self.trend_neg, self.prob_curve):
             curve.clear()
+        for plot, x, y in ((self.hist, (-1, 1), (0, 1)), (self.trend, (0, 1), (-1, 1)), (self.prob_plot, (0, 1), (0, 1))):
+            plot.setRange(xRange=x, yRange=y, padding=0)  # empty axes, not the last run's ranges
+            plot.enableAutoRange()  # the next capture's data set them again
         self.info.setText("training: capture a batch, or wait for the end of the epoch, to see the pairs the loss sees"
                           if training else self.intro)
         self.prob_label.setText("")
