@@ -169,6 +169,7 @@ class MainWindow(RunActions, QMainWindow):
 
     def _wire(self):
         self.setup.validityChanged.connect(self._validity)
+        self.setup.validityChanged.connect(lambda *_: self.sweep.validate())  # its trials' length, from the set-up
         self.setup.dataLoaded.connect(self._data_loaded)
         self.inspector.captureRequested.connect(self.capture_batch)
         self.embedding.pointSelected.connect(self._retrieve)
@@ -187,6 +188,7 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setFormat("sweep running" if running else "sweep ended")
         self.set_status("a sweep is running: its trials and curves are in the Sweep tab" if running else "ready")
         self.start_btn.setEnabled(not running and self.setup.valid)
+        self.setup.set_locked(running)  # the trials were planned from it: it reads, greyed, what they train
 
     def set_status(self, text: str, colour: str = ""):
         self.status.setText(text)

@@ -58,6 +58,15 @@ def knn_text(r: dict) -> tuple[str, str]:
     return f"{v:.4f}", ""
 
 
+def run_folders(root: Path) -> list[Path]:
+    """The run folders under ``root``, newest first: its own, and each sweep's trials (``sweeps/<sweep>/<run>``), so
+    a trial can be compared, overlaid and exported like any run."""
+    if not root.is_dir():
+        return []
+    found = [p for pattern in ("*", "sweeps/*/*") for p in root.glob(pattern) if (p / "config.toml").is_file()]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
 def budget_text(seconds: float) -> str:
     """A time budget in words: "45 s", "10 min", "2.5 min"."""
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f}".removesuffix(".0") + " min"
@@ -186,8 +195,7 @@ class RunsPanel(QWidget):
         self.label.setText(f"run folders in {root.resolve()}")
 
         def scan():
-            runs = sorted((p for p in root.glob("*") if (p / "config.toml").is_file()), reverse=True) if root.is_dir() else []
-            return [run_summary(r) for r in runs]
+            return [run_summary(r) for r in run_folders(root)]
 
         if self._task is not None:
             self._task.cancel()
@@ -240,6 +248,8 @@ class RunsPanel(QWidget):
                 item.setToolTip(f"{item.toolTip() or 'finished'}; {knn_text(r)[1]}")
         if key == "date":
             item.setToolTip(r["run"])  # the run folder
+            if Path(r["run"]).parent.parent == self.root / "sweeps":  # a sweep's trial
+                item.setText(f"{text}  (sweep {Path(r['run']).parent.name})")
         return item
 
     def _apply_filter(self, text: str):

@@ -54,6 +54,23 @@ def sweepable() -> dict[str, tuple]:
     return out
 
 
+def swept_key(spec) -> str:
+    """The parameter to colour by and plot the metric against: the first that takes more than one value (a range
+    always does), else the first."""
+    keys = list(spec.params)
+    varied = [k for k, v in spec.params.items() if isinstance(v, S.Range) or len(v) > 1]
+    return (varied or keys or [""])[0]
+
+
+def length_text(t) -> str:
+    """A [train] section's run length in words: "2 min", "150 steps", "3 epochs"."""
+    if t.time_budget_s:
+        return f"{t.time_budget_s / 60:g} min" if t.time_budget_s >= 60 else f"{t.time_budget_s:g} s"
+    if t.max_steps:
+        return f"{t.max_steps} steps"
+    return f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"
+
+
 def _shown(vals) -> str:
     if isinstance(vals, dict):  # a range
         num = f", {vals['num']} points" if vals.get("num") else ""
@@ -293,9 +310,13 @@ class SweepPanel(QWidget):
         self.status = QLabel("add parameters to vary, then Start sweep")
         self.status.setObjectName("sweep_status")
         self.status.setWordWrap(True)
+        self.budget = QLabel()  # what each trial trains for: the set-up panel's run length, said here
+        self.budget.setObjectName("sweep_budget")
+        self.budget.setWordWrap(True)
         left = QWidget()
         lay = QVBoxLayout(left)
         lay.addWidget(self.editor)
+        lay.addWidget(self.budget)
         lay.addWidget(self.error)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)
@@ -388,7 +409,9 @@ class SweepPanel(QWidget):
             return False
         n = len(trials) or spec.count * len(S.seeds_of(base, spec))
         self.error.setText("")
-        self.status.setText(f"{n} trials ready")
+        self.status.setText(f"{n} trial{'s' if n != 1 else ''} ready, each {length_text(base.train)}")
+        self.budget.setText(f"each trial: {length_text(base.train)}, {base.data.name}, batch {base.train.batch_size} "
+                            "(from the Set-up panel: change them there)")
         self.start_btn.setEnabled(True)
         return True
 
@@ -515,6 +538,7 @@ class SweepPanel(QWidget):
         self.colour_by.blockSignals(True)
         self.colour_by.clear()
         self.colour_by.addItems(keys)
+        self.colour_by.setCurrentText(swept_key(spec))  # the parameter that varies, not one held at a single value
         self.colour_by.blockSignals(False)
         self.metric_plot.setLabel("left", spec.metric)
         self.dirty = True
