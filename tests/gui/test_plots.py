@@ -151,3 +151,25 @@ def test_mean_similarity_over_training_tells_positives_from_negatives_and_a_new_
     insp.show_batch(BatchEvent(7, views, views, np.arange(n), np.arange(n) % 4, sim, np.ones(2 * n), pos, pos, 0.5, "x"))
     QApplication.processEvents()
     assert insp.hist.getViewBox().viewRange()[0][1] > 2  # the next capture sets them again
+
+
+def test_an_overlay_names_the_shown_run_and_covers_the_learning_rate_and_the_loss_terms(qtbot):
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    feed(panel, range(0, 50, 5))
+    panel.name_base("2026-11-22_130000_bundled-ntxent")
+    panel.overlay("2026-11-22_140000_bundled-dcl", [1, 10, 20], [5.0, 4.0, 3.5], [1, 2], [0.5, 0.6], 1,
+                  lrs=[1e-4, 5e-4, 1e-3], terms={"pos": ([1, 10, 20], [-1.0, -2.0, -2.5])})
+    legend = [label.text for _, label in panel.loss_plot.plotItem.legend.items]
+    assert legend == ["2026-11-22_130000_bundled-ntxent: loss", "2026-11-22_130000_bundled-ntxent: smoothed",
+                      "2026-11-22_140000_bundled-dcl"]
+    lr = [c for c in panel.lr_plot.listDataItems() if c is not panel.lr_curve]
+    assert len(lr) == 1 and list(lr[0].yData) == [1e-4, 5e-4, 1e-3]
+    terms = [label.text for _, label in panel.terms_plot.plotItem.legend.items]
+    assert "pos (2026-11-22_140000_bundled-dcl)" in terms and "pos" in terms
+    assert panel.lr_plot.getViewBox().viewRange()[1][1] >= 1e-3  # the overlaid run's peak in view
+    panel.clear_overlays()
+    assert [label.text for _, label in panel.loss_plot.plotItem.legend.items] == ["loss", "smoothed"]
+    assert panel.lr_plot.listDataItems() == [panel.lr_curve] and "pos (2026-11-22_140000_bundled-dcl)" not in [
+        label.text for _, label in panel.terms_plot.plotItem.legend.items]
