@@ -411,3 +411,49 @@ def test_every_loss_description_ends_as_a_sentence():
         text = plain_doc(LOSSES.get(name).doc)
         assert text.endswith(".") and not text.endswith((":.", ",.")) and len(text) > 20, (name, text)
     assert plain_doc("InfoNCE with K past keys as negatives:\n\n    l = ...") == "InfoNCE with K past keys as negatives."
+
+
+def test_the_recipe_editor_names_the_selected_step_keeps_its_height_and_its_views(window, qtbot):
+    import math
+
+    from workbench.core.augment import AUGMENTS
+    from workbench.gui.widgets import LogSlider
+
+    s = window.setup
+    loaded(window, qtbot)
+    qtbot.waitUntil(lambda: s.preview.shown() == 18, timeout=30000)
+
+    def views():
+        return [s.preview.tiles[(r, c)].pic.pixmap().toImage() for r in (1, 2) for c in range(6)]
+
+    before = views()
+    s.loss_form.editors["temperature"].setValue(0.3)  # unrelated to the views
+    qtbot.waitUntil(lambda: s.cfg.loss.params["temperature"] == pytest.approx(0.3))
+    s.minutes.setValue(3)
+    s.unit.setCurrentText("minutes")
+    qtbot.waitUntil(lambda: s.cfg.train.time_budget_s == 180)
+    assert views() == before  # the same views: nothing they depend on changed
+    heights = set()
+    for row, step in enumerate(s._recipe):
+        s.recipe_list.setCurrentRow(row)
+        assert s.step_title.text() == f"step {row + 1}, {step['name']}: its parameters"
+        heights.add(s.step_form.minimumHeight())
+        assert s.step_form.sizeHint().height() <= s.step_form.minimumHeight()
+    tallest = max(len(AUGMENTS.get(n).params) for n in AUGMENTS.names())
+    assert len(heights) == 1 and tallest >= 1
+    s.recipe_list.setCurrentRow(0)
+    first = s._recipe[0]["name"]
+    s.add_op.setCurrentText("solarize" if first != "solarize" else "hflip")
+    assert s.step_title.text().startswith("step 1, " + first)  # the combo above names a new step's type, not this one
+    s._move(1)  # an edit of the recipe: new views
+    qtbot.waitUntil(lambda: views() != before, timeout=10000)
+    t = s.loss_form.editors["temperature"]
+    assert isinstance(t, LogSlider) and math.log(t.hi / t.lo) / 100 < 0.06  # 1% of the slider: under 6% of the value
+
+
+def test_preview_keeps_the_tiles_when_nothing_changed(window, qtbot):
+    s = window.setup
+    loaded(window, qtbot)
+    qtbot.waitUntil(lambda: s.preview.shown() == 18, timeout=30000)
+    s._update_preview()
+    assert s.preview.shown() == 18 and all(s.preview.tiles[(r, 0)].isVisibleTo(s) for r in range(3))

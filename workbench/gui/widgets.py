@@ -82,16 +82,23 @@ class FloatBox(QDoubleSpinBox):
         return (QValidator.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.Intermediate), text, pos
 
 
+TEMPERATURE_SPAN = (0.01, 2.0)  # a contrastive temperature's slider: 0.05-0.5 in common use; the box takes any value
+
+
 class LogSlider(QWidget):
-    """A spin box with a log-scale slider, for temperatures and learning rates."""
+    """A number box with a log-scale slider beside it, for temperatures and learning rates: the box is the exact
+    control (typed, arrows, wheel; values beyond the slider's ends are kept); the slider a coarse one, with 2,000
+    positions so that a drag moves the value smoothly."""
 
     valueChanged = Signal(float)
+    POSITIONS = 2000
 
     def __init__(self, value: float, lo: float, hi: float):
         super().__init__()
         self.lo, self.hi = lo, hi
         self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(0, 1000)
+        self.slider.setRange(0, self.POSITIONS)
+        self.slider.setToolTip(f"{lo:g} to {hi:g} on a log scale; type an exact value in the box")
         self.spin = FloatBox(0.0, 1e12, lo)  # values outside lo..hi are shown (the slider stops at its end) and named by validation
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -102,7 +109,7 @@ class LogSlider(QWidget):
         self.setValue(value)
 
     def _from_slider(self, pos: int):
-        v = math.exp(math.log(self.lo) + pos / 1000 * (math.log(self.hi) - math.log(self.lo)))
+        v = math.exp(math.log(self.lo) + pos / self.POSITIONS * (math.log(self.hi) - math.log(self.lo)))
         self.spin.blockSignals(True)
         self.spin.setValue(float(f"{v:.3g}"))  # a slider position is a round number, not 0.0123456
         self.spin.blockSignals(False)
@@ -112,7 +119,7 @@ class LogSlider(QWidget):
         self.slider.blockSignals(True)
         if v > 0:
             span = math.log(self.hi) - math.log(self.lo)
-            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / span * 1000)))
+            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / span * self.POSITIONS)))
         self.slider.blockSignals(False)
         self.valueChanged.emit(v)
 
@@ -182,7 +189,7 @@ class ParamForm(QWidget):
             ed.setCurrentText(str(v))
             sig = ed.currentTextChanged
         elif name == "temperature":
-            ed = LogSlider(float(v), 0.001, 10.0)
+            ed = LogSlider(float(v), *TEMPERATURE_SPAN)
             sig = ed.valueChanged
         elif kind is bool:
             ed = QCheckBox()
