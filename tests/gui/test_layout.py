@@ -457,3 +457,39 @@ def test_preview_keeps_the_tiles_when_nothing_changed(window, qtbot):
     qtbot.waitUntil(lambda: s.preview.shown() == 18, timeout=30000)
     s._update_preview()
     assert s.preview.shown() == 18 and all(s.preview.tiles[(r, 0)].isVisibleTo(s) for r in range(3))
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1920, 1080)])
+def test_every_tab_fits_the_window_from_1024x700_to_1920x1080(window, qtbot, size):
+    """No button text cut, the sweep's results in view, no tab that widens the window (Pairs > Similarities did)."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QAbstractButton
+
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    for tab in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(tab)
+        page = window.tabs.currentWidget()
+        inner = getattr(page, "tabs", None)
+        for sub in range(inner.count() if inner is not None else 1):
+            if inner is not None:
+                inner.setCurrentIndex(sub)
+            QApplication.processEvents()
+            assert (window.width(), window.height()) == size, (window.tabs.tabText(tab), sub)
+            for b in page.findChildren(QAbstractButton):
+                if b.isVisible() and b.text():
+                    assert b.width() >= b.minimumSizeHint().width(), (window.tabs.tabText(tab), b.text(), b.width())
+            right = page.mapTo(window, QPoint(page.width(), 0)).x()
+            assert right <= window.width(), (window.tabs.tabText(tab), right)
+    sweep = window.sweep
+    window.tabs.setCurrentWidget(sweep)
+    QApplication.processEvents()
+    for w in (sweep.table, sweep.metric_plot, sweep.start_btn, sweep.budget):
+        left, right = w.mapTo(sweep, QPoint(0, 0)).x(), w.mapTo(sweep, QPoint(w.width(), 0)).x()
+        assert w.width() > 50 and 0 <= left and right <= sweep.width(), (w.objectName(), left, right, sweep.width())
+    for b in window.findChildren(QAbstractButton):  # toolbar, status bar, set-up panel
+        if b.isVisible() and b.text() and b.window() is window:
+            assert b.width() >= b.minimumSizeHint().width(), (b.text(), b.width())
+    window.tabs.setCurrentWidget(window.runs)
+    QApplication.processEvents()
+    assert window.progress.label.width() >= 300 and window.status.width() >= 150

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QSizePolicy, QTabWidget, QToolBar, QToolButton)
+                               QSizePolicy, QTabWidget, QToolBar, QToolButton)
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
@@ -26,7 +26,7 @@ from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import ElidedLabel, MessagesDialog, clock
+from workbench.gui.widgets import ElidedLabel, MessagesDialog, TextBar, clock
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
@@ -48,6 +48,8 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
+BAR_WIDTH = 120  # px of the progress bar itself; its text is beside it
+PROGRESS_TEXT_MIN = 330  # px the progress text keeps at the least (1024 px wide: the status text gets the rest)
 WIDEST_PROGRESS = "epoch 999  step 99999  99,999 img/s  trained 59:59 of 60:00  ETA 59:59"
 BOXED_TIP = ("A run given in minutes counts training time: evaluations come on top (at most eval.max_share of it), "
              "so on the clock it takes longer. The bar fills with the training time; the ETA includes the evaluations.")
@@ -150,10 +152,12 @@ class MainWindow(RunActions, QMainWindow):
         self.invalid.setObjectName("invalid")
         self.invalid.setStyleSheet("color: #c0392b; font-weight: bold; padding-left: 6px")
         self.invalid_action = tb.addWidget(self.invalid)  # a toolbar widget is shown and hidden through its action
-        self.progress = QProgressBar()
-        widest = self.progress.fontMetrics().horizontalAdvance(WIDEST_PROGRESS)  # a long run's text fits on one line
-        self.progress.setMinimumWidth(widest + 30)
-        self.progress.setMaximumWidth(max(520, widest + 30))
+        self.progress = TextBar()  # its text beside it (drawn on it, a long text crossed the filled part's edge)
+        self.progress.setFixedWidth(BAR_WIDTH)
+        widest = self.progress.label.fontMetrics().horizontalAdvance(WIDEST_PROGRESS)  # a long run's text on one line
+        self.progress.label.setMinimumWidth(min(widest + 12, PROGRESS_TEXT_MIN))  # cut with "…" only on a narrow window
+        self.progress.label.setMaximumWidth(widest + 12)
+        self.progress.label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         self.progress.setFormat("")
         self.status = ElidedLabel("ready")
         self.status.setObjectName("status")
@@ -163,7 +167,8 @@ class MainWindow(RunActions, QMainWindow):
         self.log_btn.setText("messages")
         self.log_btn.setToolTip("every note, warning and error of this session, whole")
         self.log_btn.clicked.connect(self.show_messages)
-        self.statusBar().addWidget(self.progress, 1)
+        self.statusBar().addWidget(self.progress)
+        self.statusBar().addWidget(self.progress.label, 3)
         self.statusBar().addWidget(self.status, 2)
         self.statusBar().addPermanentWidget(self.log_btn)
 

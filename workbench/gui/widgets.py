@@ -6,11 +6,11 @@ import math
 import re
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap, QValidator
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QVBoxLayout,
-                               QWidget)
+                               QGridLayout, QHBoxLayout, QLabel, QLayout, QLineEdit, QPlainTextEdit, QProgressBar, QSlider,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from workbench.gui.tasks import Task  # noqa: F401 - re-exported for panels that import it from here
 
@@ -45,6 +45,83 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         super().setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, max(self.width(), 1)))
+
+
+class FlowLayout(QLayout):
+    """Widgets left to right, wrapping onto the next line when the width runs out (Qt's flow layout example): a row
+    of buttons that never cuts their text on a narrow window and takes one line on a wide one."""
+
+    def __init__(self, parent=None, spacing: int = 6):
+        super().__init__(parent)
+        self._items: list = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item):  # noqa: N802 - Qt's name
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, i: int):  # noqa: N802 - Qt's name
+        return self._items[i] if 0 <= i < len(self._items) else None
+
+    def takeAt(self, i: int):  # noqa: N802 - Qt's name
+        return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def expandingDirections(self):  # noqa: N802 - Qt's name
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect):  # noqa: N802 - Qt's name
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        width = sum(i.sizeHint().width() for i in self._items) + self.spacing() * max(0, len(self._items) - 1)
+        return QSize(width, max((i.sizeHint().height() for i in self._items), default=0))
+
+    def minimumSize(self):  # noqa: N802 - Qt's name
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        return size
+
+    def _place(self, rect, move: bool) -> int:
+        """Lay the items out in ``rect`` (or only measure); returns the height they take."""
+        x, y, line = rect.x(), rect.y(), 0
+        for item in self._items:
+            if not item.widget() or not item.widget().isVisibleTo(item.widget().parentWidget()):
+                continue
+            hint = item.sizeHint()
+            if x > rect.x() and x + hint.width() > rect.right() + 1:
+                x, y, line = rect.x(), y + line + self.spacing(), 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self.spacing()
+            line = max(line, hint.height())
+        return y + line - rect.y()
+
+
+class TextBar(QProgressBar):
+    """A progress bar whose text (``setFormat``) is shown beside it in ``label``, not drawn over it: a long text
+    drawn on the bar crosses the filled part's edge (half white on blue, half black on white)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setTextVisible(False)
+        self.label = ElidedLabel()
+        self.label.setObjectName("progress_text")
+
+    def setFormat(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setFormat(text)
+        self.label.setText(text)
+        self.label.setToolTip(text)
 
 
 class FloatBox(QDoubleSpinBox):

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from workbench.core.history import run_summary
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import clock
+from workbench.gui.widgets import FlowLayout, clock
 
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
@@ -157,7 +157,7 @@ class RunsPanel(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         lay.addWidget(split, 1)
-        row = QHBoxLayout()
+        row = FlowLayout()  # wraps onto a second line on a narrow window instead of cutting the buttons' text
         self.buttons = {}
         for text, slot in (("Refresh", self.refresh), ("Open", lambda: self._emit(self.openRun)),
                            ("Overlay curves", lambda: self.overlayRuns.emit(self.selected())),
@@ -168,7 +168,6 @@ class RunsPanel(QWidget):
             b.clicked.connect(lambda _=False, s=slot: s())
             row.addWidget(b)
             self.buttons[text.split()[0].rstrip("…").lower()] = b
-        row.addStretch(1)
         lay.addLayout(row)
         self._task = None
         self._ticker = QTimer(self)  # a run given in minutes may evaluate rarely: its row still moves on

@@ -201,9 +201,9 @@ class SetupPanel(QScrollArea):
         self.recipe_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         v.addWidget(self.recipe_list)
         btns = QHBoxLayout()
-        btns.addWidget(QLabel("new step"))  # the type of a step to add, not the selected step's type
         self.add_op = _combo(AUGMENTS.names(), "add_op")
-        self.add_op.setToolTip("the kind of step Add appends at the end of the recipe")
+        self.add_op.setToolTip("the kind of step Add appends at the end of the recipe (the selected step is named "
+                               "over its parameters below)")
         self.add_op.setMinimumContentsLength(max(map(len, AUGMENTS.names())))  # "random_resized_crop" whole
         btns.addWidget(self.add_op, 1)
         for text, tip, slot in (("Add", "add this step at the end", self._add_step),
