@@ -486,7 +486,7 @@ def test_every_tab_fits_the_window_from_1024x700_to_1920x1080(window, qtbot, siz
     QApplication.processEvents()
     for w in (sweep.table, sweep.metric_plot, sweep.start_btn, sweep.budget):
         left, right = w.mapTo(sweep, QPoint(0, 0)).x(), w.mapTo(sweep, QPoint(w.width(), 0)).x()
-        assert w.width() > 50 and 0 <= left and right <= sweep.width(), (w.objectName(), left, right, sweep.width())
+        assert w.width() > 50 and left >= 0 and right <= sweep.width(), (w.objectName(), left, right, sweep.width())
     for b in window.findChildren(QAbstractButton):  # toolbar, status bar, set-up panel
         if b.isVisible() and b.text() and b.window() is window:
             assert b.width() >= b.minimumSizeHint().width(), (b.text(), b.width())
