@@ -467,6 +467,7 @@ def test_every_tab_fits_the_window_from_1024x700_to_1920x1080(window, qtbot, siz
 
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    window.sweep.legend.setText("  ".join(f"■ {t:g}" for t in np.linspace(0.01, 1, 30)))  # an opened sweep's colours
     for tab in range(window.tabs.count()):
         window.tabs.setCurrentIndex(tab)
         page = window.tabs.currentWidget()

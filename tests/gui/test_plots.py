@@ -48,7 +48,7 @@ def test_overlays_go_on_a_new_run_and_the_knn_plot_follows_the_epochs_within_0_1
     panel.show()
     panel.overlay("2026-11-22_140000_bundled-dcl", [1, 10, 20], [5.0, 4.0, 3.5], [1, 2], [0.5, 0.6], 1)
     legend = panel.loss_plot.plotItem.legend
-    assert "2026-11-22_140000_bundled-dcl" in [label.text for _, label in legend.items]
+    assert "140000_bundled-dcl" in [label.text for _, label in legend.items]
     panel.reset()  # Start: a new run
     assert [label.text for _, label in legend.items] == ["loss", "smoothed"]
     assert not any(i.name() and "bundled" in i.name() for i in panel.loss_plot.listDataItems())
@@ -162,14 +162,14 @@ def test_an_overlay_names_the_shown_run_and_covers_the_learning_rate_and_the_los
     panel.overlay("2026-11-22_140000_bundled-dcl", [1, 10, 20], [5.0, 4.0, 3.5], [1, 2], [0.5, 0.6], 1,
                   lrs=[1e-4, 5e-4, 1e-3], terms={"pos": ([1, 10, 20], [-1.0, -2.0, -2.5])})
     legend = [label.text for _, label in panel.loss_plot.plotItem.legend.items]
-    assert legend == ["2026-11-22_130000_bundled-ntxent: loss", "2026-11-22_130000_bundled-ntxent: smoothed",
-                      "2026-11-22_140000_bundled-dcl"]
+    assert legend == ["130000_bundled-ntxent: loss", "130000_bundled-ntxent: smoothed",
+                      "140000_bundled-dcl"]
     lr = [c for c in panel.lr_plot.listDataItems() if c is not panel.lr_curve]
     assert len(lr) == 1 and list(lr[0].yData) == [1e-4, 5e-4, 1e-3]
     terms = [label.text for _, label in panel.terms_plot.plotItem.legend.items]
-    assert "pos (2026-11-22_140000_bundled-dcl)" in terms and "pos" in terms
+    assert "pos (140000_bundled-dcl)" in terms and "pos" in terms
     assert panel.lr_plot.getViewBox().viewRange()[1][1] >= 1e-3  # the overlaid run's peak in view
     panel.clear_overlays()
     assert [label.text for _, label in panel.loss_plot.plotItem.legend.items] == ["loss", "smoothed"]
-    assert panel.lr_plot.listDataItems() == [panel.lr_curve] and "pos (2026-11-22_140000_bundled-dcl)" not in [
+    assert panel.lr_plot.listDataItems() == [panel.lr_curve] and "pos (140000_bundled-dcl)" not in [
         label.text for _, label in panel.terms_plot.plotItem.legend.items]

@@ -7,6 +7,8 @@ times per run rather than at every redraw.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
@@ -24,6 +26,12 @@ def ema(values: np.ndarray, alpha: float = 0.2) -> np.ndarray:
         weight = alpha + (1 - alpha) * weight
         out[i] = acc / weight
     return out
+
+
+def legend_name(run_name: str) -> str:
+    """A run folder's name as a legend shows it: without its date ("2026-12-07_201138_bundled-ntxent" ->
+    "201138_bundled-ntxent"), so that names fit a legend on a 1024-pixel window (the Runs tab has the date)."""
+    return re.sub(r"^\d{4}-\d{2}-\d{2}_", "", run_name)
 
 
 def legend_room(plot: pg.PlotWidget) -> float:
@@ -191,12 +199,13 @@ class PlotsPanel(QWidget):
         for curve, plain in ((self.raw, "loss"), (self.smooth, "smoothed")):
             label = self.loss_plot.getPlotItem().legend.getLabel(curve)
             if label is not None:
-                label.setText(f"{name}: {plain}" if name else plain)
+                label.setText(f"{legend_name(name)}: {plain}" if name else plain)
 
     def overlay(self, name: str, steps, losses, epochs, knn, color_index: int, lrs=None, terms: dict | None = None):
         """Add another run's curves (runs table comparison), dashed in its colour: smoothed loss, kNN per epoch,
         learning rate (``lrs``, one per step) and the loss's terms (``terms``: name -> (steps, values))."""
         pen = pg.mkPen(COLORS[color_index % len(COLORS)], width=1.5, style=pg.QtCore.Qt.DashLine)
+        name = legend_name(name)
         for h in self.hints:
             h.setVisible(False)
         if len(steps):

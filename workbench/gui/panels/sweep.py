@@ -21,8 +21,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QSplitter,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSizePolicy, QSpinBox,
+                               QSplitter,                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from workbench.core import events as E
 from workbench.core import sweep as S
@@ -359,6 +359,8 @@ class SweepPanel(QWidget):
         row.addWidget(self.colour_by, 1)
         self.legend = QLabel()
         self.legend.setObjectName("sweep_legend")
+        self.legend.setWordWrap(True)  # many values wrap onto more lines; they never widen the window
+        self.legend.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         row.addWidget(self.legend, 3)
         lay.addLayout(row)
         plots = QGridLayout()
