@@ -134,6 +134,8 @@ def test_mean_similarity_over_training_tells_positives_from_negatives_and_a_new_
     brushes = [pg.mkBrush(c.opts["symbolBrush"]).color().name() for c in (insp.trend_pos, insp.trend_neg)]
     pens = [pg.mkPen(c.opts["pen"]).color().name() for c in (insp.trend_pos, insp.trend_neg)]
     assert brushes == pens and brushes[0] != brushes[1]  # markers (and legend swatches) in their line's colour
+    drawn = [c.scatter.opts["brush"].color().name() for c in (insp.trend_pos, insp.trend_neg)]
+    assert drawn == brushes  # what the legend draws its markers with, before any data
     rng = np.random.default_rng(0)
     n = 16
     z = rng.normal(size=(2 * n, 4)).astype(np.float32)
