@@ -356,13 +356,14 @@ class SweepPanel(QWidget):
         self.colour_by = QComboBox()
         self.colour_by.setObjectName("sweep_colour_by")
         self.colour_by.currentTextChanged.connect(self._recolour)
-        row.addWidget(self.colour_by, 1)
+        row.addWidget(self.colour_by, 2)
         self.legend = QLabel()
         self.legend.setObjectName("sweep_legend")
         self.legend.setWordWrap(True)  # many values wrap onto more lines; they never widen the window
         self.legend.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        row.addWidget(self.legend, 3)
+        row.addStretch(1)
         lay.addLayout(row)
+        lay.addWidget(self.legend)  # under the combo, the whole width: a narrow window wraps it across, not down
         plots = QGridLayout()
         self.loss_plot = pg.PlotWidget(title="loss (smoothed)")
         self.knn_plot = pg.PlotWidget(title="kNN accuracy")
