@@ -103,4 +103,3 @@ def test_cli_run_duration_from_millisecond_times_and_steps_done(tmp_path):
     row = run_summary(run)  # a CLI run: no status.json
     assert row["duration_s"] == pytest.approx(4.125)
     assert row["epochs"] == 3 and row["epochs_done"] == 1 and row["max_steps"] == 15 and row["step"] == 15
-
