@@ -174,7 +174,7 @@ class MainWindow(RunActions, QMainWindow):
 
     def _wire(self):
         self.setup.validityChanged.connect(self._validity)
-        self.setup.validityChanged.connect(lambda *_: self.sweep.validate())  # its trials' length, from the set-up
+        self.setup.validityChanged.connect(lambda *_: self.sweep.validate(quiet=True))  # its trials' length
         self.setup.dataLoaded.connect(self._data_loaded)
         self.inspector.captureRequested.connect(self.capture_batch)
         self.embedding.pointSelected.connect(self._retrieve)

@@ -398,7 +398,9 @@ class SweepPanel(QWidget):
         S.check_metric(base, spec)
         return base, spec, S.plan(base, spec)
 
-    def validate(self) -> bool:
+    def validate(self, quiet: bool = False) -> bool:
+        """Check the sweep against the set-up; Start, the error line and the trials' length follow. ``quiet`` (the
+        set-up was re-checked): the status line keeps what it says (an opened sweep's or a finished one's outcome)."""
         if self.running:
             return False
         try:
@@ -412,7 +414,8 @@ class SweepPanel(QWidget):
             return False
         n = len(trials) or spec.count * len(S.seeds_of(base, spec))
         self.error.setText("")
-        self.status.setText(f"{n} trial{'s' if n != 1 else ''} ready, each {length_text(base.train)}")
+        if not quiet:
+            self.status.setText(f"{n} trial{'s' if n != 1 else ''} ready, each {length_text(base.train)}")
         self.budget.setText(f"each trial: {length_text(base.train)}, {base.data.name}, batch {base.train.batch_size} "
                             "(from the Set-up panel: change them there)")
         self.start_btn.setEnabled(True)
