@@ -630,7 +630,8 @@ def test_an_evaluation_under_way_shows_its_progress_and_stop_ends_it(window, qtb
     with qtbot.waitSignal(window.evaluationShown, timeout=10000, check_params_cb=lambda e: e.stage == "knn"):
         window._launch(Config(), None, None)
     assert window.evaluating
-    assert window.status.text() == "evaluation at step 10: kNN 3,000 / 10,000" == window.progress.format()
+    assert window.progress.format() == "evaluation at step 10: kNN 3,000 / 10,000"
+    assert window.status.text() == "evaluation under way at step 10: training goes on when it ends; Stop ends it"
     assert (window.progress.value(), window.progress.maximum()) == (3000, 10000)
     hint = window.embedding.hint
     assert hint.isVisible() and "evaluation at step 10: kNN" in hint.textItem.toPlainText()

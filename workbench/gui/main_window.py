@@ -393,7 +393,9 @@ class MainWindow(RunActions, QMainWindow):
             self.progress.setFormat("stopping: ending the evaluation…")
             return
         self.progress.setFormat(ev.text)
-        self.set_status(ev.text)
+        after = "the run ends" if ev.final else "training goes on"
+        self.set_status(f"{'final ' if ev.final else ''}evaluation under way at step {ev.step}: {after} when it ends; "
+                        "Stop ends it")
         self.evaluationShown.emit(ev)
 
     def _end_evaluation(self):
