@@ -194,7 +194,15 @@ def test_close_during_training_is_quick_keeps_checkpoint_and_remembers_config(wi
     assert again.setup.epochs.value() == 5 and again.setup.subset.value() == 1024
 
 
+def read_terms(run) -> set:
+    from workbench.core.history import read_history
+
+    return {k for e in read_history(run) if hasattr(e, "terms") for k in e.terms}
+
+
 def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, tmp_path):
+    from pathlib import Path
+
     from workbench.core.train import train
 
     runs = []
@@ -216,7 +224,13 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
     window.runs.select(runs)
     assert "loss.temperature: 0.3  |  0.5" in window.runs.diff.toPlainText()
     window.runs.buttons["overlay"].click()
-    assert len(window.plots.overlays) == 4  # loss and kNN of each run
+    p = window.plots
+
+    def overlaid(plot):
+        return [i for i in p.overlays if i in plot.listDataItems()]
+
+    assert [len(overlaid(q)) for q in (p.loss_plot, p.knn_plot, p.lr_plot)] == [2, 2, 2]  # loss, kNN, lr of each run
+    assert len(overlaid(p.terms_plot)) == 2 * len(p.term_curves or read_terms(runs[0]))  # and each of its loss terms
     run_dir = runs[0]
     with qtbot.waitSignal(window.runOpened, timeout=60000):
         window.open_run(run_dir)
@@ -225,7 +239,8 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
     (_, x1), _ = window.plots.loss_plot.getViewBox().viewRange()
     assert max(window.plots.steps) <= x1 <= 1.1 * max(window.plots.steps)  # fitted: no headroom for steps never taken
     window.overlay_runs(runs)
-    assert len(window.plots.overlays) == 2  # the other run only: the shown one is not drawn over itself
+    assert [len(overlaid(q)) for q in (p.loss_plot, p.knn_plot, p.lr_plot)] == [1, 1, 1]  # the other run only: the
+    assert Path(run_dir).name[11:] in p.loss_plot.plotItem.legend.items[0][1].text  # shown one is named, not redrawn
     with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
         window.inspector.capture.click()  # not training: the batch comes from the checkpoint
     assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.shown() > 0
@@ -243,8 +258,6 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
     window.runs.confirm_delete = lambda runs: True
     with qtbot.waitSignal(window.runs.refreshed, timeout=10000):
         window.runs.buttons["delete"].click()
-    from pathlib import Path
-
     assert not Path(runs[1]).exists() and table.rowCount() == 1
 
 
