@@ -304,6 +304,20 @@ def test_progress_counts_every_file_and_cancel_leaves_nothing(tmp_path, monkeypa
     assert {p for p in cache.iterdir() if p.is_dir()} == {p for p in before if p.is_dir()}  # no store, no temporary left
 
 
+def test_progress_counts_both_splits_of_a_train_and_test_folder(tmp_path, monkeypatch):
+    """train/ (2 x 30 files) beside test/ (2 x 10): the bar ends at 80 / 80, not at the held-out split's 20 / 20."""
+    fill(tmp_path / "train", n=30, size=(8, 8))
+    fill(tmp_path / "test", n=10, size=(8, 8))
+    monkeypatch.setattr(folder, "CHUNK", 8)
+    seen = []
+    train, test = load_splits(DataConfig(name="image_folder", root=str(tmp_path)), progress=lambda d, n, m: seen.append((d, n, m)))
+    assert (len(train), len(test)) == (60, 20)
+    decoding = [(d, n) for d, n, m in seen if m.startswith("decoding")]
+    assert decoding[-1] == (80, 80) and (60, 60) in decoding
+    assert [d for d, _ in decoding] == sorted(d for d, _ in decoding)  # never back to 0 for the second split
+    assert all(n in (0, 60, 80) and d <= max(n, 60) for d, n, _ in seen), seen
+
+
 def test_thumbnails_cover_every_class(tmp_path):
     for ci, c in enumerate("abc"):
         for i in range(10):

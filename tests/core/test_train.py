@@ -455,6 +455,50 @@ def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, 
     assert [e.eta_s for e in steps] == pytest.approx([max(0.0, 0.49 - k * 0.025) for k in range(1, 21)], abs=1e-6)
 
 
+def test_a_run_given_in_time_warms_up_over_its_warm_up_steps(tmp_path, quick_cfg, monkeypatch):
+    """A run ended by train.time_budget_s plans 200 epochs (3,200 steps) as a ceiling: one epoch of warm-up is its 16
+    steps, not 0.5% of the ceiling (which the clock passes by the third step). 25 ms a step, a 10 s budget."""
+    import time
+
+    import workbench.core.train as T
+
+    class Clock:  # perf_counter advances 25 ms a call; train_step reads it twice a step
+        t = 0.0
+        monotonic = staticmethod(time.monotonic)
+
+        def perf_counter(self):
+            self.t += 0.025
+            return self.t
+
+    monkeypatch.setattr(T, "time", Clock())
+    cfg = quick_cfg("train.epochs=200", "train.time_budget_s=10", "train.log_every=1", "optim.min_lr_ratio=0.1",
+                    "optim.warmup_epochs=1", "optim.lr=0.001", "eval.every=100")
+    control, steps = Control(), []
+    for ev in train(cfg, control, runs_root=tmp_path):
+        if isinstance(ev, StepEvent):
+            steps.append(ev)
+            if ev.step == 12:
+                control.stop(quick=True)
+    progress = [max(k / 3200, (k - 1) * 0.025 / 10) for k in range(1, 13)]
+    cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)) for p in progress]
+    expected = [0.001 * min(c, k / 16) for k, c in zip(range(1, 13), cosine, strict=True)]
+    assert [e.lr for e in steps] == pytest.approx(expected, rel=1e-6)
+    assert steps[0].lr == pytest.approx(0.001 / 16, rel=1e-3) and steps[-1].lr < 0.001 * 0.76  # still warming up
+
+
+def test_a_time_budget_warm_up_ends_by_half_the_budget_and_joins_the_cosine():
+    from workbench.core.optim import Schedule
+
+    s = Schedule(10, 100, 10**6, "cosine", 0.1, timed=True)  # 1,000 warm-up steps: more than the budget allows
+    assert s.warning == "" and s(100, 0.25) == pytest.approx(0.5)  # half of the MAX_WARMUP share of the budget
+    cos = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert s(200, 0.5) == pytest.approx(cos)  # the ramp ended: on the cosine, no jump up to 1
+    assert s(5000, 1.0) == pytest.approx(0.1)
+    assert Schedule(0, 100, 10**6, "constant", 0.1, timed=True)(1, 0.001) == 1.0
+    epochs = Schedule(1.0, 16, 160, "cosine", 0.1)  # a run counted in steps: as before, a fraction of it
+    assert epochs(8, 0.05) == pytest.approx(0.5) and epochs(16, 0.1) == pytest.approx(1.0)
+
+
 def test_epochs_are_numbered_from_one_everywhere(tmp_path, quick_cfg):
     events = run_all(quick_cfg("train.epochs=2", "train.log_every=1", "optim.warmup_epochs=0.5"), runs_root=tmp_path)
     assert not any(isinstance(e, WarningEvent) and "warmup" in e.message for e in events)

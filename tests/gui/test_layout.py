@@ -400,3 +400,97 @@ def test_a_long_status_message_ends_in_an_ellipsis_and_is_kept_whole(window, qtb
     window.resize(3000, 800)  # room enough: nothing cut
     qtbot.waitUntil(lambda: window.status.width() > window.status.fontMetrics().horizontalAdvance(f"note: {long}"), timeout=5000)
     assert QLabel.text(window.status) == f"note: {long}"
+
+
+def test_every_loss_description_ends_as_a_sentence():
+    """The loss box shows a docstring's first paragraph: one leading into a formula ended in ':' or ','."""
+    from workbench.core.losses import LOSSES
+    from workbench.gui.panels.setup import plain_doc
+
+    for name in LOSSES.names():
+        text = plain_doc(LOSSES.get(name).doc)
+        assert text.endswith(".") and not text.endswith((":.", ",.")) and len(text) > 20, (name, text)
+    assert plain_doc("InfoNCE with K past keys as negatives:\n\n    l = ...") == "InfoNCE with K past keys as negatives."
+
+
+def test_the_recipe_editor_names_the_selected_step_keeps_its_height_and_its_views(window, qtbot):
+    import math
+
+    from workbench.core.augment import AUGMENTS
+    from workbench.gui.widgets import LogSlider
+
+    s = window.setup
+    loaded(window, qtbot)
+    qtbot.waitUntil(lambda: s.preview.shown() == 18, timeout=30000)
+
+    def views():
+        return [s.preview.tiles[(r, c)].pic.pixmap().toImage() for r in (1, 2) for c in range(6)]
+
+    before = views()
+    s.loss_form.editors["temperature"].setValue(0.3)  # unrelated to the views
+    qtbot.waitUntil(lambda: s.cfg.loss.params["temperature"] == pytest.approx(0.3))
+    s.minutes.setValue(3)
+    s.unit.setCurrentText("minutes")
+    qtbot.waitUntil(lambda: s.cfg.train.time_budget_s == 180)
+    assert views() == before  # the same views: nothing they depend on changed
+    heights = set()
+    for row, step in enumerate(s._recipe):
+        s.recipe_list.setCurrentRow(row)
+        assert s.step_title.text() == f"step {row + 1}, {step['name']}: its parameters"
+        heights.add(s.step_form.minimumHeight())
+        assert s.step_form.sizeHint().height() <= s.step_form.minimumHeight()
+    tallest = max(len(AUGMENTS.get(n).params) for n in AUGMENTS.names())
+    assert len(heights) == 1 and tallest >= 1
+    s.recipe_list.setCurrentRow(0)
+    first = s._recipe[0]["name"]
+    s.add_op.setCurrentText("solarize" if first != "solarize" else "hflip")
+    assert s.step_title.text().startswith("step 1, " + first)  # the combo above names a new step's type, not this one
+    s._move(1)  # an edit of the recipe: new views
+    qtbot.waitUntil(lambda: views() != before, timeout=10000)
+    t = s.loss_form.editors["temperature"]
+    assert isinstance(t, LogSlider) and math.log(t.hi / t.lo) / 100 < 0.06  # 1% of the slider: under 6% of the value
+
+
+def test_preview_keeps_the_tiles_when_nothing_changed(window, qtbot):
+    s = window.setup
+    loaded(window, qtbot)
+    qtbot.waitUntil(lambda: s.preview.shown() == 18, timeout=30000)
+    s._update_preview()
+    assert s.preview.shown() == 18 and all(s.preview.tiles[(r, 0)].isVisibleTo(s) for r in range(3))
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1920, 1080)])
+def test_every_tab_fits_the_window_from_1024x700_to_1920x1080(window, qtbot, size):
+    """No button text cut, the sweep's results in view, no tab that widens the window (Pairs > Similarities did)."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QAbstractButton
+
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    window.sweep.legend.setText("  ".join(f"■ {t:g}" for t in np.linspace(0.01, 1, 30)))  # an opened sweep's colours
+    for tab in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(tab)
+        page = window.tabs.currentWidget()
+        inner = getattr(page, "tabs", None)
+        for sub in range(inner.count() if inner is not None else 1):
+            if inner is not None:
+                inner.setCurrentIndex(sub)
+            QApplication.processEvents()
+            assert (window.width(), window.height()) == size, (window.tabs.tabText(tab), sub)
+            for b in page.findChildren(QAbstractButton):
+                if b.isVisible() and b.text():
+                    assert b.width() >= b.minimumSizeHint().width(), (window.tabs.tabText(tab), b.text(), b.width())
+            right = page.mapTo(window, QPoint(page.width(), 0)).x()
+            assert right <= window.width(), (window.tabs.tabText(tab), right)
+    sweep = window.sweep
+    window.tabs.setCurrentWidget(sweep)
+    QApplication.processEvents()
+    for w in (sweep.table, sweep.metric_plot, sweep.start_btn, sweep.budget):
+        left, right = w.mapTo(sweep, QPoint(0, 0)).x(), w.mapTo(sweep, QPoint(w.width(), 0)).x()
+        assert w.width() > 50 and left >= 0 and right <= sweep.width(), (w.objectName(), left, right, sweep.width())
+    for b in window.findChildren(QAbstractButton):  # toolbar, status bar, set-up panel
+        if b.isVisible() and b.text() and b.window() is window:
+            assert b.width() >= b.minimumSizeHint().width(), (b.text(), b.width())
+    window.tabs.setCurrentWidget(window.runs)
+    QApplication.processEvents()
+    assert window.progress.label.width() >= 300 and window.status.width() >= 150

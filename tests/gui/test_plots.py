@@ -48,7 +48,7 @@ def test_overlays_go_on_a_new_run_and_the_knn_plot_follows_the_epochs_within_0_1
     panel.show()
     panel.overlay("2026-11-22_140000_bundled-dcl", [1, 10, 20], [5.0, 4.0, 3.5], [1, 2], [0.5, 0.6], 1)
     legend = panel.loss_plot.plotItem.legend
-    assert "2026-11-22_140000_bundled-dcl" in [label.text for _, label in legend.items]
+    assert "140000_bundled-dcl" in [label.text for _, label in legend.items]
     panel.reset()  # Start: a new run
     assert [label.text for _, label in legend.items] == ["loss", "smoothed"]
     assert not any(i.name() and "bundled" in i.name() for i in panel.loss_plot.listDataItems())
@@ -117,3 +117,61 @@ def test_similarity_histograms_never_divide_by_zero():
         assert wide[0] <= -2 and wide[-1] >= 7
         ref = np.histogram(dot, wide, density=True)[0]  # numpy's own density where it is defined
         assert np.allclose(density_histogram(dot, wide), ref)
+
+
+def test_mean_similarity_over_training_tells_positives_from_negatives_and_a_new_run_starts_clean(qtbot):
+    import pyqtgraph as pg
+
+    from workbench.core.events import BatchEvent
+    from workbench.gui.panels.inspector import InspectorPanel
+
+    from PySide6.QtWidgets import QApplication
+
+    insp = InspectorPanel()
+    qtbot.addWidget(insp)
+    insp.show()
+    insp.tabs.setCurrentIndex(1)
+    brushes = [pg.mkBrush(c.opts["symbolBrush"]).color().name() for c in (insp.trend_pos, insp.trend_neg)]
+    pens = [pg.mkPen(c.opts["pen"]).color().name() for c in (insp.trend_pos, insp.trend_neg)]
+    assert brushes == pens and brushes[0] != brushes[1]  # markers (and legend swatches) in their line's colour
+    drawn = [c.scatter.opts["brush"].color().name() for c in (insp.trend_pos, insp.trend_neg)]
+    assert drawn == brushes  # what the legend draws its markers with, before any data
+    rng = np.random.default_rng(0)
+    n = 16
+    z = rng.normal(size=(2 * n, 4)).astype(np.float32)
+    sim = 5 * z @ z.T  # unnormalised: the histogram's axis widens beyond [-1, 1]
+    np.fill_diagonal(sim, -2)
+    pos = np.r_[np.arange(n, 2 * n), np.arange(n)]
+    views = rng.integers(0, 255, (n, 1, 8, 8), dtype=np.uint8)
+    for step in (100, 200):
+        insp.show_batch(BatchEvent(step, views, views, np.arange(n), np.arange(n) % 4, sim, np.ones(2 * n), pos, pos, 0.5, "x"))
+    QApplication.processEvents()
+    assert insp.trend.getViewBox().viewRange()[0][1] >= 200 and insp.hist.getViewBox().viewRange()[0][1] > 2
+    insp.reset()  # another run opened: no stale axes from the last capture
+    QApplication.processEvents()
+    assert insp.trend.getViewBox().viewRange()[0] == [0, 1] and insp.hist.getViewBox().viewRange()[0] == [-1, 1]
+    insp.show_batch(BatchEvent(7, views, views, np.arange(n), np.arange(n) % 4, sim, np.ones(2 * n), pos, pos, 0.5, "x"))
+    QApplication.processEvents()
+    assert insp.hist.getViewBox().viewRange()[0][1] > 2  # the next capture sets them again
+
+
+def test_an_overlay_names_the_shown_run_and_covers_the_learning_rate_and_the_loss_terms(qtbot):
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    feed(panel, range(0, 50, 5))
+    panel.name_base("2026-11-22_130000_bundled-ntxent")
+    panel.overlay("2026-11-22_140000_bundled-dcl", [1, 10, 20], [5.0, 4.0, 3.5], [1, 2], [0.5, 0.6], 1,
+                  lrs=[1e-4, 5e-4, 1e-3], terms={"pos": ([1, 10, 20], [-1.0, -2.0, -2.5])})
+    legend = [label.text for _, label in panel.loss_plot.plotItem.legend.items]
+    assert legend == ["130000_bundled-ntxent: loss", "130000_bundled-ntxent: smoothed",
+                      "140000_bundled-dcl"]
+    lr = [c for c in panel.lr_plot.listDataItems() if c is not panel.lr_curve]
+    assert len(lr) == 1 and list(lr[0].yData) == [1e-4, 5e-4, 1e-3]
+    terms = [label.text for _, label in panel.terms_plot.plotItem.legend.items]
+    assert "pos (140000_bundled-dcl)" in terms and "pos" in terms
+    assert panel.lr_plot.getViewBox().viewRange()[1][1] >= 1e-3  # the overlaid run's peak in view
+    panel.clear_overlays()
+    assert [label.text for _, label in panel.loss_plot.plotItem.legend.items] == ["loss", "smoothed"]
+    assert panel.lr_plot.listDataItems() == [panel.lr_curve] and "pos (140000_bundled-dcl)" not in [
+        label.text for _, label in panel.terms_plot.plotItem.legend.items]

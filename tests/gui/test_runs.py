@@ -248,3 +248,36 @@ def test_the_image_tooltip_stays_on_the_screen_near_its_edges(qtbot):
     for at in (room.center(), QPoint(room.right() - 4, room.bottom() - 4)):
         tip.show_at(at, None, "<b>cat</b><br>held-out #42<br>cat/0025.jpg<br><i>click: nearest neighbours</i>")
         assert room.contains(tip.geometry()), (at, tip.geometry(), room)
+
+
+def test_a_run_ended_before_its_final_evaluation_says_where_its_knn_is_from(tmp_path):
+    """status.json "budget" at step 69, the last evaluation at step 39: the table's kNN names step 39."""
+    from workbench.core.config import Config
+    from workbench.core.history import run_summary, write_status
+    from workbench.gui.panels.runs import knn_text
+
+    run = tmp_path / "2026-11-22_143015_bundled-ntxent"
+    run.mkdir()
+    Config().with_overrides(["train.epochs=100000", "train.time_budget_s=60"]).save(run / "config.toml")
+    (run / "metrics.csv").write_text(
+        "time,epoch,step,loss,lr,images_per_s,knn_acc,linear_acc,alignment,uniformity,emb_std,eff_rank\n"
+        "100.0,1,39,5.5,0.001,900,,,,,,\n"
+        "101.0,1,39,,,,0.41,,0.4,-2.1,0.03,12.5\n"
+        "130.0,2,68,4.9,0.001,950,,,,,,\n")
+    write_status(run, "budget", 69)
+    row = run_summary(run)
+    assert (row["status"], row["knn_step"], row["end_step"], row["knn_at_end"]) == ("budget", 39, 69, False)
+    text, tip = knn_text(row)
+    assert text == "0.4100 (step 39)" and "ended at step 69 before its final evaluation" in tip
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text() + "131.0,2,69,,,,0.52,,0.4,-2.1,0.03,12.5\n")
+    row = run_summary(run)
+    assert row["knn_at_end"] and knn_text(row) == ("0.5200", "")
+
+
+def test_the_epochs_column_of_a_run_given_in_steps():
+    from workbench.gui.panels.runs import epochs_text
+
+    running = {"epochs": 100000, "max_steps": 150, "step": 0, "status": "running", "epochs_done": 0}
+    assert epochs_text(running) == "0/150 steps"
+    assert epochs_text({**running, "step": 150, "status": "finished"}) == "150 steps"
+    assert epochs_text({**running, "step": 40, "status": "stopped"}) == "40/150 steps"

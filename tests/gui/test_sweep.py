@@ -170,3 +170,42 @@ def test_trials_numbered_from_one_points_coloured_like_the_legend_and_parameters
     assert [panel.table.item(r, 0).text() for r in range(4)] == ["1", "2", "3", "4"]  # as the CLI's "trial 1/4"
     brushes = [b.color().name() for b in panel.points.data["brush"]]
     assert brushes == [panel.colour_of(t) for t in trials] and len(set(brushes)) == 2  # dcl's seeds as dcl in the legend
+
+
+def test_the_sweep_tab_colours_by_the_swept_parameter_says_each_trials_length_and_locks_the_set_up(win, qtbot):
+    panel = win.sweep
+    choose(panel, "loss.name", ["ntxent"])  # held at one value: not what the plots should be coloured by
+    assert "1 trial ready" in panel.status.text()
+    choose(panel, "loss.temperature", "0.1, 0.3")
+    assert "2 trials ready, each 2 epochs" in panel.status.text()
+    assert panel.budget.text().startswith("each trial: 2 epochs") and "Set-up" in panel.budget.text()
+    win.setup.unit.setCurrentText("minutes")
+    win.setup.minutes.setValue(0.5)
+    qtbot.waitUntil(lambda: panel.budget.text().startswith("each trial: 30 s"))  # follows the set-up panel
+    _, spec, _ = panel.build()
+    panel._reset(spec)
+    assert panel.colour_by.currentText() == "loss.temperature"
+    win._sweep_running(True)
+    assert not win.setup.widget().isEnabled()  # the trials were planned from it: it cannot change under them
+    win._sweep_running(False)
+    assert win.setup.widget().isEnabled()
+
+
+def test_sweep_trials_are_listed_in_the_runs_tab(qtbot, tmp_path):
+    from workbench.core.config import Config
+    from workbench.gui.panels.runs import RunsPanel
+
+    for run in (tmp_path / "2026-11-22_140000_bundled-ntxent",
+                tmp_path / "sweeps" / "2026-11-23_090000" / "2026-11-23_090001_bundled-ntxent"):
+        run.mkdir(parents=True)
+        Config().save(run / "config.toml")
+        (run / "metrics.csv").write_text("time,epoch,step,loss\n1763900000.125,1,1,5.5\n")
+    panel = RunsPanel(str(tmp_path))
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.refreshed, timeout=10000):
+        panel.refresh()
+    assert [Path(r["run"]).name for r in panel.rows] == ["2026-11-23_090001_bundled-ntxent", "2026-11-22_140000_bundled-ntxent"]
+    dates = sorted(panel.table.item(i, 1).text() for i in range(panel.table.rowCount()))
+    assert dates[1].endswith("(sweep 2026-11-23_090000)") and "sweep" not in dates[0]
+    panel.filter.setText("sweep")
+    assert [panel.table.isRowHidden(i) for i in range(2)].count(False) == 1

@@ -194,7 +194,15 @@ def test_close_during_training_is_quick_keeps_checkpoint_and_remembers_config(wi
     assert again.setup.epochs.value() == 5 and again.setup.subset.value() == 1024
 
 
+def read_terms(run) -> set:
+    from workbench.core.history import read_history
+
+    return {k for e in read_history(run) if hasattr(e, "terms") for k in e.terms}
+
+
 def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, tmp_path):
+    from pathlib import Path
+
     from workbench.core.train import train
 
     runs = []
@@ -216,7 +224,13 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
     window.runs.select(runs)
     assert "loss.temperature: 0.3  |  0.5" in window.runs.diff.toPlainText()
     window.runs.buttons["overlay"].click()
-    assert len(window.plots.overlays) == 4  # loss and kNN of each run
+    p = window.plots
+
+    def overlaid(plot):
+        return [i for i in p.overlays if i in plot.listDataItems()]
+
+    assert [len(overlaid(q)) for q in (p.loss_plot, p.knn_plot, p.lr_plot)] == [2, 2, 2]  # loss, kNN, lr of each run
+    assert len(overlaid(p.terms_plot)) == 2 * len(p.term_curves or read_terms(runs[0]))  # and each of its loss terms
     run_dir = runs[0]
     with qtbot.waitSignal(window.runOpened, timeout=60000):
         window.open_run(run_dir)
@@ -225,7 +239,8 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
     (_, x1), _ = window.plots.loss_plot.getViewBox().viewRange()
     assert max(window.plots.steps) <= x1 <= 1.1 * max(window.plots.steps)  # fitted: no headroom for steps never taken
     window.overlay_runs(runs)
-    assert len(window.plots.overlays) == 2  # the other run only: the shown one is not drawn over itself
+    assert [len(overlaid(q)) for q in (p.loss_plot, p.knn_plot, p.lr_plot)] == [1, 1, 1]  # the other run only: the
+    assert Path(run_dir).name[11:] in p.loss_plot.plotItem.legend.items[0][1].text  # shown one is named, not redrawn
     with qtbot.waitSignal(window.batchShown, timeout=30000) as b:
         window.inspector.capture.click()  # not training: the batch comes from the checkpoint
     assert b.args[0].similarity.shape == (128, 128) and window.inspector.grid.shown() > 0
@@ -243,8 +258,6 @@ def test_runs_table_open_overlay_diff_clone_and_torchrun_command(window, qtbot, 
     window.runs.confirm_delete = lambda runs: True
     with qtbot.waitSignal(window.runs.refreshed, timeout=10000):
         window.runs.buttons["delete"].click()
-    from pathlib import Path
-
     assert not Path(runs[1]).exists() and table.rowCount() == 1
 
 
@@ -262,6 +275,10 @@ def test_retrieval_of_a_dropped_file(window, qtbot, tmp_path):
     window.retrieve_file(str(tmp_path / "q.png"))
     qtbot.waitUntil(lambda: window.inspector.retrieval.shown() == 11, timeout=60000)
     assert window.tabs.currentWidget() is window.inspector
+    tiles = window.inspector.retrieval.tiles
+    caps = [tiles[(1 + j // 5, j % 5)].cap.text() for j in range(10)]
+    assert tiles[(0, 0)].cap.text() == "query\n?"  # a dropped file has no class ...
+    assert not any(c.startswith(("✗", "✓")) for c in caps), caps  # ... so no neighbour is marked wrong (or right)
     window.retrieve_file(str(tmp_path / "missing.png"))
     qtbot.waitUntil(lambda: any("does not exist" in m for m in window.messages), timeout=60000)
 
@@ -558,3 +575,96 @@ def test_held_out_images_of_a_folder_are_named_in_the_tooltips_and_the_retrieval
     window._retrieve(panel.point_info(5)[0])
     tips = [t.pic.toolTip() for t in window.inspector.retrieval.tiles.values() if t.isVisible()]
     assert len(tips) == 11 and tips[0] == panel.files[panel.point_info(5)[0]] and all(t.endswith(".png") for t in tips)
+
+
+def test_the_form_shows_the_length_that_runs_after_an_edit_is_undone(window, qtbot):
+    """Loaded 2 minutes, typed 0.33 (validated), then 2 again: the run trains 2 minutes, as the form says; and the
+    reverse (0.33 loaded, 3 typed, then 0.33)."""
+    from tests.gui.test_layout import type_into
+    from workbench.core.config import Config
+
+    s = window.setup
+    for loaded, passing in ((2.0, 0.33), (0.33, 3.0)):
+        s.set_config(Config().with_overrides([f"train.time_budget_s={60 * loaded}"]))
+        assert s.unit.currentText() == "minutes" and s.minutes.value() == pytest.approx(loaded)
+        type_into(qtbot, s.minutes, f"{passing:g}")
+        qtbot.waitUntil(lambda p=passing: s.cfg.train.time_budget_s == pytest.approx(60 * p))  # validated in between
+        type_into(qtbot, s.minutes, f"{loaded:g}")
+        assert s.minutes.value() == pytest.approx(loaded)
+        assert s.build_config().train.time_budget_s == pytest.approx(60 * loaded)
+        qtbot.waitUntil(lambda ld=loaded: s.cfg.train.time_budget_s == pytest.approx(60 * ld))
+
+
+def test_a_recheck_of_the_form_never_replaces_a_message(window, qtbot):
+    """An error or a long note stays in the status bar when the set-up is re-checked with the same verdict (as when
+    the background data load ends on a busy machine); a new verdict, or a newer message, replaces it."""
+    s = window.setup
+    qtbot.waitUntil(lambda: s.data_cache is not None, timeout=30000)
+    qtbot.waitUntil(window.start_btn.isEnabled)
+    window.show_error("loss 'moco': queue_size 100000 is larger than the dataset")
+    s._validate()  # the same verdict: valid
+    assert window.status.text().startswith("error: loss 'moco'")
+    note = "augment.preset auto -> simclr_small_grey: " + "a long explanation " * 20
+    window._on_warning(note, True)
+    s._load_data()  # already loaded: nothing to do, as when a load ends
+    s.dataLoaded.emit(s.data_cache)
+    s._validate()
+    assert window.status.text() == f"note: {note}"
+    s.batch.setValue(1)  # a new verdict is news
+    qtbot.waitUntil(lambda: window.status.text().startswith("set-up invalid: train.batch_size"))
+    s.batch.setValue(64)
+    qtbot.waitUntil(lambda: window.status.text() == "ready")
+
+
+def test_an_evaluation_under_way_shows_its_progress_and_stop_ends_it(window, qtbot, monkeypatch, tmp_path):
+    """A fake event stream (no training): an evaluation's progress events reach the status bar, the bar and the
+    Embedding tab's placeholder; Stop pressed during it says so, and the run ends stopped."""
+    import threading
+
+    import workbench.gui.worker as W
+    from workbench.core.config import Config
+    from workbench.core.events import DoneEvent, EvalProgressEvent, RunStarted, StepEvent
+
+    asked = threading.Event()
+
+    def fake_train(cfg, control, runs_root, resume=None, data=None):
+        yield RunStarted(str(tmp_path / "run"), Config().to_dict(), 100, 10, 10, 40, "cpu", ["a", "b"])
+        yield StepEvent(1, 10, 1.0, 0.1, 100.0, 30.0, {}, 0.25)
+        for done in (0, 2500, 5000):
+            yield EvalProgressEvent(10, "bank", done, 10000)
+        yield EvalProgressEvent(10, "knn", 3000, 10000)
+        asked.wait(30)  # until Stop is pressed (it ends the evaluation)
+        if control.stopped:
+            yield EvalProgressEvent(10, "knn", 3100, 10000)  # one last batch before the evaluation sees Stop
+            yield DoneEvent("stopped", str(tmp_path / "run"), {}, step=10)
+
+    monkeypatch.setattr(W, "train", fake_train)
+    assert "Press Start" in window.embedding.hint.textItem.toPlainText()
+    with qtbot.waitSignal(window.evaluationShown, timeout=10000, check_params_cb=lambda e: e.stage == "knn"):
+        window._launch(Config(), None, None)
+    assert window.evaluating
+    assert window.progress.format() == "evaluation at step 10: kNN 3,000 / 10,000"
+    assert window.status.text() == "evaluation under way at step 10: training goes on when it ends; Stop ends it"
+    assert (window.progress.value(), window.progress.maximum()) == (3000, 10000)
+    hint = window.embedding.hint
+    assert hint.isVisible() and "evaluation at step 10: kNN" in hint.textItem.toPlainText()
+    assert "Press Start" not in hint.textItem.toPlainText()
+    window.stop_btn.trigger()
+    assert "stopping: the evaluation ends" in window.status.text() and window.progress.format().startswith("stopping")
+    with qtbot.waitSignal(window.trainingDone, timeout=10000) as done:
+        asked.set()
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)
+    assert done.args[0].reason == "stopped" and not window.evaluating
+    assert window.status.text().startswith("stopped at step 10") and window.progress.format() == "stopped: step 10/40"
+    assert window.progress.maximum() == 40 and "Press Start" in hint.textItem.toPlainText()
+
+
+def test_the_worker_hands_on_only_the_latest_evaluation_progress(qtbot):
+    from workbench.core.events import EvalProgressEvent
+    from workbench.gui.worker import TrainWorker
+
+    w = TrainWorker(None, "runs")
+    with qtbot.waitSignal(w.evalProgress):
+        for done in range(5):
+            w._route(EvalProgressEvent(3, "queries", done, 5))
+    assert w.take_progress() == EvalProgressEvent(3, "queries", 4, 5) and w.take_progress() is None

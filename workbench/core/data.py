@@ -213,12 +213,14 @@ def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:
     known); ``cancel.is_set()`` is polled between files and raises ``Cancelled``.
     """
     splits = []
+    tally = _Tally(progress)
     with data_warnings() as said:
         for split in ("train", "test"):
             _check(cancel)
             if progress is not None:
-                progress(0, 0, f"reading {cfg.name} {split}")
-            splits.append(DATASETS.build(cfg.name, None, cfg=cfg, split=split, progress=progress, cancel=cancel))
+                progress(tally.before, 0, f"reading {cfg.name} {split}")
+            splits.append(DATASETS.build(cfg.name, None, cfg=cfg, split=split, progress=tally, cancel=cancel))
+            tally.next_split(len(splits[-1]) if splits[-1] is not None else 0)
         train, test = splits
         if train is None or len(train) == 0:
             raise ConfigError(f"data: dataset '{cfg.name}' has no training images; check data.root")
@@ -226,6 +228,22 @@ def load_splits(cfg, progress=None, cancel=None) -> tuple[ImageData, ImageData]:
         train, test = _reside(train, test, getattr(cfg, "in_memory", "auto"))
     train.notes = list(said)  # what the loader decided or skipped: a run writes it to its run.log
     return train, test
+
+
+class _Tally:
+    """A loader's ``progress(done, total, message)`` counted over both splits: the images of the splits already loaded
+    are added, so the bar reads 58,832 / 60,000 while the last 10,000 of a 50,000 + 10,000 folder load, never
+    8,832 / 10,000 as if the held-out split were all there is."""
+
+    def __init__(self, progress):
+        self.progress, self.before = progress, 0
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if self.progress is not None:
+            self.progress(self.before + done, self.before + total if total else 0, message)
+
+    def next_split(self, n: int) -> None:
+        self.before += n
 
 
 def _check(cancel) -> None:

@@ -78,6 +78,7 @@ def run_summary(run_dir: str | Path) -> dict:
         return row
     rows = read_metrics(run)
     knn = [r["knn_acc"] for r in rows if r.get("knn_acc") is not None]
+    knn_steps = [int(r["step"] or 0) for r in rows if r.get("knn_acc") is not None]
     times = [r["time"] for r in rows if r.get("time") is not None]
     steps = [r["step"] for r in rows if r.get("step") is not None]
     status = read_status(run)
@@ -93,6 +94,11 @@ def run_summary(run_dir: str | Path) -> dict:
                final_knn=knn[-1] if knn else None, best_knn=max(knn) if knn else None,
                duration_s=_duration(status, times), step=int(max(steps)) if steps else 0,
                error=status.get("message", "") if state == "failed" else "")
+    row["end_step"] = int(status.get("step") or row["step"]) if state in ("finished", "budget", "stopped") else row["step"]
+    row["knn_step"] = knn_steps[-1] if knn_steps else None
+    # the kNN of the run's end, or of an earlier evaluation (a run ended, e.g. on its time budget or closed, before
+    # its final evaluation): the runs table says which
+    row["knn_at_end"] = bool(knn_steps) and knn_steps[-1] >= row["end_step"]
     return row
 
 

@@ -129,3 +129,37 @@ def lr_factor(progress: float, warmup: float, schedule: str, min_ratio: float) -
         return 1.0
     t = min(1.0, (progress - warmup) / (1 - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class Schedule:
+    """The learning-rate multiplier of a run, step by step: warm-up, then cosine (or constant).
+
+    A run whose length is known in steps (epochs, train.max_steps) warms up over ``warmup_epochs`` epochs as a
+    fraction of it (``warmup_fraction``, ``lr_factor``). A run with a time budget (train.time_budget_s) has no step
+    count to take a fraction of (its planned steps are a ceiling, e.g. 100,000 epochs), so its warm-up counts steps:
+    a linear ramp over ``warmup_epochs * steps_per_epoch`` optimiser steps, ended early once MAX_WARMUP of the
+    budget is spent; the half cosine runs over the whole budget and the ramp joins it where they meet (the
+    multiplier is the smaller of the two), so the schedule has no jump and needs no state (a resumed run gets the
+    same value at the same step and time).
+    """
+
+    def __init__(self, warmup_epochs: float, steps_per_epoch: int, total_steps: int, schedule: str, min_ratio: float,
+                 timed: bool = False):
+        self.schedule, self.min_ratio, self.timed = schedule, min_ratio, timed
+        self.warmup_steps = warmup_epochs * steps_per_epoch
+        self.warmup, self.warning = (0.0, "") if timed else warmup_fraction(warmup_epochs, steps_per_epoch, total_steps)
+
+    @classmethod
+    def of(cls, cfg, steps_per_epoch: int, total_steps: int) -> Schedule:
+        """The schedule of config ``cfg`` (its [optim] and train.time_budget_s)."""
+        o = cfg.optim
+        return cls(o.warmup_epochs, steps_per_epoch, total_steps, o.schedule, o.min_lr_ratio, bool(cfg.train.time_budget_s))
+
+    def __call__(self, step: int, progress: float) -> float:
+        """The multiplier for optimiser step ``step`` (1-based) at ``progress`` (0, 1] of the run."""
+        if not self.timed:
+            return lr_factor(progress, self.warmup, self.schedule, self.min_ratio)
+        decay = lr_factor(progress, 0.0, self.schedule, self.min_ratio)
+        if self.warmup_steps <= 0:
+            return decay
+        return min(decay, max(step / self.warmup_steps, progress / MAX_WARMUP), 1.0)

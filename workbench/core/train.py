@@ -41,7 +41,7 @@ from workbench.core.inspector import batch_event
 from workbench.core.losses import LOSSES, Views
 from workbench.core.methods import Method, build_method, build_network, head_hidden
 from workbench.core.models import Network, Readout
-from workbench.core.optim import build_optimizer, lr_factor, warmup_fraction
+from workbench.core.optim import Schedule, build_optimizer
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
 
@@ -328,7 +328,8 @@ class Run:
         self.projector = StableProjector("pca", cfg.train.seed)
         n_eval = held_out_count(s, final=False)  # the embedding view's points are in every evaluation's sample
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
-        self.warmup, warning = warmup_fraction(cfg.optim.warmup_epochs, s.steps_per_epoch, s.total_steps)
+        self.schedule = Schedule.of(cfg, s.steps_per_epoch, s.total_steps)  # warm-up in steps when time ends the run
+        warning = self.schedule.warning
         self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
         self.lr, self.logged_loss = cfg.optim.lr, float("nan")
         self.clock = (0.0, 0)  # (training time, step) of the last log line
@@ -458,7 +459,7 @@ class Run:
         """One optimiser step on a batch (a host sync only on the steps that are logged); returns (crops, LossOut)."""
         t0, s = time.perf_counter(), self.s
         progress = self.progress()
-        self.lr = self.cfg.optim.lr * lr_factor(self.progress(ahead=1), self.warmup, self.cfg.optim.schedule, self.cfg.optim.min_lr_ratio)
+        self.lr = self.cfg.optim.lr * self.schedule(self.step + 1, self.progress(ahead=1))
         for group in s.opt.param_groups:
             group["lr"] = self.lr
         s.aug.view_size = self.view_size(progress)

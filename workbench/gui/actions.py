@@ -108,12 +108,22 @@ class RunActions:
         """Other runs' curves over the shown run's (which is already drawn, so it is not overlaid on itself)."""
         self.plots.clear_overlays()
         shown = Path(self.run_dir).resolve() if self.run_dir and self.plots.steps else None
-        for i, run in enumerate(r for r in runs if Path(r).resolve() != shown):
+        others = [r for r in runs if Path(r).resolve() != shown]
+        if shown is not None and others:
+            self.plots.name_base(shown.name)  # the shown run named in the legends as the others are
+        for i, run in enumerate(others):
             events = read_history(run)
             steps = [e for e in events if hasattr(e, "loss")]
             evals = [e for e in events if not hasattr(e, "loss") and "knn_acc" in e.metrics]
+            terms: dict = {}
+            for e in steps:
+                for k, v in e.terms.items():
+                    xs, ys = terms.setdefault(k, ([], []))
+                    xs.append(e.step)
+                    ys.append(v)
             self.plots.overlay(Path(run).name, [e.step for e in steps], [e.loss for e in steps],
-                               [e.epoch for e in evals], [e.metrics["knn_acc"] for e in evals], i + 1)
+                               [e.epoch for e in evals], [e.metrics["knn_acc"] for e in evals], i + 1,
+                               lrs=[e.lr for e in steps], terms=terms)
         self.tabs.setCurrentWidget(self.plots)
 
     def overlay_run(self, run: str):

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QSizePolicy, QTabWidget, QToolBar, QToolButton)
+                               QSizePolicy, QTabWidget, QToolBar, QToolButton)
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
@@ -29,7 +29,7 @@ from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.paths import app_icon, default_runs_root
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import ElidedLabel, MessagesDialog, clock
+from workbench.gui.widgets import ElidedLabel, MessagesDialog, TextBar, clock
 from workbench.gui.worker import TrainWorker, start_worker, warm_up
 
 CLOSE_WAIT_MS = 15000
@@ -51,6 +51,8 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
+BAR_WIDTH = 120  # px of the progress bar itself; its text is beside it
+PROGRESS_TEXT_MIN = 330  # px the progress text keeps at the least (1024 px wide: the status text gets the rest)
 WIDEST_PROGRESS = "epoch 999  step 99999  99,999 img/s  trained 59:59 of 60:00  ETA 59:59"
 BOXED_TIP = ("A run given in minutes counts training time: evaluations come on top (at most eval.max_share of it), "
              "so on the clock it takes longer. The bar fills with the training time; the ETA includes the evaluations.")
@@ -64,6 +66,7 @@ class MainWindow(RunActions, QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
     stepsShown = Signal(int)  # latest step drawn into the curves
+    evaluationShown = Signal(object)  # the EvalProgressEvent the status bar now shows
     pauseChanged = Signal(bool)
     trainingDone = Signal(object)
     batchShown = Signal(object)
@@ -109,8 +112,11 @@ class MainWindow(RunActions, QMainWindow):
         self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
         self._closing = False
         self._pending_start = None  # Start pressed while the dataset was still loading
+        self._verdict = None  # the set-up's last (valid, message), so a re-check that finds the same says nothing
         self.run_dir = None
         self.total_steps, self.step, self.boxed, self.budget_s = 1, 0, False, 0.0
+        self.evaluating = False  # an evaluation under way: the bar counts its work until the next step or result
+        self._bar_at = (0, "")  # the bar's value and text at the last step, to return to after an evaluation
         self.messages: list[str] = []  # this run's notes, warnings and errors
         self.message_log: list[tuple[str, str, str]] = []  # the session's (time, kind, text), for the messages list
         self.messages_box: MessagesDialog | None = None  # the messages window, once opened
@@ -180,10 +186,12 @@ class MainWindow(RunActions, QMainWindow):
         self.invalid.setObjectName("invalid")
         self.invalid.setStyleSheet("color: #c0392b; font-weight: bold; padding-left: 6px")
         self.invalid_action = tb.addWidget(self.invalid)  # a toolbar widget is shown and hidden through its action
-        self.progress = QProgressBar()
-        widest = self.progress.fontMetrics().horizontalAdvance(WIDEST_PROGRESS)  # a long run's text fits on one line
-        self.progress.setMinimumWidth(widest + 30)
-        self.progress.setMaximumWidth(max(520, widest + 30))
+        self.progress = TextBar()  # its text beside it (drawn on it, a long text crossed the filled part's edge)
+        self.progress.setFixedWidth(BAR_WIDTH)
+        widest = self.progress.label.fontMetrics().horizontalAdvance(WIDEST_PROGRESS)  # a long run's text on one line
+        self.progress.label.setMinimumWidth(min(widest + 12, PROGRESS_TEXT_MIN))  # cut with "…" only on a narrow window
+        self.progress.label.setMaximumWidth(widest + 12)
+        self.progress.label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         self.progress.setFormat("")
         self.status = ElidedLabel("ready")
         self.status.setObjectName("status")
@@ -193,12 +201,14 @@ class MainWindow(RunActions, QMainWindow):
         self.log_btn.setText("messages")
         self.log_btn.setToolTip("every note, warning and error of this session, whole")
         self.log_btn.clicked.connect(self.show_messages)
-        self.statusBar().addWidget(self.progress, 1)
+        self.statusBar().addWidget(self.progress)
+        self.statusBar().addWidget(self.progress.label, 3)
         self.statusBar().addWidget(self.status, 2)
         self.statusBar().addPermanentWidget(self.log_btn)
 
     def _wire(self):
         self.setup.validityChanged.connect(self._validity)
+        self.setup.validityChanged.connect(lambda *_: self.sweep.validate(quiet=True))  # its trials' length
         self.setup.dataLoaded.connect(self._data_loaded)
         self.inspector.captureRequested.connect(self.capture_batch)
         self.embedding.pointSelected.connect(self._retrieve)
@@ -217,6 +227,7 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setFormat("sweep running" if running else "sweep ended")
         self.set_status("a sweep is running: its trials and curves are in the Sweep tab" if running else "ready")
         self.start_btn.setEnabled(not running and self.setup.valid)
+        self.setup.set_locked(running)  # the trials were planned from it: it reads, greyed, what they train
 
     def set_status(self, text: str, colour: str = ""):
         self.status.setText(text)
@@ -268,13 +279,18 @@ class MainWindow(RunActions, QMainWindow):
         self.setup.set_locked(running)
 
     def _validity(self, ok: bool, message: str):
+        """The set-up re-checked (an edit, the data loaded): Start and the line beside it follow at once; the status
+        text only when the verdict is news. A re-check that finds what the last one found (e.g. when the background
+        data load ends) leaves the status as it was: an error or a note stays until a newer message replaces it."""
         text = f"set-up: {message}" if not ok else ""
         self.invalid.setToolTip(text)
         self.invalid.setText(self.invalid.fontMetrics().elidedText(text, Qt.ElideRight, INVALID_WIDTH))
         self.invalid_action.setVisible(not ok)
+        verdict, self._verdict = self._verdict, (ok, message)
         if not self.running and self._pending_start is None and not self.sweep.running:
             self.start_btn.setEnabled(ok)
-            self.set_status("ready" if ok else f"set-up invalid: {message}")
+            if verdict != (ok, message):
+                self.set_status("ready" if ok else f"set-up invalid: {message}")
 
     # ----- training -----
     def start(self, resume: str | None = None):
@@ -310,15 +326,18 @@ class MainWindow(RunActions, QMainWindow):
         self.t_start, self.t_first_step = time.perf_counter(), None
         self.plots.reset()
         self.embedding.reset()
+        self.embedding.show_activity(training=True)
         self.inspector.reset(training=True)
         self.messages = []
         self.last_eval = None
+        self.evaluating = False
         self.progress.setRange(0, 0)  # busy until the run reports its length
         self.progress.setFormat("starting…")
         self.worker = TrainWorker(cfg, self.runs_root, resume, data)
         w = self.worker
         w.started.connect(self._on_started)
         w.stepsReady.connect(self._on_steps)
+        w.evalProgress.connect(self._on_eval_progress)
         w.evaluated.connect(self._on_eval)
         w.embedding.connect(self.embedding.show_embedding)
         w.batch.connect(self._on_batch)
@@ -351,7 +370,11 @@ class MainWindow(RunActions, QMainWindow):
             self.pause_btn.setEnabled(False)
             self.resume_btn.setEnabled(False)
             self.stop_btn.setEnabled(False)
-            self.set_status("stopping at the end of this step… (saving a checkpoint)")
+            if self.evaluating:  # the evaluation ends at its next batch: say so, the bar stops counting it
+                self.progress.setFormat("stopping: ending the evaluation…")
+                self.set_status("stopping: the evaluation ends at its next batch, then a checkpoint is saved…")
+            else:
+                self.set_status("stopping at the end of this step… (saving a checkpoint)")
 
     def _on_started(self, ev):
         self.run_dir = ev.run_dir
@@ -362,6 +385,7 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
         self.progress.setValue(0 if self.boxed else ev.start_step)
         self.progress.setFormat(f"step {self._steps_text()}")
+        self._bar_at = (self.progress.value(), self.progress.format())
         self.set_status(f"training on {ev.device}: {ev.n_train:,} images, run folder {ev.run_dir}")
         self.classes = ev.classes
         self.held_out = ev.held_out_images
@@ -389,12 +413,42 @@ class MainWindow(RunActions, QMainWindow):
                 self.last_eval = e
         self.plots.redraw()
 
+    def _on_eval_progress(self):
+        """An evaluation under way (minutes on a large bank): what it does and how far, in the status bar, the bar
+        and the Embedding tab, instead of a frozen step count."""
+        ev = self.worker.take_progress() if self.worker is not None else None
+        if ev is None:
+            return
+        self.evaluating = True
+        self.embedding.show_activity(ev.text)
+        self.progress.setRange(0, ev.total if ev.total > 0 else 0)  # busy while its size is unknown
+        self.progress.setValue(min(ev.done, ev.total) if ev.total > 0 else 0)
+        if self.worker.control.stopped:  # Stop pressed: the stop message stays
+            self.progress.setFormat("stopping: ending the evaluation…")
+            return
+        self.progress.setFormat(ev.text)
+        after = "the run ends" if ev.final else "training goes on"
+        self.set_status(f"{'final ' if ev.final else ''}evaluation under way at step {ev.step}: {after} when it ends; "
+                        "Stop ends it")
+        self.evaluationShown.emit(ev)
+
+    def _end_evaluation(self):
+        """Back to the training bar (its range, value and text at the last step) once an evaluation has ended."""
+        if not self.evaluating:
+            return
+        self.evaluating = False
+        self.embedding.show_activity(training=self.running)
+        self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
+        self.progress.setValue(self._bar_at[0])
+        self.progress.setFormat(self._bar_at[1])
+
     def _on_steps(self):
         if self.worker is None:
             return
         steps = self.worker.take_steps()
         if not steps:
             return
+        self._end_evaluation()
         for ev in steps:
             self.plots.add_step(ev)
         ev = steps[-1]
@@ -405,13 +459,16 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.setValue(round(1000 * ev.progress) if self.boxed else ev.step)
         if self.worker.control.paused or self.worker.control.stopped:
             self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}")  # the curves' last step; no rate
+            self._bar_at = (self.progress.value(), self.progress.format())
             return
         trained = f"trained {clock(ev.progress * self.budget_s)} of {clock(self.budget_s)}  " if self.boxed else ""
         self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  {ev.images_per_s:,.0f} img/s  "
                                 f"{trained}ETA {clock(ev.eta_s)}")
+        self._bar_at = (self.progress.value(), self.progress.format())
         self.stepsShown.emit(ev.step)
 
     def _on_eval(self, ev):
+        self._end_evaluation()
         self.plots.add_eval(ev)
         self.last_eval = ev
         m = ev.metrics
@@ -437,6 +494,8 @@ class MainWindow(RunActions, QMainWindow):
 
     def _on_finished(self):
         self._running = False
+        self._end_evaluation()
+        self.embedding.show_activity()  # no longer "training: ..." where no embedding came
         self._set_running(False)
         self._on_steps()
         self.plots.fit()  # the live view's headroom for steps that never came goes
@@ -455,6 +514,7 @@ class MainWindow(RunActions, QMainWindow):
         self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "" if note else "#b35900")
 
     def _on_done(self, ev):
+        self._end_evaluation()
         if ev.reason == "already finished":  # a resumed run with nothing left to do: the bar leaves its busy state
             self.progress.setRange(0, 1)
             self.progress.setValue(1)

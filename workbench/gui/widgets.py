@@ -6,11 +6,11 @@ import math
 import re
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap, QValidator
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QVBoxLayout,
-                               QWidget)
+                               QGridLayout, QHBoxLayout, QLabel, QLayout, QLineEdit, QPlainTextEdit, QProgressBar, QSlider,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from workbench.gui.tasks import Task  # noqa: F401 - re-exported for panels that import it from here
 
@@ -45,6 +45,83 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         super().setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, max(self.width(), 1)))
+
+
+class FlowLayout(QLayout):
+    """Widgets left to right, wrapping onto the next line when the width runs out (Qt's flow layout example): a row
+    of buttons that never cuts their text on a narrow window and takes one line on a wide one."""
+
+    def __init__(self, parent=None, spacing: int = 6):
+        super().__init__(parent)
+        self._items: list = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item):  # noqa: N802 - Qt's name
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, i: int):  # noqa: N802 - Qt's name
+        return self._items[i] if 0 <= i < len(self._items) else None
+
+    def takeAt(self, i: int):  # noqa: N802 - Qt's name
+        return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def expandingDirections(self):  # noqa: N802 - Qt's name
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect):  # noqa: N802 - Qt's name
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        width = sum(i.sizeHint().width() for i in self._items) + self.spacing() * max(0, len(self._items) - 1)
+        return QSize(width, max((i.sizeHint().height() for i in self._items), default=0))
+
+    def minimumSize(self):  # noqa: N802 - Qt's name
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        return size
+
+    def _place(self, rect, move: bool) -> int:
+        """Lay the items out in ``rect`` (or only measure); returns the height they take."""
+        x, y, line = rect.x(), rect.y(), 0
+        for item in self._items:
+            if not item.widget() or not item.widget().isVisibleTo(item.widget().parentWidget()):
+                continue
+            hint = item.sizeHint()
+            if x > rect.x() and x + hint.width() > rect.right() + 1:
+                x, y, line = rect.x(), y + line + self.spacing(), 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self.spacing()
+            line = max(line, hint.height())
+        return y + line - rect.y()
+
+
+class TextBar(QProgressBar):
+    """A progress bar whose text (``setFormat``) is shown beside it in ``label``, not drawn over it: a long text
+    drawn on the bar crosses the filled part's edge (half white on blue, half black on white)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setTextVisible(False)
+        self.label = ElidedLabel()
+        self.label.setObjectName("progress_text")
+
+    def setFormat(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setFormat(text)
+        self.label.setText(text)
+        self.label.setToolTip(text)
 
 
 class FloatBox(QDoubleSpinBox):
@@ -82,16 +159,23 @@ class FloatBox(QDoubleSpinBox):
         return (QValidator.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.Intermediate), text, pos
 
 
+TEMPERATURE_SPAN = (0.01, 2.0)  # a contrastive temperature's slider: 0.05-0.5 in common use; the box takes any value
+
+
 class LogSlider(QWidget):
-    """A spin box with a log-scale slider, for temperatures and learning rates."""
+    """A number box with a log-scale slider beside it, for temperatures and learning rates: the box is the exact
+    control (typed, arrows, wheel; values beyond the slider's ends are kept); the slider a coarse one, with 2,000
+    positions so that a drag moves the value smoothly."""
 
     valueChanged = Signal(float)
+    POSITIONS = 2000
 
     def __init__(self, value: float, lo: float, hi: float):
         super().__init__()
         self.lo, self.hi = lo, hi
         self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(0, 1000)
+        self.slider.setRange(0, self.POSITIONS)
+        self.slider.setToolTip(f"{lo:g} to {hi:g} on a log scale; type an exact value in the box")
         self.spin = FloatBox(0.0, 1e12, lo)  # values outside lo..hi are shown (the slider stops at its end) and named by validation
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -102,7 +186,7 @@ class LogSlider(QWidget):
         self.setValue(value)
 
     def _from_slider(self, pos: int):
-        v = math.exp(math.log(self.lo) + pos / 1000 * (math.log(self.hi) - math.log(self.lo)))
+        v = math.exp(math.log(self.lo) + pos / self.POSITIONS * (math.log(self.hi) - math.log(self.lo)))
         self.spin.blockSignals(True)
         self.spin.setValue(float(f"{v:.3g}"))  # a slider position is a round number, not 0.0123456
         self.spin.blockSignals(False)
@@ -112,7 +196,7 @@ class LogSlider(QWidget):
         self.slider.blockSignals(True)
         if v > 0:
             span = math.log(self.hi) - math.log(self.lo)
-            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / span * 1000)))
+            self.slider.setValue(int(round((math.log(max(v, self.lo)) - math.log(self.lo)) / span * self.POSITIONS)))
         self.slider.blockSignals(False)
         self.valueChanged.emit(v)
 
@@ -182,7 +266,7 @@ class ParamForm(QWidget):
             ed.setCurrentText(str(v))
             sig = ed.currentTextChanged
         elif name == "temperature":
-            ed = LogSlider(float(v), 0.001, 10.0)
+            ed = LogSlider(float(v), *TEMPERATURE_SPAN)
             sig = ed.valueChanged
         elif kind is bool:
             ed = QCheckBox()

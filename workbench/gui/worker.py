@@ -4,7 +4,8 @@ signals and the thread-safe ``Control``.
 
 Step events are coalesced: the worker appends them to a list and emits ``stepsReady`` only when
 the window has taken the previous ones, so a fast run (or a busy window) never piles up a backlog
-of queued signals in front of the user's clicks; Pause and Stop are handled at once.
+of queued signals in front of the user's clicks; Pause and Stop are handled at once. An evaluation's
+progress events are coalesced the same way, keeping only the latest (``evalProgress``, ``take_progress``).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def warm_up() -> None:
 class TrainWorker(QObject):
     started = Signal(object)  # RunStarted
     stepsReady = Signal()  # take_steps() returns the StepEvents since the last call
+    evalProgress = Signal()  # take_progress() returns the latest EvalProgressEvent (an evaluation under way)
     evaluated = Signal(object)  # EvalEvent
     embedding = Signal(object)  # EmbeddingEvent
     batch = Signal(object)  # BatchEvent
@@ -60,12 +62,27 @@ class TrainWorker(QObject):
         self._lock = threading.Lock()
         self._steps: list = []
         self._signalled = False
+        self._progress, self._progress_signalled = None, False
         self.run_dir, self.reference = None, None
 
     def take_steps(self) -> list:
         with self._lock:
             out, self._steps, self._signalled = self._steps, [], False
         return out
+
+    def take_progress(self):
+        """The latest EvalProgressEvent since the last call (None when none came)."""
+        with self._lock:
+            out, self._progress, self._progress_signalled = self._progress, None, False
+        return out
+
+    def _push_progress(self, ev) -> None:
+        with self._lock:
+            self._progress = ev
+            if self._progress_signalled:
+                return
+            self._progress_signalled = True
+        self.evalProgress.emit()
 
     def _push_step(self, ev) -> None:
         with self._lock:
@@ -90,6 +107,8 @@ class TrainWorker(QObject):
         self._record(ev)
         if isinstance(ev, E.StepEvent):
             self._push_step(ev)
+        elif isinstance(ev, E.EvalProgressEvent):
+            self._push_progress(ev)
         elif isinstance(ev, E.PausedEvent):
             self.paused.emit(ev.paused)
         elif isinstance(ev, E.WarningEvent):

@@ -24,6 +24,8 @@ from workbench.gui.tasks import ProcessTask, Task
 from workbench.gui.widgets import to_pixmap
 
 NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+IDLE_HINT = "Press Start (or open a run) to see the held-out embedding"
+TRAINING_HINT = "training: the held-out embedding appears after the first evaluation"
 WRONG, RIGHT = "#d62728", "#2ca02c"
 
 
@@ -94,7 +96,7 @@ class EmbeddingPanel(QWidget):
         lay.addLayout(top)
         self.plot = pg.PlotWidget()
         self.plot.setTitle("held-out embedding")
-        self.hint = pg.TextItem("Press Start (or open a run) to see the held-out embedding", color="#666", anchor=(0.5, 0.5))
+        self.hint = pg.TextItem(IDLE_HINT, color="#666", anchor=(0.5, 0.5))
         self.plot.addItem(self.hint)
         self.hint.setPos(0.5, 0.5)
         self.legend = QListWidget()
@@ -124,6 +126,17 @@ class EmbeddingPanel(QWidget):
         self.selected: int | None = None  # the held-out row clicked last
         self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
         self.colour_by.currentTextChanged.connect(lambda *_: self._colour())
+
+    def show_activity(self, text: str = "", training: bool = False):
+        """What the run is doing while no new embedding is drawn: an evaluation under way (``text``, e.g. "evaluation
+        at step 190: kNN 3,000 / 10,000"), or training towards the first evaluation; "" and not ``training``: idle."""
+        if self.latest is None:
+            hint = (f"{text}\nthe held-out embedding appears when it ends" if text else
+                    TRAINING_HINT if training else IDLE_HINT)
+            self.hint.setText(hint)
+            self.hint.setVisible(True)
+        elif not (self.job is not None and not text):  # a projection being computed says so itself
+            self.status.setText(f"{text}: the embedding is redrawn when it ends" if text else "")
 
     def set_dataset(self, images: np.ndarray | None, classes: list):
         self.images, self.classes, self.files = images, classes, None
@@ -311,6 +324,7 @@ class EmbeddingPanel(QWidget):
             self.plot.removeItem(item)
         self.items = {}
         self.legend.clear()
+        self.hint.setText(IDLE_HINT)
         self.hint.setVisible(True)
         self.status.setText("")
         self.plot.setTitle("held-out embedding")

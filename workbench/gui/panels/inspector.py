@@ -32,6 +32,9 @@ def density_histogram(values, bins: np.ndarray) -> np.ndarray:
     total = counts.sum()
     return counts / (total * np.diff(bins)) if total > 0 else counts
 
+POS, NEG = "#2ca02c", "#d62728"  # positives green, negatives red, in every view
+
+
 class InspectorPanel(QWidget):
     captureRequested = Signal()
     pairClicked = Signal(object)  # (image a, image b (C, H, W) uint8, title, note): explain this pair
@@ -104,14 +107,18 @@ class InspectorPanel(QWidget):
         self.hist.setLabel("bottom", "cosine similarity")
         self.hist.setLabel("left", "density")
         self.hist.addLegend(offset=(10, 10))
-        self.hist_pos = self.hist.plot(stepMode="center", fillLevel=0, brush=(44, 160, 44, 120), pen="g", name="positives")
-        self.hist_neg = self.hist.plot(stepMode="center", fillLevel=0, brush=(214, 39, 40, 120), pen="r", name="negatives")
+        self.hist_pos = self.hist.plot(stepMode="center", fillLevel=0, brush=(44, 160, 44, 120), pen=POS, name="positives")
+        self.hist_neg = self.hist.plot(stepMode="center", fillLevel=0, brush=(214, 39, 40, 120), pen=NEG, name="negatives")
         self.trend = pg.PlotWidget(title="mean similarity over training")
         self.trend.setMinimumSize(280, 200)
         self.trend.setLabel("bottom", "step")
         self.trend.addLegend(offset=(10, 10))
-        self.trend_pos = self.trend.plot(pen="g", symbol="o", name="positive")
-        self.trend_neg = self.trend.plot(pen="r", symbol="o", name="negative")
+        # the markers in their line's colour (pyqtgraph's default marker is navy for both, and so is the legend's)
+        self.trend_pos = self.trend.plot(pen=POS, symbol="o", symbolBrush=POS, symbolPen=POS, name="positive")
+        self.trend_neg = self.trend.plot(pen=NEG, symbol="o", symbolBrush=NEG, symbolPen=NEG, name="negative")
+        for curve, colour in ((self.trend_pos, POS), (self.trend_neg, NEG)):  # the legend draws the markers from
+            curve.scatter.setBrush(pg.mkBrush(colour))  # the scatter's own brush, which the curve sets only with data
+            curve.scatter.setPen(pg.mkPen(colour))
         soft = QWidget()
         soft.setMinimumSize(280, 200)
         sv = QVBoxLayout(soft)
@@ -184,6 +191,9 @@ class InspectorPanel(QWidget):
         self.heat_img.clear()
         for curve in (self.hist_pos, self.hist_neg, self.trend_pos, self.trend_neg, self.prob_curve):
             curve.clear()
+        for plot, x, y in ((self.hist, (-1, 1), (0, 1)), (self.trend, (0, 1), (-1, 1)), (self.prob_plot, (0, 1), (0, 1))):
+            plot.setRange(xRange=x, yRange=y, padding=0)  # empty axes, not the last run's ranges
+            plot.enableAutoRange()  # the next capture's data set them again
         self.info.setText("training: capture a batch, or wait for the end of the epoch, to see the pairs the loss sees"
                           if training else self.intro)
         self.prob_label.setText("")
@@ -359,21 +369,24 @@ class InspectorPanel(QWidget):
         name = classes[label] if 0 <= label < len(classes) else "?"
         self.retrieval.put(0, 0, image, f"query\n{name}", "#1f77b4", query_file)
         self.retrieval_pairs = {}
+        known = 0 <= label < len(classes)  # a dropped image has no class: nothing to agree or disagree with
         out = []
         for j, (i, s) in enumerate(zip(idx, sims, strict=True)):
             row, lab = int(emb_event.indices[i]), int(emb_event.labels[i])
             agree = lab == label
             cname = classes[lab] if 0 <= lab < len(classes) else "?"
-            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{'✓' if agree else '✗'} {cname}\n#{row}  {s:+.3f}",
-                               "#2ca02c" if agree else "#d62728", _name(files, row) or "click: why is it similar to the query?")
+            mark, colour = ("✓ " if agree else "✗ ", "#2ca02c" if agree else "#d62728") if known else ("", "#7f7f7f")
+            self.retrieval.put(1 + j // 5, j % 5, images[row], f"{mark}{cname}\n#{row}  {s:+.3f}", colour,
+                               _name(files, row) or "click: why is it similar to the query?")
             self.retrieval_pairs[(1 + j // 5, j % 5)] = (image, images[row], f"the query ({name}, left) and its neighbour "
                                                          f"#{row} ({cname}, right)",
                                                          f"The retrieval list shows {s:+.3f} (the embedding the window holds).")
             out.append((row, float(s), lab))
         self.retrieval.end()
         self._clickable(self.retrieval, "retrieval")
-        self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity "
-                                    "(green: same class); click one to see why it is similar")
+        self.retrieval_info.setText(f"query: {name}; its {len(idx)} nearest held-out images by cosine similarity"
+                                    + (" (green: same class)" if known else " (the query has no class: no marks)")
+                                    + "; click one to see why it is similar")
         self.tabs.setCurrentIndex(2)
         return out
 

@@ -7,6 +7,8 @@ times per run rather than at every redraw.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
@@ -24,6 +26,12 @@ def ema(values: np.ndarray, alpha: float = 0.2) -> np.ndarray:
         weight = alpha + (1 - alpha) * weight
         out[i] = acc / weight
     return out
+
+
+def legend_name(run_name: str) -> str:
+    """A run folder's name as a legend shows it: without its date ("2026-12-07_201138_bundled-ntxent" ->
+    "201138_bundled-ntxent"), so that names fit a legend on a 1024-pixel window (the Runs tab has the date)."""
+    return re.sub(r"^\d{4}-\d{2}-\d{2}_", "", run_name)
 
 
 def legend_room(plot: pg.PlotWidget) -> float:
@@ -186,9 +194,18 @@ class PlotsPanel(QWidget):
             vals = np.concatenate([np.asarray(pts, float)[:, 1] for pts in self.terms.values()])
             self.ranges[self.terms_plot].update(self.steps[-1] if self.steps else 1, np.nanmin(vals), np.nanmax(vals))
 
-    def overlay(self, name: str, steps, losses, epochs, knn, color_index: int):
-        """Add another run's curves (runs table comparison): smoothed loss, and kNN per epoch."""
+    def name_base(self, name: str | None):
+        """Name the shown run's curves in the legends (its folder) while other runs are overlaid; None: plain names."""
+        for curve, plain in ((self.raw, "loss"), (self.smooth, "smoothed")):
+            label = self.loss_plot.getPlotItem().legend.getLabel(curve)
+            if label is not None:
+                label.setText(f"{legend_name(name)}: {plain}" if name else plain)
+
+    def overlay(self, name: str, steps, losses, epochs, knn, color_index: int, lrs=None, terms: dict | None = None):
+        """Add another run's curves (runs table comparison), dashed in its colour: smoothed loss, kNN per epoch,
+        learning rate (``lrs``, one per step) and the loss's terms (``terms``: name -> (steps, values))."""
         pen = pg.mkPen(COLORS[color_index % len(COLORS)], width=1.5, style=pg.QtCore.Qt.DashLine)
+        name = legend_name(name)
         for h in self.hints:
             h.setVisible(False)
         if len(steps):
@@ -196,8 +213,13 @@ class PlotsPanel(QWidget):
             mark_lone_point(self.overlays[-1])
         if len(epochs):
             self.overlays.append(self.knn_plot.plot(epochs, knn, pen=pen, symbol="t", symbolSize=6, symbolBrush=pen.color()))
+        if lrs is not None and len(steps):
+            self.overlays.append(self.lr_plot.plot(steps, np.asarray(lrs, float), pen=pen))
+        for term, (xs, ys) in (terms or {}).items():
+            if len(xs):
+                self.overlays.append(self.terms_plot.plot(xs, ys, pen=pen, name=f"{term} ({name})"))
         self.fit()
-        for p in (self.loss_plot, self.knn_plot):
+        for p in (self.loss_plot, self.knn_plot, self.lr_plot, self.terms_plot):
             self.ranges[p].follow = False  # keep the comparison in view
 
     def fit(self):
@@ -207,7 +229,7 @@ class PlotsPanel(QWidget):
         plots = {self.loss_plot: [self.raw], self.lr_plot: [self.lr_curve], self.knn_plot: [self.knn_curve],
                  self.terms_plot: list(self.term_curves.values())}
         for item in self.overlays:
-            plots[self.loss_plot if item in self.loss_plot.listDataItems() else self.knn_plot].append(item)
+            plots[next(p for p in plots if item in p.listDataItems())].append(item)
         for plot, items in plots.items():
             xs = [np.asarray(i.xData, float) for i in items if i.xData is not None and len(i.xData)]
             ys = [np.asarray(i.yData, float) for i in items if i.yData is not None and len(i.yData)]
@@ -223,7 +245,8 @@ class PlotsPanel(QWidget):
 
     def clear_overlays(self):
         for item in self.overlays:
-            for p in (self.loss_plot, self.knn_plot):
+            for p in (self.loss_plot, self.knn_plot, self.lr_plot, self.terms_plot):
                 if item in p.listDataItems():
                     p.removeItem(item)
         self.overlays = []
+        self.name_base(None)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from workbench.core.history import run_summary
 from workbench.gui.tasks import Task
-from workbench.gui.widgets import clock
+from workbench.gui.widgets import FlowLayout, clock
 
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
@@ -39,9 +39,32 @@ def epochs_text(r: dict) -> str:
         budget = budget_text(r["time_budget_s"])
         done = r.get("epochs_done", 0)
         return f"{done} in {budget}" if r.get("status") in ENDED else f"{done} (of a {budget} run)"
-    if r.get("max_steps") and r.get("step"):
-        return f"{r['step']} steps"
+    if r.get("max_steps"):  # its epochs are a ceiling (100,000 for a run given in steps in the window)
+        step = r.get("step") or 0
+        return f"{step} steps" if r.get("status") in ENDED or step >= r["max_steps"] else f"{step}/{r['max_steps']} steps"
     return f"{r.get('epochs_done', r['epochs'])}/{r['epochs']}"
+
+
+def knn_text(r: dict) -> tuple[str, str]:
+    """(cell text, tooltip) of the "final kNN" column: the kNN of the run's end, or of its last evaluation with the
+    step it came from, for an ended run whose final evaluation did not run (e.g. one closed while it ran)."""
+    v = r.get("final_knn")
+    if v is None:
+        return "", ""
+    if r.get("status") in ENDED and r.get("knn_step") is not None and not r.get("knn_at_end", True):
+        return (f"{v:.4f} (step {r['knn_step']})",
+                f"the run ended at step {r.get('end_step')} before its final evaluation: this kNN is from step "
+                f"{r['knn_step']}")
+    return f"{v:.4f}", ""
+
+
+def run_folders(root: Path) -> list[Path]:
+    """The run folders under ``root``, newest first: its own, and each sweep's trials (``sweeps/<sweep>/<run>``), so
+    a trial can be compared, overlaid and exported like any run."""
+    if not root.is_dir():
+        return []
+    found = [p for pattern in ("*", "sweeps/*/*") for p in root.glob(pattern) if (p / "config.toml").is_file()]
+    return sorted(found, key=lambda p: p.name, reverse=True)
 
 
 def budget_text(seconds: float) -> str:
@@ -134,7 +157,7 @@ class RunsPanel(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         lay.addWidget(split, 1)
-        row = QHBoxLayout()
+        row = FlowLayout()  # wraps onto a second line on a narrow window instead of cutting the buttons' text
         self.buttons = {}
         for text, slot in (("Refresh", self.refresh), ("Open", lambda: self._emit(self.openRun)),
                            ("Overlay curves", lambda: self.overlayRuns.emit(self.selected())),
@@ -145,7 +168,6 @@ class RunsPanel(QWidget):
             b.clicked.connect(lambda _=False, s=slot: s())
             row.addWidget(b)
             self.buttons[text.split()[0].rstrip("…").lower()] = b
-        row.addStretch(1)
         lay.addLayout(row)
         self._task = None
         self._ticker = QTimer(self)  # a run given in minutes may evaluate rarely: its row still moves on
@@ -172,8 +194,7 @@ class RunsPanel(QWidget):
         self.label.setText(f"run folders in {root.resolve()}")
 
         def scan():
-            runs = sorted((p for p in root.glob("*") if (p / "config.toml").is_file()), reverse=True) if root.is_dir() else []
-            return [run_summary(r) for r in runs]
+            return [run_summary(r) for r in run_folders(root)]
 
         if self._task is not None:
             self._task.cancel()
@@ -199,7 +220,10 @@ class RunsPanel(QWidget):
 
     def _cell(self, key: str, r: dict) -> Item:
         v = r.get(key)
-        if key in ("final_knn", "best_knn"):
+        tip = ""
+        if key == "final_knn":
+            text, tip = knn_text(r)
+        elif key == "best_knn":
             text = f"{v:.4f}" if v is not None else ""
         elif key == "temperature":
             text = f"{v:g}" if v is not None else ""
@@ -211,14 +235,20 @@ class RunsPanel(QWidget):
             text = "" if v is None else STATUS_TEXT.get(v, str(v)) if key == "status" else str(v)
         item = Item(v, text)
         item.setData(Qt.UserRole, r["run"])
+        if tip:
+            item.setToolTip(tip)
         if key == "status":
             item.setForeground(Qt.white)
             item.setBackground(_colour(STATUS_COLOURS.get(str(v), "#7f7f7f")))
             item.setTextAlignment(Qt.AlignCenter)
             if r.get("error") or v in STATUS_TIPS:
                 item.setToolTip(r.get("error") or STATUS_TIPS[v])
+            if knn_text(r)[1]:
+                item.setToolTip(f"{item.toolTip() or 'finished'}; {knn_text(r)[1]}")
         if key == "date":
             item.setToolTip(r["run"])  # the run folder
+            if Path(r["run"]).parent.parent == self.root / "sweeps":  # a sweep's trial
+                item.setText(f"{text}  (sweep {Path(r['run']).parent.name})")
         return item
 
     def _apply_filter(self, text: str):

@@ -49,11 +49,27 @@ def _combo(names, name):
 
 
 def plain_doc(doc: str) -> str:
-    """The first paragraph of a docstring as plain text (RST markup removed)."""
+    """The first paragraph of a docstring as plain text (RST markup removed), ending as a sentence: a paragraph
+    that leads into a formula ("... as negatives:") ends with a full stop instead."""
     first = doc.strip().split("\n\n")[0]
     first = re.sub(r":\w+:`([^`]*)`", r"\1", first)
     first = re.sub(r"`{1,2}([^`]*)`{1,2}_?", r"\1", first)
-    return " ".join(first.split())
+    first = " ".join(first.split())
+    return first.rstrip(":,;- ") + "." if first and first[-1] not in ".!?" else first
+
+
+def _tallest_step_form() -> int:
+    """The height of the editors of the augmentation with the most parameters (measured once)."""
+    if not hasattr(_tallest_step_form, "px"):
+        form = ParamForm()
+        heights = []
+        for name in AUGMENTS.names():
+            form.set_params(AUGMENTS.get(name).params)
+            form.layout().activate()
+            heights.append(form.sizeHint().height())
+        form.deleteLater()
+        _tallest_step_form.px = max(heights, default=0)
+    return _tallest_step_form.px
 
 
 def _wrap_label(name: str = "") -> QLabel:
@@ -101,6 +117,7 @@ class SetupPanel(QScrollArea):
         lay.addWidget(self.error)
         lay.addStretch(1)
         self._recipe: list[dict] = []
+        self._previewed = None  # (images, recipe) the preview's views were drawn for
         self._timer = QTimer(self, singleShot=True, interval=150)
         self._timer.timeout.connect(self._validate)
         self._connect()
@@ -185,6 +202,8 @@ class SetupPanel(QScrollArea):
         v.addWidget(self.recipe_list)
         btns = QHBoxLayout()
         self.add_op = _combo(AUGMENTS.names(), "add_op")
+        self.add_op.setToolTip("the kind of step Add appends at the end of the recipe (the selected step is named "
+                               "over its parameters below)")
         self.add_op.setMinimumContentsLength(max(map(len, AUGMENTS.names())))  # "random_resized_crop" whole
         btns.addWidget(self.add_op, 1)
         for text, tip, slot in (("Add", "add this step at the end", self._add_step),
@@ -197,7 +216,12 @@ class SetupPanel(QScrollArea):
             b.clicked.connect(slot)
             btns.addWidget(b)
         v.addLayout(btns)
+        self.step_title = QLabel("")  # "color_jitter: its parameters", over the selected step's editors
+        self.step_title.setObjectName("step_title")
+        self.step_title.setStyleSheet("font-weight: bold")
+        v.addWidget(self.step_title)
         self.step_form = ParamForm()
+        self.step_form.setMinimumHeight(_tallest_step_form())  # selecting another step never makes the form jump
         v.addWidget(self.step_form)
         v.addLayout(self._progressive_row())
         v.addWidget(QLabel("Preview: original, view 1, view 2"))
@@ -362,7 +386,7 @@ class SetupPanel(QScrollArea):
     # ----- config <-> widgets -----
     def set_config(self, cfg: Config):
         self._building = True
-        self.cfg = cfg
+        self.cfg = self.loaded = cfg  # the last valid config, and the one loaded (what the form does not show)
         self.dataset.setCurrentText(cfg.data.name)
         self.root.setText(cfg.data.root)
         self.image_size.setValue(cfg.data.image_size)
@@ -394,7 +418,9 @@ class SetupPanel(QScrollArea):
         self._validate()
 
     def build_config(self) -> Config:
-        d = self.cfg.to_dict()
+        """The config that runs: the loaded config with every value the form shows (never the last validated
+        config, which may hold an edit the form has since undone)."""
+        d = self.loaded.to_dict()
         d["data"].update(name=self.dataset.currentText(), root=self.root_text(),
                          image_size=self.image_size.value(), subset=self.subset.value())
         auto = self.preset.currentText() == AUTO  # resolved by the core from the data it trains on
@@ -611,11 +637,13 @@ class SetupPanel(QScrollArea):
             self.recipe_list.setCurrentRow(min(select, len(self._recipe) - 1))
             self._select_step(self.recipe_list.currentRow())
         else:
+            self.step_title.setText("")
             self.step_form.set_params([])
 
     def _select_step(self, row: int):
         if 0 <= row < len(self._recipe):
             s = self._recipe[row]
+            self.step_title.setText(f"step {row + 1}, {s['name']}: its parameters")
             self.step_form.set_params(AUGMENTS.get(s["name"]).params, s)
 
     def _edited(self):
@@ -668,22 +696,33 @@ class SetupPanel(QScrollArea):
             self._edited()
 
     def _update_preview(self, recipe: list | None = None):
-        """Original / view 1 / view 2 of the loaded training split's first images (none while nothing is loaded)."""
-        self.preview.begin()
+        """Original / view 1 / view 2 of the loaded training split's first images (none while nothing is loaded).
+        New random views only when the recipe or the images change, not on unrelated edits (a temperature, a run
+        length)."""
         if self.data_cache is None:
-            self.preview.end()
+            self._show_preview(None)
             return
         train = self.data_cache[0]
+        recipe = (self.cfg.augment.recipe or self._recipe) if recipe is None else recipe  # auto: the recipe it resolves to
+        key = (id(train), repr(recipe))
+        if key == self._previewed and self.preview.shown():
+            return
         try:
-            recipe = (self.cfg.augment.recipe or self._recipe) if recipe is None else recipe  # auto: the recipe it resolves to
             aug = Augmenter(recipe, [0.0] * train.channels, [1.0] * train.channels)
         except (ConfigError, ValueError, TypeError, KeyError):  # a recipe being edited: the validation line explains
-            self.preview.end()
+            self._show_preview(None)
             return
+        self._previewed = key
         x = train.images[:6]
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()).item()))
-        views = [x.numpy()] + [aug.to_uint8(aug.views(x, g)) for _ in range(2)]
-        for col in range(len(x)):
+        self._show_preview([x.numpy()] + [aug.to_uint8(aug.views(x, g)) for _ in range(2)])
+
+    def _show_preview(self, views):
+        """Rows original / view 1 / view 2 (none: the preview empties)."""
+        self.preview.begin()
+        if views is None:
+            self._previewed = None
+        for col in range(len(views[0]) if views is not None else 0):
             for r in range(3):
                 self.preview.put(r, col, views[r][col])
         self.preview.end()

@@ -21,8 +21,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QSplitter,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSizePolicy, QSpinBox,
+                               QSplitter,                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from workbench.core import events as E
 from workbench.core import sweep as S
@@ -52,6 +52,23 @@ def sweepable() -> dict[str, tuple]:
             elif p.kind in (int, float):
                 out.setdefault(f"loss.{p.name}", ())
     return out
+
+
+def swept_key(spec) -> str:
+    """The parameter to colour by and plot the metric against: the first that takes more than one value (a range
+    always does), else the first."""
+    keys = list(spec.params)
+    varied = [k for k, v in spec.params.items() if isinstance(v, S.Range) or len(v) > 1]
+    return (varied or keys or [""])[0]
+
+
+def length_text(t) -> str:
+    """A [train] section's run length in words: "2 min", "150 steps", "3 epochs"."""
+    if t.time_budget_s:
+        return f"{t.time_budget_s / 60:g} min" if t.time_budget_s >= 60 else f"{t.time_budget_s:g} s"
+    if t.max_steps:
+        return f"{t.max_steps} steps"
+    return f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"
 
 
 def _shown(vals) -> str:
@@ -293,9 +310,13 @@ class SweepPanel(QWidget):
         self.status = QLabel("add parameters to vary, then Start sweep")
         self.status.setObjectName("sweep_status")
         self.status.setWordWrap(True)
+        self.budget = QLabel()  # what each trial trains for: the set-up panel's run length, said here
+        self.budget.setObjectName("sweep_budget")
+        self.budget.setWordWrap(True)
         left = QWidget()
         lay = QVBoxLayout(left)
         lay.addWidget(self.editor)
+        lay.addWidget(self.budget)
         lay.addWidget(self.error)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)
@@ -335,11 +356,14 @@ class SweepPanel(QWidget):
         self.colour_by = QComboBox()
         self.colour_by.setObjectName("sweep_colour_by")
         self.colour_by.currentTextChanged.connect(self._recolour)
-        row.addWidget(self.colour_by, 1)
+        row.addWidget(self.colour_by, 2)
         self.legend = QLabel()
         self.legend.setObjectName("sweep_legend")
-        row.addWidget(self.legend, 3)
+        self.legend.setWordWrap(True)  # many values wrap onto more lines; they never widen the window
+        self.legend.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        row.addStretch(1)
         lay.addLayout(row)
+        lay.addWidget(self.legend)  # under the combo, the whole width: a narrow window wraps it across, not down
         plots = QGridLayout()
         self.loss_plot = pg.PlotWidget(title="loss (smoothed)")
         self.knn_plot = pg.PlotWidget(title="kNN accuracy")
@@ -374,7 +398,9 @@ class SweepPanel(QWidget):
         S.check_metric(base, spec)
         return base, spec, S.plan(base, spec)
 
-    def validate(self) -> bool:
+    def validate(self, quiet: bool = False) -> bool:
+        """Check the sweep against the set-up; Start, the error line and the trials' length follow. ``quiet`` (the
+        set-up was re-checked): the status line keeps what it says (an opened sweep's or a finished one's outcome)."""
         if self.running:
             return False
         try:
@@ -388,7 +414,10 @@ class SweepPanel(QWidget):
             return False
         n = len(trials) or spec.count * len(S.seeds_of(base, spec))
         self.error.setText("")
-        self.status.setText(f"{n} trials ready")
+        if not quiet:
+            self.status.setText(f"{n} trial{'s' if n != 1 else ''} ready, each {length_text(base.train)}")
+        self.budget.setText(f"each trial: {length_text(base.train)}, {base.data.name}, batch {base.train.batch_size} "
+                            "(from the Set-up panel: change them there)")
         self.start_btn.setEnabled(True)
         return True
 
@@ -515,6 +544,7 @@ class SweepPanel(QWidget):
         self.colour_by.blockSignals(True)
         self.colour_by.clear()
         self.colour_by.addItems(keys)
+        self.colour_by.setCurrentText(swept_key(spec))  # the parameter that varies, not one held at a single value
         self.colour_by.blockSignals(False)
         self.metric_plot.setLabel("left", spec.metric)
         self.dirty = True
