@@ -172,6 +172,11 @@ def test_a_run_folder_from_before_the_protocol_keeps_its_whitened_knn_under_its_
     toml.write_text("".join(line for line in toml.read_text().splitlines(True) if line.split("=")[0].strip() not in new_keys))
     read = read_metrics(run)
     assert read[1]["knn_acc"] is None and read[1]["knn_acc_readout"] == 0.5
+    from workbench.core.history import read_history, run_summary
+
+    row = run_summary(run)  # the runs table: the old figure under its own name, no standard kNN made up
+    assert row["final_knn"] is None and row["final_knn_acc_readout"] == 0.5 and row["readout"] == "whitened"
+    assert [e.metrics for e in read_history(run) if isinstance(e, EvalEvent)] == [{"knn_acc_readout": 0.5}]
     events = list(train(None, runs_root=tmp_path, resume=run))
     assert isinstance(events[-1], DoneEvent) and events[-1].reason == "finished"
     final = [e for e in events if isinstance(e, EvalEvent)][-1].metrics

@@ -15,9 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.events import EvalEvent, StepEvent
-from workbench.core.runs import atomic_write_bytes, read_metrics, read_status, write_status  # noqa: F401 (status: re-exported)
+from workbench.core.metrics import EVAL_METRICS
+from workbench.core.runs import (atomic_write_bytes, load_run_config, read_metrics, read_status,  # noqa: F401 (status: re-exported)
+                                 write_status)
 
-EVAL_KEYS = ("knn_acc", "linear_acc", "alignment", "uniformity", "emb_std", "eff_rank")
+EVAL_KEYS = tuple(EVAL_METRICS)
+# the runs table's figures beside the kNN (the final value of each): read-out kNN, retrieval, probes
+SUMMARY_KEYS = ("knn_acc_readout", "map_at_r", "precision_at_1", "linear_acc", "linear_acc_10pct", "linear_acc_1pct")
+
+
+def is_evaluation(row: dict) -> bool:
+    """A metrics.csv row written by an evaluation (a run from before the field's protocol has only its read-out's kNN)."""
+    return any(row.get(k) is not None for k in ("knn_acc", "knn_acc_readout", "eval_queries"))
 RUNNING_WITHIN_S = 120  # a run without a final state whose files changed this recently is still running
 
 
@@ -35,7 +44,7 @@ def read_history(run_dir: str | Path) -> list:
         if r.get("loss") is not None:
             terms = {k[5:]: v for k, v in r.items() if k.startswith("term_") and v is not None}
             events.append(StepEvent(epoch, step, r["loss"], r.get("lr") or 0.0, r.get("images_per_s") or 0.0, 0.0, terms))
-        if r.get("knn_acc") is not None:
+        if is_evaluation(r):
             events.append(EvalEvent(epoch, step, {k: r[k] for k in EVAL_KEYS if r.get(k) is not None}))
     return events
 
@@ -48,7 +57,7 @@ def _infer_state(run: Path, cfg, rows: list[dict]) -> str:
         failed = False
     if failed:
         return "failed"
-    evals = [r for r in rows if r.get("knn_acc") is not None]
+    evals = [r for r in rows if is_evaluation(r)]
     newest = max((p.stat().st_mtime for p in (run / "metrics.csv", run / "config.toml") if p.exists()), default=0)
     steps = [r["step"] for r in rows if r.get("step") is not None]
     if evals and int(evals[-1].get("epoch") or 0) >= cfg.train.epochs:
@@ -62,7 +71,6 @@ def _infer_state(run: Path, cfg, rows: list[dict]) -> str:
 
 def run_summary(run_dir: str | Path) -> dict:
     """One row for the runs table; ``error`` is set (and the rest mostly empty) when the config cannot be read."""
-    from workbench.core.config import Config
     from workbench.core.registry import ConfigError
 
     run = Path(run_dir)
@@ -72,7 +80,7 @@ def run_summary(run_dir: str | Path) -> dict:
            "loss": "", "temperature": None, "encoder": "", "batch": None, "epochs": None, "final_knn": None,
            "best_knn": None, "duration_s": None, "step": 0, "error": ""}
     try:
-        cfg = Config.load(run / "config.toml")
+        cfg = load_run_config(run)  # a run from before eval.readout: its read-out was the whitening
     except ConfigError as exc:
         row.update(status="unreadable", error=str(exc))
         return row
@@ -96,6 +104,11 @@ def run_summary(run_dir: str | Path) -> dict:
                error=status.get("message", "") if state == "failed" else "")
     row["end_step"] = int(status.get("step") or row["step"]) if state in ("finished", "budget", "stopped") else row["step"]
     row["knn_step"] = knn_steps[-1] if knn_steps else None
+    row["knn_protocol"] = f"weighted kNN, k={cfg.eval.knn_k}, T={cfg.eval.knn_temperature:g}, on plain backbone features"
+    row["readout"] = cfg.eval.readout
+    for key in SUMMARY_KEYS:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        row[f"final_{key}"] = values[-1] if values else None
     # the kNN of the run's end, or of an earlier evaluation (a run ended, e.g. on its time budget or closed, before
     # its final evaluation): the runs table says which
     row["knn_at_end"] = bool(knn_steps) and knn_steps[-1] >= row["end_step"]

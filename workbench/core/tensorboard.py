@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.config import tomllib
+from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
 from workbench.core.runs import atomic_write_bytes, atomic_write_text
 
 TRAIN = ("loss", "lr", "images_per_s", "epoch")
-EVAL = ("knn_acc", "linear_acc", "alignment", "uniformity", "emb_std", "eff_rank")
+EVAL = tuple(EVAL_METRICS)
 PROJECTOR_POINTS = 1000  # each evaluation writes a TSV of points x dims; this keeps it to a few MB
 SPRITE_PX = 8192  # TensorBoard's limit on a sprite's side
 

@@ -100,7 +100,7 @@ class PlotsPanel(QWidget):
         lay = QGridLayout(self)
         self.loss_plot = pg.PlotWidget(title="loss")
         self.lr_plot = pg.PlotWidget(title="learning rate")
-        self.knn_plot = pg.PlotWidget(title="kNN accuracy (held-out)")
+        self.knn_plot = pg.PlotWidget(title="kNN accuracy (held-out; the field's protocol)")
         self.terms_plot = pg.PlotWidget(title="loss terms")
         for p in (self.loss_plot, self.lr_plot, self.knn_plot, self.terms_plot):
             p.showGrid(x=True, y=True, alpha=0.3)

@@ -20,7 +20,15 @@ from workbench.gui.widgets import FlowLayout, clock
 
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
-           ("best kNN", "best_knn"), ("duration", "duration_s")]
+           ("best kNN", "best_knn"), ("kNN, read-out", "final_knn_acc_readout"), ("mAP@R", "final_map_at_r"),
+           ("linear", "final_linear_acc"), ("duration", "duration_s")]
+COLUMN_TIPS = {  # what a figure column is, for its header
+    "final_knn": "the field's kNN protocol: weighted kNN on L2-normalised backbone features (k and T: the cell's tooltip)",
+    "final_knn_acc_readout": "the same kNN through the run's read-out (eval.readout: centred or whitened); runs from before "
+                             "the field's protocol became the headline have their old whitened kNN here",
+    "final_map_at_r": "MAP@R on the held-out split (eval.retrieval)",
+    "final_linear_acc": "linear probe on all the bank's labels (eval.linear_probe)",
+}
 STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "budget": "#2ca02c", "stopped": "#ff7f0e", "interrupted": "#ff7f0e",
                   "failed": "#d62728", "unreadable": "#d62728"}
 STATUS_TIPS = {"interrupted": "its process ended while training (killed or crashed): Resume continues from the last checkpoint",
@@ -56,6 +64,26 @@ def knn_text(r: dict) -> tuple[str, str]:
                 f"the run ended at step {r.get('end_step')} before its final evaluation: this kNN is from step "
                 f"{r['knn_step']}")
     return f"{v:.4f}", ""
+
+
+def cell_text(key: str, r: dict) -> tuple[str, str, object]:
+    """(text, tooltip, the value it sorts by) of the runs table's cell ``key`` for the summary row ``r``."""
+    v, tip = r.get(key), ""
+    if key == "final_knn":
+        text, tip = knn_text(r)
+        tip = "; ".join(t for t in (r.get("knn_protocol", ""), tip) if t)
+    elif key == "best_knn" or key.startswith("final_"):
+        text = f"{v:.4f}" if isinstance(v, float) else ""
+        tip = f"kNN, {r.get('readout')} read-out" if key == "final_knn_acc_readout" and text else ""
+    elif key == "temperature":
+        text = f"{v:g}" if v is not None else ""
+    elif key == "duration_s":
+        text = _duration(v)
+    elif key == "epochs":
+        text, v = epochs_text(r), r.get("epochs_done", v)
+    else:
+        text = "" if v is None else STATUS_TEXT.get(v, str(v)) if key == "status" else str(v)
+    return text, tip, v
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -138,6 +166,9 @@ class RunsPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("runs")
         self.table.setHorizontalHeaderLabels([c for c, _ in COLUMNS])
+        for j, (_, key) in enumerate(COLUMNS):
+            if key in COLUMN_TIPS:
+                self.table.horizontalHeaderItem(j).setToolTip(COLUMN_TIPS[key])
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.setSortingEnabled(True)
@@ -219,20 +250,7 @@ class RunsPanel(QWidget):
         self.refreshed.emit()
 
     def _cell(self, key: str, r: dict) -> Item:
-        v = r.get(key)
-        tip = ""
-        if key == "final_knn":
-            text, tip = knn_text(r)
-        elif key == "best_knn":
-            text = f"{v:.4f}" if v is not None else ""
-        elif key == "temperature":
-            text = f"{v:g}" if v is not None else ""
-        elif key == "duration_s":
-            text = _duration(v)
-        elif key == "epochs":
-            text, v = epochs_text(r), r.get("epochs_done", v)
-        else:
-            text = "" if v is None else STATUS_TEXT.get(v, str(v)) if key == "status" else str(v)
+        text, tip, v = cell_text(key, r)
         item = Item(v, text)
         item.setData(Qt.UserRole, r["run"])
         if tip:
