@@ -428,22 +428,22 @@ def test_lr_schedule_is_a_fraction_of_the_run():
     assert frac == 0.5 and "optim.warmup_epochs = 1 is 100% of this run" in warning
 
 
+class StepClock:
+    """A clock for the loop whose perf_counter advances 25 ms a call (train_step reads it twice a step)."""
+    t = 0.0
+    monotonic = staticmethod(time.monotonic)
+
+    def perf_counter(self):
+        self.t += 0.025
+        return self.t
+
+
 def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, monkeypatch):
     """With a clock where every training step takes 25 ms, a 0.49 s budget is 20 steps of a 3,200-step plan:
     the cosine follows the clock, not the step count, and the last step's lr is near the floor."""
-    import time
-
     import workbench.core.train as T
 
-    class Clock:  # perf_counter advances 25 ms a call; train_step reads it twice a step
-        t = 0.0
-        monotonic = staticmethod(time.monotonic)
-
-        def perf_counter(self):
-            self.t += 0.025
-            return self.t
-
-    monkeypatch.setattr(T, "time", Clock())
+    monkeypatch.setattr(T, "time", StepClock())
     cfg = quick_cfg("train.epochs=200", "train.time_budget_s=0.49", "train.log_every=1", "optim.min_lr_ratio=0.1",
                     "optim.warmup_epochs=0", "optim.lr=0.001", "eval.every=100")  # no evaluation before the end
     events = run_all(cfg, runs_root=tmp_path)
@@ -458,19 +458,9 @@ def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, 
 def test_a_run_given_in_time_warms_up_over_its_warm_up_steps(tmp_path, quick_cfg, monkeypatch):
     """A run ended by train.time_budget_s plans 200 epochs (3,200 steps) as a ceiling: one epoch of warm-up is its 16
     steps, not 0.5% of the ceiling (which the clock passes by the third step). 25 ms a step, a 10 s budget."""
-    import time
-
     import workbench.core.train as T
 
-    class Clock:  # perf_counter advances 25 ms a call; train_step reads it twice a step
-        t = 0.0
-        monotonic = staticmethod(time.monotonic)
-
-        def perf_counter(self):
-            self.t += 0.025
-            return self.t
-
-    monkeypatch.setattr(T, "time", Clock())
+    monkeypatch.setattr(T, "time", StepClock())
     cfg = quick_cfg("train.epochs=200", "train.time_budget_s=10", "train.log_every=1", "optim.min_lr_ratio=0.1",
                     "optim.warmup_epochs=1", "optim.lr=0.001", "eval.every=100")
     control, steps = Control(), []

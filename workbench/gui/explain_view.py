@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGridLayout, QHBoxLayo
 
 from workbench.core.explain import pair_strip
 from workbench.gui.tasks import Task
+from workbench.gui.widgets import TileGrid
 
 MAP_SIDE = 64  # pixels a side of each image in a pair tile (explain.pair_strip's default)
 
@@ -265,31 +266,17 @@ class PairTile(QWidget):
         super().mousePressEvent(e)
 
 
-class PairGrid:
-    """PairTiles in a grid layout, kept across redraws (begin, put..., end), as ``widgets.TileGrid``."""
+class PairGrid(TileGrid):
+    """PairTiles in a grid layout, kept across redraws (begin, put..., end); a click on one calls ``on_click(r, c)``."""
 
     def __init__(self, layout: QGridLayout, on_click):
-        self.layout, self.on_click, self.tiles, self.used = layout, on_click, {}, set()
+        super().__init__(layout, 0)
+        self.on_click = on_click
 
-    def begin(self):
-        self.used = set()
-
-    def put(self, r: int, c: int, rgb, caption: str, color: str, tooltip: str):
-        tile = self.tiles.get((r, c))
-        if tile is None:
-            tile = self.tiles[(r, c)] = PairTile()
-            tile.clicked.connect(lambda r=r, c=c: self.on_click(r, c))
-            self.layout.addWidget(tile, r, c)
-        tile.set(rgb, caption, color, tooltip)
-        self.used.add((r, c))
-
-    def end(self):
-        for key, tile in self.tiles.items():
-            if key not in self.used:
-                tile.setVisible(False)
-
-    def shown(self) -> int:
-        return len(self.used)
+    def make_tile(self, r: int, c: int) -> PairTile:
+        tile = PairTile()
+        tile.clicked.connect(lambda r=r, c=c: self.on_click(r, c))
+        return tile
 
 
 def install(window) -> ExplainService:

@@ -361,10 +361,14 @@ class TileGrid:
     def begin(self):
         self.used = set()
 
+    def make_tile(self, r: int, c: int) -> QWidget:
+        """A new tile for cell (r, c); a subclass makes its own kind (any widget with ``set(img, caption, color, tip)``)."""
+        return Tile(self.size)
+
     def put(self, r: int, c: int, img, caption: str = "", color: str | None = None, tooltip: str = ""):
         tile = self.tiles.get((r, c))
         if tile is None:
-            tile = self.tiles[(r, c)] = Tile(self.size)
+            tile = self.tiles[(r, c)] = self.make_tile(r, c)
             self.layout.addWidget(tile, r, c)
         tile.set(img, caption, color, tooltip)
         self.used.add((r, c))
