@@ -312,6 +312,16 @@ class Run:
         x = torch.cat([load_image_file(p, rm.channels, rm.image_size) for p in paths])
         return rm.embed(x, batch=batch, project=project)
 
+    def check(self, split: str = "both", k: int = 10, factor: float = 0.13, subset: int = 0, subset_distance: float = 0.0,
+              data: list[str] | None = None):
+        """Duplicates, train/test leaks, outliers and likely label errors of the run's data, read with its encoder
+        (``core.checks``): a Report whose ``tables`` (duplicates, leaks, outliers, label_issues, confusion, subset)
+        are the lists ``workbench check`` writes as CSV, ``findings`` what is worth a look, ``save(folder)`` the
+        files. ``data``: data.KEY=VALUE overrides to check other images with this encoder."""
+        from workbench.core.checks import check_run
+
+        return check_run(self.model, split, k, factor, subset, subset_distance, overrides=data)
+
     def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
                force: bool = False) -> list[Path]:
         """Write the encoder (safetensors | pt2 | torchscript | onnx | onnx_uint8, with a model card) or
