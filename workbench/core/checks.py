@@ -42,8 +42,8 @@ K = 10
 DUPLICATE_FACTOR = 0.13  # Datalab's near_duplicate threshold: a fraction of the median nearest-neighbour distance
 OUTLIER_IQR = 1.7  # Datalab's outlier rule: mean kNN distance above Q3 + 1.7 IQR
 TEMPERATURE = 0.07  # vote weight exp(cos / T), the kNN evaluation's default (eval.knn_temperature)
-BLOCK = 2048  # rows a block of the graph's product: a 2048 x 2048 float32 block is 16 MB
-EXTRA = 22  # candidates a row beyond k kept from the bfloat16 pass
+BLOCK = 4096  # rows a block of the graph's product: a 4096 x 4096 float32 block is 64 MB
+EXTRA = 38  # candidates a row beyond k kept from the bfloat16 pass
 BF16_U = 2.0 ** -8  # unit roundoff of bfloat16 (8 significant bits)
 
 Progress = Callable[[int, int, str], None]
@@ -91,28 +91,43 @@ def _bf16_unit(x: torch.Tensor, inv: torch.Tensor) -> tuple[torch.Tensor, torch.
     return out, norm, err
 
 
-def _bf16_error(norm: torch.Tensor, err: torch.Tensor, approx: torch.Tensor, d: int) -> torch.Tensor:
-    """Worst-case |q~.b~ (rounded to bfloat16) - q.b| for queries q (rows of ``norm``/``err``) against any b
-    of the bank: q.b = q~.b~ - q~.e_b - e_q.b~ + e_q.e_b, so the inputs' part is at most
-    |q~||e_b| + |e_q||b~| + |e_q||e_b| (Cauchy-Schwarz, with the bank's largest |e_b|, |b~|); float32
-    accumulation adds d 2^-24 |q~||b~| and the product's rounding to bfloat16 u |approx| (Higham, Accuracy and
+def _bf16_error(norm: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    """(N,) worst-case |q~.b~ (rounded to bfloat16) - q.b| for each query q against any b of the bank:
+    q.b = q~.b~ - q~.e_b - e_q.b~ + e_q.e_b, so the inputs' part is at most |q~||e_b| + |e_q||b~| + |e_q||e_b|
+    (Cauchy-Schwarz, with the bank's largest |e_b| and |b~|); float32 accumulation adds d 2^-24 |q~||b~| at most
+    (d <= 2^24 / 16 here) and the product's rounding to bfloat16 u |q~.b~| <= u |q~||b~| (Higham, Accuracy and
     Stability of Numerical Algorithms, 2002, 3.1)."""
     e_b, n_b = float(err.max()), float(norm.max())
-    return norm * e_b + err * n_b + err * e_b + d * 2.0 ** -24 * norm * n_b + BF16_U * approx.abs() + 1e-6
+    return norm * e_b + err * n_b + err * e_b + (2.0 ** -20 + BF16_U) * norm * n_b + 1e-6
 
 
-def _merge(best_v: torch.Tensor, best_i: torch.Tensor, a: int, b: int, s: torch.Tensor, offset: int) -> None:
-    """Keep rows a:b's largest similarities among their current ones and block ``s`` (columns from ``offset``)."""
+def _merge(best_v: torch.Tensor, best_i: torch.Tensor, a: int, s: torch.Tensor, offset: int) -> None:
+    """Keep rows a:a+len(s)'s m largest similarities among their current ones and block ``s`` (columns from
+    ``offset``). Only entries above a row's current m-th enter: after the first blocks they are a handful a row,
+    so they are picked out by a comparison instead of a top-k of the whole block."""
     m = best_v.shape[1]
-    v, i = s.topk(min(m, s.shape[1]), dim=1)
-    v, j = torch.cat([best_v[a:b], v], 1), torch.cat([best_i[a:b], i + offset], 1)
+    rows = slice(a, a + len(s))
+    floor = best_v[rows, -1]
+    if torch.isinf(floor).any():  # a row's first block: its m largest
+        v, i = s.topk(min(m, s.shape[1]), dim=1)
+    else:
+        r, c = torch.nonzero(s > floor[:, None], as_tuple=True)
+        if len(r) == 0:
+            return
+        counts = torch.bincount(r, minlength=len(s))
+        pos = torch.arange(len(r)) - (torch.cumsum(counts, 0) - counts)[r]
+        width = int(counts.max())
+        v = torch.full((len(s), width), -math.inf)
+        i = torch.zeros((len(s), width), dtype=torch.int64)
+        v[r, pos], i[r, pos] = s[r, c], c
+    v, j = torch.cat([best_v[rows], v], 1), torch.cat([best_i[rows], i + offset], 1)
     top, pick = v.topk(m, dim=1)
-    best_v[a:b], best_i[a:b] = top, j.gather(1, pick)
+    best_v[rows], best_i[rows] = top, j.gather(1, pick)
 
 
 def knn_graph(features, k: int = K, block: int = BLOCK, progress: Progress | None = None, cancel=None) -> Graph:
     """The exact cosine kNN graph of ``features`` (N, D) (any scale; rows are L2-normalised here), each image's
-    own row left out. Memory beyond the features: a bfloat16 copy (N x D x 2 bytes), two blocks and the
+    own row left out. Memory beyond the features: a bfloat16 copy (N x D x 2 bytes), a few blocks and the
     candidate lists, about 0.6 GB for 70,000 x 2,048.
 
     >>> g = knn_graph(np.eye(3, 4) + 0.1, k=1); g.indices.tolist()
@@ -126,6 +141,7 @@ def knn_graph(features, k: int = K, block: int = BLOCK, progress: Progress | Non
     m = min(n - 1, k + EXTRA)
     inv = _inverse_norms(x)
     xb, norm, err = _bf16_unit(x, inv)
+    eps = _bf16_error(norm, err)
     best_v = torch.full((n, m), -math.inf)
     best_i = torch.zeros((n, m), dtype=torch.int64)
     starts = list(range(0, n, block))
@@ -134,18 +150,17 @@ def knn_graph(features, k: int = K, block: int = BLOCK, progress: Progress | Non
         b = min(a + block, n)
         for c in starts[bi:]:
             _tick(progress, cancel, done, total, "neighbour graph")
-            dd = min(c + block, n)
-            s = (xb[a:b] @ xb[c:dd].T).float()
+            s = (xb[a:b] @ xb[c:c + block].T).float()
             if c == a:
                 s.fill_diagonal_(-math.inf)
-            _merge(best_v, best_i, a, b, s, c)
+            _merge(best_v, best_i, a, s, c)
             if c != a:
-                _merge(best_v, best_i, c, dd, s.T, a)
+                _merge(best_v, best_i, c, s.T, a)
             done += 1
-    sim, idx = _rerank(x, inv, best_i, k)
-    if m < n - 1:  # rows whose k-th exact similarity a non-candidate might still beat: every image in float32
-        bound = best_v[:, -1] + _bf16_error(norm, err, best_v[:, -1], d)
-        redo = torch.nonzero(sim[:, -1] <= bound).flatten()
+    del xb
+    sim, idx = _rerank(x, inv, best_v, best_i, eps, k)
+    if m < n - 1:  # rows whose k-th exact similarity a non-candidate might beat: recomputed against every image
+        redo = torch.nonzero(sim[:, -1] <= best_v[:, -1] + eps).flatten()
         if len(redo):
             sim[redo], idx[redo] = _exact_rows(x, inv, redo, k)
     _tick(progress, cancel, total, total, "neighbour graph")
@@ -160,16 +175,20 @@ def _order(sim: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, 
     return sim.gather(1, order), idx.gather(1, order)
 
 
-def _rerank(x: torch.Tensor, inv: torch.Tensor, cand: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact float32 cosine similarities of each row to its candidates (N, m), the k largest kept."""
+def _rerank(x: torch.Tensor, inv: torch.Tensor, approx: torch.Tensor, cand: torch.Tensor, eps: torch.Tensor,
+            k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact float32 similarities of each row to the candidates that may be among its k nearest (approximate
+    similarity within 2 eps of the k-th approximate one; the others are below the k-th exact one), k kept."""
     n, m = cand.shape
-    sim, idx = torch.empty((n, k)), torch.empty((n, k), dtype=torch.int64)
-    step = max(1, (64 << 20) // (4 * m * x.shape[1]))  # rows a chunk: at most 64 MB of gathered features
+    maybe = approx >= (approx[:, k - 1] - 2 * eps)[:, None]
+    exact = torch.full((n, m), -math.inf)
+    step = 1024  # rows a chunk: their features stay in cache while their candidates are gathered
     for a in range(0, n, step):
-        c = cand[a:a + step]
-        s = torch.einsum("nd,nmd->nm", x[a:a + step], x[c]) * inv[a:a + step, None] * inv[c]
-        sim[a:a + step], idx[a:a + step] = _order(s, c, k)
-    return sim, idx
+        r, c = torch.nonzero(maybe[a:a + step], as_tuple=True)
+        j = cand[a:a + step][r, c]
+        q = x[a:a + step].index_select(0, r)
+        exact[a + r, c] = torch.einsum("pd,pd->p", q, x.index_select(0, j)) * inv[a + r] * inv[j]
+    return _order(exact, cand, k)
 
 
 def _exact_rows(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
