@@ -47,17 +47,20 @@ def _jpeg(img: np.ndarray, quality: int = 75) -> np.ndarray:
     return out[None] if img.shape[0] == 1 else out.transpose(2, 0, 1)
 
 
-def _resized(img: np.ndarray, scale: float = 0.75) -> np.ndarray:
-    x = torch.from_numpy(img).float()[None]
+def _resized(img: np.ndarray, scale: float = 2.0) -> np.ndarray:
+    """The copy stored at ``scale`` times the size (uint8, as a file would hold it), then read at the split's size
+    as an image folder's loader reads it (bilinear, antialiased). ``scale`` < 1: a smaller copy enlarged (blurred)."""
+    x = torch.from_numpy(np.array(img)).float()[None]
     side = img.shape[-1]
-    small = torch.nn.functional.interpolate(x, size=int(side * scale), mode="bilinear", antialias=True, align_corners=False)
-    back = torch.nn.functional.interpolate(small, size=side, mode="bilinear", align_corners=False)
+    stored = torch.nn.functional.interpolate(x, size=round(side * scale), mode="bilinear", antialias=True, align_corners=False)
+    stored = stored.round().clamp(0, 255)
+    back = torch.nn.functional.interpolate(stored, size=side, mode="bilinear", antialias=True, align_corners=False)
     return back.round().clamp(0, 255).to(torch.uint8)[0].numpy()
 
 
 def fit_images(other: np.ndarray, channels: int, side: int) -> np.ndarray:
     """Images (N, C', H', W') uint8 as (N, channels, side, side): greyscale by ITU-R 601 luma or repeated, resized."""
-    x = torch.from_numpy(other).float()
+    x = torch.from_numpy(np.array(other)).float()
     if x.shape[1] != channels:
         x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) if channels == 1 else x.expand(-1, 3, -1, -1)
     if x.shape[-1] != side:
@@ -66,7 +69,7 @@ def fit_images(other: np.ndarray, channels: int, side: int) -> np.ndarray:
 
 
 def plant(train_x, train_y, test_x, other_x, n_classes: int, seed: int = 0, leak: float = 0.01, flip: float = 0.02,
-          extra: float = 0.005) -> dict:
+          extra: float = 0.005, scale: float = 2.0) -> dict:
     """Faults planted in uint8 splits: returns the new training images and labels (the originals first, then the
     test copies, then the other images), the true labels, and the planted rows: ``leaked`` (test rows copied),
     ``copies`` (their training rows), ``flipped`` and ``foreign`` (training rows)."""
@@ -76,7 +79,7 @@ def plant(train_x, train_y, test_x, other_x, n_classes: int, seed: int = 0, leak
     copies = []
     for j, t in enumerate(leaked):
         img = test_x[t]
-        copies.append(img if j % 3 == 0 else _resized(img) if j % 3 == 1 else _jpeg(img))
+        copies.append(img if j % 3 == 0 else _resized(img, scale) if j % 3 == 1 else _jpeg(img))
     n_extra = max(1, round(extra * n))
     foreign = fit_images(other_x[rng.choice(len(other_x), n_extra, replace=False)], train_x.shape[1], train_x.shape[-1])
     flipped = np.sort(rng.choice(n, max(1, round(flip * n)), replace=False))
@@ -108,7 +111,8 @@ def evaluate(report, planted: dict, n_train: int) -> dict:
     quality = report.probs[trainable, labels[trainable]]
     top = trainable[np.argsort(quality, kind="stable")[: len(planted["flipped"])]]  # the top-2% list
     dup_rows = report.duplicates["row"]
-    return {"leaks": score(leaks, test_rows),
+    kinds = {"exact": test_rows[0::3], "resized": test_rows[1::3], "jpeg": test_rows[2::3]}
+    return {"leaks": score(leaks, test_rows), **{f"leak_recall_{k}": score(leaks, v)["recall"] for k, v in kinds.items()},
             "copies_in_duplicate_groups": score(dup_rows[np.isin(dup_rows, planted["copies"])], planted["copies"])["recall"],
             "flipped_top2pct": score(top, planted["flipped"]),
             "flipped_label_issues": score(train_issue_rows, planted["flipped"]),
