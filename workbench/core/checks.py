@@ -657,11 +657,12 @@ class _Rows:
 
 
 def check_run(run, split: str = "both", k: int = K, factor: float = DUPLICATE_FACTOR, subset: int = 0,
-              subset_distance: float = 0.0, device: str = "cpu", overrides: list[str] | None = None,
+              subset_distance: float = 0.0, device: str = "cpu", overrides: list[str] | None = None, splits=None,
               progress: Progress | None = None, cancel=None) -> Report:
     """Every check on a run folder's data (``split``: both, train or test), read with its trained encoder;
     ``subset`` / ``subset_distance``: also a diverse subset of the training images (of the test images when
-    ``split`` is test). ``overrides``: data.KEY=VALUE for data elsewhere (as ``workbench embed --set``)."""
+    ``split`` is test). ``overrides``: data.KEY=VALUE for data elsewhere (as ``workbench embed --set``);
+    ``splits``: (train, test) ImageData to check instead of the config's data."""
     import time
 
     from workbench.core.inference import RunModel
@@ -672,15 +673,15 @@ def check_run(run, split: str = "both", k: int = K, factor: float = DUPLICATE_FA
         raise ConfigError(f"checks: k must be >= 1, got {k}")
     rm = run if isinstance(run, RunModel) else RunModel.load(run, device=device)
     _tick(progress, cancel, 0, 0, "loading the data")
-    train, test = rm.splits(overrides)
+    train, test = splits if splits is not None else rm.splits(overrides)
     names = ["train", "test"] if split == "both" else [split]
-    splits = [train if n == "train" else test for n in names]
+    chosen = [train if n == "train" else test for n in names]
     t0 = time.perf_counter()
     feats = np.concatenate([features_of(rm, d, progress=progress, cancel=cancel, what=f"features of the {n} split")
-                            for d, n in zip(splits, names, strict=True)])
+                            for d, n in zip(chosen, names, strict=True)])
     if not np.isfinite(feats).all():
         raise ConfigError(f"the encoder of '{rm.run_dir}' gives non-finite features; nothing can be checked")
-    items = items_of(splits, names)
+    items = items_of(chosen, names)
     t1 = time.perf_counter()
     report = run_checks(feats, items, k, factor, progress=progress, cancel=cancel)
     report.seconds = {"features": t1 - t0, **report.seconds}
