@@ -28,6 +28,8 @@ def test_a_finished_run_is_checked_and_its_lists_shown(window, qtbot, tmp_path):
     for line in report.findings:
         assert line in data.summary.text()
     assert (Path(run) / "checks" / "summary.json").is_file()  # kept with the run
+    logged = [text for _, kind, text in window.message_log if kind == "data"]
+    assert logged[-len(report.findings):] == report.findings  # in the window's messages too
     view = data.views["label_issues"]
     assert view.table.rowCount() == min(len(report.label_issues), 300) > 0
     assert view.table.item(0, 3).text() == report.label_issues["class"][0]

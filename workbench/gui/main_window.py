@@ -179,6 +179,7 @@ class MainWindow(RunActions, QMainWindow):
         self.sweep.runningChanged.connect(self._sweep_running)
         self.trainingDone.connect(self.data.run_finished)  # checked on its final evaluation
         self.runOpened.connect(self.data.set_run)  # checked on request
+        self.data.checked.connect(lambda got: [self.log("data", line) for line in got.report.findings])
 
     def _sweep_running(self, running: bool):
         """The status bar follows a sweep too: its trials and curves are in the Sweep tab."""

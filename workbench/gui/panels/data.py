@@ -54,8 +54,9 @@ def _check(run_dir: str, split: str, k: int, report, cancel) -> Loaded:
     from workbench.core.runs import find_run
 
     rm = RunModel.load(run_dir)
-    result = checks.check_run(rm, split, k, progress=report, cancel=cancel)
+    report(0, 0, "loading the data")
     train, test = rm.splits()
+    result = checks.check_run(rm, split, k, splits=(train, test), progress=report, cancel=cancel)
     splits = [train, test] if split == "both" else [train if split == "train" else test]
     result.save(find_run(run_dir) / "checks")
     return Loaded(run_dir, result, splits)
