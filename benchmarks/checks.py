@@ -234,7 +234,8 @@ def faults(a) -> dict:
         classes = sorted(p.name for p in (SHARED / "cifar10-jpg" / "train").iterdir())
     p = plant(tr_x, tr_y, te_x, other, 10, a.seed)
     t = time.perf_counter()
-    feats = np.concatenate([rm.features(torch.from_numpy(np.array(x))) for x in np.array_split(p["train_x"], 64) + np.array_split(te_x, 16)])
+    chunks = np.array_split(p["train_x"], 64) + np.array_split(te_x, 16)
+    feats = np.concatenate([rm.features(torch.from_numpy(np.array(x))) for x in chunks])
     t_feat = time.perf_counter() - t
     n_train = len(p["train_x"])
     items = checks.Items(np.concatenate([p["train_y"], te_y]), np.arange(len(feats)) >= n_train,
