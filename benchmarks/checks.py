@@ -243,7 +243,8 @@ def faults(a) -> dict:
                          hashes=np.concatenate([checks.pixel_hashes(p["train_x"]), checks.pixel_hashes(te_x)]))
     report = checks.run_checks(feats, items)
     out = {"run": str(a.run), "data": a.data, "train_images": n_train, "test_images": len(te_x), "features_s": t_feat,
-           **report.seconds, **evaluate(report, p, n_train), "findings": report.findings}
+           **report.seconds, **evaluate(report, p, n_train), "findings": report.findings,
+           "leaks_with_the_line_dragged": {f: evaluate(report.with_factor(f), p, n_train)["leaks"] for f in (0.3, 0.5, 1.0)}}
     return out
 
 

@@ -168,6 +168,7 @@ class DataPanel(QWidget):
         self.run_btn.setToolTip("find near-duplicates, train/test leaks, outliers and likely label errors with this run's encoder")
         self.run_btn.clicked.connect(lambda: self.start())
         self.progress = QProgressBar()
+        self.progress.setMinimumWidth(230)
         self.progress.setMaximumWidth(320)
         self.progress.setFormat("")
         for w in (self.run_label, QLabel("split"), self.split, QLabel("k"), self.k, self.run_btn, self.progress):
@@ -180,21 +181,25 @@ class DataPanel(QWidget):
         lay.addWidget(self.summary)
         split = QSplitter(Qt.Horizontal)
         left = QSplitter(Qt.Vertical)
-        self.hist = pg.PlotWidget(title="distance to the nearest neighbour (drag the line: near-duplicate threshold)")
+        self.hist = pg.PlotWidget(title="nearest-neighbour distance")
+        self.hist.setToolTip("each image's cosine distance to its nearest neighbour; drag the red line to set the "
+                             "near-duplicate threshold (the lists follow)")
         self.hist.setLabel("bottom", "cosine distance")
+        self.hist.getAxis("bottom").enableAutoSIPrefix(False)
         self.hist.setLabel("left", "images")
         self.hist_curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(70, 130, 180, 120), pen="#4682b4")
         self.hist.addItem(self.hist_curve)
         self.line = pg.InfiniteLine(0, movable=True, pen=pg.mkPen("#c0392b", width=2), label="{value:.4f}",
-                                    labelOpts={"position": 0.9, "color": "#c0392b"})
+                                    labelOpts={"position": 0.9, "color": "#c0392b", "anchors": [(0, 0), (0, 0)]})
         self.line.sigPositionChangeFinished.connect(self._dragged)
         self.hist.addItem(self.line)
         self.hist.setMinimumSize(300, 200)
         left.addWidget(self.hist)
-        self.conf = pg.PlotWidget(title="kNN vote: given label (rows) by vote (columns); click a cell")
+        self.conf = pg.PlotWidget(title="kNN vote: label (rows) by vote")
+        self.conf.setToolTip("share of each class's images (rows: given label) the neighbours' vote puts in each class "
+                             "(columns); click a cell to list its images")
         self.conf.setMinimumSize(300, 240)
         self.conf.invertY(True)
-        self.conf.setAspectLocked(True)
         self.conf_img = pg.ImageItem()
         self.conf.addItem(self.conf_img)
         self.conf.scene().sigMouseClicked.connect(self._conf_clicked)
@@ -221,7 +226,7 @@ class DataPanel(QWidget):
         right.setStretchFactor(0, 4)
         right.setStretchFactor(1, 1)
         split.addWidget(right)
-        split.setSizes([420, 800])
+        split.setSizes([380, 440])
         lay.addWidget(split, 1)
 
     # ----- what starts a check -----
@@ -284,9 +289,7 @@ class DataPanel(QWidget):
         top = float(np.percentile(near, 99.5)) or 1e-3
         counts, edges = np.histogram(near, bins=120, range=(0.0, max(top, r.radius * 1.5)))
         self.hist_curve.setData(edges, counts)
-        self.line.blockSignals(True)
-        self.line.setValue(r.radius)
-        self.line.blockSignals(False)
+        self.line.setValue(r.radius)  # sigPositionChangeFinished comes from a drag only
         self._show_lists(r)
         self._show_confusion(r)
 
@@ -319,9 +322,9 @@ class DataPanel(QWidget):
         self.conf_img.setImage(share.T, levels=(0, 1))  # ImageItem's first axis is x: columns are the vote
         self.conf_img.setColorMap(pg.colormap.get("viridis"))
         names = list(r.items.class_names(np.arange(len(cm))))
-        ticks = [(i + 0.5, n[:10]) for i, n in enumerate(names)]
-        self.conf.getAxis("bottom").setTicks([ticks])
-        self.conf.getAxis("left").setTicks([ticks])
+        self.conf.getAxis("bottom").setTicks([[(i + 0.5, n[:3]) for i, n in enumerate(names)]])
+        self.conf.getAxis("left").setTicks([[(i + 0.5, n[:10]) for i, n in enumerate(names)]])
+        self.conf.setRange(xRange=(0, len(cm)), yRange=(0, len(cm)), padding=0)
         if len(cm) <= 12:
             for i in range(len(cm)):
                 for j in range(len(cm)):
