@@ -375,7 +375,8 @@ def cmd_check(args) -> int:
         paths.append(out / "subset.txt")
     s = report.summary()
     print(f"{s['images']:,} images ({s['test_images']:,} held-out), k {s['k']}, median nearest-neighbour distance "
-          f"{s['median_nn_distance']:.4f}, near-duplicates closer than {s['duplicate_radius']:.4f}")
+          f"{s['median_nn_distance']:.4f}, near-duplicates closer than {s['duplicate_radius']:.4f}"
+          + (f", the kNN vote agrees with {s['vote_agreement']:.1%} of the labels" if s["vote_agreement"] is not None else ""))
     print("\n".join(f"  - {line}" for line in report.findings) or "  nothing worth a look")
     print(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
     return 0

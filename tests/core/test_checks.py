@@ -57,6 +57,9 @@ def test_graph_of_tiny_and_bad_inputs():
     assert checks.knn_graph(np.eye(3, 4) + 0.1, k=5).k == 2  # k capped at N - 1
     with pytest.raises(ConfigError, match="at least 2 images"):
         checks.knn_graph(np.ones((1, 4)))
+    x = clustered(200, 8)
+    x.setflags(write=False)  # a memory-mapped .npy: read, never written, and no warning
+    assert checks.knn_graph(x).k == 10 and len(checks.farthest_points(x, 5)[0]) == 5
 
 
 def test_components_match_a_breadth_first_search():

@@ -75,6 +75,15 @@ class Graph:
         return self.distances[:, 0]
 
 
+def _tensor(features) -> torch.Tensor:
+    """(N, D) float32 features as a tensor sharing their memory (a read-only memory map too: nothing writes to it)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns of read-only arrays
+        return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+
+
 def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
     return 1.0 / torch.cat([c.norm(dim=1) for c in x.split(8192)]).clamp_min(1e-12)
 
@@ -133,7 +142,7 @@ def knn_graph(features, k: int = K, block: int = BLOCK, progress: Progress | Non
     >>> g = knn_graph(np.eye(3, 4) + 0.1, k=1); g.indices.tolist()
     [[1], [0], [0]]
     """
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    x = _tensor(features)
     n, d = x.shape
     if n < 2:
         raise ConfigError(f"checks: need at least 2 images for a neighbour graph, got {n}")
@@ -207,7 +216,7 @@ def _exact_rows(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, k: int) 
 def brute_force_graph(features, k: int = K, rows=None) -> Graph:
     """The graph's ``rows`` (default: all) by the plain method: a float64 product of each row with every image and
     a full sort. The reference ``knn_graph`` is tested and timed against."""
-    x = torch.from_numpy(np.asarray(features, np.float32))
+    x = _tensor(features)
     rows = torch.arange(len(x)) if rows is None else torch.as_tensor(rows)
     inv = _inverse_norms(x).double()
     idx, dist = [], []
@@ -482,7 +491,7 @@ def farthest_points(features, count: int = 0, min_distance: float = 0.0, rows=No
     than ``min_distance``. Returns the chosen rows and each one's distance to those before it (inf first)."""
     if count <= 0 and min_distance <= 0:
         raise ConfigError("checks: a diverse subset needs a count (> 0) or a minimum distance (> 0)")
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    x = _tensor(features)
     rows = torch.arange(len(x)) if rows is None else torch.as_tensor(np.asarray(rows), dtype=torch.int64)
     if len(rows) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -571,7 +580,15 @@ class Report:
                 "leaks": None if self.leaks is None else len(self.leaks), "outliers": len(self.outliers),
                 "outlier_threshold": self.outlier_threshold,
                 "label_issues": None if self.label_issues is None else len(self.label_issues),
-                "findings": self.findings, "seconds": self.seconds}
+                "vote_agreement": self.vote_agreement, "findings": self.findings, "seconds": self.seconds}
+
+    @property
+    def vote_agreement(self) -> float | None:
+        """Share of the labelled images whose neighbours' vote is their label (the label checks are only as good
+        as this); None without labels."""
+        if self.confusion is None or self.confusion.sum() == 0:
+            return None
+        return float(np.trace(self.confusion) / self.confusion.sum())
 
     def save(self, folder: str | Path) -> list[Path]:
         """One CSV per list plus summary.json in ``folder`` (made if missing); returns the written paths."""

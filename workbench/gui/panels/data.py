@@ -297,7 +297,8 @@ class DataPanel(QWidget):
         findings = r.findings
         s = r.summary()
         head = (f"{s['images']:,} images, k {s['k']}, median nearest-neighbour distance {s['median_nn_distance']:.4f}; "
-                f"near-duplicates closer than {r.radius:.4f} ({r.factor:.3g} of it)")
+                f"near-duplicates closer than {r.radius:.4f} ({r.factor:.3g} of it)"
+                + (f"; the kNN vote agrees with {r.vote_agreement:.1%} of the labels" if r.vote_agreement is not None else ""))
         self.summary.setText(head + ("<br><b>" + "<br>".join(html.escape(f) for f in findings) + "</b>" if findings
                                      else "<br>nothing worth a look"))
         self.summary.setStyleSheet(f"color: {WORTH_A_LOOK}" if findings else "")
