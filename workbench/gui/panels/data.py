@@ -5,6 +5,7 @@ on a cell listing the images behind it; any list exported as CSV. The checks run
 on a run's final evaluation and, for an opened run, on request."""
 from __future__ import annotations
 
+import contextlib
 import html
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def _check(run_dir: str, split: str, k: int, report, cancel) -> Loaded:
     train, test = rm.splits()
     result = checks.check_run(rm, split, k, splits=(train, test), progress=report, cancel=cancel)
     splits = [train, test] if split == "both" else [train if split == "train" else test]
-    result.save(find_run(run_dir) / "checks")
+    with contextlib.suppress(OSError):  # a read-only run folder: the lists are still shown (and can be exported)
+        result.save(find_run(run_dir) / "checks")
     return Loaded(run_dir, result, splits)
 
 
