@@ -252,3 +252,20 @@ def test_readme_example_runs(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "knn_acc" in res.stdout and "(1, 2048)" in res.stdout and "encoder.safetensors" in res.stdout
     assert list((tmp_path / "runs").glob("*_python-hcl/export/safetensors/model_card.json"))
+
+
+def test_run_check_returns_the_tables_the_cli_writes(tmp_path, fmnist):
+    x, y = fmnist
+    run = wb.fit({**SMALL, "train": {**SMALL["train"], "max_steps": 3}}, data=x[:500], labels=y[:500], test=x[500:],
+                 test_labels=y[500:], runs_root=tmp_path)
+    x_dup = torch.cat([x[:500], x[500:503]])  # three held-out images copied into the training split
+    leaky = wb.fit({**SMALL, "train": {**SMALL["train"], "max_steps": 3}}, data=x_dup, labels=torch.cat([y[:500], y[500:503]]),
+                   test=x[500:], test_labels=y[500:], runs_root=tmp_path / "leaky")
+    report = leaky.check(data=x_dup, labels=torch.cat([y[:500], y[500:503]]), test=x[500:], test_labels=y[500:])
+    assert set(report.tables) >= {"duplicates", "leaks", "outliers", "label_issues", "confusion"}
+    assert {int(i) for i in report.leaks["index"][report.leaks["exact"]]} == {0, 1, 2}  # found by their pixels
+    assert any("held-out" in f for f in report.findings)
+    assert report.tables["confusion"]["given"].tolist() == [str(c) for c in range(10)]
+    rows = report.label_issues.rows()
+    assert all({"given_label", "suggested", "confidence"} <= set(r) for r in rows)
+    assert len(run.check(split="train", data=x[:500], labels=y[:500], test=x[500:]).items) == 500

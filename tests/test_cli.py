@@ -260,3 +260,34 @@ def test_other_data_to_embed_are_decoded_at_the_size_the_run_was_trained_at(tmp_
     assert run_data(rm, []).data.image_size == 0  # its own data, as trained (the decoded store is reused)
     assert run_data(rm, [f"data.root={tmp_path / 'b'}"]).data.image_size == 64  # not a size chosen for the new folder
     assert run_data(rm, [f"data.root={tmp_path / 'b'}", "data.image_size=32"]).data.image_size == 32  # said: kept
+
+
+def test_check_writes_one_csv_per_list_and_says_what_is_worth_a_look(trained_run, tmp_path):
+    import csv
+    import json
+
+    run, _ = trained_run
+    out = tmp_path / "checks"
+    res = wb("check", str(run), "--out", str(out), "--subset", "25")
+    assert res.returncode == 0, res.stderr
+    assert "median nearest-neighbour distance" in res.stdout and "wrote" in res.stdout
+    for name in ("duplicates", "leaks", "outliers", "label_issues", "confusion", "subset"):
+        assert (out / f"{name}.csv").is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 512 + 1000 and summary["k"] == 10
+    for line in summary["findings"]:  # every finding is on the terminal
+        assert line in res.stdout
+    rows = list(csv.DictReader((out / "label_issues.csv").read_text().splitlines()))
+    assert len(rows) == summary["label_issues"] and set(rows[0]) >= {"file", "class", "suggested", "confidence"}
+    assert len((out / "subset.txt").read_text().splitlines()) == 25
+    res = wb("check", str(run), "--split", "train", "--out", str(tmp_path / "train"))
+    assert res.returncode == 0 and not (tmp_path / "train" / "leaks.csv").exists()
+    assert json.loads((tmp_path / "train" / "summary.json").read_text())["images"] == 512
+
+
+def test_check_refuses_bad_input_in_one_line(trained_run, tmp_path):
+    run, _ = trained_run
+    res = wb("check", str(tmp_path / "nope"))
+    assert res.returncode == 2 and res.stderr.startswith("error:") and len(res.stderr.strip().splitlines()) == 1
+    res = wb("check", str(run), "--split", "val")
+    assert res.returncode == 2 and "--split" in res.stderr

@@ -7,6 +7,7 @@
     workbench neighbours RUN_DIR --image FILE [-k 10] [--out table.csv] [--force]
     workbench export RUN_DIR --format onnx [--out DIR] [--force]
     workbench explain RUN_DIR A.png B.png --out pair.png [--lines 5] [--deletion] [--force]
+    workbench check RUN_DIR [--split train|test|both] [--out DIR] [-k 10] [--subset N]
     workbench datasets | augmentations | losses | models
     workbench install-shortcut | uninstall-shortcut     the current user's menu entry for the window
     workbench --version
@@ -425,6 +426,31 @@ def _explain_parser(sub, verbose) -> None:
     ex.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
+def cmd_check(args) -> int:
+    """Duplicates, leaks, outliers and label issues of a run's data (core/checks.py): one CSV per list in --out
+    (default RUN_DIR/checks/) and what is worth a look on the terminal."""
+    from workbench.core.checks import check_run, file_list
+    from workbench.core.runs import atomic_write_text, check_folder, find_run
+
+    out = Path(args.out) if args.out else find_run(args.run_dir) / "checks"
+    check_folder(out, "--out")
+    bar = Progress(0)
+    with CtrlC(say=bar.message, text="stopping: cancelling the checks; nothing has been written yet") as ctrl_c:
+        report = check_run(args.run_dir, args.split, args.k, args.factor, args.subset, args.subset_distance,
+                           overrides=data_overrides(args.set), progress=bar.decode, cancel=ctrl_c.cancel)
+    paths = report.save(out)
+    if report.subset is not None:
+        atomic_write_text(out / "subset.txt", file_list(report.subset))
+        paths.append(out / "subset.txt")
+    s = report.summary()
+    print(f"{s['images']:,} images ({s['test_images']:,} held-out), k {s['k']}, median nearest-neighbour distance "
+          f"{s['median_nn_distance']:.4f}, near-duplicates closer than {s['duplicate_radius']:.4f}"
+          + (f", the kNN vote agrees with {s['vote_agreement']:.1%} of the labels" if s["vote_agreement"] is not None else ""))
+    print("\n".join(f"  - {line}" for line in report.findings) or "  nothing worth a look")
+    print(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from workbench.core.augment import AUGMENTS, PRESET_HELP
     from workbench.core.config import DataConfig
@@ -562,6 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the run's fitted read-out (eval.readout) as a separate, named last layer; default: the plain backbone")
     x.add_argument("--force", action="store_true", help="overwrite files that exist")
     _explain_parser(sub, verbose)
+    c = sub.add_parser("check", parents=[verbose], help="duplicates, train/test leaks, outliers and label issues of a run's data")
+    c.add_argument("run_dir")
+    c.add_argument("--split", choices=["both", "train", "test"], default="both", help="the images to check (leaks need both)")
+    c.add_argument("--out", help="folder for the CSV files and summary.json (default: RUN_DIR/checks/)")
+    c.add_argument("-k", type=positive_int, default=10, help="neighbours an image has in the graph (default 10)")
+    c.add_argument("--factor", type=float, default=0.13, help="near-duplicates: closer than this x the median nearest-neighbour distance")
+    c.add_argument("--subset", type=positive_int, default=0, metavar="N", help="also pick N diverse training images (subset.txt)")
+    c.add_argument("--subset-distance", type=float, default=0.0, metavar="D", help="... or as many as are D apart (cosine)")
+    c.add_argument("--set", action="append", metavar="data.KEY=VALUE", help="check another dataset (e.g. data.root=...)")
     for name in ("datasets", "augmentations", "losses", "models"):
         sub.add_parser(name, parents=[verbose], help=f"list the {name} and their parameters")
     sub.add_parser("install-shortcut", parents=[verbose], help="add the window to your applications menu (this user only)")
@@ -596,8 +631,8 @@ def gui_main() -> int:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "embed": cmd_embed, "neighbours": cmd_neighbours, "export": cmd_export,
-            "explain": cmd_explain, "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list, "models": cmd_list,
-            "gui": cmd_gui, "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
+            "explain": cmd_explain, "check": cmd_check, "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list,
+            "models": cmd_list, "gui": cmd_gui, "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
 
 
 def _crash_log(run_dir) -> Path:

@@ -334,6 +334,21 @@ class Run:
 
         return deletion_run(self.model, a, b, steps, seed, fill=fill)
 
+    def check(self, split: str = "both", k: int = 10, factor: float = 0.13, subset: int = 0, subset_distance: float = 0.0,
+              data: Any = None, labels: Any = None, test: Any = None, test_labels: Any = None, overrides: list[str] | None = None):
+        """Duplicates, train/test leaks, outliers and likely label errors of the run's data, read with its encoder
+        (``core.checks``): a Report whose ``tables`` (duplicates, leaks, outliers, label_issues, confusion, subset)
+        are the lists ``workbench check`` writes as CSV, ``findings`` what is worth a look, ``save(folder)`` the
+        files. ``data`` / ``labels`` / ``test`` / ``test_labels``: images in any form ``fit`` takes (a run trained on
+        images from Python needs them again); ``overrides``: data.KEY=VALUE to check other data of a config."""
+        from workbench.core.checks import check_run
+
+        splits = None
+        if data is not None:
+            held_out = None if test is None else as_image_data(test, test_labels, where="test")
+            splits = finish_splits(self.config.data, as_image_data(data, labels), held_out)
+        return check_run(self.model, split, k, factor, subset, subset_distance, overrides=overrides, splits=splits)
+
     def export(self, fmt: str = "safetensors", out: str | Path | None = None, include_head: bool = False,
                force: bool = False, readout: bool = False) -> list[Path]:
         """Write the encoder (safetensors | pt2 | torchscript | onnx | onnx_uint8, with a model card) or

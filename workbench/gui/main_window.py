@@ -21,6 +21,7 @@ from workbench.gui import explain_view, wheel
 from workbench.gui.actions import RunActions
 from workbench.gui.first_run import DONE_KEY, FirstRunGuide
 from workbench.gui.menus import Menus
+from workbench.gui.panels.data import DataPanel
 from workbench.gui.panels.embedding import EmbeddingPanel
 from workbench.gui.panels.inspector import InspectorPanel
 from workbench.gui.panels.plots import PlotsPanel
@@ -100,8 +101,9 @@ class MainWindow(RunActions, QMainWindow):
         self.runs = RunsPanel(self.runs_root)
         self.sweep = SweepPanel(self.setup.build_config, lambda: self.runs_root, busy=lambda: self.running,
                                 loaded_for=self.setup.loaded_for)
+        self.data = DataPanel()
         for w, name in ((self.plots, "Curves"), (self.embedding, "Embedding"), (self.inspector, "Pairs"), (self.runs, "Runs"),
-                        (self.sweep, "Sweep")):
+                        (self.sweep, "Sweep"), (self.data, "Data")):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
         self._toolbar()
@@ -219,6 +221,9 @@ class MainWindow(RunActions, QMainWindow):
         self.runs.exportRun.connect(self.export_dialog)
         self.sweep.openRun.connect(self.open_run)
         self.sweep.runningChanged.connect(self._sweep_running)
+        self.trainingDone.connect(self.data.run_finished)  # checked on its final evaluation
+        self.runOpened.connect(self.data.set_run)  # checked on request
+        self.data.checked.connect(lambda got: [self.log("data", line) for line in got.report.findings])
 
     def _sweep_running(self, running: bool):
         """The status bar follows a sweep too: its trials and curves are in the Sweep tab."""
