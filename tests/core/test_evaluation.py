@@ -176,6 +176,10 @@ def test_a_run_folder_from_before_the_protocol_keeps_its_whitened_knn_under_its_
 
     row = run_summary(run)  # the runs table: the old figure under its own name, no standard kNN made up
     assert row["final_knn"] is None and row["final_knn_acc_readout"] == 0.5 and row["readout"] == "whitened"
+    assert row["findings"] == []
+    (run / "checks").mkdir()
+    (run / "checks" / "summary.json").write_text('{"findings": ["3 held-out images have a near-duplicate in the training split"]}')
+    assert run_summary(run)["findings"] == ["3 held-out images have a near-duplicate in the training split"]
     assert [e.metrics for e in read_history(run) if isinstance(e, EvalEvent)] == [{"knn_acc_readout": 0.5}]
     events = list(train(None, runs_root=tmp_path, resume=run))
     assert isinstance(events[-1], DoneEvent) and events[-1].reason == "finished"

@@ -106,6 +106,7 @@ def run_summary(run_dir: str | Path) -> dict:
     row["knn_step"] = knn_steps[-1] if knn_steps else None
     row["knn_protocol"] = f"weighted kNN, k={cfg.eval.knn_k}, T={cfg.eval.knn_temperature:g}, on plain backbone features"
     row["readout"] = cfg.eval.readout
+    row["findings"] = check_findings(run)
     for key in SUMMARY_KEYS:
         values = [r[key] for r in rows if r.get(key) is not None]
         row[f"final_{key}"] = values[-1] if values else None
@@ -113,6 +114,18 @@ def run_summary(run_dir: str | Path) -> dict:
     # its final evaluation): the runs table says which
     row["knn_at_end"] = bool(knn_steps) and knn_steps[-1] >= row["end_step"]
     return row
+
+
+def check_findings(run: Path) -> list[str]:
+    """What the run's last data check (``workbench check``, the Data tab: RUN/checks/summary.json) found worth a look,
+    one line each, e.g. "37 held-out images have a near-duplicate in the training split"; [] when never checked."""
+    import json
+
+    try:
+        found = json.loads((run / "checks" / "summary.json").read_text(encoding="utf-8")).get("findings", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(f) for f in found] if isinstance(found, list) else []
 
 
 def pid_alive(pid: int) -> bool | None:

@@ -21,13 +21,14 @@ from workbench.gui.widgets import FlowLayout, clock
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
            ("encoder", "encoder"), ("batch", "batch"), ("epochs", "epochs"), ("final kNN", "final_knn"),
            ("best kNN", "best_knn"), ("kNN, read-out", "final_knn_acc_readout"), ("mAP@R", "final_map_at_r"),
-           ("linear", "final_linear_acc"), ("duration", "duration_s")]
+           ("linear", "final_linear_acc"), ("data checks", "findings"), ("duration", "duration_s")]
 COLUMN_TIPS = {  # what a figure column is, for its header
     "final_knn": "the field's kNN protocol: weighted kNN on L2-normalised backbone features (k and T: the cell's tooltip)",
     "final_knn_acc_readout": "the same kNN through the run's read-out (eval.readout: centred or whitened); runs from before "
                              "the field's protocol became the headline have their old whitened kNN here",
     "final_map_at_r": "MAP@R on the held-out split (eval.retrieval)",
     "final_linear_acc": "linear probe on all the bank's labels (eval.linear_probe)",
+    "findings": "what the run's last data check found (workbench check, the Data tab): duplicates, leaks, outliers, labels",
 }
 STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "budget": "#2ca02c", "stopped": "#ff7f0e", "interrupted": "#ff7f0e",
                   "failed": "#d62728", "unreadable": "#d62728"}
@@ -75,6 +76,8 @@ def cell_text(key: str, r: dict) -> tuple[str, str, object]:
     elif key == "best_knn" or key.startswith("final_"):
         text = f"{v:.4f}" if isinstance(v, float) else ""
         tip = f"kNN, {r.get('readout')} read-out" if key == "final_knn_acc_readout" and text else ""
+    elif key == "findings":
+        text, tip, v = (f"{len(v)} to look at" if v else ""), "\n".join(v or []), len(v or [])
     elif key == "temperature":
         text = f"{v:g}" if v is not None else ""
     elif key == "duration_s":
