@@ -182,7 +182,27 @@ def test_export_dialog_suggests_a_folder_per_format_and_names_what_it_would_repl
     assert "model_card.json" in dlg.note.text()
     dlg.format.setCurrentText("npz")
     assert dlg.folder.text() == str(run / "mine")  # the user's folder is kept
-    assert dlg.choice() == ("npz", str(run / "mine"), False)
+    assert dlg.choice() == ("npz", str(run / "mine"), False, False)
+    assert not dlg.readout.isEnabled()  # no config, no fitted read-out: nothing to add
+
+
+def test_export_dialog_offers_a_read_out_only_for_a_run_that_fitted_one_and_never_with_the_head(qtbot, tmp_path):
+    from workbench.core.config import Config
+    from workbench.gui.export_dialog import ExportDialog
+
+    for readout in ("none", "whitened"):
+        run = tmp_path / readout
+        run.mkdir()
+        Config().with_overrides([f"eval.readout={readout}"]).save(run / "config.toml")
+        dlg = ExportDialog(str(run))
+        qtbot.addWidget(dlg)
+        assert dlg.readout.isEnabled() == (readout == "whitened")
+    assert "whitened read-out" in dlg.readout.text()
+    dlg.readout.setChecked(True)
+    assert not dlg.head.isEnabled() and dlg.choice()[2:] == (False, True)
+    dlg.readout.setChecked(False)
+    dlg.head.setChecked(True)
+    assert not dlg.readout.isEnabled() and dlg.choice()[2:] == (True, False)
 
 
 def test_optimiser_parameters_follow_the_optimiser_and_keep_small_values(window, qtbot):

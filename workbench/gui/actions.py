@@ -142,14 +142,14 @@ class RunActions:
         if dlg.exec() == ExportDialog.Accepted:
             self.export_run(run, *dlg.choice())
 
-    def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False):
+    def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False, readout: bool = False):
         from workbench.core.export import export_run
         from workbench.core.runs import make_folder
 
         def work():
             if Path(folder).suffix:  # the dialog names a folder, even one called "v1.2" (made first: left if it fails)
                 make_folder(folder, "export folder")
-            return export_run(run, fmt, folder, include_head=include_head, what="export folder")
+            return export_run(run, fmt, folder, include_head=include_head, what="export folder", readout=readout)
 
         def done(paths):
             names = ", ".join(Path(p).name for p in paths)

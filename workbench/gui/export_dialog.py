@@ -37,6 +37,11 @@ class ExportDialog(QDialog):
         row.addWidget(self.folder, 1)
         row.addWidget(browse)
         self.head = QCheckBox("include the projection head (default: the encoder's representation)")
+        self.fitted = _fitted_readout(self.run)
+        self.readout = QCheckBox(f"add the run's {self.fitted or 'fitted'} read-out as a separate last layer (default: the plain backbone)")
+        self.readout.setObjectName("export_readout")
+        self.readout.setToolTip("only for runs trained with eval.readout = centred or whitened" if not self.fitted else
+                                "readout.mean and readout.projection beside the backbone's weights, described in the model card")
         self.note = QLabel("")
         self.note.setObjectName("export_note")
         self.note.setWordWrap(True)
@@ -44,6 +49,9 @@ class ExportDialog(QDialog):
         form.addRow("format", self.format)
         form.addRow("folder", row)
         form.addRow("", self.head)
+        form.addRow("", self.readout)
+        self.head.toggled.connect(lambda on: self._format_changed(self.format.currentText()))
+        self.readout.toggled.connect(lambda on: self._format_changed(self.format.currentText()))
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         self.buttons.button(QDialogButtonBox.Ok).setText("Export")
         self.buttons.accepted.connect(self.accept)
@@ -58,7 +66,8 @@ class ExportDialog(QDialog):
         self._format_changed(self.format.currentText())
 
     def _format_changed(self, fmt: str):
-        self.head.setEnabled(fmt in MODEL)
+        self.head.setEnabled(fmt in MODEL and not self.readout.isChecked())  # the head is trained on the plain output
+        self.readout.setEnabled(bool(self.fitted) and not self.head.isChecked())
         if self._auto:
             self.folder.setText(str(self.run / "export" / fmt))
         self._check()
@@ -90,6 +99,19 @@ class ExportDialog(QDialog):
             self.note.setText("the folder is created if it does not exist; nothing in it is replaced")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(ok)
 
-    def choice(self) -> tuple[str, str, bool]:
-        """(format, folder, include_head)."""
-        return self.format.currentText(), self.folder.text().strip(), self.head.isChecked() and self.head.isEnabled()
+    def choice(self) -> tuple[str, str, bool, bool]:
+        """(format, folder, include_head, readout)."""
+        return (self.format.currentText(), self.folder.text().strip(), self.head.isChecked() and self.head.isEnabled(),
+                self.readout.isChecked() and self.readout.isEnabled())
+
+
+def _fitted_readout(run: Path) -> str:
+    """The read-out the run fitted ("centred", "whitened"), or "" (none, or its config cannot be read)."""
+    from workbench.core.registry import ConfigError
+    from workbench.core.runs import load_run_config
+
+    try:
+        readout = load_run_config(run).eval.readout
+    except (ConfigError, OSError):
+        return ""
+    return "" if readout == "none" else readout
