@@ -7,7 +7,6 @@ the runs table, and the last 2-D layout shown of its embedding.
 from __future__ import annotations
 
 import io
-import os
 import socket
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.events import EvalEvent, StepEvent
+from workbench.core.runlock import pid_alive  # noqa: F401 (re-exported)
 from workbench.core.runs import atomic_write_bytes, read_metrics, read_status, write_status  # noqa: F401 (status: re-exported)
 
 EVAL_KEYS = ("knn_acc", "linear_acc", "alignment", "uniformity", "emb_std", "eff_rank")
@@ -76,7 +76,11 @@ def run_summary(run_dir: str | Path) -> dict:
     except ConfigError as exc:
         row.update(status="unreadable", error=str(exc))
         return row
-    rows = read_metrics(run)
+    try:
+        rows = read_metrics(run)
+    except ConfigError as exc:
+        row.update(status="unreadable", error=str(exc))
+        return row
     knn = [r["knn_acc"] for r in rows if r.get("knn_acc") is not None]
     times = [r["time"] for r in rows if r.get("time") is not None]
     steps = [r["step"] for r in rows if r.get("step") is not None]
@@ -94,21 +98,6 @@ def run_summary(run_dir: str | Path) -> dict:
                duration_s=_duration(status, times), step=int(max(steps)) if steps else 0,
                error=status.get("message", "") if state == "failed" else "")
     return row
-
-
-def pid_alive(pid: int) -> bool | None:
-    """Whether process ``pid`` exists on this machine (None where that cannot be told)."""
-    if os.name != "posix" or pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except OSError:
-        return None
-    return True
 
 
 def _writer_gone(run: Path, status: dict) -> bool:

@@ -1,6 +1,8 @@
 """Use a trained run: load its encoder, embed images or a dataset split, find nearest neighbours."""
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from workbench.core.data import ImageData, load_splits
 from workbench.core.methods import build_method, build_network
 from workbench.core.models import Network
 from workbench.core.registry import ConfigError
-from workbench.core.runs import find_run, load_checkpoint, load_run_checkpoint
+from workbench.core.runlock import owner
+from workbench.core.runs import checkpoint_mismatch, find_run, load_checkpoint, load_run_checkpoint
 
 
 @dataclass
@@ -34,18 +37,25 @@ class RunModel:
     checkpoint: Path | None = None  # the file loaded: last.pt, or prev.pt when last.pt is unusable
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> RunModel:
+    def load(cls, run_dir: str | Path, device: str = "cpu", verb: str = "embed") -> RunModel:
+        """The run's network from its checkpoint; ``verb`` (embed | export) words the message of a checkpoint that
+        does not fit config.toml, the one resume gives (``runs.checkpoint_mismatch``)."""
         run = find_run(run_dir)
         cfg = Config.load(run / "config.toml")
         state, used = load_run_checkpoint(run)
         for key in ("model", "mean", "std", "channels", "image_size"):
             if key not in state:
                 raise ConfigError(f"checkpoint in '{run}' lacks '{key}'; it was not written by this version of the workbench")
+        mismatch = checkpoint_mismatch(run, cfg, state, verb)
+        if mismatch:
+            raise ConfigError(mismatch)
         net = build_network(cfg, state["channels"], state["image_size"])
         try:
             net.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise ConfigError(f"checkpoint in '{run}' does not match its config.toml ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"cannot {verb} '{run}': the checkpoint does not fit config.toml's model "
+                              f"({str(exc).splitlines()[0]})") from None
+        say_owner(run, state, used, verb)
         dev = torch.device(device)
         return cls(run, cfg, net.to(dev).eval(), state["mean"], state["std"], state["channels"], state["image_size"], dev, used)
 
@@ -77,6 +87,15 @@ class RunModel:
     def splits(self, overrides: list[str] | None = None) -> tuple[ImageData, ImageData]:
         cfg = self.cfg.with_overrides(overrides or [])
         return load_splits(cfg.data)
+
+
+def say_owner(run: Path, state: dict, used: Path, verb: str) -> None:
+    """A note when the run is being trained meanwhile: what is read is its checkpoint of one step, not the end."""
+    holder = owner(run)
+    if holder and holder.get("pid") != os.getpid():
+        logging.getLogger("workbench").warning(
+            "run '%s' is being trained meanwhile (process %s); %s reads its checkpoint of step %d (%s, epoch %d)",
+            run, holder.get("pid", "?"), verb, int(state["step"]), used.name, int(state["epoch"]), extra={"note": True})
 
 
 def check_image_path(path: str | Path) -> Path:
