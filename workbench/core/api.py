@@ -135,7 +135,7 @@ def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
     out = torch.from_numpy(arr.astype(np.int64))
     if n and int(out.min()) < -1:
         raise ConfigError(f"{where}: labels must be >= 0 (or -1 = unknown), got {int(out.min())}")
-    top, used = int(out.max(initial=-1)) if n else -1, len(np.unique(arr[arr >= 0]))
+    top, used = (int(out.max()) if n else -1), len(np.unique(arr[arr >= 0]))
     if top >= MAX_CLASS_NUMBER and top >= 4 * used:
         raise ConfigError(f"{where}: labels run up to {top:,} for {used:,} classes; class numbers are 0 .. classes - 1 "
                           "(kNN counts a vote for every number up to the largest): renumber them "
