@@ -782,6 +782,8 @@ class Run:
         record the run as stopped at its step, so status.json never says "running" for a run nobody trains."""
         if getattr(self, "recorded", "running") != "running":  # it had ended (DoneEvent, ErrorEvent) already
             return
+        if self.epoch_done():  # left after an epoch's last step, before its end: the checkpoint is of the next epoch
+            self.epoch, self.images_done = self.epoch + 1, 0
         if self.step > 0 and self.saved_step != self.step:
             with contextlib.suppress(Exception):  # a failure here must not mask the close
                 self.checkpoint()
