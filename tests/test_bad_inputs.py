@@ -978,3 +978,58 @@ def test_round_two_paths_are_one_line(argv, capsys, tmp_path, good_run, monkeypa
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     assert not (good_run / "run.log").exists()
+
+
+# ----- found by the second audit -----
+@pytest.mark.parametrize("argv, needle", [
+    (["embed", "RUN", "--out", "emb.txt"], "--out 'emb.txt': this writes NPZ data; give a file name ending in .npz"),
+    (["neighbours", "RUN", "--image", "IMG", "--out", "n.npz"], "give a file name ending in .csv"),
+])
+def test_an_out_file_of_another_kind_is_refused(argv, needle, capsys, tmp_path, good_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, *_fill(argv, good_run, tmp_path))
+    assert code == 2
+    assert_one_line(err, needle)
+    assert not (tmp_path / argv[-1]).exists()
+
+
+def test_none_in_labels_means_unknown_not_a_class_named_none():
+    from workbench.core.api import as_image_data
+
+    d = as_image_data(_const_images([0, 1, 2, 3]), [0, 2, None, 2])
+    assert d.labels.tolist() == [0, 2, -1, 2] and d.classes == ["0", "1", "2"]
+    d = as_image_data(_const_images([0, 1, 2]), ["cat", None, "dog"])
+    assert d.labels.tolist() == [0, -1, 1] and d.classes == ["cat", "dog"]
+
+
+def test_test_labels_without_test_images_are_refused(tmp_path):
+    import workbench as wb
+
+    with pytest.raises(ConfigError, match="test_labels: given without test"):
+        wb.fit(TINY, data=_const_images(list(range(48))), test_labels=[0] * 5, runs_root=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_resuming_on_images_of_another_shape_than_trained_says_so(tmp_path):
+    import workbench as wb
+
+    run = wb.fit(TINY, data=_const_images(list(range(48))), runs_root=tmp_path)
+    with pytest.raises(ConfigError, match="trained on 1-channel 16x16 images and the images given are 3-channel 20x20"):
+        wb.fit(resume=run.run_dir, data=torch.zeros(48, 3, 20, 20, dtype=torch.uint8))
+
+
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, "train", CFG, "--out", "")
+    assert code == 2
+    assert_one_line(err, "--out is empty (an unset variable?)")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_checkpoint_whose_loss_state_does_not_fit_is_named_not_torch_text(capsys, tmp_path):
+    run = make_run(tmp_path)  # its loss state is empty; the config's loss has a state of its own
+    code, err = run_cli(capsys, "train", "--resume", run)
+    if code == 0:
+        pytest.skip("this loss has no state of its own")
+    assert_one_line(err, "the checkpoint does not fit config.toml (the loss's state: ")
+    assert "Error(s) in loading state_dict" not in err

@@ -266,6 +266,9 @@ def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) ->
     path = Path(out)
     if path.is_dir():
         raise ConfigError(f"--out '{path}' is a folder; give a file name such as {path / ('embeddings' + suffix)}")
+    if path.suffix.lower() != suffix:  # npz bytes in 'emb.txt' help nobody (as export refuses them)
+        raise ConfigError(f"--out '{path}': this writes {suffix[1:].upper()} data; give a file name ending in {suffix} "
+                          f"(such as {path.with_suffix(suffix)})")
     check_folder(path.parent, "--out", file=path)
     _refuse_overwrite([path], force)
     return path

@@ -123,12 +123,12 @@ def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
     """(n,) int64 class numbers (-1 = unknown) from integers, whole floats or names (numbered in sorted order)."""
     if labels is None:
         return torch.full((n,), -1, dtype=torch.int64)
-    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    arr = _label_array(labels)
     if arr.ndim != 1 or len(arr) != n:
         raise ConfigError(f"{where}: {n} images need {n} labels, one per image (-1 = unknown); got shape {arr.shape}")
-    if arr.dtype.kind in "USO":  # class names, numbered as _class_names lists them
+    if arr.dtype.kind in "USO":  # class names, numbered as _class_names lists them; None = unknown
         index = {name: i for i, name in enumerate(_class_names(arr))}
-        return torch.tensor([index[str(a)] for a in arr], dtype=torch.int64)
+        return torch.tensor([-1 if a is None else index[str(a)] for a in arr], dtype=torch.int64)
     if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr)))):
         raise ConfigError(f"{where}: labels must be class numbers (0, 1, ...; -1 = unknown) or class names, got "
                           f"{arr.dtype} values such as {arr[:3].tolist()}")
@@ -143,12 +143,22 @@ def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
     return out
 
 
+def _label_array(labels: Any) -> np.ndarray:
+    """Labels as an array; class numbers with None for unknown (an object array) become int64 with -1."""
+    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if arr.dtype.kind == "O" and arr.ndim == 1:
+        known = [a for a in arr if a is not None]
+        if known and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in known):
+            arr = np.array([-1 if a is None else int(a) for a in arr], dtype=np.int64)
+    return arr
+
+
 def _class_names(labels: Any) -> list[str]:
     if labels is None:
         return []
-    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    arr = _label_array(labels)
     if arr.dtype.kind in "USO":
-        return sorted({str(a) for a in arr.reshape(-1)})
+        return sorted({str(a) for a in arr.reshape(-1) if a is not None})
     top = int(arr.max(initial=-1))
     return [str(i) for i in range(top + 1)]
 
@@ -371,6 +381,9 @@ class Stream:
         self.run: Run | None = None
         self.run_dir = ""
         splits = None
+        if test_labels is not None and test is None:
+            raise ConfigError("test_labels: given without test (the held-out images they label); pass test=images too, "
+                              "or leave both out to carve the held-out split from data (data.holdout)")
         if data is not None:
             if self.cfg is not None and self.cfg.data.name != "python":
                 self.cfg = self.cfg.with_overrides(['data.name="python"'])  # names the run; the CLI will not reload other data

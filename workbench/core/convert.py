@@ -7,8 +7,9 @@ The rule is ``decode.to_mode``'s, the one every image file of a folder goes thro
 
 - pixel values: uint8 as they are; floats in [0, 1] scaled by 255 (rounded); anything else is refused with its
   dtype and range (an int64 array of 0..255 is one ``.astype(np.uint8)`` away);
-- channels: 1 (grey) or 3 (RGB) as they are; 2 (grey + alpha) and 4 (RGBA) composited on white, as PIL images and
-  PNG files with transparency are (``decode.to_mode``, so the pixels are the same to the last bit);
+- channels: 1 (grey) or 3 (RGB) as they are; 4 (RGBA) composited on white, as PIL images and PNG files with
+  transparency are (``decode.to_mode``, so the pixels are the same to the last bit); 2 is refused (grey + alpha,
+  or two channels of something else: not guessed);
 - layout: channels first (C, H, W) when the first axis is 1..4 and the last is not; channels last (H, W, C) when
   the last is 1..4 and the first is not (an array read from a file, a PIL image through ``np.asarray``); a shape
   that reads both ways, or neither (``(5, 28, 28)``: five greyscale images or one five-channel image?) is refused
@@ -69,16 +70,12 @@ def _channels_first(shape: tuple, where: str, batch_hint: str) -> bool:
 
 
 def _flatten_alpha(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) uint8 with C = 2 or 4 -> grey or RGB composited on white, by ``decode.to_mode`` itself."""
+    """(N, 4, H, W) uint8 RGBA -> RGB composited on white, by ``decode.to_mode`` itself."""
     from PIL import Image
 
-    mode = "LA" if x.shape[1] == 2 else "RGBA"
-    out = []
-    for img in x.permute(0, 2, 3, 1).numpy():
-        im = decode.to_mode(Image.fromarray(np.ascontiguousarray(img), mode), "L" if mode == "LA" else "RGB")
-        arr = np.asarray(im)
-        out.append(torch.from_numpy(np.array(arr if arr.ndim == 3 else arr[..., None])).permute(2, 0, 1))
-    return torch.stack(out)
+    out = [torch.from_numpy(np.array(decode.to_mode(Image.fromarray(np.ascontiguousarray(img), "RGBA"), "RGB")))
+           for img in x.permute(0, 2, 3, 1).numpy()]
+    return torch.stack(out).permute(0, 3, 1, 2)
 
 
 def one_image(img, where: str) -> torch.Tensor:
@@ -120,7 +117,10 @@ def batch(x, where: str) -> torch.Tensor:
                           "(grey or RGB; 4 = RGBA, composited on white)")
     if last:
         x = x.permute(0, 3, 1, 2)
+    if x.shape[1] == 2:  # grey + alpha, or two channels of something else: not guessed
+        raise ConfigError(f"{where}: images need 1 (grey) or 3 (RGB) channels (4 = RGBA, composited on white), got 2 in "
+                          f"shape {tuple(x.shape)}; for grey + alpha composite it first, or give the channel to use")
     x = to_uint8(x, where)
-    if x.shape[1] in (2, 4):
+    if x.shape[1] == 4:
         x = _flatten_alpha(x)
     return x.contiguous()

@@ -60,7 +60,13 @@ class RunModel:
         return cls(run, cfg, net.to(dev).eval(), state["mean"], state["std"], state["channels"], state["image_size"], dev, used)
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
-        x = images_u8.to(self.device).float() / 255
+        """uint8 (N, C, H, W) -> the network's normalised float input: grey repeated to RGB, or RGB to ITU-R 601-2 luma
+        (as a colour file is read for a greyscale run: PIL's ``convert("L")``), resized, then (x - mean) / std."""
+        x = images_u8.to(self.device)
+        if x.shape[1] == 3 and self.channels == 1:
+            w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+            x = (x.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255)
+        x = x.float() / 255
         if x.shape[1] != self.channels:
             x = x.mean(1, keepdim=True).expand(-1, self.channels, -1, -1) if self.channels in (1, 3) else x
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:

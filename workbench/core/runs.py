@@ -41,6 +41,8 @@ METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", "knn_ac
 def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
     """Check, without creating anything, that run folders can be made in ``root`` (``check_folder``) and that it is
     not inside a run folder (a new run would nest in it). ConfigError names ``what`` (e.g. ``--out``)."""
+    if not str(root).strip():  # --out "$UNSET": the current folder would receive the run, unasked
+        raise ConfigError(f"{what} is empty (an unset variable?); give the folder that receives run folders, e.g. runs")
     root = check_folder(root, what)
     full = root.resolve()
     run = next((p for p in (full, *full.parents) if is_run_folder(p)), None)

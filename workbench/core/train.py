@@ -207,6 +207,10 @@ def same_size_as_trained(s: Setup, state: dict) -> Setup:
     """A resumed run whose automatic image size (``data.image_size = 0``) now resolves to another side than it
     was trained at (a newer version's limit, a machine without the GPU) goes on at the side it was trained at."""
     trained, now = int(state.get("image_size", 0)), s.aug.out_size(s.train.size)
+    channels = int(state.get("channels", s.train.channels))
+    if s.cfg.data.name == "python" and (now != trained or s.train.channels != channels):  # cannot be loaded again
+        raise ConfigError(f"cannot resume: this run was trained on {channels}-channel {trained}x{trained} images and the "
+                          f"images given are {s.train.channels}-channel {now}x{now}; pass the images it was trained on")
     if s.cfg.data.image_size or not trained or now == trained:
         return s
     note = (f"data: this run was trained on {trained}x{trained} images and the automatic size now gives {now}x{now}: "
@@ -460,8 +464,8 @@ class Run:
             if lock is not None:
                 lock.release()
             raise
-        if lock is not None and lock.stale:
-            logger.info("run folder: took over the lock of %s, which is gone", lock.stale)
+        if lock is not None and lock.stale:  # said with the run's other notes (console and run.log)
+            run.notices.append(WarningEvent(f"run folder: took over the lock of {lock.stale}, which is gone", note=True))
         if state is not None and run.progress() >= 1.0:  # nothing to do: leave every file as it is
             run.finished_already = True
             return run
@@ -481,8 +485,11 @@ class Run:
         try:
             s.net.load_state_dict(state["model"])
             s.method.load_checkpoint_state(state)
-        except (RuntimeError, KeyError) as exc:
-            raise ConfigError(f"checkpoint in '{self.dir}' does not match its config.toml ({str(exc).splitlines()[0]}); {advice}") from None
+        except (RuntimeError, KeyError) as exc:  # named as check_resume names a model that does not fit
+            diff = (runs.state_mismatch(s.net.state_dict(), state["model"])
+                    or (f"the loss's state: {runs.state_mismatch(s.method.loss.state_dict(), state.get('loss') or {})}"
+                        if isinstance(state.get("loss", {}), dict) else "") or str(exc).splitlines()[0])
+            raise ConfigError(f"cannot resume '{self.dir}': the checkpoint does not fit config.toml ({diff}); {advice}") from None
         try:
             s.opt.load_state_dict(state["optim"])
         except ValueError as exc:
