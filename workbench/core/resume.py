@@ -66,7 +66,8 @@ def refused(saved: dict, now: dict, sections: tuple[str, ...] | None = None) -> 
     field, old, new = found[0]
     if field in NAMED:
         return f"{NAMED[field]} was changed from {old} to {new}"
-    return f"{field} was changed from {old!r} to {new!r} ({policy(field)[1]})"
+    why = policy(field)[1] if field.split(".", 1)[0] not in STATE_SECTIONS else ""  # the network's own: plain
+    return f"{field} was changed from {old!r} to {new!r}" + (f" ({why})" if why else "")
 
 
 def allowed(saved: dict, now: dict, step: int) -> list[str]:
