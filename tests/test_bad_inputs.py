@@ -4,10 +4,12 @@ field, file or value, the right exit code, and no traceback. Run in-process thro
 from __future__ import annotations
 
 import errno
+import re
 import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -673,3 +675,359 @@ def test_a_resumed_run_whose_folder_changed_says_so(capsys, tmp_path):
     (run / "config.toml").write_text(text)
     code, err = run_cli(capsys, "train", "--resume", run)
     assert code == 0 and "this run trained on 3x20x20: 36 training, 4 held-out images; it resumes on 3x20x20: 45" in err, err
+
+
+# ----- second round: the classes of issue 32 (each test fails on the code before it) -----
+def _const_images(values, size=16):
+    """uint8 (N, 1, size, size) images, image i all ``values[i]`` (identical images within a class)."""
+    return torch.tensor(values, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, size, size).contiguous()
+
+
+TINY = {"train": {"epochs": 1, "batch_size": 16, "log_every": 1, "max_steps": 1}, "model": {"width": 8}, "optim": {"warmup_epochs": 0},
+        "eval": {"embed_points": 10, "knn_k": 5}}
+
+
+def test_string_labels_of_a_held_out_split_with_some_classes_keep_their_names(tmp_path):
+    """Each split's names were numbered from its own sorted set: held-out 'c' became 'a' (kNN 0 instead of 1)."""
+    import workbench as wb
+
+    names = ["a", "b", "c"] * 16
+    x = _const_images([{"a": 0, "b": 120, "c": 250}[n] for n in names])
+    run = wb.fit(TINY, data=x, labels=names, test=x[2::3][:6], test_labels=["c"] * 6, runs_root=tmp_path)
+    assert run.final["knn_acc"] == 1.0  # each held-out image is identical to its class's training images
+    numbered = wb.fit(TINY, data=x, labels=[ord(n) - 97 for n in names], test=x[2::3][:6], test_labels=[2] * 6,
+                      runs_root=tmp_path)
+    assert numbered.final["knn_acc"] == run.final["knn_acc"]
+
+
+def test_held_out_names_training_lacks_are_unlabeled_and_said(tmp_path):
+    from workbench.core.api import as_image_data, matched_classes
+
+    train = as_image_data(_const_images([0, 1, 2, 3]), ["cat", "dog", "cat", "dog"])
+    test = as_image_data(_const_images([0, 1, 2]), ["dog", "emu", "cat"], where="test")
+    with pytest.warns(UserWarning, match="test: classes emu are not among the training labels"):
+        got = matched_classes(train, test)
+    assert got.labels.tolist() == [1, -1, 0] and got.classes == ["cat", "dog"]
+
+
+def _rgba(size=28):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
+    img[..., 3] = np.linspace(0, 255, size, dtype=np.uint8)[None, :]  # transparent at the left, opaque at the right
+    return img
+
+
+def test_an_rgba_array_reads_as_the_same_image_saved_as_png(tmp_path):
+    """One conversion rule: transparency on white for arrays and tensors too (they kept only their first 3 channels)."""
+    from PIL import Image
+
+    import workbench as wb
+    from workbench.core import decode
+    from workbench.core.convert import batch, one_image
+
+    img = _rgba()
+    Image.fromarray(img, "RGBA").save(tmp_path / "a.png")
+    reference = decode.decode(str(tmp_path / "a.png"), 28, 3)  # what training on the file would see
+    assert np.array_equal(one_image(img, "x").numpy(), reference)  # (H, W, 4) array
+    assert np.array_equal(one_image(torch.from_numpy(img).permute(2, 0, 1), "x").numpy(), reference)  # (4, H, W)
+    assert np.array_equal(batch(img[None], "x")[0].numpy(), reference)  # (N, H, W, 4)
+    run = wb.load_run(make_run(tmp_path, channels=3))
+    from_file, from_array = run.embed(str(tmp_path / "a.png")), run.embed(img)
+    cos = (from_file * from_array).sum() / np.linalg.norm(from_file) / np.linalg.norm(from_array)
+    assert cos > 0.9999
+
+
+@pytest.mark.parametrize("shape, needle", [
+    ((5, 28, 28), "for 5 greyscale images give (5, 1, 28, 28)"),
+    ((3, 4, 3), "reads as 3 channel(s) of 4x3 and as 4x3 with 3 channel(s)"),
+    ((2, 28, 28, 5), "has no channel axis of 1, 3 or 4"),
+    ((2, 3, 28, 3), "reads as channels first and as channels last"),
+])
+def test_an_ambiguous_array_is_refused_with_the_shape_to_use(shape, needle, good_run):
+    import workbench as wb
+
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        wb.load_run(good_run).embed(np.zeros(shape, np.uint8))
+
+
+def test_images_with_channels_last_are_read_as_channels_first(good_run):
+    import workbench as wb
+
+    x = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    run = wb.load_run(good_run)
+    assert np.allclose(run.embed(x), run.embed(x.transpose(0, 3, 1, 2)), atol=1e-5)
+
+
+def _edit_config(run, old, new):
+    path = run / "config.toml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("batch_size = 64", "batch_size = 128", "train.batch_size was changed from 64 to 128 (the steps in an epoch"),
+    ('name = "bundled"', 'name = "mnist"', "data.name was changed from 'bundled' to 'mnist' (the run would go on with "
+                                         "other images)"),
+    ("seed = 0", "seed = 3", "train.seed was changed from 0 to 3"),
+    ("subset = 512", "subset = 256", "data.subset was changed from 512 to 256"),
+])
+def test_resume_refuses_an_edit_its_state_or_step_count_depends_on(old, new, needle, capsys, tmp_path):
+    run = make_run(tmp_path)
+    _edit_config(run, old, new)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, needle)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_states_the_edits_it_allows_in_one_line(tmp_path):
+    from workbench.core.runs import resume_notes
+
+    run = make_run(tmp_path)
+    _edit_config(run, "lr = 0.002", "lr = 0.001")
+    _edit_config(run, "epochs = 10", "epochs = 12")
+    cfg, state = check_resume(run)  # allowed: no error
+    (line,) = resume_notes(state, cfg)
+    assert line == ("resume: config.toml was changed since the checkpoint of step 0: optim.lr 0.002 -> 0.001, "
+                    "train.epochs 10 -> 12; the new values apply from step 0 on")
+
+
+def test_every_config_field_has_a_resume_policy():
+    """The policy is stated for every field there is: a new field falls under its section's rule."""
+    from workbench.core import resume
+    from workbench.core.config import SECTIONS
+
+    fields = [f"{name}.{f}" for name, klass in SECTIONS.items() for f in klass.__dataclass_fields__]
+    assert all(resume.policy(f)[0] in (resume.REFUSE, resume.NOTE) for f in fields)
+    assert resume.policy("train.batch_size")[0] == resume.REFUSE and resume.policy("optim.lr")[0] == resume.NOTE
+    assert set(resume.SECTION_DEFAULT) == set(SECTIONS)
+
+
+def test_a_garbled_metrics_csv_is_refused_on_resume_and_named_by_load_run(capsys, tmp_path):
+    import workbench as wb
+
+    run = make_run(tmp_path)
+    (run / "metrics.csv").write_text("\x00\x01garbage;;\nmore garbage\n")
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, "metrics.csv is damaged (its first line is not the metrics header")
+    assert "mv " in err and "metrics.damaged.csv" in err
+    assert (run / "metrics.csv").read_text() == "\x00\x01garbage;;\nmore garbage\n"
+    with pytest.raises(ConfigError, match=re.escape(str(run / "metrics.csv"))):
+        wb.load_run(run)
+
+
+def test_metrics_rows_that_do_not_parse_are_left_out_with_a_warning_naming_the_line(tmp_path, caplog):
+    from workbench.core.runs import read_metrics
+
+    (tmp_path / "metrics.csv").write_text("time,epoch,step,loss\n1.0,1,1,0.5\n2.0,1,2,oops\n3.0,1,3,0.4\n")
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1.0, 3.0]
+    assert "left out 1 line(s) that do not parse as metrics (first: line 3)" in caplog.text
+
+
+def test_a_held_out_split_of_other_channels_and_size_is_converted_before_the_first_step(tmp_path):
+    import workbench as wb
+
+    x = _const_images(list(range(0, 240, 5)), size=28)
+    test = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    with pytest.warns(UserWarning, match="held-out images are 3-channel 32x32, the training images 1-channel 28x28"):
+        s = wb.stream(TINY, data=x, test=test, runs_root=tmp_path)
+    events = list(s)
+    started = events[0]
+    assert started.held_out_images.shape == (8, 1, 28, 28)
+    assert isinstance(events[-1], wb.DoneEvent) and events[-1].reason == "finished"
+
+
+def test_the_same_mismatch_message_for_resume_embed_and_export(capsys, tmp_path):
+    """A checkpoint written with another encoder: resume named it; embed and export printed load_state_dict text."""
+    run = make_run(tmp_path)
+    other = make_run(tmp_path / "resnet", cfg=Config().with_overrides(["model.encoder=resnet18", "train.batch_size=64"]))
+    (other / "checkpoints" / "last.pt").replace(run / "checkpoints" / "last.pt")
+    said = {}
+    for argv in (["train", "--resume", run], ["embed", run, "--out", tmp_path / "e.npz"],
+                 ["export", run, "--out", tmp_path / "x"]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2
+        assert_one_line(err, "the encoder was changed from resnet18 to small_cnn in config.toml after the checkpoint "
+                             "was written; restore config.toml as it was")
+        said[argv[0]] = err.split(": ", 2)[2]
+    assert said["train"].split(";")[0] == said["embed"].split(";")[0] == said["export"].split(";")[0]
+    assert not (tmp_path / "e.npz").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_missing_labels_file_is_named_as_the_labels(capsys, tmp_path):
+    import shutil
+
+    from workbench.core.data import BUNDLED
+
+    shutil.copy(BUNDLED / "t10k-images-idx3-ubyte.gz", tmp_path / "train-images-idx3-ubyte.gz")
+    code, err = run_cli(capsys, "train", CFG, "--set", "data.name=fashion_mnist", "--set", f"data.root={tmp_path}")
+    assert code == 2
+    assert_one_line(err, "no FashionMNIST train file train-labels-idx1-ubyte[.gz]")
+    assert "images-idx3" not in err
+
+
+def test_a_dataset_that_raises_names_the_item(tmp_path):
+    import workbench as wb
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            if i == 7:
+                raise KeyError("no such file: img_7.png")
+            return torch.zeros(1, 8, 8, dtype=torch.uint8)
+
+    with pytest.raises(ConfigError, match=r"data\[7\]: the dataset raised KeyError: 'no such file: img_7.png'") as info:
+        wb.fit(TINY, data=Broken(), runs_root=tmp_path)
+    assert isinstance(info.value.__cause__, KeyError)  # the user's traceback is kept
+
+
+@pytest.mark.parametrize("top", [10**9, 2 * 10**7])
+def test_a_huge_sparse_class_number_is_refused_at_once(top):
+    from workbench.core.api import as_image_data
+
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=f"labels run up to {top:,} for 2 classes.*np.unique"):
+        as_image_data(_const_images([0, 1, 2, 3]), [0, top, 0, top])
+    assert time.perf_counter() - t0 < 2
+
+
+def test_export_force_into_another_runs_export_keeps_its_card(capsys, tmp_path):
+    import json
+
+    first, second = make_run(tmp_path / "one"), make_run(tmp_path / "two")
+    second = second.rename(tmp_path / "two" / "other-run")
+    out = tmp_path / "shared"
+    assert run_cli(capsys, "export", first, "--format", "safetensors", "--out", out)[0] == 0
+    card = json.loads((out / "model_card.json").read_text())
+    code, err = run_cli(capsys, "export", second, "--format", "torchscript", "--out", out, "--force")
+    assert code == 2
+    assert_one_line(err, "holds an export of another run ('run': encoder.safetensors)")
+    assert json.loads((out / "model_card.json").read_text()) == card and not (out / "encoder.ts").exists()
+    # replacing every file of that export is fine: the card then describes the new one
+    assert run_cli(capsys, "export", second, "--format", "safetensors", "--out", out, "--force")[0] == 0
+    assert json.loads((out / "model_card.json").read_text())["run"] == "other-run"
+
+
+def test_a_file_inside_a_run_folder_names_the_run_folder(capsys, tmp_path, good_run):
+    code, err = run_cli(capsys, "embed", good_run / "config.toml", "--out", tmp_path / "e.npz")
+    assert code == 2
+    assert_one_line(err, f"is not a run folder but a file inside one; give the run folder that holds it: {good_run}")
+    code, err = run_cli(capsys, "export", good_run / "checkpoints", "--out", tmp_path / "x")
+    assert_one_line(err, f"give the run folder that holds it: {good_run}")
+
+
+def test_resuming_a_run_trained_from_python_says_how_to_resume_it(capsys, tmp_path):
+    import workbench as wb
+
+    run = make_run(tmp_path, cfg=Config().with_overrides(['data.name="python"', "train.batch_size=64"]))
+    code, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 2
+    assert_one_line(err, "it was trained on images passed to workbench.fit() from python")
+    assert "workbench.fit(resume=" in err and "embed" not in err
+    with pytest.raises(ConfigError, match=r"resume it from Python with the same images: workbench.fit\(resume="):
+        wb.fit(resume=run)
+
+
+@pytest.mark.parametrize("fmt, needle", [
+    ("npz", "--out '/dev/null' is a file, not a folder (nor a file name ending in .npz); give a folder or a file name "
+            "ending in .npz"),
+    ("onnx", "(nor a file name ending in .onnx)"),
+    ("projector", "give a folder (the projector writes several files)"),
+])
+def test_export_to_an_existing_file_of_another_kind_says_what_to_give(fmt, needle, capsys, good_run):
+    code, err = run_cli(capsys, "export", good_run, "--format", fmt, "--out", "/dev/null", "--force")
+    assert code == 2
+    assert_one_line(err, needle)
+
+
+def test_the_second_round_grows_the_list():
+    """Issue 32's classes joined the list: conversion, resume policy, mismatch, outputs."""
+    assert len(SET_CASES) + len(FILE_CASES) + len(USAGE_CASES) + len(BROKEN_CHECKPOINTS) + len(ROUND_TWO) >= 160
+
+
+ROUND_TWO = [
+    ("train", "--resume", "RUN/config.toml"),
+    ("embed", "RUN/config.toml", "--out", "e.npz"),
+    ("export", "RUN/checkpoints", "--out", "x"),
+    ("export", "RUN", "--format", "npz", "--out", "/dev/null", "--force"),
+    ("export", "RUN", "--format", "pt2", "--out", "/dev/null"),
+    ("neighbours", "RUN/config.toml", "--image", "IMG"),
+    ("train", "--resume", "NOWHERE"),
+    ("embed", "NOWHERE", "--out", "e.npz"),
+]
+
+
+@pytest.mark.parametrize("argv", ROUND_TWO, ids=[" ".join(a)[:40] for a in ROUND_TWO])
+def test_round_two_paths_are_one_line(argv, capsys, tmp_path, good_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sub = {"RUN/config.toml": good_run / "config.toml", "RUN/checkpoints": good_run / "checkpoints", "RUN": good_run,
+           "NOWHERE": tmp_path / "nowhere"}
+    argv = [str(sub.get(a, a)) for a in _fill(list(argv), good_run, tmp_path)]
+    code, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert not (good_run / "run.log").exists()
+
+
+# ----- found by the second audit -----
+@pytest.mark.parametrize("argv, needle", [
+    (["embed", "RUN", "--out", "emb.txt"], "--out 'emb.txt': this writes NPZ data; give a file name ending in .npz"),
+    (["neighbours", "RUN", "--image", "IMG", "--out", "n.npz"], "give a file name ending in .csv"),
+])
+def test_an_out_file_of_another_kind_is_refused(argv, needle, capsys, tmp_path, good_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, *_fill(argv, good_run, tmp_path))
+    assert code == 2
+    assert_one_line(err, needle)
+    assert not (tmp_path / argv[-1]).exists()
+
+
+def test_none_in_labels_means_unknown_not_a_class_named_none():
+    from workbench.core.api import as_image_data
+
+    d = as_image_data(_const_images([0, 1, 2, 3]), [0, 2, None, 2])
+    assert d.labels.tolist() == [0, 2, -1, 2] and d.classes == ["0", "1", "2"]
+    d = as_image_data(_const_images([0, 1, 2]), ["cat", None, "dog"])
+    assert d.labels.tolist() == [0, -1, 1] and d.classes == ["cat", "dog"]
+
+
+def test_test_labels_without_test_images_are_refused(tmp_path):
+    import workbench as wb
+
+    with pytest.raises(ConfigError, match="test_labels: given without test"):
+        wb.fit(TINY, data=_const_images(list(range(48))), test_labels=[0] * 5, runs_root=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_resuming_on_images_of_another_shape_than_trained_says_so(tmp_path):
+    import workbench as wb
+
+    run = wb.fit(TINY, data=_const_images(list(range(48))), runs_root=tmp_path)
+    with pytest.raises(ConfigError, match="trained on 1-channel 16x16 images and the images given are 3-channel 20x20"):
+        wb.fit(resume=run.run_dir, data=torch.zeros(48, 3, 20, 20, dtype=torch.uint8))
+
+
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, "train", CFG, "--out", "")
+    assert code == 2
+    assert_one_line(err, "--out is empty (an unset variable?)")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_checkpoint_whose_loss_state_does_not_fit_is_named_not_torch_text(capsys, tmp_path):
+    run = make_run(tmp_path)  # its loss state is empty; the config's loss has a state of its own
+    code, err = run_cli(capsys, "train", "--resume", run)
+    if code == 0:
+        pytest.skip("this loss has no state of its own")
+    assert_one_line(err, "the checkpoint does not fit config.toml (the loss's state: ")
+    assert "Error(s) in loading state_dict" not in err

@@ -40,6 +40,42 @@ class UsageError(Exception):
     """A command-line mistake argparse found (unknown option, missing argument, bad -k)."""
 
 
+class OutputError(Exception):
+    """Standard output failed (closed, or its reader went away): the output's failure, not the run's (exit 1, nothing
+    written to the run's run.log)."""
+
+
+def write_stdout(data: bytes) -> None:
+    """All of ``data`` on standard output, or OutputError saying how much of it its reader took."""
+    if sys.stdout is None or getattr(sys.stdout, "closed", False):
+        raise OutputError("standard output is closed; give a file with --out FILE")
+    try:
+        fd = sys.stdout.fileno()
+        sys.stdout.flush()
+    except (OSError, ValueError):  # not a file (a test's capture, a notebook's stream): its own buffer
+        fd = None
+    view, done = memoryview(data), 0
+    try:
+        while done < len(view):  # a pipe takes what fits; a write can end short of the whole
+            done += os.write(fd, view[done:]) if fd is not None else (sys.stdout.buffer.write(view[done:]) or len(view) - done)
+        if fd is None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise OutputError(f"the reader of standard output closed it after {done:,} of {len(data):,} bytes; "
+                          "the output is incomplete") from None
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so that Python's flush at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def _fmt_time(s: float) -> str:
     if not math.isfinite(s):
         return "--:--"
@@ -158,7 +194,7 @@ def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
 def cmd_train(args) -> int:
     from workbench.core import distributed as ddp
     from workbench.core.config import Config
-    from workbench.core.runs import check_resume, check_runs_root
+    from workbench.core.runs import check_resume, check_runs_root, python_resume_message
     from workbench.core.train import Control, train
 
     ddp.init_from_env()
@@ -168,6 +204,8 @@ def cmd_train(args) -> int:
             raise ConfigError("--resume continues a run with its own config.toml; drop CONFIG and --set")
         args.run_dir = args.resume
         cfg, _ = check_resume(args.resume)  # everything checked before decoding or writing anything
+        if cfg.data.name == "python":
+            raise ConfigError(python_resume_message(Path(args.resume)))
     else:
         if not args.config:
             raise ConfigError("train: give a CONFIG.toml (see examples/) or --resume RUN_DIR")
@@ -239,6 +277,8 @@ def _refuse_overwrite(paths, force: bool) -> None:
 def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) -> Path | None:
     """The --out file (refusing a folder and an existing file without --force), or None for ``-`` (stdout)."""
     if out == "-":
+        if sys.stdout is None:
+            raise OutputError("standard output is closed; give a file with --out FILE")
         if binary and sys.stdout.isatty():
             raise ConfigError(f"--out -: {suffix} data is binary and stdout is a terminal; redirect it "
                               f"(--out - > embeddings{suffix}) or give a file name")
@@ -248,6 +288,9 @@ def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) ->
     path = Path(out)
     if path.is_dir():
         raise ConfigError(f"--out '{path}' is a folder; give a file name such as {path / ('embeddings' + suffix)}")
+    if path.suffix.lower() != suffix:  # npz bytes in 'emb.txt' help nobody (as export refuses them)
+        raise ConfigError(f"--out '{path}': this writes {suffix[1:].upper()} data; give a file name ending in {suffix} "
+                          f"(such as {path.with_suffix(suffix)})")
     check_folder(path.parent, "--out", file=path)
     _refuse_overwrite([path], force)
     return path
@@ -306,8 +349,7 @@ def cmd_embed(args) -> int:
     arrays = {"embeddings": emb.astype(np.float32), "labels": data.labels.numpy().astype(np.int64),
               "indices": data.indices.numpy().astype(np.int64)}
     if out is None:
-        sys.stdout.buffer.write(npz_bytes(**arrays))
-        sys.stdout.flush()
+        write_stdout(npz_bytes(**arrays))
     else:
         write_npz(out, **arrays)
     what = f"through the run's {rm.cfg.eval.readout} read-out" if args.readout else "the backbone's output, no read-out"
@@ -355,7 +397,7 @@ def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | st
     for k, (r, i, s, name) in enumerate(rows):
         w.writerow([r, i, f"{s:.6f}", name] + ([files[k]] if files else []))
     if out == "-":
-        sys.stdout.write(buf.getvalue())
+        write_stdout(buf.getvalue().encode("utf-8"))
         return
     label_w = max([5] + [len(n) for *_, n in rows])
     print((f"{'rank':>4} {'index':>7} {'similarity':>10}  {'label':<{label_w}}" + ("  path" if files else "")).rstrip())
@@ -703,6 +745,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OutputError, BrokenPipeError) as exc:  # the output's failure: the run is fine, its run.log untouched
+        if isinstance(exc, BrokenPipeError):
+            _silence_stdout()
+        print(f"error: {exc if isinstance(exc, OutputError) else 'the reader of standard output closed it; the output is incomplete'}",
+              file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Cancelled):
         if args.command == "train" and args.run_dir:
             what = f"stopped without saving; the last checkpoint in {args.run_dir} is kept"

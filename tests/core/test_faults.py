@@ -363,3 +363,185 @@ def test_ctrl_c_while_loading_cancels_it_and_writes_nothing(tmp_path, monkeypatc
     assert err.strip().endswith("interrupted: nothing was written")
     assert not (tmp_path / "runs").exists()
     assert signal.getsignal(signal.SIGINT) is handler  # the CLI put the previous handler back
+
+
+# ----- one owner per run folder (issue 32): the lock, atomic creation, a reader that stops -----
+HOLD = ("import sys; from workbench.core.runlock import RunLock; lock = RunLock.acquire(sys.argv[1]); "
+        "print('held', flush=True); sys.stdin.read()")
+
+
+def holder(folder: Path) -> subprocess.Popen:
+    """Another process that owns ``folder`` until its stdin closes (or it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], env=ENV, cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def small_run(tmp_path: Path) -> Path:
+    from tests.test_bad_inputs import make_run
+
+    return make_run(tmp_path)
+
+
+def test_a_run_trained_by_another_process_is_not_resumed_a_second_time(tmp_path, capsys):
+    """Two `train --resume` of one run wrote last.pt and metrics.csv together; the second deleted the first's files."""
+    import workbench as wb_api
+
+    run = small_run(tmp_path)
+    (run / "checkpoints" / ".last.pt.999999.abcdefgh.tmp").write_bytes(b"the owner's checkpoint being written")
+    proc = holder(run)
+    try:
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "owner.lock"}
+        code = main(["train", "--resume", str(run)])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"is in use by process {proc.pid} on this machine (training since" in err and f"kill {proc.pid}" in err
+        with pytest.raises(ConfigError, match=f"in use by process {proc.pid}"):  # the API (and the window) alike
+            wb_api.fit(resume=run)
+        after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "owner.lock"}
+        assert after == before  # nothing written, not even the temp file removed as an orphan
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    # killed without a word: its lock is stale, and the next owner takes it over
+    from workbench.core.runlock import RunLock, owner
+
+    assert owner(run) == {}
+    lock = RunLock.acquire(run)
+    assert f"process {proc.pid} on this machine" in lock.stale
+    lock.release()
+    assert not (run / "owner.lock").exists()
+
+
+TINY_X = torch.randint(0, 256, (128, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+TINY_CFG = {"train": {"epochs": 2, "batch_size": 32, "log_every": 1}, "model": {"width": 8},
+            "optim": {"warmup_epochs": 0}, "eval": {"embed_points": 10}}
+
+
+def test_a_training_run_owns_its_folder_and_gives_it_up_at_the_end(tmp_path):
+    import workbench as wb_api
+    from workbench.core.runlock import owner
+
+    held = []
+    for ev in wb_api.stream(wb_api.config(TINY_CFG, **{"train.max_steps": 2}), data=TINY_X, runs_root=tmp_path):
+        if isinstance(ev, StepEvent):
+            held.append(owner(next(tmp_path.iterdir())).get("pid"))
+    run = next(tmp_path.iterdir())
+    assert held and set(held) == {os.getpid()}
+    assert owner(run) == {} and not (run / "owner.lock").exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_stale(tmp_path, capsys):
+    """Without flock (Windows) the process id decides; with it the kernel does: both see a dead owner as none."""
+    import json
+    import socket
+
+    from workbench.core import runlock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "owner.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 1.0}))
+    assert runlock.owner(tmp_path) == {}
+    lock = runlock.RunLock.acquire(tmp_path)
+    assert f"process {dead.pid}" in lock.stale
+    with pytest.raises(ConfigError, match=f"in use by process {os.getpid()}"):  # a second owner in the same process
+        runlock.RunLock.acquire(tmp_path)
+    lock.release()
+
+
+def test_run_folders_made_at_the_same_second_never_collide(tmp_path, monkeypatch):
+    """The folder's existence was checked, then it was made: 9 of 480 job-array starts failed with FileExistsError."""
+    from workbench.core.config import Config
+
+    cfg = Config()
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt, *a: "2026-12-07_120000")
+    first = runs.new_run_dir(tmp_path, cfg)
+    real_exists = Path.exists
+    # another process makes the next name between a check and the mkdir: only mkdir itself can tell
+    monkeypatch.setattr(Path, "exists", lambda p: False if p.name.startswith("2026-12-07") else real_exists(p))
+    made = [first]
+    errors = []
+
+    def make():
+        try:
+            for _ in range(10):
+                made.append(runs.new_run_dir(tmp_path, cfg))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(made)) == 81 == len(list(tmp_path.iterdir()))
+    assert all((p / "checkpoints").is_dir() for p in made)
+
+
+def test_leaving_the_loop_over_a_stream_stops_the_run_with_a_checkpoint(tmp_path):
+    """Breaking out of wb.stream left status.json at "running", step 0, and the run folder locked."""
+    import workbench as wb_api
+    from workbench.core.runlock import owner
+
+    x = TINY_X
+    for ev in wb_api.stream(TINY_CFG, data=x, runs_root=tmp_path):
+        if isinstance(ev, StepEvent) and ev.step == 3:
+            break
+    run = next(tmp_path.iterdir())
+    status = runs.read_status(run)
+    assert (status["state"], status["step"]) == ("stopped", 3)
+    assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
+    assert owner(run) == {}
+    done = wb_api.fit(resume=run, data=x)  # and it resumes from there
+    assert done.reason == "finished" and runs.read_status(run)["state"] == "finished"
+
+
+def test_a_temp_file_a_killed_export_left_is_removed_by_the_next_export(tmp_path):
+    from workbench.core.export import export_run
+
+    run = small_run(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = out / f".encoder.safetensors.{dead.pid}.k1ll3d00.tmp"
+    left.write_bytes(b"x" * 1000)
+    live = out / f".encoder.onnx.{os.getppid()}.w0rk1ng0.tmp"  # another export under way: left alone
+    live.write_bytes(b"y")
+    export_run(run, "safetensors", out)
+    assert not left.exists() and live.exists()
+    assert (out / "encoder.safetensors").is_file()
+
+
+def test_a_closed_or_broken_output_pipe_is_the_outputs_failure_not_the_runs(tmp_path):
+    run = small_run(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "embed", str(run), "--out", "-"], env=ENV, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()  # the reader goes away (as `| head -c 100` does)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "error: the reader of standard output closed it after" in err and "wrote" not in err, err
+    proc.stderr.close()
+    closed = subprocess.run([sys.executable, "-m", "workbench", "embed", str(run), "--out", "-"], env=ENV, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                            preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 1 and closed.stderr.strip() == "error: standard output is closed; give a file with --out FILE"
+    assert not (run / "run.log").exists()  # the healthy run's log keeps no traceback of the output's failure
+
+
+def test_embed_says_which_step_it_read_of_a_run_being_trained(tmp_path, capsys):
+    run = small_run(tmp_path)
+    proc = holder(run)
+    try:
+        code = main(["embed", str(run), "--out", str(tmp_path / "e.npz")])
+    finally:
+        proc.stdin.close()
+        proc.wait()
+        proc.stdout.close()
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"note: run '{run}' is being trained meanwhile (process {proc.pid}); embed reads its checkpoint of step 0" in err

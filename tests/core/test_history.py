@@ -11,12 +11,12 @@ def write_run(tmp_path, epochs=2):
     run.mkdir()
     Config().with_overrides([f"train.epochs={epochs}", "loss.temperature=0.3"]).save(run / "config.toml")
     (run / "metrics.csv").write_text(
-        "time,epoch,step,loss,lr,images_per_s,knn_acc,linear_acc,alignment,uniformity,emb_std,eff_rank,term_pos,term_neg\n"
-        "100.0,0,10,5.5,0.001,900,,,,,,,-0.5,6.0\n"
-        "105.0,0,20,5.0,0.001,950,,,,,,,-0.5,5.5\n"
-        "110.0,1,20,,,,0.61,,0.4,-2.1,0.03,12.5,,\n"
-        "120.0,1,40,4.2,0.0009,990,,,,,,,-0.6,5.1\n"  # resumed here: rows before stay
-        "130.0,2,40,,,,0.70,,0.5,-2.5,0.03,14.0,,\n")
+        "time,epoch,step,loss,lr,images_per_s,knn_acc,linear_acc,alignment,uniformity,emb_std,eff_rank,eval_queries,term_pos,term_neg\n"
+        "100.0,0,10,5.5,0.001,900,,,,,,,,-0.5,6.0\n"
+        "105.0,0,20,5.0,0.001,950,,,,,,,,-0.5,5.5\n"
+        "110.0,1,20,,,,0.61,,0.4,-2.1,0.03,12.5,,,\n"
+        "120.0,1,40,4.2,0.0009,990,,,,,,,,-0.6,5.1\n"  # resumed here: rows before stay
+        "130.0,2,40,,,,0.70,,0.5,-2.5,0.03,14.0,,,\n")
     return run
 
 
@@ -97,9 +97,9 @@ def test_cli_run_duration_from_millisecond_times_and_steps_done(tmp_path):
     run = tmp_path / "2026-11-22_150000_bundled-ntxent"
     run.mkdir()
     Config().with_overrides(["train.epochs=3", "train.max_steps=15"]).save(run / "config.toml")
-    (run / "metrics.csv").write_text("time,epoch,step,loss,knn_acc\n"
-                                     "1763900000.125,1,1,5.5,\n1763900001.5,1,10,5.0,\n1763900002.875,1,15,4.9,\n"
-                                     "1763900004.250,1,15,,0.4\n")
+    (run / "metrics.csv").write_text("time,epoch,step,loss,knn_acc,eval_queries\n"
+                                     "1763900000.125,1,1,5.5,,\n1763900001.5,1,10,5.0,,\n1763900002.875,1,15,4.9,,\n"
+                                     "1763900004.250,1,15,,0.4,\n")
     row = run_summary(run)  # a CLI run: no status.json
     assert row["duration_s"] == pytest.approx(4.125)
     assert row["epochs"] == 3 and row["epochs_done"] == 1 and row["max_steps"] == 15 and row["step"] == 15

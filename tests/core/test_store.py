@@ -225,3 +225,35 @@ def test_a_cache_that_cannot_be_written_names_it_and_workbench_cache(tmp_path, m
 
     with pytest.raises(ConfigError, match=r"cannot write the decoded-image cache .*set WORKBENCH_CACHE to a folder you can write"):
         load_splits(cfg(noise_folder(tmp_path / "imgs", n=10)))
+
+
+@pytest.mark.parametrize("how", ["cp -p", "rsync -a / tar x"])
+def test_a_file_rewritten_with_the_same_size_and_mtime_is_decoded_again(tmp_path, how):
+    """cp -p, rsync -a and tar x keep size and mtime: the old store was served (stale pixels, no word)."""
+    import os
+
+    from workbench.core import folder
+
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        (root / c).mkdir(parents=True)
+        for i in range(3):  # uncompressed PNGs: every 16x16 RGB image has the same file size
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / c / f"{i}.png", compress_level=0)
+    first = folder.load_folder(root, "auto", 0, workers="serial")
+    target = root / "a" / "0.png"
+    st = target.stat()
+    new = tmp_path / "new.png"
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(new, compress_level=0)
+    assert new.stat().st_size == st.st_size
+    if how == "cp -p":  # rewritten in place (the same inode), its times put back
+        with open(target, "r+b") as f:
+            f.write(new.read_bytes())
+    else:  # a new file renamed over the old one, its times put back
+        os.replace(new, target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    second = folder.load_folder(root, "auto", 0, workers="serial")
+    assert second.path != first.path  # a new store, with the new pixels
+    assert any((np.asarray(img) == 7).all() for img in second.images)
+    assert not any((np.asarray(img) == 7).all() for img in first.images)

@@ -260,16 +260,16 @@ def test_a_run_ended_before_its_final_evaluation_says_where_its_knn_is_from(tmp_
     run.mkdir()
     Config().with_overrides(["train.epochs=100000", "train.time_budget_s=60"]).save(run / "config.toml")
     (run / "metrics.csv").write_text(
-        "time,epoch,step,loss,lr,images_per_s,knn_acc,linear_acc,alignment,uniformity,emb_std,eff_rank\n"
-        "100.0,1,39,5.5,0.001,900,,,,,,\n"
-        "101.0,1,39,,,,0.41,,0.4,-2.1,0.03,12.5\n"
-        "130.0,2,68,4.9,0.001,950,,,,,,\n")
+        "time,epoch,step,loss,lr,images_per_s,knn_acc,linear_acc,alignment,uniformity,emb_std,eff_rank,eval_queries\n"
+        "100.0,1,39,5.5,0.001,900,,,,,,,\n"
+        "101.0,1,39,,,,0.41,,0.4,-2.1,0.03,12.5,1000\n"
+        "130.0,2,68,4.9,0.001,950,,,,,,,\n")
     write_status(run, "budget", 69)
     row = run_summary(run)
     assert (row["status"], row["knn_step"], row["end_step"], row["knn_at_end"]) == ("budget", 39, 69, False)
     text, tip = knn_text(row)
     assert text == "0.4100 (step 39)" and "ended at step 69 before its final evaluation" in tip
-    (run / "metrics.csv").write_text((run / "metrics.csv").read_text() + "131.0,2,69,,,,0.52,,0.4,-2.1,0.03,12.5\n")
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text() + "131.0,2,69,,,,0.52,,0.4,-2.1,0.03,12.5,1000\n")
     row = run_summary(run)
     assert row["knn_at_end"] and knn_text(row) == ("0.5200", "")
 

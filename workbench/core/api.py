@@ -27,10 +27,11 @@ import tomli_w
 import torch
 
 from workbench.core.config import SECTIONS, Config
-from workbench.core.data import ImageData, finish_splits
+from workbench.core import convert
+from workbench.core.data import ImageData, data_warnings, finish_splits, same_classes
 from workbench.core.events import DoneEvent, RunStarted
 from workbench.core.registry import ConfigError
-from workbench.core.runs import find_run, read_metrics
+from workbench.core.runs import find_run, python_resume_message, read_metrics
 from workbench.core.train import Control, train
 
 FIRST_KEYS = ("loss.name", "model.encoder", "augment.preset")  # applied first: they reset dependent keys
@@ -86,18 +87,19 @@ def _toml_literal(key: str, value: Any) -> str:
 
 
 # ----- data -----
+MAX_CLASS_NUMBER = 100_000  # class numbers above this, used sparsely, are refused (kNN counts a vote for every number)
+
+
 def as_image_data(data: Any, labels: Any = None, classes: list | None = None, where: str = "data") -> ImageData:
-    """ImageData from uint8 images (N, C, H, W) (tensor or array; float in [0, 1] also taken), an
-    ``(images, labels)`` pair, an ImageData, or a torch Dataset yielding images (PIL, tensors or
-    arrays) or ``(image, label, ...)`` tuples. Labels are int64 with -1 for unlabeled."""
+    """ImageData from uint8 images (N, C, H, W) (tensor or array; float in [0, 1] also taken; channels last and
+    RGBA read as ``core/convert.py`` says), an ``(images, labels)`` pair, an ImageData, or a torch Dataset yielding
+    images (PIL, tensors or arrays) or ``(image, label, ...)`` tuples. Labels are int64 with -1 for unlabeled."""
     if isinstance(data, ImageData):
         return data
     if isinstance(data, tuple) and len(data) == 2 and labels is None:
         data, labels = data
     if isinstance(data, (torch.Tensor, np.ndarray)):
-        images = _uint8(torch.as_tensor(np.array(data) if isinstance(data, np.ndarray) else data), where)
-        if images.ndim != 4:
-            raise ConfigError(f"{where}: expected images shaped (N, C, H, W), got {tuple(images.shape)}")
+        images = convert.batch(data, where)
     elif isinstance(data, torch.utils.data.Dataset) or hasattr(data, "__getitem__"):
         images, found = _from_dataset(data, where)
         labels = found if labels is None else labels
@@ -106,15 +108,6 @@ def as_image_data(data: Any, labels: Any = None, classes: list | None = None, wh
         raise ConfigError(f"{where}: expected a uint8 tensor (N, C, H, W), an (images, labels) pair or a torch Dataset, "
                           f"got {type(data).__name__}")
     return ImageData(_check_images(images, where), _labels(labels, len(images), where), classes or _class_names(labels))
-
-
-def _uint8(x: torch.Tensor, where: str) -> torch.Tensor:
-    if x.dtype == torch.uint8:
-        return x
-    if x.is_floating_point() and (x.numel() == 0 or (x.min() >= 0 and x.max() <= 1)):
-        return (x * 255).round_().to(torch.uint8)
-    raise ConfigError(f"{where}: expected uint8 images (0..255) or floats in [0, 1], got {x.dtype}"
-                      + (f" with values {float(x.min()):g}..{float(x.max()):g}" if x.is_floating_point() else ""))
 
 
 def _check_images(images: torch.Tensor, where: str) -> torch.Tensor:
@@ -130,38 +123,70 @@ def _labels(labels: Any, n: int, where: str) -> torch.Tensor:
     """(n,) int64 class numbers (-1 = unknown) from integers, whole floats or names (numbered in sorted order)."""
     if labels is None:
         return torch.full((n,), -1, dtype=torch.int64)
-    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    arr = _label_array(labels)
     if arr.ndim != 1 or len(arr) != n:
         raise ConfigError(f"{where}: {n} images need {n} labels, one per image (-1 = unknown); got shape {arr.shape}")
-    if arr.dtype.kind in "USO":  # class names, numbered as _class_names lists them
+    if arr.dtype.kind in "USO":  # class names, numbered as _class_names lists them; None = unknown
         index = {name: i for i, name in enumerate(_class_names(arr))}
-        return torch.tensor([index[str(a)] for a in arr], dtype=torch.int64)
+        return torch.tensor([-1 if a is None else index[str(a)] for a in arr], dtype=torch.int64)
     if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr)))):
         raise ConfigError(f"{where}: labels must be class numbers (0, 1, ...; -1 = unknown) or class names, got "
                           f"{arr.dtype} values such as {arr[:3].tolist()}")
     out = torch.from_numpy(arr.astype(np.int64))
     if n and int(out.min()) < -1:
         raise ConfigError(f"{where}: labels must be >= 0 (or -1 = unknown), got {int(out.min())}")
+    top, used = (int(out.max()) if n else -1), len(np.unique(arr[arr >= 0]))
+    if top >= MAX_CLASS_NUMBER and top >= 4 * used:
+        raise ConfigError(f"{where}: labels run up to {top:,} for {used:,} classes; class numbers are 0 .. classes - 1 "
+                          "(kNN counts a vote for every number up to the largest): renumber them "
+                          "(np.unique(labels, return_inverse=True)[1]) or give class names")
     return out
+
+
+def _label_array(labels: Any) -> np.ndarray:
+    """Labels as an array; class numbers with None for unknown (an object array) become int64 with -1."""
+    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if arr.dtype.kind == "O" and arr.ndim == 1:
+        known = [a for a in arr if a is not None]
+        if known and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in known):
+            arr = np.array([-1 if a is None else int(a) for a in arr], dtype=np.int64)
+    return arr
 
 
 def _class_names(labels: Any) -> list[str]:
     if labels is None:
         return []
-    arr = np.array(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    arr = _label_array(labels)
     if arr.dtype.kind in "USO":
-        return sorted({str(a) for a in arr.reshape(-1)})
+        return sorted({str(a) for a in arr.reshape(-1) if a is not None})
     top = int(arr.max(initial=-1))
     return [str(i) for i in range(top + 1)]
+
+
+def matched_classes(train: ImageData, test: ImageData, where: str = "test") -> ImageData:
+    """``test`` with its labels numbered as ``train``'s classes, matched by name (as image folders' splits are): a
+    held-out split of some of the classes keeps each name's number; names training lacks become unlabeled (said)."""
+    numbered = test.classes == [str(i) for i in range(len(test.classes))]  # from class numbers: numbers match
+    if not test.classes or not train.classes or numbered or test.classes == train.classes[:len(test.classes)]:
+        return test
+    extra = [c for c in test.classes if c not in train.classes]
+    if extra:
+        warnings.warn(f"{where}: classes {', '.join(map(str, extra[:10]))} are not among the training labels; their "
+                      "images count as unlabeled (left out of kNN)", stacklevel=4)
+    return same_classes(test, list(train.classes), Path(where), say=False)
 
 
 def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
     images, labels, cropped = [], [], 0
     for i in range(len(ds)):
-        item = ds[i]
+        try:
+            item = ds[i]
+        except Exception as exc:  # the user's own code: say which item, keep its traceback as the cause
+            raise ConfigError(f"{where}[{i}]: the dataset raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                              "(its traceback is this error's cause)") from exc
         img, label = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
-        cropped += bool(_is_pil(img) and img.size[0] != img.size[1])
-        images.append(_one_image(img, f"{where}[{i}]"))
+        cropped += bool(convert.is_pil(img) and img.size[0] != img.size[1])
+        images.append(convert.one_image(img, f"{where}[{i}]"))
         labels.append(-1 if label is None else label.item() if hasattr(label, "item") else label)
         if images[-1].shape[1:] != images[0].shape[1:]:
             raise ConfigError(f"{where}[{i}]: image is {tuple(images[-1].shape)} but the first is {tuple(images[0].shape)} "
@@ -179,31 +204,31 @@ def _from_dataset(ds, where: str) -> tuple[torch.Tensor, list[int] | None]:
 
 
 def _is_pil(img) -> bool:
-    return hasattr(img, "convert") and hasattr(img, "mode") and not isinstance(img, torch.Tensor)
+    return convert.is_pil(img)
 
 
-def _one_image(img, where: str) -> torch.Tensor:
-    """(C, H, W) uint8 from a PIL image, a (C, H, W) tensor (uint8 or float in [0, 1]) or an (H, W[, C]) array."""
-    if _is_pil(img):  # PIL: decoded as an image folder's files are, centre square
-        from workbench.core import decode
+def images_to_embed(images: Any) -> torch.Tensor:
+    """(N, C, H, W) uint8 from what ``Run.embed`` takes in memory: one image (PIL, (H, W), (C, H, W), (H, W, C)),
+    a batch (N, C, H, W) / (N, H, W, C), a list of images, or anything ``fit`` takes; ``core/convert.py``'s rule."""
+    if isinstance(images, ImageData):
+        return images.images
+    if convert.is_pil(images) or (isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) in (2, 3)):
+        return convert.one_image(images, "images")[None]
+    if isinstance(images, (list, tuple)) and images and all(convert.is_pil(i) or isinstance(i, (torch.Tensor, np.ndarray))
+                                                            for i in images):
+        return as_image_data(_ListDataset(images), where="images").images
+    return as_image_data(images, where="images").images
 
-        try:
-            img.load()  # PIL decodes lazily: a truncated or corrupt file fails here
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise ConfigError(f"{where}: the image cannot be decoded ({type(exc).__name__}: {exc}); "
-                              "check the file or leave it out") from None
-        img = decode.to_mode(img, "RGB" if decode.has_colour(img) else "L")
-        img = np.asarray(decode.square(img, min(img.size)))
-    if isinstance(img, np.ndarray):
-        img = torch.from_numpy(np.array(img))  # a copy: PIL's arrays are read-only
-        if img.ndim == 3 and img.shape[-1] in (1, 3, 4) and img.shape[0] not in (1, 3):
-            img = img.permute(2, 0, 1)  # (H, W, C) array -> (C, H, W)
-    if not isinstance(img, torch.Tensor):
-        raise ConfigError(f"{where}: expected a PIL image, a tensor or an array, got {type(img).__name__}")
-    img = img.unsqueeze(0) if img.ndim == 2 else img
-    if img.ndim != 3:
-        raise ConfigError(f"{where}: expected an image (C, H, W) or (H, W), got shape {tuple(img.shape)}")
-    return _uint8(img[:3], where)
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
 
 
 # ----- global torch state -----
@@ -242,20 +267,24 @@ def _flushes_denormals() -> bool:
 
 def swapped(events: Iterator) -> Iterator:
     """Yield from ``events`` with the loop's global torch state active only inside the generator:
-    the caller's state is captured before each step and restored before each yield."""
+    the caller's state is captured before each step and restored before each yield. Closing it closes ``events``
+    (a run whose reader stopped saves and records itself as stopped)."""
     inner = None
-    while True:
-        outer = TorchState.capture()
-        if inner is not None:
-            inner.restore()
-        try:
-            ev = next(events, None)
-        finally:
-            inner = TorchState.capture()
-            outer.restore()
-        if ev is None:
-            return
-        yield ev
+    try:
+        while True:
+            outer = TorchState.capture()
+            if inner is not None:
+                inner.restore()
+            try:
+                ev = next(events, None)
+            finally:
+                inner = TorchState.capture()
+                outer.restore()
+            if ev is None:
+                return
+            yield ev
+    finally:
+        events.close()
 
 
 # ----- runs -----
@@ -295,10 +324,7 @@ class Run:
         if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple)) and images
                                                and all(isinstance(p, (str, Path)) for p in images)):
             return self._embed_files([images] if isinstance(images, (str, Path)) else list(images), project, batch, readout)
-        one_array = isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) in (2, 3)  # (H, W[, C]) or (C, H, W)
-        if one_array or _is_pil(images):  # one image, or one PIL image
-            images = [images]
-        x = images.images if isinstance(images, ImageData) else as_image_data(images, where="images").images
+        x = images_to_embed(images)
         rm = self.model
         if tuple(x.shape[1:]) != (rm.channels, rm.image_size, rm.image_size):
             warnings.warn(f"images are {x.shape[-1]}x{x.shape[-2]} with {x.shape[1]} channel(s); this encoder was trained "
@@ -392,12 +418,21 @@ class Stream:
         self.run: Run | None = None
         self.run_dir = ""
         splits = None
+        if test_labels is not None and test is None:
+            raise ConfigError("test_labels: given without test (the held-out images they label); pass test=images too, "
+                              "or leave both out to carve the held-out split from data (data.holdout)")
         if data is not None:
             if self.cfg is not None and self.cfg.data.name != "python":
                 self.cfg = self.cfg.with_overrides(['data.name="python"'])  # names the run; the CLI will not reload other data
             data_cfg = (self.cfg or Config.load(find_run(resume) / "config.toml")).data
-            held_out = None if test is None else as_image_data(test, test_labels, where="test")
-            splits = finish_splits(data_cfg, as_image_data(data, labels), held_out)
+            train_data = as_image_data(data, labels)
+            held_out = None if test is None else matched_classes(train_data, as_image_data(test, test_labels, where="test"))
+            with data_warnings() as said:
+                splits = finish_splits(data_cfg, train_data, held_out)
+            for line in said:  # what was decided about the splits (a held-out split converted to the training shape)
+                warnings.warn(line, stacklevel=3)
+        elif resume is not None and self.cfg is None and Config.load(find_run(resume) / "config.toml").data.name == "python":
+            raise ConfigError(python_resume_message(find_run(resume)))
         self._events = swapped(train(self.cfg, self.control, runs_root, resume=resume, data=splits, raise_errors=True))
 
     def __iter__(self) -> Iterator:
@@ -405,6 +440,9 @@ class Stream:
             for ev in self._events:
                 self._note(ev)
                 yield ev
+        except GeneratorExit:  # the loop over the events was left (break): the run stops as stop() stops it
+            self.close()
+            raise
         except KeyboardInterrupt:
             self.control.stop()
             for ev in self._events:  # the loop saves its checkpoint and ends with DoneEvent("stopped")
@@ -414,6 +452,13 @@ class Stream:
 
     def stop(self) -> None:
         self.control.stop()
+
+    def close(self) -> None:
+        """End the run now (what leaving the loop over its events does): the checkpoint of its step is saved and
+        status.json says "stopped" at that step, so it can be resumed; the run folder's lock is released."""
+        self._events.close()
+        if self.run is None and self.run_dir:
+            self.run = Run(Path(self.run_dir), "stopped")
 
     def _note(self, ev) -> None:
         if isinstance(ev, RunStarted):

@@ -276,10 +276,24 @@ def finish_splits(cfg, train: ImageData, test: ImageData | None) -> tuple[ImageD
             train = train.take(torch.randperm(len(train), generator=g)[: cfg.subset].sort().values)
     channels = getattr(cfg, "channels", "auto")
     if channels in (1, 3) and train.channels != channels:
-        train, test = to_channels(train, channels), to_channels(test, channels)
+        train = to_channels(train, channels)
     if cfg.image_size and train.size != cfg.image_size:
-        train, test = resize(train, cfg.image_size), resize(test, cfg.image_size)
-    return train, test
+        train = resize(train, cfg.image_size)
+    return train, like_training(test, train)
+
+
+def like_training(test: ImageData, train: ImageData) -> ImageData:
+    """The held-out split at the training split's channels and size (checked before the first step, not found by
+    the final evaluation), with a warning when it had to be converted."""
+    was = f"{test.channels}-channel {test.size}x{test.images.shape[-2]}"
+    if test.channels != train.channels:
+        test = to_channels(test, train.channels)
+    if test.size != train.size or test.images.shape[-2] != train.images.shape[-2]:
+        test = resize(test, train.size)
+    if was != f"{test.channels}-channel {test.size}x{test.images.shape[-2]}":
+        log.warning("data: the held-out images are %s, the training images %d-channel %dx%d: the held-out ones are "
+                    "converted to that", was, train.channels, train.size, train.size)
+    return test
 
 
 def _reside(train: ImageData, test: ImageData, in_memory) -> tuple[ImageData, ImageData]:
@@ -349,8 +363,10 @@ def file_names(source: str, indices) -> list[str] | None:
 @DATASETS.register("python", hidden=True, channels=0, labelled=None)
 def python(cfg, split, **_):
     """Images passed to workbench.fit() from Python; a config cannot load them again."""
-    raise ConfigError("data: this run was trained on images passed to workbench.fit() from Python; embed them with "
-                      "workbench.load_run(RUN_DIR).embed(images), or set data.name to a dataset (--set data.name=...)")
+    raise ConfigError("data: this run was trained on images passed to workbench.fit() from Python, which a config cannot "
+                      "load again; to resume it pass the same images (workbench.fit(resume=RUN_DIR, data=images, "
+                      "labels=labels)); to embed images use workbench.load_run(RUN_DIR).embed(images), or name a dataset "
+                      "(--set data.name=...)")
 
 
 # ----- IDX (MNIST-style) files -----
@@ -384,8 +400,10 @@ def _idx_split(root: Path, split: str, sub: str, classes: list[str]) -> ImageDat
     img = _find_idx(root, f"{prefix}-images-idx3-ubyte", sub)
     lab = _find_idx(root, f"{prefix}-labels-idx1-ubyte", sub)
     if img is None or lab is None:
+        missing = " and ".join(f"{prefix}-{kind}-idx{n}-ubyte[.gz]" for kind, n, found in
+                               (("images", 3, img), ("labels", 1, lab)) if found is None)
         raise ConfigError(
-            f"data.root: no {sub} {split} files ({prefix}-images-idx3-ubyte[.gz]) under '{root}'; "
+            f"data.root: no {sub} {split} file {missing} under '{root}'; "
             "point data.root at the folder holding them, or set data.download=true to fetch them"
         )
     x, y = read_idx(img), read_idx(lab)

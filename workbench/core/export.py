@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from workbench.core.inference import RunModel
+from workbench.core.files import orphans, temp_prefix
 from workbench.core.registry import ConfigError
 from workbench.core.runs import (DiskFullError, atomic_write_bytes, atomic_write_text, check_folder, file_mode, make_folder,
                                  read_metrics)
@@ -259,6 +260,23 @@ def _same_run_card(path: Path, run: str) -> dict | None:
     return old if isinstance(old, dict) and old.get("schema") == modelcard.SCHEMA and old.get("run") == run else None
 
 
+def check_other_card(model: Path, run: str, what: str = "out") -> None:
+    """Refuse (ConfigError) an export into a folder whose model card describes another run's files that this export
+    would not replace: one card per folder describes one run, and replacing it would leave them undescribed."""
+    path = card_path(model)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(old, dict) or old.get("run") in (None, run):
+        return
+    kept = [name for name in old.get("files", {}) if (path.parent / name).is_file() and path.parent / name != model]
+    if kept:
+        raise ConfigError(f"{what} '{path.parent}' holds an export of another run ('{old['run']}': {', '.join(kept)}) "
+                          f"that {path.name} describes; this export would leave it undescribed: choose another "
+                          f"{what}, or move those files away first")
+
+
 def merge_card(path: Path, card: dict) -> dict:
     """The folder's card with this export's entry added: files exported earlier from the same run stay described."""
     old = _same_run_card(path, card["run"])
@@ -270,7 +288,7 @@ def merge_card(path: Path, card: dict) -> dict:
 def _atomic_via_tmp(path: Path, writer) -> None:
     """Call writer(tmp_path) and rename the result into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         writer(tmp)
@@ -477,6 +495,11 @@ def check_out(fmt, out, what: str = "out") -> Path:
     if not isinstance(out, (str, os.PathLike)):
         raise ConfigError(f"{what}: expected a folder path, got {type(out).__name__}")
     out = Path(out)
+    suffix = SUFFIX.get(fmt, ".npz" if fmt == "npz" else "")
+    if (out.exists() or out.is_symlink()) and not out.is_dir() and not (suffix and out.name.endswith(suffix)):
+        kind = "a folder" + (f" or a file name ending in {suffix}" if suffix else " (the projector writes several files)")
+        raise ConfigError(f"{what} '{out}' is a file, not a folder{' (nor a file name ending in ' + suffix + ')' if suffix else ''}; "
+                          f"give {kind}")
     check_folder(out_folder(fmt, out), what, file=out)
     return out
 
@@ -496,9 +519,12 @@ def export_run(run_dir, fmt: str, out, include_head: bool = False, split: str = 
     """Write the export; ``what`` names ``out`` in errors. Nothing is made before the export can be written (an unusable
     checkpoint, a run whose images are not on disk), and a folder the system will not create is one line."""
     out = check_out(fmt, out, what)
-    rm = RunModel.load(run_dir)
+    rm = RunModel.load(run_dir, verb="export")
     check_readout(rm, readout, include_head)
+    for old in orphans(out_folder(fmt, out)):  # hidden temporary files a killed export left (often the model's size)
+        old.unlink(missing_ok=True)
     if fmt in SUFFIX:
+        check_other_card(model_path(fmt, out), rm.run_dir.name, what)
         return export_model(rm, fmt, out, include_head, what, readout)
     train, test = rm.splits()
     data = test if split == "test" else train

@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -53,7 +54,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), file_mode())
             f.write(data)
@@ -68,6 +69,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 raise DiskFullError(path, len(data)) from exc
             raise OSError(exc.errno, f"cannot write '{path}': {exc.strerror or exc}") from exc
         raise
+
+
+def temp_prefix(path: Path) -> str:
+    """The start of a temporary file's name for ``path``: hidden, with the writer's process id, so that what a killed
+    writer left can be told from what a live one is writing (``orphans``)."""
+    return f".{Path(path).name}.{os.getpid()}."
+
+
+def orphans(folder: Path, unnamed_after: float = 3600) -> list[Path]:
+    """Temporary files (``.*.tmp``) in ``folder`` whose writer is gone: the process id in the name is not alive on
+    this machine. A name without a process id (an older version's) counts as an orphan ``unnamed_after`` seconds
+    after its last write."""
+    found = []
+    for p in sorted(Path(folder).glob(".*.tmp")) if Path(folder).is_dir() else ():
+        parts = p.name.split(".")  # .NAME.PID.RANDOM.tmp (temp_prefix) or .NAME.PID.tmp
+        pid = int(parts[-3]) if len(parts) > 3 and parts[-3].isdigit() else int(parts[-2]) if parts[-2].isdigit() else 0
+        try:
+            old = time.time() - p.stat().st_mtime >= unnamed_after
+        except OSError:
+            continue
+        if (pid and not _alive(pid)) or (not pid and old):
+            found.append(p)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's, or cannot be told: leave it
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:

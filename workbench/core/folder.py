@@ -41,7 +41,7 @@ class Cancelled(Exception):
 class Listing:
     folder: Path
     files: list[str] = field(default_factory=list)  # absolute paths
-    stats: list[tuple[str, int, int]] = field(default_factory=list)  # (relative path, size, mtime_ns)
+    stats: list[tuple] = field(default_factory=list)  # (relative path, size, mtime_ns, ctime_ns, inode): store.key
     labels: list[int] = field(default_factory=list)  # -1 for loose files
     classes: list[str] = field(default_factory=list)
 
@@ -132,7 +132,7 @@ def list_images(folder: Path, say: bool = True, stat: bool = True) -> Listing:
                     "; ".join(f"{p} ({why})" for p, why in errors[:5]) + (" ..." if len(errors) > 5 else ""))
     for f in out.files if stat else ():
         st = os.stat(f)
-        out.stats.append((os.path.relpath(f, folder), st.st_size, st.st_mtime_ns))
+        out.stats.append((os.path.relpath(f, folder), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return out
 
 

@@ -7,7 +7,6 @@ the runs table, and the last 2-D layout shown of its embedding.
 from __future__ import annotations
 
 import io
-import os
 import socket
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from workbench.core.events import EvalEvent, StepEvent
 from workbench.core.metrics import EVAL_METRICS
+from workbench.core.runlock import pid_alive  # noqa: F401 (re-exported)
 from workbench.core.runs import (atomic_write_bytes, load_run_config, read_metrics, read_status,  # noqa: F401 (status: re-exported)
                                  write_status)
 
@@ -84,7 +84,11 @@ def run_summary(run_dir: str | Path) -> dict:
     except ConfigError as exc:
         row.update(status="unreadable", error=str(exc))
         return row
-    rows = read_metrics(run)
+    try:
+        rows = read_metrics(run)
+    except ConfigError as exc:
+        row.update(status="unreadable", error=str(exc))
+        return row
     knn = [r["knn_acc"] for r in rows if r.get("knn_acc") is not None]
     knn_steps = [int(r["step"] or 0) for r in rows if r.get("knn_acc") is not None]
     times = [r["time"] for r in rows if r.get("time") is not None]
@@ -126,21 +130,6 @@ def check_findings(run: Path) -> list[str]:
     except (OSError, ValueError, AttributeError):
         return []
     return [str(f) for f in found] if isinstance(found, list) else []
-
-
-def pid_alive(pid: int) -> bool | None:
-    """Whether process ``pid`` exists on this machine (None where that cannot be told)."""
-    if os.name != "posix" or pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except OSError:
-        return None
-    return True
 
 
 def _writer_gone(run: Path, status: dict) -> bool:

@@ -1,6 +1,8 @@
 """Use a trained run: load its encoder, embed images or a dataset split, find nearest neighbours."""
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from workbench.core.data import ImageData, load_splits
 from workbench.core.methods import build_method, build_network
 from workbench.core.models import Network
 from workbench.core.registry import ConfigError
-from workbench.core.runs import find_run, load_checkpoint, load_run_checkpoint, load_run_config
+from workbench.core.runlock import owner
+from workbench.core.runs import checkpoint_mismatch, find_run, load_checkpoint, load_run_checkpoint, load_run_config
 
 
 @dataclass
@@ -34,23 +37,36 @@ class RunModel:
     checkpoint: Path | None = None  # the file loaded: last.pt, or prev.pt when last.pt is unusable
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> RunModel:
+    def load(cls, run_dir: str | Path, device: str = "cpu", verb: str = "embed") -> RunModel:
+        """The run's network from its checkpoint; ``verb`` (embed | export) words the message of a checkpoint that
+        does not fit config.toml, the one resume gives (``runs.checkpoint_mismatch``)."""
         run = find_run(run_dir)
         cfg = load_run_config(run)
         state, used = load_run_checkpoint(run)
         for key in ("model", "mean", "std", "channels", "image_size"):
             if key not in state:
                 raise ConfigError(f"checkpoint in '{run}' lacks '{key}'; it was not written by this version of the workbench")
+        mismatch = checkpoint_mismatch(run, cfg, state, verb)
+        if mismatch:
+            raise ConfigError(mismatch)
         net = build_network(cfg, state["channels"], state["image_size"])
         try:
             net.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise ConfigError(f"checkpoint in '{run}' does not match its config.toml ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"cannot {verb} '{run}': the checkpoint does not fit config.toml's model "
+                              f"({str(exc).splitlines()[0]})") from None
+        say_owner(run, state, used, verb)
         dev = torch.device(device)
         return cls(run, cfg, net.to(dev).eval(), state["mean"], state["std"], state["channels"], state["image_size"], dev, used)
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
-        x = images_u8.to(self.device).float() / 255
+        """uint8 (N, C, H, W) -> the network's normalised float input: grey repeated to RGB, or RGB to ITU-R 601-2 luma
+        (as a colour file is read for a greyscale run: PIL's ``convert("L")``), resized, then (x - mean) / std."""
+        x = images_u8.to(self.device)
+        if x.shape[1] == 3 and self.channels == 1:
+            w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+            x = (x.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255)
+        x = x.float() / 255
         if x.shape[1] != self.channels:
             x = x.mean(1, keepdim=True).expand(-1, self.channels, -1, -1) if self.channels in (1, 3) else x
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
@@ -83,6 +99,15 @@ class RunModel:
     def splits(self, overrides: list[str] | None = None) -> tuple[ImageData, ImageData]:
         cfg = self.cfg.with_overrides(overrides or [])
         return load_splits(cfg.data)
+
+
+def say_owner(run: Path, state: dict, used: Path, verb: str) -> None:
+    """A note when the run is being trained meanwhile: what is read is its checkpoint of one step, not the end."""
+    holder = owner(run)
+    if holder and holder.get("pid") != os.getpid():
+        logging.getLogger("workbench").warning(
+            "run '%s' is being trained meanwhile (process %s); %s reads its checkpoint of step %d (%s, epoch %d)",
+            run, holder.get("pid", "?"), verb, int(state["step"]), used.name, int(state["epoch"]), extra={"note": True})
 
 
 def check_image_path(path: str | Path) -> Path:

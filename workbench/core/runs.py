@@ -29,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode  # noqa: F401 (re-exported)
+from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode, orphans  # noqa: F401 (re-exported)
+from workbench.core import resume as resume_policy
+from workbench.core import runlock
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
 
@@ -42,6 +44,8 @@ NEW_PROTOCOL_COLUMN = "eval_queries"
 def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
     """Check, without creating anything, that run folders can be made in ``root`` (``check_folder``) and that it is
     not inside a run folder (a new run would nest in it). ConfigError names ``what`` (e.g. ``--out``)."""
+    if not str(root).strip():  # --out "$UNSET": the current folder would receive the run, unasked
+        raise ConfigError(f"{what} is empty (an unset variable?); give the folder that receives run folders, e.g. runs")
     root = check_folder(root, what)
     full = root.resolve()
     run = next((p for p in (full, *full.parents) if is_run_folder(p)), None)
@@ -90,21 +94,29 @@ def make_folder(folder: str | Path, what: str) -> Path:
 
 
 def new_run_dir(root: str | Path, cfg, what: str = "runs_root") -> Path:
-    """A new, empty run folder (with checkpoints/) under ``root``, named by time, dataset and loss."""
+    """A new, empty run folder (with checkpoints/) under ``root``, named by time, dataset and loss.
+
+    The name is reserved by ``mkdir`` itself (atomic: it fails when the folder exists), so processes started in the
+    same second (a job array) each get their own folder: ``NAME``, ``NAME-2``, ``NAME-3`` ..."""
     stamp = time.strftime("%Y-%m-%d_%H%M%S")
-    base = Path(check_runs_root(root, what)) / f"{stamp}_{cfg.data.name}-{cfg.loss.name}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = Path(f"{base}-{i}")
+    root = Path(check_runs_root(root, what))
+    base = path = root / f"{stamp}_{cfg.data.name}-{cfg.loss.name}"
     try:
-        (path / "checkpoints").mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 10_000):
+            path = base if i == 1 else Path(f"{base}-{i}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "checkpoints").mkdir()
+            return path
     except OSError as exc:
         if exc.errno not in (errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS):
             raise  # disk full and the like: events.explain words them
         raise ConfigError(f"{what} '{root}': cannot create the run folder '{path}' ({exc.strerror or exc}); "
                           "choose a folder you can write to") from None
-    return path
+    raise ConfigError(f"{what} '{root}': 10,000 run folders named '{base.name}' exist already; choose another folder")
 
 
 def versions(seed: int) -> dict:
@@ -231,11 +243,14 @@ def load_run_checkpoint(run_dir: str | Path) -> tuple[dict, Path]:
 
 
 def clean_orphans(run_dir: str | Path) -> list[Path]:
-    """Remove temporary files a killed process left in the run folder (``.*.tmp``); returns them."""
+    """Remove temporary files that killed processes left in the run folder and its exports (``.*.tmp`` whose
+    writer is gone: ``files.orphans``); a live writer's (an export under way) is left alone. Called by the run
+    folder's owner, the only writer of the run's own files. Returns them."""
     run = Path(run_dir)
     gone = []
-    for folder in (run, run / "checkpoints", run / "export"):
-        for p in folder.glob(".*.tmp") if folder.is_dir() else ():
+    owned = (run, run / "checkpoints")
+    for folder in (*owned, run / "export", *sorted((run / "export").glob("*/"))):
+        for p in orphans(folder, unnamed_after=0 if folder in owned else 3600):
             p.unlink(missing_ok=True)
             gone.append(p)
     return gone
@@ -333,10 +348,25 @@ class RunLog:
 
 
 def find_run(path: str | Path) -> Path:
+    """``path`` as a run folder (one holding config.toml); ConfigError saying what it is otherwise."""
     run = Path(path)
-    if not (run / "config.toml").is_file():
-        raise ConfigError(f"'{run}' is not a run folder (no config.toml in it)")
-    return run
+    if (run / "config.toml").is_file():
+        return run
+    if not run.exists():
+        raise ConfigError(f"'{run}' is not a run folder: it does not exist (a run folder holds config.toml)")
+    holder = next((p for p in run.parents if (p / "config.toml").is_file() and (p / "checkpoints").is_dir()), None)
+    if run.is_file() or holder is not None:
+        hint = f"give the run folder that holds it: {holder}" if holder is not None else "give a run folder (one holding config.toml)"
+        raise ConfigError(f"'{run}' is not a run folder but {'a file' if run.is_file() else 'a folder'} inside one; {hint}"
+                          if holder is not None else f"'{run}' is not a run folder but a file; {hint}")
+    raise ConfigError(f"'{run}' is not a run folder (no config.toml in it)")
+
+
+def python_resume_message(run: Path) -> str:
+    """A run trained on images passed from Python is resumed from Python, with the same images."""
+    return (f"cannot resume '{run}' without its images: it was trained on images passed to workbench.fit() from Python, "
+            f"which its config cannot load again; resume it from Python with the same images: "
+            f"workbench.fit(resume={str(run)!r}, data=images, labels=labels)")
 
 
 class MetricsLog:
@@ -377,7 +407,7 @@ class MetricsLog:
             header = next(csv.reader(f), [])
         if header == self.columns:
             return
-        rows = _read_rows(path)
+        rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in read_metrics(path.parent)]
         extra = [c for c in rows[0] if c not in self.columns] if rows else []
         self.columns = self.columns + extra
         out = io.StringIO()
@@ -392,46 +422,53 @@ class MetricsLog:
             self.tb.close()
 
 
+def is_metrics_header(cols: list[str]) -> bool:
+    """Whether ``cols`` is a metrics.csv header: time, epoch, step first, then known columns and loss terms."""
+    return cols[:3] == METRIC_COLUMNS[:3] and all(c in METRIC_COLUMNS or c.startswith("term_") for c in cols)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """metrics.csv's rows as numbers (None where empty), an old-protocol kNN under ``knn_acc_readout``."""
+    """metrics.csv as a list of dicts of floats (None where empty), an old-protocol kNN under ``knn_acc_readout``
+    (see NEW_PROTOCOL_COLUMN). ConfigError naming the file when its first line is not the metrics header; rows that
+    do not parse (a torn last line, garbage) are left out with one warning naming the file and the first such line."""
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return []
-    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in _read_rows(path)]
-
-
-def _read_rows(path: Path) -> list[dict]:
-    """metrics.csv's rows as text, migrated to the field's protocol (see NEW_PROTOCOL_COLUMN)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        old = NEW_PROTOCOL_COLUMN not in (reader.fieldnames or []) and "knn_acc" in (reader.fieldnames or [])
-    if old:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        if header and not is_metrics_header(header):
+            raise ConfigError(f"'{path}' is damaged: its first line is not the metrics header ({','.join(header)[:40]!r}); "
+                              f"move it aside (the run's checkpoint is not affected)")
+        rows, bad = [], []
+        for line, values in enumerate(reader, 2):
+            try:
+                if len(values) != len(header):
+                    raise ValueError(f"{len(values)} values for {len(header)} columns")
+                rows.append({k: (float(v) if v != "" else None) for k, v in zip(header, values, strict=True)})
+            except ValueError:
+                bad.append(line)
+    if bad:
+        logging.getLogger("workbench").warning("'%s': left out %d line(s) that do not parse as metrics (first: line %d)",
+                                               path, len(bad), bad[0])
+    if NEW_PROTOCOL_COLUMN not in header and "knn_acc" in header:
         for r in rows:
-            r["knn_acc_readout"] = r.pop("knn_acc")
-            r["knn_acc"] = ""
+            r["knn_acc_readout"], r["knn_acc"] = r.pop("knn_acc"), None
     return rows
 
 
 # ----- resume: everything checked before anything is written -----
-_STATE_SECTIONS = ("model", "loss")  # sections whose change makes a checkpoint unusable
+def config_change(saved: dict, now: dict, network_only: bool = False) -> str:
+    """The first change between a checkpoint's config and config.toml that resume refuses (``core/resume.py`` has
+    the policy of every field), in words ("the loss was changed from ntxent to dcl"), or "" when there is none.
+    ``network_only``: changes to what the network's state depends on only (embed, export)."""
+    return resume_policy.refused(saved, now, resume_policy.STATE_SECTIONS if network_only else None)
 
 
-def config_change(saved: dict, now: dict) -> str:
-    """The first change between a checkpoint's config and config.toml that its state depends on,
-    in words ("the loss was changed from ntxent to dcl"), or "" when they agree."""
-    if saved.get("loss", {}).get("name") != now.get("loss", {}).get("name"):
-        return f"the loss was changed from {saved['loss'].get('name')} to {now['loss'].get('name')}"
-    if saved.get("model", {}).get("encoder") != now.get("model", {}).get("encoder"):
-        return f"the encoder was changed from {saved['model'].get('encoder')} to {now['model'].get('encoder')}"
-    if saved.get("optim", {}).get("name") != now.get("optim", {}).get("name"):
-        return f"the optimiser was changed from {saved['optim'].get('name')} to {now['optim'].get('name')}"
-    for sec in _STATE_SECTIONS:
-        old, new = saved.get(sec, {}), now.get(sec, {})
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                return f"{sec}.{key} was changed from {old.get(key, '(unset)')!r} to {new.get(key, '(unset)')!r}"
-    return ""
+def resume_notes(state: dict, cfg) -> list[str]:
+    """The line that states what config.toml changed since the checkpoint and resume allows (none: [])."""
+    saved = state.get("config")
+    return resume_policy.allowed(saved, cfg.to_dict(), int(state.get("step", 0))) if isinstance(saved, dict) else []
 
 
 def state_mismatch(expected: dict, found: dict) -> str:
@@ -466,33 +503,66 @@ def load_run_config(run: Path):
     return cfg
 
 
-def check_resume(run_dir: str | Path):
-    """Validate a resume completely before anything is written: the run folder, its config.toml,
-    its checkpoint (a workbench checkpoint dict, finite weights), the config the checkpoint was
-    written with against config.toml, and the model's tensors (names and shapes, built on the meta
-    device, so no memory and no data). Returns ``(Config, state)``; raises ConfigError naming what
-    differs and what to do."""
+def checkpoint_mismatch(run: Path, cfg, state: dict, verb: str) -> str:
+    """Why ``state`` (a run's checkpoint) does not fit ``cfg`` (its config.toml), as the one message resume, embed and
+    export give ("cannot VERB 'RUN': ...; what to do"), or "" when it fits. ``verb``: resume | embed | export."""
+    saved = state.get("config")
+    change = config_change(saved, cfg.to_dict(), network_only=verb != "resume") if isinstance(saved, dict) else ""
+    if not change:
+        expected = _model_shapes(cfg, state)
+        diff = state_mismatch(expected, state["model"]) if expected is not None else ""
+        change = f"the checkpoint does not fit config.toml's model ({diff})" if diff else ""
+    else:
+        change += " in config.toml after the checkpoint was written"
+    if not change:
+        return ""
+    advice = "restore config.toml as it was" + (f", or start a new run from it (workbench train {run / 'config.toml'})"
+                                                  if verb == "resume" else " (the checkpoint was written with the other value)")
+    return f"cannot {verb} '{run}': {change}; {advice}"
 
+
+def check_metrics(run: Path) -> None:
+    """A resumed run appends to metrics.csv: refuse one whose first line is not its header (a damaged or foreign
+    file), naming the command that moves it aside, before anything is written."""
+    path = run / "metrics.csv"
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            first = f.readline()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot resume '{run}': metrics.csv cannot be read ({exc.strerror or exc})") from None
+    cols = next(csv.reader([first]), []) if first.strip() else []
+    if first and not is_metrics_header(cols):
+        aside = path.with_name("metrics.damaged.csv")
+        raise ConfigError(f"cannot resume '{run}': metrics.csv is damaged (its first line is not the metrics header: "
+                          f"{first.strip()[:40]!r}); move it aside to resume with a new one: "
+                          f"mv {shlex.quote(str(path))} {shlex.quote(str(aside))}")
+
+
+def check_resume(run_dir: str | Path):
+    """Validate a resume completely before anything is written: nobody else owns the run folder (``runlock``), its
+    config.toml, its checkpoint (a workbench checkpoint dict, finite weights), the config the checkpoint was written
+    with against config.toml (``core/resume.py``), the model's tensors (names and shapes, built on the meta device,
+    so no memory and no data) and metrics.csv. Returns ``(Config, state)``; raises ConfigError naming what differs
+    and what to do."""
     run = find_run(run_dir)
+    holder = runlock.owner(run)
+    if holder and holder.get("pid") != os.getpid():
+        raise ConfigError(f"cannot resume: {runlock.busy_message(run, holder)}")
     cfg = load_run_config(run)
     ckpt = run / "checkpoints" / "last.pt"
     state = load_checkpoint(ckpt)
     for key in ("step", "epoch", "images_in_epoch"):
         if not isinstance(state[key], int) or state[key] < 0:
             raise ConfigError(f"checkpoint '{ckpt}': '{key}' is {state[key]!r}, not a step count; {previous_advice(ckpt)}")
-    advice = f"restore config.toml as it was, or start a new run from it (workbench train {run / 'config.toml'})"
     saved = state.get("config")
     if isinstance(saved, dict) and isinstance(saved.get("augment"), dict) and "start_size" not in saved["augment"]:
         cfg = cfg.replace("augment", start_size=1.0)  # a run from before progressive resolution: full-size views throughout
-    if isinstance(saved, dict):
-        change = config_change(saved, cfg.to_dict())
-        if change:
-            raise ConfigError(f"cannot resume '{run}': {change} in config.toml after the checkpoint was written; {advice}")
-    expected = _model_shapes(cfg, state)
-    if expected is not None:
-        diff = state_mismatch(expected, state["model"])
-        if diff:
-            raise ConfigError(f"cannot resume '{run}': the checkpoint does not fit config.toml's model ({diff}); {advice}")
+    mismatch = checkpoint_mismatch(run, cfg, state, "resume")
+    if mismatch:
+        raise ConfigError(mismatch)
+    check_metrics(run)
     return cfg, state
 
 

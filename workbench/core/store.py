@@ -6,8 +6,11 @@ A store is a folder ``<cache>/store-<key>/`` holding
 - ``labels.npy`` (n,) int64 (-1 = unlabeled), ``indices.npy`` (n,) int64 (position in the file list);
 - ``meta.json``: shape, classes, skipped files and the decisions taken; written last.
 
-The key hashes the folder, the requested channels/size and every file's path, size and mtime, so a
-replaced file (even one with an older mtime) gives a new store. A store is built in a temporary
+The key hashes the folder, the requested channels/size and every file's path, size, mtime, ctime and inode, so
+a replaced or rewritten file gives a new store, even one with the same size and an older or restored mtime
+(``cp -p``, ``rsync -a``, ``tar x``): the system sets ctime on every write and no program can set it back. A
+change of metadata alone (``chmod``, ``touch``, a rename back and forth) also counts as a change: the folder is
+decoded again, never read stale. docs/data.md says what is checked. A store is built in a temporary
 folder and renamed into place (atomic); a lock file makes concurrent loaders (DDP ranks, two
 windows) wait for one builder instead of decoding twice. The cache is ``$WORKBENCH_CACHE`` or the platform's
 cache folder (``~/.cache/workbench`` on Linux; ``core/paths.py``).
@@ -46,11 +49,15 @@ def cache_root() -> Path:
     return root
 
 
-def key(folder: Path, files: list[tuple[str, int, int]], **options) -> str:
-    """Hash of the folder, the options and every (path, size, mtime_ns) in ``files``."""
+def key(folder: Path, files: list[tuple], **options) -> str:
+    """Hash of the folder, the options and every (path, size, mtime_ns, ctime_ns, inode) in ``files``.
+
+    Size and mtime alone miss a file rewritten with the same size and modification time, which ``cp -p``,
+    ``rsync -a`` and ``tar x`` all leave: the status-change time (ctime, set by the system on every write,
+    rename and metadata change, and settable by no program) and the inode (a replaced file is a new one) do not."""
     h = hashlib.sha1(f"{FORMAT}|{Path(folder).resolve()}|{sorted(options.items())}".encode())
-    for path, size, mtime in files:
-        h.update(f"\n{path}\t{size}\t{mtime}".encode())
+    for entry in files:
+        h.update(("\n" + "\t".join(str(v) for v in entry)).encode())
     return h.hexdigest()[:20]
 
 

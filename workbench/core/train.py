@@ -44,6 +44,7 @@ from workbench.core.models import Network, Readout
 from workbench.core.optim import Schedule, build_optimizer
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
+from workbench.core.runlock import RunLock
 
 logger = logging.getLogger("workbench")
 
@@ -204,6 +205,10 @@ def same_size_as_trained(s: Setup, state: dict) -> Setup:
     """A resumed run whose automatic image size (``data.image_size = 0``) now resolves to another side than it
     was trained at (a newer version's limit, a machine without the GPU) goes on at the side it was trained at."""
     trained, now = int(state.get("image_size", 0)), s.aug.out_size(s.train.size)
+    channels = int(state.get("channels", s.train.channels))
+    if s.cfg.data.name == "python" and (now != trained or s.train.channels != channels):  # cannot be loaded again
+        raise ConfigError(f"cannot resume: this run was trained on {channels}-channel {trained}x{trained} images and the "
+                          f"images given are {s.train.channels}-channel {now}x{now}; pass the images it was trained on")
     if s.cfg.data.image_size or not trained or now == trained:
         return s
     note = (f"data: this run was trained on {trained}x{trained} images and the automatic size now gives {now}x{now}: "
@@ -335,6 +340,7 @@ class Run:
         self.clock = (0.0, 0)  # (training time, step) of the last log line
         self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
         self.finished_already = False  # a resumed run that had already reached its end
+        self.lock: RunLock | None = None  # the run folder's owner lock (the main process's)
 
     @classmethod
     def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Run:
@@ -348,15 +354,25 @@ class Run:
         cfg = s.cfg  # with augment.preset "auto" resolved: config.toml records what was used
         if resume is not None:
             run_dir = Path(resume)
+            s.notes += runs.resume_notes(state, cfg)
         else:
             run_dir = runs.new_run_dir(runs_root, cfg) if ddp.rank() == 0 else Path(runs_root) / "_rank"
             run_dir = Path(ddp.broadcast_object(str(run_dir)))
-        run = cls(s, run_dir, control)
-        if state is not None:
-            run.restore(state)
-            if run.progress() >= 1.0:  # nothing to do: leave every file as it is
-                run.finished_already = True
-                return run
+        lock = RunLock.acquire(run_dir) if ddp.rank() == 0 else None  # one owner: ConfigError when another has it
+        try:
+            run = cls(s, run_dir, control)
+            run.lock = lock
+            if state is not None:
+                run.restore(state)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if lock is not None and lock.stale:  # said with the run's other notes (console and run.log)
+            run.notices.append(WarningEvent(f"run folder: took over the lock of {lock.stale}, which is gone", note=True))
+        if state is not None and run.progress() >= 1.0:  # nothing to do: leave every file as it is
+            run.finished_already = True
+            return run
         if run.is_main:
             if state is not None:
                 runs.clean_orphans(run_dir)
@@ -373,8 +389,11 @@ class Run:
         try:
             s.net.load_state_dict(state["model"])
             s.method.load_checkpoint_state(state)
-        except (RuntimeError, KeyError) as exc:
-            raise ConfigError(f"checkpoint in '{self.dir}' does not match its config.toml ({str(exc).splitlines()[0]}); {advice}") from None
+        except (RuntimeError, KeyError) as exc:  # named as check_resume names a model that does not fit
+            diff = (runs.state_mismatch(s.net.state_dict(), state["model"])
+                    or (f"the loss's state: {runs.state_mismatch(s.method.loss.state_dict(), state.get('loss') or {})}"
+                        if isinstance(state.get("loss", {}), dict) else "") or str(exc).splitlines()[0])
+            raise ConfigError(f"cannot resume '{self.dir}': the checkpoint does not fit config.toml ({diff}); {advice}") from None
         try:
             s.opt.load_state_dict(state["optim"])
         except ValueError as exc:
@@ -662,6 +681,7 @@ class Run:
 
     def record(self, state: str, message: str = "") -> None:
         """The run's state in status.json, for the runs table (whichever client trains: CLI, Python, window)."""
+        self.recorded = state
         if self.is_main:
             with contextlib.suppress(OSError):
                 runs.write_status(self.dir, state, self.step, message)
@@ -679,6 +699,20 @@ class Run:
     def close(self) -> None:
         if self.metrics:
             self.metrics.close()
+        if self.lock is not None:
+            self.lock.release()
+
+    def abandon(self) -> None:
+        """The consumer stopped reading events (broke out of the loop, closed the generator): save as a stop does and
+        record the run as stopped at its step, so status.json never says "running" for a run nobody trains."""
+        if getattr(self, "recorded", "running") != "running":  # it had ended (DoneEvent, ErrorEvent) already
+            return
+        if self.epoch_done():  # left after an epoch's last step, before its end: the checkpoint is of the next epoch
+            self.epoch, self.images_done = self.epoch + 1, 0
+        if self.step > 0 and self.saved_step != self.step:
+            with contextlib.suppress(Exception):  # a failure here must not mask the close
+                self.checkpoint()
+        self.record("stopped", "the program reading its events stopped reading them")
 
     def batch_event(self, idx, crops, labels, out) -> BatchEvent:
         return batch_event(self.step, self.s.aug, crops[0], crops[1], idx, labels, out, self.cfg.loss.name,
@@ -699,7 +733,11 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
     """
     control = control or Control()
     run = Run.start(cfg, control, runs_root, resume, data)
-    yield from [run.done_already()] if run.finished_already else _events(run, control, raise_errors)
+    if run.finished_already:
+        run.close()
+        yield run.done_already()
+    else:
+        yield from _events(run, control, raise_errors)
 
 
 def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
@@ -708,24 +746,11 @@ def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
         yield from run.started(runlog)
         run.record("running")
         try:
-            for idx, x, labels in run.batches():
-                if control.paused:
-                    yield from run.pause()
-                if run.should_end():  # stop asked for (on any rank), or the time budget spent
-                    break
-                report = control.take_batch_request()
-                crops, out = run.train_step(x, labels, report)
-                if report:
-                    yield run.batch_event(idx, crops, labels, out)
-                if run.log_due():
-                    yield run.log(out)
-                if run.embed_due():
-                    yield run.embedding()
-                if run.epoch_done():
-                    yield from run.end_epoch()
-                elif run.save_due():
-                    yield from run.checkpoint()
+            yield from _steps(run, control)
             yield from run.finish()
+        except GeneratorExit:
+            run.abandon()
+            raise
         except Exception as exc:  # every failure: one line for the user, the traceback in run.log and the event
             error = ErrorEvent.from_exception(exc, str(run.dir))
             run.record("failed", error.message)
@@ -734,3 +759,24 @@ def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
             if runlog is not None:
                 runlog.exception(exc)
             yield error
+
+
+def _steps(run: Run, control: Control) -> Iterator:
+    """The training steps of ``_events``, until the run's end or a stop, with the events they give."""
+    for idx, x, labels in run.batches():
+        if control.paused:
+            yield from run.pause()
+        if run.should_end():  # stop asked for (on any rank), or the time budget spent
+            break
+        report = control.take_batch_request()
+        crops, out = run.train_step(x, labels, report)
+        if report:
+            yield run.batch_event(idx, crops, labels, out)
+        if run.log_due():
+            yield run.log(out)
+        if run.embed_due():
+            yield run.embedding()
+        if run.epoch_done():
+            yield from run.end_epoch()
+        elif run.save_due():
+            yield from run.checkpoint()

@@ -15,6 +15,7 @@ import tomli_w
 from workbench.core import events as E
 from workbench.core.config import Config, tomllib
 from workbench.core.registry import ConfigError
+from workbench.core.runlock import RunLock
 from workbench.core.runs import atomic_write_text, check_runs_root, read_metrics
 from workbench.core.train import Control, train
 from workbench.core.sweep.events import NeedsConfirmation, RunEvent, SweepDone, SweepStarted, TrialFinished, TrialStarted
@@ -293,14 +294,16 @@ def run_sweep(base: Config, spec: SweepSpec, out: str | Path, control: Control |
                                 "confirm it (workbench sweep --yes) or raise sweep.max_trials")
     devices, note = _devices(parallel, devices)
     note = "\n".join(n for n in (even, note) if n)
-    st = _Sweep(open_sweep_dir(out, base, spec), base, spec, trials, make_pruner(spec, pruner), control)
-    yield SweepStarted(str(st.dir), list(spec.params), spec.metric, st.total, st.index, list(st.trials), note)
-    if len(devices) > 1:
-        yield from _run_parallel(st, devices)
-    else:
-        yield from _run_local(st, data)
-    reason = "stopped" if control.stopped else "finished"
-    yield SweepDone(str(st.dir), reason, ranked(st.trials, spec), list(st.trials))
+    folder = open_sweep_dir(out, base, spec)
+    with RunLock.acquire(folder, "sweep"):  # one sweep at a time in a folder (each trial's run folder has its own)
+        st = _Sweep(folder, base, spec, trials, make_pruner(spec, pruner), control)
+        yield SweepStarted(str(st.dir), list(spec.params), spec.metric, st.total, st.index, list(st.trials), note)
+        if len(devices) > 1:
+            yield from _run_parallel(st, devices)
+        else:
+            yield from _run_local(st, data)
+        reason = "stopped" if control.stopped else "finished"
+        yield SweepDone(str(st.dir), reason, ranked(st.trials, spec), list(st.trials))
 
 
 def evaluations_for_pruning(base: Config, spec: SweepSpec) -> tuple[Config, str]:

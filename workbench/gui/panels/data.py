@@ -158,6 +158,7 @@ class DataPanel(QWidget):
         top = QHBoxLayout()
         self.run_label = QLabel("no run yet: train one, or open one from the Runs tab")
         self.run_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.run_label.setWordWrap(True)  # a long run name wraps instead of being cut
         self.split = QComboBox()
         self.split.addItems(list(checks.SPLITS))
         self.split.setObjectName("check_split")

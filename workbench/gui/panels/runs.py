@@ -334,7 +334,14 @@ class RunsPanel(QWidget):
         return QMessageBox.question(self, "Delete runs", text) == QMessageBox.Yes
 
     def delete_selected(self):
+        from workbench.core.runlock import owner
+
         runs = [r for r in self.selected() if not (self.running_run and Path(r) == Path(self.running_run))]
+        busy = [(r, owner(r)) for r in runs if owner(r)]  # trained by another process (a CLI, a sweep): not deleted
+        if busy:
+            runs = [r for r in runs if r not in dict(busy)]
+            QMessageBox.information(self, "Delete runs", "Not deleted, being trained by another process:\n\n" + "\n".join(
+                f"{Path(r).name} (process {who.get('pid', '?')})" for r, who in busy))
         if not runs or not self.confirm_delete(runs):
             return
         for run in runs:
