@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPus
 
 from workbench.core.inspector import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
 from workbench.gui.explain_view import PairGrid
-from workbench.gui.widgets import LogSlider, TileGrid
+from workbench.gui.widgets import FlowLayout, LogSlider, TileGrid
 
 
 
@@ -43,7 +43,7 @@ class InspectorPanel(QWidget):
     def __init__(self):
         super().__init__()
         lay = QVBoxLayout(self)
-        top = QHBoxLayout()
+        top = FlowLayout()  # wraps onto a second line on a narrow window (the window fits 1024 px wide)
         self.capture = QPushButton("Capture a training batch")
         self.capture.setObjectName("capture")
         self.capture.clicked.connect(self.captureRequested)
@@ -62,7 +62,6 @@ class InspectorPanel(QWidget):
                              "run's last checkpoint")
         for w in (self.capture, QLabel("negatives shown"), self.k, self.sort, self.maps):
             top.addWidget(w)
-        top.addStretch(1)
         lay.addLayout(top)
         lay.addWidget(self.info)
         self.tabs = QTabWidget()
