@@ -158,7 +158,7 @@ class DataPanel(QWidget):
         top = QHBoxLayout()
         self.run_label = QLabel("no run yet: train one, or open one from the Runs tab")
         self.run_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.run_label.setWordWrap(True)  # a long run name wraps instead of being cut
+        self.run_label.setWordWrap(True)  # a long run name wraps instead of being cut (on its own line: full width)
         self.split = QComboBox()
         self.split.addItems(list(checks.SPLITS))
         self.split.setObjectName("check_split")
@@ -174,8 +174,10 @@ class DataPanel(QWidget):
         self.progress.setMinimumWidth(230)
         self.progress.setMaximumWidth(320)
         self.progress.setFormat("")
-        for w in (self.run_label, QLabel("split"), self.split, QLabel("k"), self.k, self.run_btn, self.progress):
-            top.addWidget(w, 3 if w is self.run_label else 0)
+        lay.addWidget(self.run_label)
+        for w in (QLabel("split"), self.split, QLabel("k"), self.k, self.run_btn, self.progress):
+            top.addWidget(w)
+        top.addStretch(1)
         lay.addLayout(top)
         self.summary = QLabel("")
         self.summary.setObjectName("check_summary")
