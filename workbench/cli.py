@@ -472,9 +472,9 @@ def cmd_check(args) -> int:
     """Duplicates, leaks, outliers and label issues of a run's data (core/checks.py): one CSV per list in --out
     (default RUN_DIR/checks/) and what is worth a look on the terminal."""
     from workbench.core.checks import check_run, file_list
-    from workbench.core.runs import atomic_write_text, check_folder, find_run
+    from workbench.core.runs import atomic_write_text, check_folder, checks_dir, find_run
 
-    out = Path(args.out) if args.out else find_run(args.run_dir) / "checks"
+    out = Path(args.out) if args.out else checks_dir(find_run(args.run_dir))
     check_folder(out, "--out")
     bar = Progress(0)
     with CtrlC(say=bar.message, text="stopping: cancelling the checks; nothing has been written yet") as ctrl_c:

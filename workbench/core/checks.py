@@ -37,6 +37,7 @@ import torch
 
 from workbench.core.folder import Cancelled
 from workbench.core.registry import ConfigError
+from workbench.core.runs import CHECK_SUMMARY
 
 K = 10
 DUPLICATE_FACTOR = 0.13  # Datalab's near_duplicate threshold: a fraction of the median nearest-neighbour distance
@@ -597,8 +598,8 @@ class Report:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = [t.to_csv(folder / f"{name}.csv") for name, t in self.tables.items()]
-        atomic_write_text(folder / "summary.json", json.dumps(self.summary(), indent=1) + "\n")
-        return paths + [folder / "summary.json"]
+        atomic_write_text(folder / CHECK_SUMMARY, json.dumps(self.summary(), indent=1) + "\n")
+        return paths + [folder / CHECK_SUMMARY]
 
 
 def run_checks(features, items: Items, k: int = K, factor: float = DUPLICATE_FACTOR, iqr: float = OUTLIER_IQR,

@@ -16,7 +16,7 @@ import numpy as np
 from workbench.core.events import EvalEvent, StepEvent
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.runlock import pid_alive  # noqa: F401 (re-exported)
-from workbench.core.runs import (atomic_write_bytes, load_run_config, read_metrics, read_status,  # noqa: F401 (status: re-exported)
+from workbench.core.runs import (CHECK_SUMMARY, atomic_write_bytes, checks_dir, load_run_config, read_metrics, read_status,  # noqa: F401 (status: re-exported)
                                  write_status)
 
 EVAL_KEYS = tuple(EVAL_METRICS)
@@ -126,7 +126,7 @@ def check_findings(run: Path) -> list[str]:
     import json
 
     try:
-        found = json.loads((run / "checks" / "summary.json").read_text(encoding="utf-8")).get("findings", [])
+        found = json.loads((checks_dir(run) / CHECK_SUMMARY).read_text(encoding="utf-8")).get("findings", [])
     except (OSError, ValueError, AttributeError):
         return []
     return [str(f) for f in found] if isinstance(found, list) else []

@@ -347,6 +347,14 @@ class RunLog:
             self.handler = None
 
 
+CHECK_SUMMARY = "summary.json"  # in checks_dir: what the last data check found (core/checks.py writes it)
+
+
+def checks_dir(run_dir: str | Path) -> Path:
+    """Where a run's data checks go by default: RUN/checks/ (one CSV per list and CHECK_SUMMARY)."""
+    return Path(run_dir) / "checks"
+
+
 def find_run(path: str | Path) -> Path:
     """``path`` as a run folder (one holding config.toml); ConfigError saying what it is otherwise."""
     run = Path(path)

@@ -52,7 +52,7 @@ class Loaded:
 def _check(run_dir: str, split: str, k: int, report, cancel) -> Loaded:
     """The background work: features, graph, checks (and their files in the run's checks/ folder)."""
     from workbench.core.inference import RunModel
-    from workbench.core.runs import find_run
+    from workbench.core.runs import checks_dir, find_run
 
     rm = RunModel.load(run_dir)
     report(0, 0, "loading the data")
@@ -60,7 +60,7 @@ def _check(run_dir: str, split: str, k: int, report, cancel) -> Loaded:
     result = checks.check_run(rm, split, k, splits=(train, test), progress=report, cancel=cancel)
     splits = [train, test] if split == "both" else [train if split == "train" else test]
     with contextlib.suppress(OSError):  # a read-only run folder: the lists are still shown (and can be exported)
-        result.save(find_run(run_dir) / "checks")
+        result.save(checks_dir(find_run(run_dir)))
     return Loaded(run_dir, result, splits)
 
 
