@@ -43,14 +43,21 @@ def test_graph_is_the_exact_brute_force_graph(block):
     assert not (g.indices == np.arange(len(x))[:, None]).any()  # no image is its own neighbour
 
 
-def test_rows_the_bfloat16_pass_cannot_decide_are_computed_exactly(monkeypatch):
+@pytest.mark.parametrize("share", [1.0, 0.0])
+def test_rows_the_bfloat16_pass_cannot_decide_are_computed_exactly(monkeypatch, share):
+    """Undecided rows are recomputed one by one (share 1) or, when they are many, by one float32 pass (share 0)."""
     monkeypatch.setattr(checks, "EXTRA", 0)  # candidates = k: most rows need the float32 fallback
-    redone = []
-    exact_rows = checks._exact_rows
+    monkeypatch.setattr(checks, "EXACT_PASS_SHARE", share)
+    redone, passes = [], []
+    exact_rows, block_pass = checks._exact_rows, checks._block_pass
     monkeypatch.setattr(checks, "_exact_rows", lambda *a: redone.append(len(a[2])) or exact_rows(*a))
+    monkeypatch.setattr(checks, "_block_pass", lambda *a: passes.append(a[0].dtype) or block_pass(*a))
     x = clustered(600, 32, seed=1)
     assert_same_graph(checks.knn_graph(x, k=10, block=200), x)
-    assert redone and redone[0] > 0
+    if share:
+        assert redone and redone[0] > 0 and passes == [torch.bfloat16]
+    else:
+        assert not redone and passes == [torch.bfloat16, torch.float32]
 
 
 def test_graph_of_tiny_and_bad_inputs():

@@ -7,9 +7,10 @@ label errors and a diverse subset, all read from one exact cosine kNN graph.
 The graph (``knn_graph``) holds every image's k nearest other images by cosine distance ``1 - cos`` of the
 encoder's own output (``RunModel.features``: the backbone representation of un-augmented images, never the
 whitening read-out), over both splits together. It is exact and memory-bounded: candidates come from blocks
-of a bfloat16 product of the normalised features (symmetric, so each pair is multiplied once), are re-ranked
-in float32, and a row whose true k-th neighbour could lie outside its candidates by the product's worst-case
-rounding error is recomputed in float32 against every image (see ``_bf16_error``).
+of a bfloat16 product of the normalised features less their mean (symmetric, so each pair is multiplied once;
+see ``_centred_bf16``), are re-ranked in float32, and a row whose true k-th neighbour could lie outside its
+candidates by the product's worst-case rounding error is recomputed in float32 against every image (see
+``_bf16_error``), or, when most rows are in that case, every pair once in float32.
 
 The checks follow cleanlab's Datalab where it has one (its thresholds, so the figures can be compared):
 - near-duplicates: images closer than ``factor`` x the median nearest-neighbour distance (factor 0.13 as in
@@ -46,6 +47,7 @@ TEMPERATURE = 0.07  # vote weight exp(cos / T), the kNN evaluation's default (ev
 BLOCK = 4096  # rows a block of the graph's product: a 4096 x 4096 float32 block is 64 MB
 EXTRA = 38  # candidates a row beyond k kept from the bfloat16 pass
 BF16_U = 2.0 ** -8  # unit roundoff of bfloat16 (8 significant bits)
+EXACT_PASS_SHARE = 0.5  # above this share of undecided rows, one float32 pass over every pair replaces their recomputation
 
 Progress = Callable[[int, int, str], None]
 
@@ -89,16 +91,27 @@ def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
     return 1.0 / torch.cat([c.norm(dim=1) for c in x.split(8192)]).clamp_min(1e-12)
 
 
-def _bf16_unit(x: torch.Tensor, inv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Normalised rows in bfloat16 (N, D), with each row's norm |q~| and rounding error |q~ - q| (N,) in float32."""
+def _centred_bf16(x: torch.Tensor, inv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unit rows u = x / |x| less their mean c, in bfloat16 (N, D), with each row's norm |r~| and rounding error
+    |r~ - r| (N,) in float32, and the offsets t = u.c - |c|^2 / 2 (N,) that give back the cosine:
+    u_i.u_j = r_i.r_j + t_i + t_j. Centring shrinks the rows (features of one network share a large mean: ReLU
+    features from a CNN lie in one orthant), so the product's rounding error, relative to |r_i||r_j|, shrinks with
+    them."""
+    n = len(x)
+    mean = torch.zeros(x.shape[1], dtype=torch.float64)
+    for a in range(0, n, 8192):
+        mean += (x[a:a + 8192] * inv[a:a + 8192, None]).double().sum(0)
+    c = mean / n
     out = torch.empty(x.shape, dtype=torch.bfloat16)
-    norm, err = torch.empty(len(x)), torch.empty(len(x))
-    for a in range(0, len(x), 8192):
-        q = x[a:a + 8192] * inv[a:a + 8192, None]
-        out[a:a + 8192] = q
-        r = out[a:a + 8192].float()
-        norm[a:a + 8192], err[a:a + 8192] = r.norm(dim=1), (r - q).norm(dim=1)
-    return out, norm, err
+    norm, err, t = torch.empty(n), torch.empty(n), torch.empty(n)
+    for a in range(0, n, 8192):
+        u = x[a:a + 8192] * inv[a:a + 8192, None]
+        t[a:a + 8192] = (u.double() @ c - 0.5 * (c @ c)).float()
+        r = u - c.float()
+        out[a:a + 8192] = r
+        back = out[a:a + 8192].float()
+        norm[a:a + 8192], err[a:a + 8192] = back.norm(dim=1), (back - r).norm(dim=1)
+    return out, norm, err, t
 
 
 def _bf16_error(norm: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
@@ -108,37 +121,46 @@ def _bf16_error(norm: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
     (d <= 2^24 / 16 here) and the product's rounding to bfloat16 u |q~.b~| <= u |q~||b~| (Higham, Accuracy and
     Stability of Numerical Algorithms, 2002, 3.1)."""
     e_b, n_b = float(err.max()), float(norm.max())
-    return norm * e_b + err * n_b + err * e_b + (2.0 ** -20 + BF16_U) * norm * n_b + 1e-6
+    return norm * e_b + err * n_b + err * e_b + (2.0 ** -20 + BF16_U) * norm * n_b + 1e-5  # + the offsets' float32 sums
 
 
-def _merge(best_v: torch.Tensor, best_i: torch.Tensor, a: int, s: torch.Tensor, offset: int) -> None:
-    """Keep rows a:a+len(s)'s m largest similarities among their current ones and block ``s`` (columns from
-    ``offset``). Only entries above a row's current m-th enter: after the first blocks they are a handful a row,
-    so they are picked out by a comparison instead of a top-k of the whole block."""
+def _merge(best_v: torch.Tensor, best_i: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
+           grouped: bool = False) -> None:
+    """Merge entries (row ``rows[e]`` of the graph, column ``cols[e]``, similarity ``vals[e]``) into the rows' m
+    largest: only the rows with an entry are touched, each with its current m and its new entries. ``grouped``:
+    the entries come sorted by row already."""
+    if len(rows) == 0:
+        return
     m = best_v.shape[1]
-    rows = slice(a, a + len(s))
-    floor = best_v[rows, -1]
-    if torch.isinf(floor).any():  # a row's first block: its m largest
-        v, i = s.topk(min(m, s.shape[1]), dim=1)
-    else:
-        r, c = torch.nonzero(s > floor[:, None], as_tuple=True)
-        if len(r) == 0:
-            return
-        counts = torch.bincount(r, minlength=len(s))
-        pos = torch.arange(len(r)) - (torch.cumsum(counts, 0) - counts)[r]
-        width = int(counts.max())
-        v = torch.full((len(s), width), -math.inf)
-        i = torch.zeros((len(s), width), dtype=torch.int64)
-        v[r, pos], i[r, pos] = s[r, c], c
-    v, j = torch.cat([best_v[rows], v], 1), torch.cat([best_i[rows], i + offset], 1)
+    if not grouped:
+        order = rows.argsort(stable=True)
+        rows, cols, vals = rows[order], cols[order], vals[order]
+    hit, counts = torch.unique_consecutive(rows, return_counts=True)
+    slot = torch.repeat_interleave(torch.arange(len(hit)), counts)
+    pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[slot]
+    v = torch.full((len(hit), int(counts.max())), -math.inf)
+    i = torch.zeros((len(hit), v.shape[1]), dtype=torch.int64)
+    v[slot, pos], i[slot, pos] = vals, cols
+    v, j = torch.cat([best_v[hit], v], 1), torch.cat([best_i[hit], i], 1)
     top, pick = v.topk(m, dim=1)
-    best_v[rows], best_i[rows] = top, j.gather(1, pick)
+    best_v[hit], best_i[hit] = top, j.gather(1, pick)
+
+
+def _merge_block(best_v: torch.Tensor, best_i: torch.Tensor, s: torch.Tensor, a: int, c: int) -> None:
+    """Merge block ``s`` (rows a.., columns c.., c != a) into both its rows' and its columns' lists (the product is
+    symmetric). Only entries above a list's current m-th can enter: after the first blocks they are a handful a
+    row, picked out by comparisons along the block's rows (never a walk down its columns)."""
+    r, col = torch.nonzero(s > best_v[a:a + len(s), -1, None], as_tuple=True)
+    low = best_v[c:c + s.shape[1], -1]  # read before the rows' merge: the columns' floors only rise, so this lets more in
+    r2, col2 = torch.nonzero(s > low[None, :], as_tuple=True)
+    _merge(best_v, best_i, r + a, col + c, s[r, col], grouped=True)  # nonzero gives them row by row
+    _merge(best_v, best_i, col2 + c, r2 + a, s[r2, col2])
 
 
 def knn_graph(features, k: int = K, block: int = BLOCK, progress: Progress | None = None, cancel=None) -> Graph:
     """The exact cosine kNN graph of ``features`` (N, D) (any scale; rows are L2-normalised here), each image's
     own row left out. Memory beyond the features: a bfloat16 copy (N x D x 2 bytes), a few blocks and the
-    candidate lists, about 0.6 GB for 70,000 x 2,048.
+    candidate lists, about 0.6 GB for 70,000 x 2,048 (and a float32 copy when the exact pass is needed).
 
     >>> g = knn_graph(np.eye(3, 4) + 0.1, k=1); g.indices.tolist()
     [[1], [0], [0]]
@@ -150,31 +172,53 @@ def knn_graph(features, k: int = K, block: int = BLOCK, progress: Progress | Non
     k = max(1, min(int(k), n - 1))
     m = min(n - 1, k + EXTRA)
     inv = _inverse_norms(x)
-    xb, norm, err = _bf16_unit(x, inv)
+    xb, norm, err, t = _centred_bf16(x, inv)
     eps = _bf16_error(norm, err)
+    best_v, best_i = _block_pass(xb, t, m, block, lambda i, of: _tick(progress, cancel, i, of, "neighbour graph"))
+    del xb
+    sim, idx = _rerank(x, inv, best_v, best_i, eps, k)
+    redo = torch.nonzero(sim[:, -1] <= best_v[:, -1] + eps).flatten() if m < n - 1 else torch.zeros(0, dtype=torch.int64)
+    if len(redo) > EXACT_PASS_SHARE * n:  # most rows undecided (points at near-equal distances): every pair once in float32 is cheaper
+        unit = torch.cat([x[a:a + 8192] * inv[a:a + 8192, None] for a in range(0, n, 8192)])
+        v, i = _block_pass(unit, None, min(n - 1, k + 8), block,
+                           lambda j, of: _tick(progress, cancel, j, of, "neighbour graph, exact pass"))
+        sim, idx = _order(v, i, k)
+    elif len(redo):  # rows whose k-th exact similarity a non-candidate might beat: recomputed against every image
+        sim[redo], idx[redo] = _exact_rows(x, inv, redo, k)
+    _tick(progress, cancel, 1, 1, "neighbour graph")
+    return Graph(idx.numpy(), (1.0 - sim).clamp_(0.0, 2.0).numpy())
+
+
+def _block(rows: torch.Tensor, t: torch.Tensor | None, a: int, c: int, block: int) -> torch.Tensor:
+    """Rows a..a+block by rows c..c+block of ``rows @ rows.T + t_i + t_j``, float32."""
+    s = (rows[a:a + block] @ rows[c:c + block].T).float()
+    if t is not None:
+        s += t[a:a + block, None]
+        s += t[None, c:c + block]
+    return s
+
+
+def _block_pass(rows: torch.Tensor, t: torch.Tensor | None, m: int, block: int, tick) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's m largest ``rows_i . rows_j + t_i + t_j`` (j != i) and their columns, (N, m) each, by blocks of the
+    product (symmetric: each pair of blocks multiplied once, merged both ways); ``tick(done, total)`` between blocks."""
+    n = len(rows)
     best_v = torch.full((n, m), -math.inf)
     best_i = torch.zeros((n, m), dtype=torch.int64)
     starts = list(range(0, n, block))
-    total, done = len(starts) * (len(starts) + 1) // 2, 0
+    total = len(starts) * (len(starts) + 1) // 2
+    for done, a in enumerate(starts):  # the diagonal blocks first: every row's list starts full
+        tick(done, total)
+        s = _block(rows, t, a, a, block)
+        s.fill_diagonal_(-math.inf)
+        top, pick = s.topk(min(m, len(s)), dim=1)
+        best_v[a:a + len(s), :top.shape[1]], best_i[a:a + len(s), :top.shape[1]] = top, pick + a
+    done = len(starts)
     for bi, a in enumerate(starts):
-        b = min(a + block, n)
-        for c in starts[bi:]:
-            _tick(progress, cancel, done, total, "neighbour graph")
-            s = (xb[a:b] @ xb[c:c + block].T).float()
-            if c == a:
-                s.fill_diagonal_(-math.inf)
-            _merge(best_v, best_i, a, s, c)
-            if c != a:
-                _merge(best_v, best_i, c, s.T, a)
+        for c in starts[bi + 1:]:
+            tick(done, total)
+            _merge_block(best_v, best_i, _block(rows, t, a, c, block), a, c)
             done += 1
-    del xb
-    sim, idx = _rerank(x, inv, best_v, best_i, eps, k)
-    if m < n - 1:  # rows whose k-th exact similarity a non-candidate might beat: recomputed against every image
-        redo = torch.nonzero(sim[:, -1] <= best_v[:, -1] + eps).flatten()
-        if len(redo):
-            sim[redo], idx[redo] = _exact_rows(x, inv, redo, k)
-    _tick(progress, cancel, total, total, "neighbour graph")
-    return Graph(idx.numpy(), (1.0 - sim).clamp_(0.0, 2.0).numpy())
+    return best_v, best_i
 
 
 def _order(sim: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
