@@ -101,11 +101,11 @@ def tensorboard_dir(run: str | Path) -> Path:
 
 # ----- what a run folder is, and its name -----
 def is_run_folder(path: str | Path) -> bool:
-    """A folder a run wrote: its config.toml, checkpoints/ (made with the folder) and status.json or metrics.csv; a
-    project's own config.toml beside a checkpoints/ folder is not one."""
+    """A folder a run wrote: its config.toml, checkpoints/ (made with the folder) and status.json, metrics.csv or a
+    checkpoint; a project's own config.toml beside an empty checkpoints/ folder is not one."""
     path = Path(path)
     return (config_path(path).is_file() and checkpoints_dir(path).is_dir()
-            and (status_path(path).is_file() or metrics_path(path).is_file()))
+            and (status_path(path).is_file() or metrics_path(path).is_file() or has_checkpoint(path)))
 
 
 def run_folders(root: str | Path) -> list[Path]:
@@ -125,7 +125,8 @@ def find_run(path: str | Path) -> Path:
         return run
     if config_path(run).is_file():
         raise ConfigError(f"'{run}' holds a config.toml but is not a run folder (a run's also holds checkpoints/ and "
-                          "metrics.csv or status.json); give a run folder, or train from that config (workbench train CONFIG.toml)")
+                          "status.json, metrics.csv or a checkpoint); give a run folder, or train from that config "
+                          "(workbench train CONFIG.toml)")
     if not run.exists():
         raise ConfigError(f"'{run}' is not a run folder: it does not exist (a run folder holds config.toml)")
     holder = next((p for p in run.parents if is_run_folder(p)), None)
