@@ -123,6 +123,8 @@ def find_run(path: str | Path) -> Path:
     run = Path(path)
     if is_run_folder(run):
         return run
+    if config_path(run).is_file() and checkpoints_dir(run).is_dir():  # made, but nothing written by its run yet
+        raise ConfigError(f"checkpoint '{checkpoint_path(run)}' does not exist; has this run written a checkpoint yet?")
     if config_path(run).is_file():
         raise ConfigError(f"'{run}' holds a config.toml but is not a run folder (a run's also holds checkpoints/ and "
                           "status.json, metrics.csv or a checkpoint); give a run folder, or train from that config "
