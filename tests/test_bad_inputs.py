@@ -18,7 +18,8 @@ from workbench.cli import main
 from workbench.core.config import Config
 from workbench.core.methods import build_network
 from workbench.core.registry import ConfigError
-from workbench.core.runs import CHECKPOINT_KEYS, check_resume, check_runs_root, new_run_dir
+from workbench.core.resume import check_resume
+from workbench.core.runs import CHECKPOINT_KEYS, check_runs_root, new_run_dir
 
 CFG = str(ROOT / "examples" / "bundled_quick.toml")
 
@@ -783,7 +784,7 @@ def test_resume_refuses_an_edit_its_state_or_step_count_depends_on(old, new, nee
 
 
 def test_resume_states_the_edits_it_allows_in_one_line(tmp_path):
-    from workbench.core.runs import resume_notes
+    from workbench.core.resume import resume_notes
 
     run = make_run(tmp_path)
     _edit_config(run, "lr = 0.002", "lr = 0.001")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from workbench import __version__
 from workbench.core.formats import FORMATS
 from workbench.core.registry import ConfigError
+from workbench.core.timefmt import clock
 
 log = logging.getLogger("workbench")
 
@@ -76,13 +76,6 @@ def _silence_stdout() -> None:
         pass
 
 
-def _fmt_time(s: float) -> str:
-    if not math.isfinite(s):
-        return "--:--"
-    s = int(max(0, s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
-
-
 class Progress:
     """One-line progress bar on stderr: on a terminal redrawn in place, otherwise a line every 5 s."""
 
@@ -113,7 +106,7 @@ class Progress:
         bar = "#" * int(frac * 30)
         steps = f"{ev.step}" if self.boxed else f"{ev.step}/{self.total}"  # a time budget ends it, not a step count
         self._show(f"epoch {ev.epoch} step {steps} [{bar:<30}] loss {ev.loss:.4f} "
-                   f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {_fmt_time(ev.eta_s)}", ev.step == self.total)
+                   f"lr {ev.lr:.2e} {ev.images_per_s:,.0f} img/s ETA {clock(ev.eta_s)}", ev.step == self.total)
 
     def started(self, ev) -> None:
         """The run's folder, data and device, from its RunStarted."""
@@ -194,7 +187,9 @@ def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
 def cmd_train(args) -> int:
     from workbench.core import distributed as ddp
     from workbench.core.config import Config
-    from workbench.core.runs import check_resume, check_runs_root, python_resume_message
+    from workbench.core.resume import check_resume
+    from workbench.core.runfolder import check_runs_root
+    from workbench.core.runs import python_resume_message
     from workbench.core.train import Control, train
 
     ddp.init_from_env()
@@ -218,7 +213,7 @@ def cmd_train(args) -> int:
         if ctrl_c.presses:
             raise KeyboardInterrupt
         ctrl_c.text = CtrlC.SAVING
-        status = _follow(train(None if args.resume else cfg, control, runs_root=args.out, resume=args.resume, data=data),
+        status = _follow(train(cfg, control, runs_root=args.out, resume=args.resume, data=data),
                          args, out, main)
     return 130 if ctrl_c.presses and not status else status  # stopped by Ctrl-C or SIGTERM (checkpoint saved): not a finish
 
@@ -258,20 +253,14 @@ def _follow(events, args, out: Progress | None, main: bool) -> int:
 
 def _traceback_note(tb: str, run_dir, verbose: bool) -> str:
     """Where the full traceback is (written to run.log if the loop did not already) or the text itself."""
-    path = Path(run_dir) / "run.log" if run_dir else None
-    if path is not None and (not path.is_file() or tb.strip().splitlines()[-1] not in path.read_text(errors="replace")):
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(time.strftime("%Y-%m-%d %H:%M:%S") + " ERROR\n" + tb)
+    from workbench.core import runfolder
+
+    path = runfolder.log_path(run_dir) if run_dir else None
+    if path is not None and not runfolder.log_holds(run_dir, tb.strip().splitlines()[-1]):
+        runfolder.append_log(run_dir, "\n" + tb)
     if verbose:
         return tb.rstrip()
     return f"full traceback in {path} (or run with -v)" if path else ""
-
-
-def _refuse_overwrite(paths, force: bool) -> None:
-    existing = [Path(p) for p in paths if Path(p).exists()]
-    if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise ConfigError(f"'{existing[0]}'{more} already exists; add --force to overwrite it or choose another --out")
 
 
 def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) -> Path | None:
@@ -283,7 +272,8 @@ def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) ->
             raise ConfigError(f"--out -: {suffix} data is binary and stdout is a terminal; redirect it "
                               f"(--out - > embeddings{suffix}) or give a file name")
         return None
-    from workbench.core.runs import check_folder
+    from workbench.core.export import refuse_overwrite
+    from workbench.core.runfolder import check_folder
 
     path = Path(out)
     if path.is_dir():
@@ -292,18 +282,19 @@ def _check_out_file(out: str, force: bool, suffix: str, binary: bool = False) ->
         raise ConfigError(f"--out '{path}': this writes {suffix[1:].upper()} data; give a file name ending in {suffix} "
                           f"(such as {path.with_suffix(suffix)})")
     check_folder(path.parent, "--out", file=path)
-    _refuse_overwrite([path], force)
+    refuse_overwrite([path], force, "--out", "add --force")
     return path
 
 
 def _finite_or_refuse(emb, run_dir) -> None:
     import numpy as np
 
+    from workbench.core.runfolder import checkpoint_path
     from workbench.core.runs import previous_advice
 
     if not np.isfinite(emb).all():
         raise ConfigError(f"the model in '{run_dir}' produces non-finite embeddings; nothing was written; "
-                          f"{previous_advice(Path(run_dir) / 'checkpoints' / 'last.pt')} (or retrain with a lower optim.lr)")
+                          f"{previous_advice(checkpoint_path(run_dir))} (or retrain with a lower optim.lr)")
 
 
 def data_overrides(sets: list[str] | None) -> list[str]:
@@ -389,7 +380,7 @@ def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | st
     import csv
     import io
 
-    from workbench.core.runs import atomic_write_text
+    from workbench.core.files import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -409,14 +400,12 @@ def _print_neighbours(rows: list[tuple], files: list[str] | None, out: Path | st
 
 
 def cmd_export(args) -> int:
-    from workbench.core.export import check_out, export_run, export_targets
+    from workbench.core.export import destination, export_run
 
     if args.out == "-":
         raise ConfigError("--out -: an export is one or more files (model and model card); give a folder, e.g. --out export/")
-    args.out = args.out or str(Path(args.run_dir) / "export" / args.format)
-    check_out(args.format, args.out, "--out")
-    _refuse_overwrite(export_targets(args.format, args.out, args.run_dir), args.force)
-    paths = export_run(args.run_dir, args.format, args.out, include_head=args.include_head, what="--out", readout=args.readout)
+    out = destination(args.run_dir, args.format, args.out, args.force, "--out", "add --force")
+    paths = export_run(args.run_dir, args.format, out, include_head=args.include_head, what="--out", readout=args.readout)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -472,7 +461,8 @@ def cmd_check(args) -> int:
     """Duplicates, leaks, outliers and label issues of a run's data (core/checks.py): one CSV per list in --out
     (default RUN_DIR/checks/) and what is worth a look on the terminal."""
     from workbench.core.checks import check_run, file_list
-    from workbench.core.runs import atomic_write_text, check_folder, checks_dir, find_run
+    from workbench.core.files import atomic_write_text
+    from workbench.core.runfolder import check_folder, checks_dir, find_run
 
     out = Path(args.out) if args.out else checks_dir(find_run(args.run_dir))
     check_folder(out, "--out")
@@ -678,8 +668,10 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "embed": cmd_embed, "neighbo
 
 
 def _crash_log(run_dir) -> Path:
-    if run_dir and (Path(run_dir) / "config.toml").is_file():
-        return Path(run_dir) / "run.log"
+    from workbench.core import runfolder
+
+    if run_dir and runfolder.is_run_folder(run_dir):
+        return runfolder.log_path(run_dir)
     from workbench.core.paths import cache_root
 
     return cache_root() / "error.log"
@@ -689,14 +681,13 @@ def report_failure(exc: BaseException, args) -> str:
     """The user's line for a failure; its full traceback goes to the run's run.log (or the cache's
     error.log) so nothing is lost; with -v it is printed as well."""
     from workbench.core.events import explain, format_traceback
+    from workbench.core.runfolder import append_record
 
     line = f"error: {explain(exc)}"
     tb = format_traceback(exc)
     path = _crash_log(getattr(args, "run_dir", None))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR workbench {getattr(args, 'command', '')}: {explain(exc)}\n{tb}")
+        append_record(path, f"workbench {getattr(args, 'command', '')}: {explain(exc)}\n{tb}")
         where = f"full traceback in {path}"
     except OSError:
         where = "run with -v for the full traceback"

@@ -20,6 +20,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from tests.conftest import ROOT
 from workbench.cli import main
 from workbench.core import runs
+from workbench.core.resume import check_resume
 from workbench.core.events import CheckpointEvent, DoneEvent, ErrorEvent, StepEvent, explain
 from workbench.core.registry import ConfigError
 from workbench.core.train import train
@@ -343,7 +344,7 @@ def test_ctrl_c_twice_aborts_without_breaking_the_checkpoint(tmp_path):
         assert "interrupted: stopped without saving; the last checkpoint in" in rest
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["step"] > 0
-    runs.check_resume(run)
+    check_resume(run)
 
 
 def test_ctrl_c_while_loading_cancels_it_and_writes_nothing(tmp_path, monkeypatch, capsys):

@@ -574,7 +574,7 @@ def test_view_size_without_a_crop_in_the_recipe():
 
 
 def test_a_run_from_before_progressive_resolution_resumes_at_full_size(tmp_path, quick_cfg):
-    from workbench.core.runs import check_resume
+    from workbench.core.resume import check_resume
 
     run_dir = run_all(quick_cfg("train.time_budget_s=600", "train.max_steps=2"), runs_root=tmp_path)[0].run_dir
     assert check_resume(run_dir)[0].augment.start_size == 0.5  # what the run used, from its config.toml

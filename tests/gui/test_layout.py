@@ -382,8 +382,9 @@ def test_runs_table_keeps_the_selected_run_when_a_new_run_appears(qtbot, tmp_pat
     from workbench.gui.panels.runs import RunsPanel
 
     for hour in (10, 11, 12):
-        (tmp_path / f"2026-11-22_{hour}0000_bundled-ntxent").mkdir()
+        (tmp_path / f"2026-11-22_{hour}0000_bundled-ntxent" / "checkpoints").mkdir(parents=True)  # what a run writes
         Config().save(tmp_path / f"2026-11-22_{hour}0000_bundled-ntxent" / "config.toml")
+        (tmp_path / f"2026-11-22_{hour}0000_bundled-ntxent" / "metrics.csv").write_text("time,epoch,step\n")
     panel = RunsPanel(str(tmp_path))
     qtbot.addWidget(panel)
     panel.show()
@@ -394,8 +395,9 @@ def test_runs_table_keeps_the_selected_run_when_a_new_run_appears(qtbot, tmp_pat
     chosen = panel.selected()
     assert len(chosen) == 1
     panel.hide()
-    (tmp_path / "2026-11-22_130000_bundled-ntxent").mkdir()  # a new run: the rows below it move down
+    (tmp_path / "2026-11-22_130000_bundled-ntxent" / "checkpoints").mkdir(parents=True)  # a new run: the rows below it move down
     Config().save(tmp_path / "2026-11-22_130000_bundled-ntxent" / "config.toml")
+    (tmp_path / "2026-11-22_130000_bundled-ntxent" / "metrics.csv").write_text("time,epoch,step\n")
     with qtbot.waitSignal(panel.refreshed, timeout=10000):
         panel.refresh()
     assert panel.selected() == chosen

@@ -204,7 +204,7 @@ def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_dura
 
     killed, cli = tmp_path / "2026-11-22_140000_bundled-ntxent", tmp_path / "2026-11-22_150000_bundled-ntxent"
     for run, over in ((killed, []), (cli, ["train.max_steps=15"])):
-        run.mkdir()
+        (run / "checkpoints").mkdir(parents=True)  # what a run folder holds from its start
         Config().with_overrides(["train.epochs=3", *over]).save(run / "config.toml")
         (run / "metrics.csv").write_text("time,epoch,step,loss\n1763900000.125,1,1,5.5\n1763900075.375,1,15,4.9\n")
     write_status(killed, "running", 0)

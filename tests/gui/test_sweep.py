@@ -197,7 +197,7 @@ def test_sweep_trials_are_listed_in_the_runs_tab(qtbot, tmp_path):
 
     for run in (tmp_path / "2026-11-22_140000_bundled-ntxent",
                 tmp_path / "sweeps" / "2026-11-23_090000" / "2026-11-23_090001_bundled-ntxent"):
-        run.mkdir(parents=True)
+        (run / "checkpoints").mkdir(parents=True)  # what a run folder holds from its start
         Config().save(run / "config.toml")
         (run / "metrics.csv").write_text("time,epoch,step,loss\n1763900000.125,1,1,5.5\n")
     panel = RunsPanel(str(tmp_path))

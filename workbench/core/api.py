@@ -23,19 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomli_w
 import torch
 
 from workbench.core.config import SECTIONS, Config
 from workbench.core import convert
+from workbench.core import keys as keys_
 from workbench.core.data import ImageData, data_warnings, finish_splits, same_classes
 from workbench.core.events import DoneEvent, RunStarted
 from workbench.core.registry import ConfigError
-from workbench.core.runs import find_run, python_resume_message, read_metrics
+from workbench.core.runfolder import config_path, find_run
+from workbench.core.runs import python_resume_message, read_metrics
 from workbench.core.train import Control, train
-
-FIRST_KEYS = ("loss.name", "model.encoder", "augment.preset")  # applied first: they reset dependent keys
-
 
 # ----- configs -----
 def config(source: Config | dict | str | Path | None = None, overrides: dict | None = None, **keys: Any) -> Config:
@@ -58,10 +56,9 @@ def config(source: Config | dict | str | Path | None = None, overrides: dict | N
     else:
         raise ConfigError(f"config: expected a dict, a TOML path or a Config, got {type(source).__name__}")
     items = _dotted(dict(overrides or {}) | keys)
-    if not items:
-        return cfg
-    items.sort(key=lambda kv: kv[0] not in FIRST_KEYS)
-    return cfg.with_overrides([f"{k}={_toml_literal(k, v)}" for k, v in items])
+    for k, v in items:
+        _toml_literal(k, v)  # a value TOML cannot hold: ConfigError naming its key
+    return keys_.apply(cfg, dict(items)) if items else cfg
 
 
 def _dotted(keys: dict) -> list[tuple[str, Any]]:
@@ -78,11 +75,9 @@ def _dotted(keys: dict) -> list[tuple[str, Any]]:
 
 
 def _toml_literal(key: str, value: Any) -> str:
-    if isinstance(value, tuple):
-        value = list(value)
     try:
-        return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
-    except (TypeError, ValueError):
+        return keys_.toml_literal(value)
+    except ValueError:
         raise ConfigError(f"{key}: {value!r} cannot be written to a config (use numbers, strings, booleans or lists)") from None
 
 
@@ -300,7 +295,7 @@ class Run:
 
     @property
     def config(self) -> Config:
-        return Config.load(self.run_dir / "config.toml")
+        return Config.load(config_path(self.run_dir))
 
     @property
     def metrics(self) -> list[dict]:
@@ -381,14 +376,9 @@ class Run:
         embeddings (npz | projector); ``out`` defaults to ``<run>/export/<fmt>/`` (as in the window).
         Returns the written paths. An existing file is never replaced unless ``force``: ConfigError
         naming it (the model card of the same run is extended, not replaced)."""
-        from workbench.core.export import check_out, export_run, export_targets
+        from workbench.core.export import destination, export_run
 
-        out = check_out(fmt, out if out is not None else self.run_dir / "export" / str(fmt))
-        existing = [p for p in export_targets(fmt, out, self.run_dir) if p.exists()]
-        if existing and not force:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise ConfigError(f"export: '{existing[0]}'{more} already exists; pass force=True to overwrite it or choose another out")
-        return export_run(self.run_dir, fmt, out, include_head, readout=readout)
+        return export_run(self.run_dir, fmt, destination(self.run_dir, fmt, out, force), include_head, readout=readout)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
@@ -424,14 +414,14 @@ class Stream:
         if data is not None:
             if self.cfg is not None and self.cfg.data.name != "python":
                 self.cfg = self.cfg.with_overrides(['data.name="python"'])  # names the run; the CLI will not reload other data
-            data_cfg = (self.cfg or Config.load(find_run(resume) / "config.toml")).data
+            data_cfg = (self.cfg or Config.load(config_path(find_run(resume)))).data
             train_data = as_image_data(data, labels)
             held_out = None if test is None else matched_classes(train_data, as_image_data(test, test_labels, where="test"))
             with data_warnings() as said:
                 splits = finish_splits(data_cfg, train_data, held_out)
             for line in said:  # what was decided about the splits (a held-out split converted to the training shape)
                 warnings.warn(line, stacklevel=3)
-        elif resume is not None and self.cfg is None and Config.load(find_run(resume) / "config.toml").data.name == "python":
+        elif resume is not None and self.cfg is None and Config.load(config_path(find_run(resume))).data.name == "python":
             raise ConfigError(python_resume_message(find_run(resume)))
         self._events = swapped(train(self.cfg, self.control, runs_root, resume=resume, data=splits, raise_errors=True))
 

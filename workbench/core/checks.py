@@ -38,7 +38,7 @@ import torch
 
 from workbench.core.folder import Cancelled
 from workbench.core.registry import ConfigError
-from workbench.core.runs import CHECK_SUMMARY
+from workbench.core.runfolder import CHECK_SUMMARY
 
 K = 10
 DUPLICATE_FACTOR = 0.13  # Datalab's near_duplicate threshold: a fraction of the median nearest-neighbour distance

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import tempfile
 import warnings
@@ -33,10 +32,11 @@ from torch import nn
 from workbench.core.inference import RunModel
 from workbench.core.files import orphans, temp_prefix
 from workbench.core.registry import ConfigError
-from workbench.core.runs import (DiskFullError, atomic_write_bytes, atomic_write_text, check_folder, file_mode, make_folder,
-                                 read_metrics)
+from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode
+from workbench.core.runfolder import check_folder, config_path, export_dir, make_folder
+from workbench.core.runs import read_metrics
 
-from workbench.core import modelcard
+from workbench.core import modelcard, projector
 from workbench.core.formats import FORMATS  # noqa: F401  (the one list of formats; re-exported)
 from workbench.core.formats import MODEL as SUFFIX
 
@@ -180,7 +180,7 @@ def _train_meta(run_dir: Path) -> dict:
     from workbench.core.config import tomllib
 
     try:
-        return tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8")).get("meta", {})
+        return tomllib.loads(config_path(run_dir).read_text(encoding="utf-8")).get("meta", {})
     except (OSError, ValueError):
         return {}
 
@@ -434,31 +434,10 @@ def write_npz(path: Path, **arrays) -> None:
 
 
 def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, classes: list, images: np.ndarray) -> list[Path]:
-    """TensorBoard projector files: vectors.tsv, metadata.tsv (with header), sprite.png, projector_config.pbtxt."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vec = "\n".join("\t".join(f"{v:.6g}" for v in row) for row in embeddings) + "\n"
-    names = [classes[y] if 0 <= y < len(classes) else "unlabeled" for y in labels]
-    meta = "label\tclass\n" + "".join(f"{int(y)}\t{n}\n" for y, n in zip(labels, names, strict=True))
-    n = len(images)
-    side = math.ceil(math.sqrt(n))
-    h, w = images.shape[-2:]
-    scale = max(1, 8192 // (side * max(h, w)))  # TensorBoard limits sprites to 8192 px
-    cell = min(max(h, w) * scale, 8192 // side) if side * max(h, w) > 8192 else max(h, w)
-    sprite = Image.new("RGB", (side * cell, side * cell))
-    for i, im in enumerate(images):
-        arr = im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0)
-        tile = Image.fromarray(arr).convert("RGB").resize((cell, cell))
-        sprite.paste(tile, ((i % side) * cell, (i // side) * cell))
-    png = io.BytesIO()
-    sprite.save(png, format="PNG")
-    cfgtxt = ('embeddings {\n  tensor_path: "vectors.tsv"\n  metadata_path: "metadata.tsv"\n'
-              f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n')
-    paths = [folder / "vectors.tsv", folder / "metadata.tsv", folder / "sprite.png", folder / "projector_config.pbtxt"]
-    for p, data in zip(paths, [vec.encode(), meta.encode(), png.getvalue(), cfgtxt.encode()], strict=True):
-        atomic_write_bytes(p, data)
-    return paths
+    """TensorBoard projector files (``core/projector.py``): vectors.tsv, metadata.tsv (with header), sprite.png,
+    projector_config.pbtxt."""
+    cell = projector.write_entry(folder, embeddings, labels, classes, images)
+    return [folder / f for f in projector.FILES] + [projector.write_config(folder, [projector.Entry("", "", cell)])]
 
 
 def model_path(fmt: str, out: Path) -> Path:
@@ -484,7 +463,30 @@ def export_targets(fmt: str, out, run_dir=None) -> list[Path]:
         return [model] + ([] if extended else [card])
     if fmt == "npz":
         return [npz_path(out)]
-    return [out / n for n in ("vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt")]
+    return [out / n for n in (*projector.FILES, projector.CONFIG)]
+
+
+def refuse_overwrite(paths, force: bool = False, what: str = "out", hint: str = "pass force=True") -> None:
+    """The rule every front end keeps for the files it writes: an existing file is replaced only when ``force``;
+    otherwise ConfigError naming it (and how many more) with ``hint`` ("add --force") and ``what`` ("--out")."""
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ConfigError(f"'{existing[0]}'{more} already exists; {hint} to overwrite it or choose another {what}")
+
+
+def would_replace(fmt: str, out, run_dir=None) -> list[Path]:
+    """The files an export of ``fmt`` into ``out`` would overwrite (a model card of the same run is extended, not
+    replaced): what the window names before it exports."""
+    return [p for p in export_targets(fmt, out, run_dir) if p.exists()]
+
+
+def destination(run_dir, fmt: str, out=None, force: bool = False, what: str = "out", hint: str = "pass force=True") -> Path:
+    """Where an export of ``run_dir`` goes: ``out``, or the run's own ``export/FORMAT/`` (``runfolder.export_dir``),
+    checked (``check_out``) and refused when it would replace a file unless ``force`` (``refuse_overwrite``)."""
+    out = check_out(fmt, out if out is not None else export_dir(run_dir, fmt), what)
+    refuse_overwrite(export_targets(fmt, out, run_dir), force, what, hint)
+    return out
 
 
 def check_out(fmt, out, what: str = "out") -> Path:

@@ -1,23 +1,18 @@
-"""A run's history from its folder: the events its metrics.csv records, a one-row summary for
-the runs table, and the last 2-D layout shown of its embedding.
+"""A run's history from its folder: the events its metrics.csv records, and a one-row summary for the runs table
+(its state and date as ``core/runfolder.py`` reads them).
 
     events = read_history("runs/2026-11-22_143015_bundled-ntxent")   # [StepEvent, ..., EvalEvent, ...]
     row = run_summary(run_dir)                                        # status, dataset, loss, kNN, ...
 """
 from __future__ import annotations
 
-import io
-import socket
-import time
 from pathlib import Path
-
-import numpy as np
 
 from workbench.core.events import EvalEvent, StepEvent
 from workbench.core.metrics import EVAL_METRICS
-from workbench.core.runlock import pid_alive  # noqa: F401 (re-exported)
-from workbench.core.runs import (CHECK_SUMMARY, atomic_write_bytes, checks_dir, load_run_config, read_metrics, read_status,  # noqa: F401 (status: re-exported)
-                                 write_status)
+from workbench.core.runfolder import (CHECK_SUMMARY, checks_dir, read_status, read_view, run_date, run_state, save_view,  # noqa: F401
+                                      write_status)  # (status and view: re-exported)
+from workbench.core.runs import load_run_config, read_metrics
 
 EVAL_KEYS = tuple(EVAL_METRICS)
 # the runs table's figures beside the kNN (the final value of each): read-out kNN, retrieval, probes
@@ -27,7 +22,6 @@ SUMMARY_KEYS = ("knn_acc_readout", "map_at_r", "precision_at_1", "linear_acc", "
 def is_evaluation(row: dict) -> bool:
     """A metrics.csv row written by an evaluation (a run from before the field's protocol has only its read-out's kNN)."""
     return any(row.get(k) is not None for k in ("knn_acc", "knn_acc_readout", "eval_queries"))
-RUNNING_WITHIN_S = 120  # a run without a final state whose files changed this recently is still running
 
 
 def read_history(run_dir: str | Path) -> list:
@@ -49,24 +43,13 @@ def read_history(run_dir: str | Path) -> list:
     return events
 
 
-def _infer_state(run: Path, cfg, rows: list[dict]) -> str:
-    log = run / "run.log"
-    try:
-        failed = log.is_file() and any(w in log.read_text(encoding="utf-8", errors="replace") for w in ("ERROR", "Traceback"))
-    except OSError:
-        failed = False
-    if failed:
-        return "failed"
+def reached_end(cfg, rows: list[dict]) -> bool:
+    """Whether metrics.csv's rows show the run evaluated at the end its config sets (epochs, or max_steps)."""
     evals = [r for r in rows if is_evaluation(r)]
-    newest = max((p.stat().st_mtime for p in (run / "metrics.csv", run / "config.toml") if p.exists()), default=0)
     steps = [r["step"] for r in rows if r.get("step") is not None]
     if evals and int(evals[-1].get("epoch") or 0) >= cfg.train.epochs:
-        return "finished"
-    if evals and cfg.train.max_steps and steps and max(steps) >= cfg.train.max_steps:
-        return "finished"
-    if time.time() - newest < RUNNING_WITHIN_S:
-        return "running"
-    return "stopped"
+        return True
+    return bool(evals and cfg.train.max_steps and steps and max(steps) >= cfg.train.max_steps)
 
 
 def run_summary(run_dir: str | Path) -> dict:
@@ -74,9 +57,7 @@ def run_summary(run_dir: str | Path) -> dict:
     from workbench.core.registry import ConfigError
 
     run = Path(run_dir)
-    stamp = run.name[:17]
-    date = f"{stamp[:10]} {stamp[11:13]}:{stamp[13:15]}:{stamp[15:17]}" if len(stamp) == 17 and stamp[10] == "_" else stamp
-    row = {"run": str(run), "name": run.name, "date": date, "status": "?", "dataset": "",
+    row = {"run": str(run), "name": run.name, "date": run_date(run), "status": "?", "dataset": "",
            "loss": "", "temperature": None, "encoder": "", "batch": None, "epochs": None, "final_knn": None,
            "best_knn": None, "duration_s": None, "step": 0, "error": ""}
     try:
@@ -94,9 +75,7 @@ def run_summary(run_dir: str | Path) -> dict:
     times = [r["time"] for r in rows if r.get("time") is not None]
     steps = [r["step"] for r in rows if r.get("step") is not None]
     status = read_status(run)
-    state = status.get("state") or _infer_state(run, cfg, rows)
-    if state == "running" and _writer_gone(run, status):
-        state = "interrupted"  # the process that wrote it was killed; the checkpoint stays resumable
+    state = run_state(run, reached_end(cfg, rows), status)
     epochs_done = [int(r["epoch"]) for r in rows if r.get("epoch") is not None]
     dataset = f"{cfg.data.name} ({Path(cfg.data.root).name or cfg.data.root})" if cfg.data.root else cfg.data.name
     row.update(status=state, dataset=dataset, loss=cfg.loss.name, temperature=cfg.loss.params.get("temperature"),
@@ -132,17 +111,6 @@ def check_findings(run: Path) -> list[str]:
     return [str(f) for f in found] if isinstance(found, list) else []
 
 
-def _writer_gone(run: Path, status: dict) -> bool:
-    """A status.json saying "running" whose writer is gone: its pid is not alive on this host, or (another host,
-    or no pid recorded) nothing in the folder changed for an hour."""
-    if status.get("host") == socket.gethostname() and status.get("pid"):
-        alive = pid_alive(int(status["pid"]))
-        if alive is not None:
-            return not alive
-    newest = max((p.stat().st_mtime for p in (run / "metrics.csv", run / "status.json") if p.exists()), default=0)
-    return time.time() - max(newest, float(status.get("updated", 0))) > 3600
-
-
 def _duration(status: dict, times: list[float]) -> float | None:
     """Seconds spent running (status.json), else between the first and last metrics rows."""
     if "elapsed_s" in status:
@@ -150,21 +118,3 @@ def _duration(status: dict, times: list[float]) -> float | None:
             return float(status["elapsed_s"]) + max(0.0, times[-1] - float(status.get("updated", times[-1])))
         return float(status["elapsed_s"])
     return (times[-1] - times[0]) if len(times) > 1 else None
-
-
-def save_view(run_dir: str | Path, xy: np.ndarray, indices: np.ndarray) -> Path:
-    """Keep the 2-D layout last shown of a run's held-out embedding: ``xy`` (N, 2), ``indices`` (N,) held-out rows."""
-    buf = io.BytesIO()
-    np.savez(buf, xy=np.asarray(xy, np.float32), indices=np.asarray(indices, np.int64))
-    path = Path(run_dir) / "embedding_view.npz"
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def read_view(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(xy, indices) saved by ``save_view``, or None."""
-    try:
-        with np.load(Path(run_dir) / "embedding_view.npz") as f:
-            return f["xy"], f["indices"]
-    except (OSError, KeyError, ValueError):
-        return None

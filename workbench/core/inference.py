@@ -16,7 +16,10 @@ from workbench.core.methods import build_method, build_network
 from workbench.core.models import Network
 from workbench.core.registry import ConfigError
 from workbench.core.runlock import owner
-from workbench.core.runs import checkpoint_mismatch, find_run, load_checkpoint, load_run_checkpoint, load_run_config
+from workbench.core.metrics import nearest
+from workbench.core.resume import checkpoint_mismatch
+from workbench.core.runfolder import checkpoint_path, find_run
+from workbench.core.runs import load_checkpoint, load_run_checkpoint, load_run_config
 
 
 @dataclass
@@ -39,7 +42,7 @@ class RunModel:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu", verb: str = "embed") -> RunModel:
         """The run's network from its checkpoint; ``verb`` (embed | export) words the message of a checkpoint that
-        does not fit config.toml, the one resume gives (``runs.checkpoint_mismatch``)."""
+        does not fit config.toml, the one resume gives (``resume.checkpoint_mismatch``)."""
         run = find_run(run_dir)
         cfg = load_run_config(run)
         state, used = load_run_checkpoint(run)
@@ -134,11 +137,8 @@ def load_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
 
 
 def neighbours(query: np.ndarray, bank: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine nearest neighbours: query (Q, D), bank (N, D) -> (indices (Q, k), similarities (Q, k))."""
-    q = F.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
-    b = F.normalize(torch.from_numpy(np.asarray(bank, np.float32)), dim=1)
-    sim, idx = (q @ b.T).topk(min(k, len(b)), dim=1)
-    return idx.numpy(), sim.numpy()
+    """Cosine nearest neighbours (``metrics.nearest``): query (Q, D), bank (N, D) -> (indices (Q, k), similarities (Q, k))."""
+    return nearest(query, bank, k)
 
 
 @torch.no_grad()
@@ -149,7 +149,7 @@ def batch_from_checkpoint(rm: RunModel, n: int = 64, seed: int = 0):
     from workbench.core.augment import Augmenter
     from workbench.core.inspector import batch_event
 
-    state = load_checkpoint(rm.checkpoint or rm.run_dir / "checkpoints" / "last.pt")
+    state = load_checkpoint(rm.checkpoint or checkpoint_path(rm.run_dir))
     train, _ = rm.splits()
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=g)[: min(n, len(train))].sort().values

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workbench.core.metrics import nearest
+
 
 @dataclass(frozen=True)
 class AnchorRow:
@@ -92,9 +94,5 @@ def positive_probability(sim: np.ndarray, positive: np.ndarray, temperature: flo
 def retrieve(query: np.ndarray, bank: np.ndarray, k: int = 10, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cosine nearest neighbours of query (D,) in bank (N, D): (indices (k,), similarities (k,)); bank row
     ``exclude`` (the query itself, when it comes from the bank) is left out."""
-    q = query / max(np.linalg.norm(query), 1e-12)
-    b = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
-    s = b @ q
-    idx = np.argsort(-s, kind="stable")
-    idx = idx[idx != exclude][:k] if exclude is not None else idx[:k]
-    return idx, s[idx]
+    idx, sim = nearest(np.asarray(query)[None], bank, k, exclude)
+    return idx[0], sim[0]

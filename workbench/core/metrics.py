@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,6 +85,20 @@ def cosine_topk(bank: torch.Tensor, query: torch.Tensor, k: int, check=None, exc
     if not sims:
         return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
     return torch.cat(sims), torch.cat(idxs)
+
+
+def nearest(query, bank, k: int = 10, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``cosine_topk`` for arrays: query (Q, D), bank (N, D) -> (indices (Q, k), similarities (Q, k)) numpy, most similar
+    first; bank row ``exclude`` (the query itself, when it comes from the bank) is left out."""
+    q, b = torch.as_tensor(np.asarray(query, np.float32)), torch.as_tensor(np.asarray(bank, np.float32))
+    sim, idx = cosine_topk(b, q, k + (exclude is not None))
+    sim, idx = sim.numpy(), idx.numpy()
+    if exclude is None:
+        return idx, sim
+    rows = [np.flatnonzero(row != exclude)[:k] for row in idx]
+    n = min((len(r) for r in rows), default=0)
+    keep = np.stack([r[:n] for r in rows]) if rows else np.zeros((0, 0), np.int64)
+    return np.take_along_axis(idx, keep, 1), np.take_along_axis(sim, keep, 1)
 
 
 @torch.no_grad()

@@ -1,11 +1,9 @@
-"""Run folders: resolved config, metrics.csv, run.log, atomic checkpoints, resume.
+"""What a run folder holds (where each file is: ``core/runfolder.py``): its checkpoints, its metrics and its config.
 
-    runs/2026-11-22_143015_bundled-ntxent/
-      config.toml            resolved config (every default) + [meta] versions and seed
-      metrics.csv            one row per logged step and per evaluation
-      run.log                warnings, errors and their full tracebacks
-      checkpoints/last.pt    written atomically (temp file + rename); loaded with weights_only=True
-      checkpoints/prev.pt    the checkpoint before it
+- checkpoints/last.pt, written atomically (temp file + rename), never with non-finite weights, loaded with
+  weights_only=True; checkpoints/prev.pt, the checkpoint before it;
+- metrics.csv, append-only with a fixed header (old headers migrated), read back as dicts;
+- config.toml, read back migrated (``load_run_config``).
 
 Files are written through a temporary file in the same folder, fsynced, then renamed over the
 target, with the permissions a plain ``open`` would give (the user's umask), so a crash at any
@@ -14,15 +12,12 @@ moment leaves either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import csv
-import errno
 import io
-import json
 import logging
 import os
 import platform
 import shlex
 import shutil
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -30,93 +25,16 @@ from pathlib import Path
 import torch
 
 from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write_text, file_mode, orphans  # noqa: F401 (re-exported)
-from workbench.core import resume as resume_policy
-from workbench.core import runlock
+from workbench.core import runfolder as layout
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
+from workbench.core.runfolder import (CHECK_SUMMARY, RunLog, check_folder, check_runs_root, checks_dir, find_run,  # noqa: F401
+                                      is_run_folder, make_folder, new_run_dir, read_status, write_status)  # (re-exported)
 
 METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", *EVAL_METRICS]
 # metrics.csv written before the field's kNN protocol became the headline has no such column: its "knn_acc" was read
 # through the whitened read-out, and is read (and, on resume, rewritten) as "knn_acc_readout"
 NEW_PROTOCOL_COLUMN = "eval_queries"
-
-
-def check_runs_root(root: str | Path, what: str = "runs_root") -> Path:
-    """Check, without creating anything, that run folders can be made in ``root`` (``check_folder``) and that it is
-    not inside a run folder (a new run would nest in it). ConfigError names ``what`` (e.g. ``--out``)."""
-    if not str(root).strip():  # --out "$UNSET": the current folder would receive the run, unasked
-        raise ConfigError(f"{what} is empty (an unset variable?); give the folder that receives run folders, e.g. runs")
-    root = check_folder(root, what)
-    full = root.resolve()
-    run = next((p for p in (full, *full.parents) if is_run_folder(p)), None)
-    if run is not None:
-        where = "is a run folder" if run == full else f"is inside the run folder '{run}'"
-        raise ConfigError(f"{what} '{root}' {where}; give the folder that holds runs (such as '{run.parent}'), "
-                          "or continue that run with --resume (resume= in Python)")
-    return root
-
-
-def is_run_folder(path: Path) -> bool:
-    """A folder a run wrote: its config.toml, checkpoints/ and status.json or metrics.csv."""
-    return ((path / "config.toml").is_file() and (path / "checkpoints").is_dir()
-            and ((path / "status.json").is_file() or (path / "metrics.csv").is_file()))
-
-
-def check_folder(folder: str | Path, what: str, file: str | Path | None = None) -> Path:
-    """Check, without creating anything, that files can be written in ``folder`` (created if missing): no part of
-    it is a file (or a broken link) and the deepest existing folder is writable. ConfigError names ``what`` and the
-    offending path (``file``, when given, is the file to be written there, and the advice is for a file name)."""
-    folder = Path(folder)
-    shown = Path(file) if file is not None else folder
-    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), Path("."))
-    if not existing.is_dir():
-        where = f"{what} '{shown}'" if existing == shown else f"{what} '{shown}': '{existing}'"
-        kind = "a broken link" if existing.is_symlink() and not existing.exists() else "a file, not a folder"
-        advice = ("give a folder (it is created if missing)" if shown == folder or existing == shown
-                  else f"choose another path for {what}")
-        raise ConfigError(f"{where} is {kind}; {advice}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} '{shown}': cannot create folders in '{existing}' (permission denied); "
-                          "choose a folder you can write to")
-    return folder
-
-
-def make_folder(folder: str | Path, what: str) -> Path:
-    """Create ``folder`` (and its parents) after ``check_folder``; what the system still refuses (a read-only disk,
-    /proc) is a ConfigError naming ``what`` and the reason."""
-    folder = check_folder(folder, what)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{what} '{folder}': cannot create this folder ({exc.strerror or type(exc).__name__}); "
-                          "choose another") from None
-    return folder
-
-
-def new_run_dir(root: str | Path, cfg, what: str = "runs_root") -> Path:
-    """A new, empty run folder (with checkpoints/) under ``root``, named by time, dataset and loss.
-
-    The name is reserved by ``mkdir`` itself (atomic: it fails when the folder exists), so processes started in the
-    same second (a job array) each get their own folder: ``NAME``, ``NAME-2``, ``NAME-3`` ..."""
-    stamp = time.strftime("%Y-%m-%d_%H%M%S")
-    root = Path(check_runs_root(root, what))
-    base = path = root / f"{stamp}_{cfg.data.name}-{cfg.loss.name}"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        for i in range(1, 10_000):
-            path = base if i == 1 else Path(f"{base}-{i}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            (path / "checkpoints").mkdir()
-            return path
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS):
-            raise  # disk full and the like: events.explain words them
-        raise ConfigError(f"{what} '{root}': cannot create the run folder '{path}' ({exc.strerror or exc}); "
-                          "choose a folder you can write to") from None
-    raise ConfigError(f"{what} '{root}': 10,000 run folders named '{base.name}' exist already; choose another folder")
 
 
 def versions(seed: int) -> dict:
@@ -169,8 +87,8 @@ def save_checkpoint(path: Path, state: dict, keep_prev: bool = True) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
     if keep_prev and path.is_file():
-        prev = path.with_name("prev.pt")
-        tmp = path.with_name(f".prev.pt.{os.getpid()}.tmp")
+        prev = layout.previous_checkpoint(path)
+        tmp = path.with_name(f".{prev.name}.{os.getpid()}.tmp")
         try:  # a hard link keeps last.pt in place until the new one replaces it
             tmp.unlink(missing_ok=True)
             os.link(path, tmp)
@@ -213,8 +131,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def previous_advice(path: Path) -> str:
     """What to do about an unusable ``last.pt``: the exact command that puts a whole ``prev.pt`` in its
     place, or, without one, to start a new run."""
-    prev = Path(path).with_name("prev.pt")
-    if Path(path).name != "prev.pt" and prev.is_file():
+    prev = layout.previous_checkpoint(path)
+    if Path(path) != prev and prev.is_file():
         try:
             load_checkpoint(prev)
         except ConfigError:
@@ -226,11 +144,11 @@ def previous_advice(path: Path) -> str:
 def load_run_checkpoint(run_dir: str | Path) -> tuple[dict, Path]:
     """A run's checkpoint for reading (embed, export, inspect): ``last.pt``, or ``prev.pt`` with a
     warning when last.pt is unusable and prev.pt is whole (nothing is written). Returns (state, file)."""
-    last = Path(run_dir) / "checkpoints" / "last.pt"
+    last = layout.checkpoint_path(run_dir)
     try:
         return load_checkpoint(last), last
     except ConfigError as exc:
-        prev = last.with_name("prev.pt")
+        prev = layout.checkpoint_path(run_dir, "prev")
         try:
             state = load_checkpoint(prev) if prev.is_file() else None
         except ConfigError:
@@ -248,8 +166,8 @@ def clean_orphans(run_dir: str | Path) -> list[Path]:
     folder's owner, the only writer of the run's own files. Returns them."""
     run = Path(run_dir)
     gone = []
-    owned = (run, run / "checkpoints")
-    for folder in (*owned, run / "export", *sorted((run / "export").glob("*/"))):
+    owned = (run, layout.checkpoints_dir(run))
+    for folder in (*owned, layout.export_dir(run), *sorted(layout.export_dir(run).glob("*/"))):
         for p in orphans(folder, unnamed_after=0 if folder in owned else 3600):
             p.unlink(missing_ok=True)
             gone.append(p)
@@ -259,7 +177,7 @@ def clean_orphans(run_dir: str | Path) -> list[Path]:
 def truncate_metrics(run_dir: str | Path, step: int) -> int:
     """Drop metrics.csv rows logged after ``step`` (and torn rows), so a resumed run does not repeat
     steps; returns how many rows were dropped. Rewritten atomically."""
-    path = Path(run_dir) / "metrics.csv"
+    path = layout.metrics_path(run_dir)
     if not path.is_file():
         return 0
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -287,89 +205,6 @@ def truncate_metrics(run_dir: str | Path, step: int) -> int:
     return dropped
 
 
-class _RunLogFormat(logging.Formatter):
-    """run.log's line format; a record marked ``note`` (a stated decision, ``note:`` on the console) reads NOTE."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, "note", False):
-            record = logging.makeLogRecord({**record.__dict__, "levelname": "NOTE"})
-        return super().format(record)
-
-
-class RunLog:
-    """``with RunLog(run_dir) as rl:`` appends the workbench's warnings and errors, with their full
-    tracebacks, to ``run_dir/run.log`` while the block runs; an exception escaping the block is
-    logged with its traceback before it propagates. ``rl.info(msg)`` records a line (run started,
-    resumed, checkpoint) without printing it anywhere else; ``rl.exception(exc)`` logs a handled one.
-    """
-
-    def __init__(self, run_dir: str | Path, logger: str = "workbench"):
-        self.path = Path(run_dir) / "run.log"
-        self.logger = logging.getLogger(logger)
-        self.handler: logging.Handler | None = None
-
-    def __enter__(self) -> RunLog:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(self.path, encoding="utf-8", delay=True)
-        self.handler.setLevel(logging.INFO)
-        self.handler.setFormatter(_RunLogFormat("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        self.logger.addHandler(self.handler)
-        return self
-
-    def _emit(self, level: int, msg: str, exc: BaseException | None = None) -> None:
-        if self.handler is None:
-            return
-        info = (type(exc), exc, exc.__traceback__) if exc is not None else None
-        record = self.logger.makeRecord(self.logger.name, level, "(run)", 0, msg, (), info)
-        self.handler.handle(record)
-        self.handler.flush()
-
-    def info(self, msg: str) -> None:
-        self._emit(logging.INFO, msg)
-
-    def warning(self, msg: str) -> None:
-        self._emit(logging.WARNING, msg)
-
-    def exception(self, exc: BaseException, msg: str = "") -> None:
-        from workbench.core.events import explain
-
-        self._emit(logging.ERROR, msg or explain(exc), exc)
-
-    def __exit__(self, kind, exc, tb) -> None:
-        if exc is not None and not isinstance(exc, GeneratorExit):
-            if isinstance(exc, KeyboardInterrupt):
-                self._emit(logging.WARNING, "interrupted (Ctrl-C twice): stopped without saving")
-            else:
-                self.exception(exc)
-        if self.handler is not None:
-            self.logger.removeHandler(self.handler)
-            self.handler.close()
-            self.handler = None
-
-
-CHECK_SUMMARY = "summary.json"  # in checks_dir: what the last data check found (core/checks.py writes it)
-
-
-def checks_dir(run_dir: str | Path) -> Path:
-    """Where a run's data checks go by default: RUN/checks/ (one CSV per list and CHECK_SUMMARY)."""
-    return Path(run_dir) / "checks"
-
-
-def find_run(path: str | Path) -> Path:
-    """``path`` as a run folder (one holding config.toml); ConfigError saying what it is otherwise."""
-    run = Path(path)
-    if (run / "config.toml").is_file():
-        return run
-    if not run.exists():
-        raise ConfigError(f"'{run}' is not a run folder: it does not exist (a run folder holds config.toml)")
-    holder = next((p for p in run.parents if (p / "config.toml").is_file() and (p / "checkpoints").is_dir()), None)
-    if run.is_file() or holder is not None:
-        hint = f"give the run folder that holds it: {holder}" if holder is not None else "give a run folder (one holding config.toml)"
-        raise ConfigError(f"'{run}' is not a run folder but {'a file' if run.is_file() else 'a folder'} inside one; {hint}"
-                          if holder is not None else f"'{run}' is not a run folder but a file; {hint}")
-    raise ConfigError(f"'{run}' is not a run folder (no config.toml in it)")
-
-
 def python_resume_message(run: Path) -> str:
     """A run trained on images passed from Python is resumed from Python, with the same images."""
     return (f"cannot resume '{run}' without its images: it was trained on images passed to workbench.fit() from Python, "
@@ -378,16 +213,12 @@ def python_resume_message(run: Path) -> str:
 
 
 class MetricsLog:
-    """Append-only metrics.csv with a fixed header (METRIC_COLUMNS + the loss's own terms),
-    mirrored into TensorBoard event files under ``tensorboard/`` when asked."""
+    """Append-only metrics.csv of the run folder ``run_dir`` with a fixed header (METRIC_COLUMNS + the loss's own
+    terms); each row also goes to ``mirror`` when given (``write(row)``, ``close()``: core/tensorboard.py's log)."""
 
-    def __init__(self, path: Path, terms: tuple[str, ...], tensorboard: bool = False):
-        self.path = path
-        self.tb = None
-        if tensorboard:  # grouped tags, hparams and projector embeddings: core/tensorboard.py
-            from workbench.core.tensorboard import TensorBoardLog
-
-            self.tb = TensorBoardLog(path.parent)
+    def __init__(self, run_dir: str | Path, terms: tuple[str, ...], mirror=None):
+        self.path = path = layout.metrics_path(run_dir)
+        self.tb = mirror
         self.columns = METRIC_COLUMNS + [f"term_{t}" for t in terms]
         new = not path.exists() or path.stat().st_size == 0
         if not new:
@@ -439,7 +270,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     """metrics.csv as a list of dicts of floats (None where empty), an old-protocol kNN under ``knn_acc_readout``
     (see NEW_PROTOCOL_COLUMN). ConfigError naming the file when its first line is not the metrics header; rows that
     do not parse (a torn last line, garbage) are left out with one warning naming the file and the first such line."""
-    path = Path(run_dir) / "metrics.csv"
+    path = layout.metrics_path(run_dir)
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
@@ -465,42 +296,12 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return rows
 
 
-# ----- resume: everything checked before anything is written -----
-def config_change(saved: dict, now: dict, network_only: bool = False) -> str:
-    """The first change between a checkpoint's config and config.toml that resume refuses (``core/resume.py`` has
-    the policy of every field), in words ("the loss was changed from ntxent to dcl"), or "" when there is none.
-    ``network_only``: changes to what the network's state depends on only (embed, export)."""
-    return resume_policy.refused(saved, now, resume_policy.STATE_SECTIONS if network_only else None)
-
-
-def resume_notes(state: dict, cfg) -> list[str]:
-    """The line that states what config.toml changed since the checkpoint and resume allows (none: [])."""
-    saved = state.get("config")
-    return resume_policy.allowed(saved, cfg.to_dict(), int(state.get("step", 0))) if isinstance(saved, dict) else []
-
-
-def state_mismatch(expected: dict, found: dict) -> str:
-    """What differs between a freshly built state dict's tensors and a checkpoint's, in a few words."""
-    missing = [k for k in expected if k not in found]
-    extra = [k for k in found if k not in expected]
-    shapes = [k for k in expected if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(expected[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} tensor(s) the config needs are missing (e.g. {missing[0]})")
-    if extra:
-        parts.append(f"{len(extra)} tensor(s) the config does not have (e.g. {extra[0]})")
-    if shapes:
-        k = shapes[0]
-        parts.append(f"{k} has shape {tuple(found[k].shape)} in the checkpoint but {tuple(expected[k].shape)} for config.toml")
-    return "; ".join(parts)
-
-
 def load_run_config(run: Path):
     """A run folder's config.toml, migrated: a run written before ``eval.readout`` existed read its kNN through the
     whitening its checkpoints hold, so it keeps that read-out, now reported beside the field's kNN."""
     from workbench.core.config import Config, tomllib
 
-    path = run / "config.toml"
+    path = layout.config_path(run)
     cfg = Config.load(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -511,98 +312,3 @@ def load_run_config(run: Path):
     return cfg
 
 
-def checkpoint_mismatch(run: Path, cfg, state: dict, verb: str) -> str:
-    """Why ``state`` (a run's checkpoint) does not fit ``cfg`` (its config.toml), as the one message resume, embed and
-    export give ("cannot VERB 'RUN': ...; what to do"), or "" when it fits. ``verb``: resume | embed | export."""
-    saved = state.get("config")
-    change = config_change(saved, cfg.to_dict(), network_only=verb != "resume") if isinstance(saved, dict) else ""
-    if not change:
-        expected = _model_shapes(cfg, state)
-        diff = state_mismatch(expected, state["model"]) if expected is not None else ""
-        change = f"the checkpoint does not fit config.toml's model ({diff})" if diff else ""
-    else:
-        change += " in config.toml after the checkpoint was written"
-    if not change:
-        return ""
-    advice = "restore config.toml as it was" + (f", or start a new run from it (workbench train {run / 'config.toml'})"
-                                                  if verb == "resume" else " (the checkpoint was written with the other value)")
-    return f"cannot {verb} '{run}': {change}; {advice}"
-
-
-def check_metrics(run: Path) -> None:
-    """A resumed run appends to metrics.csv: refuse one whose first line is not its header (a damaged or foreign
-    file), naming the command that moves it aside, before anything is written."""
-    path = run / "metrics.csv"
-    try:
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            first = f.readline()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ConfigError(f"cannot resume '{run}': metrics.csv cannot be read ({exc.strerror or exc})") from None
-    cols = next(csv.reader([first]), []) if first.strip() else []
-    if first and not is_metrics_header(cols):
-        aside = path.with_name("metrics.damaged.csv")
-        raise ConfigError(f"cannot resume '{run}': metrics.csv is damaged (its first line is not the metrics header: "
-                          f"{first.strip()[:40]!r}); move it aside to resume with a new one: "
-                          f"mv {shlex.quote(str(path))} {shlex.quote(str(aside))}")
-
-
-def check_resume(run_dir: str | Path):
-    """Validate a resume completely before anything is written: nobody else owns the run folder (``runlock``), its
-    config.toml, its checkpoint (a workbench checkpoint dict, finite weights), the config the checkpoint was written
-    with against config.toml (``core/resume.py``), the model's tensors (names and shapes, built on the meta device,
-    so no memory and no data) and metrics.csv. Returns ``(Config, state)``; raises ConfigError naming what differs
-    and what to do."""
-    run = find_run(run_dir)
-    holder = runlock.owner(run)
-    if holder and holder.get("pid") != os.getpid():
-        raise ConfigError(f"cannot resume: {runlock.busy_message(run, holder)}")
-    cfg = load_run_config(run)
-    ckpt = run / "checkpoints" / "last.pt"
-    state = load_checkpoint(ckpt)
-    for key in ("step", "epoch", "images_in_epoch"):
-        if not isinstance(state[key], int) or state[key] < 0:
-            raise ConfigError(f"checkpoint '{ckpt}': '{key}' is {state[key]!r}, not a step count; {previous_advice(ckpt)}")
-    saved = state.get("config")
-    if isinstance(saved, dict) and isinstance(saved.get("augment"), dict) and "start_size" not in saved["augment"]:
-        cfg = cfg.replace("augment", start_size=1.0)  # a run from before progressive resolution: full-size views throughout
-    mismatch = checkpoint_mismatch(run, cfg, state, "resume")
-    if mismatch:
-        raise ConfigError(mismatch)
-    check_metrics(run)
-    return cfg, state
-
-
-def _model_shapes(cfg, state: dict) -> dict | None:
-    """The model's state dict for ``cfg`` built on the meta device (shapes only), or None when the
-    network cannot be built from the checkpoint's recorded input (left to the loader to report)."""
-    from workbench.core.methods import build_network
-
-    try:
-        with torch.device("meta"):
-            net = build_network(cfg, int(state["channels"]), int(state["image_size"]))
-    except (ConfigError, TypeError, ValueError, RuntimeError, NotImplementedError):
-        return None
-    return net.state_dict()
-
-
-def write_status(run_dir: str | Path, state: str, step: int = 0, message: str = "") -> None:
-    """Record a run's state ("running", "finished", "stopped", "budget" or "failed") in ``status.json`` (atomic), with
-    the writing process's pid and host, so a reader can tell a run whose process was killed ("interrupted")."""
-    now = round(time.time(), 3)
-    prev = read_status(run_dir)
-    elapsed = float(prev.get("elapsed_s", 0.0))
-    if prev.get("state") == "running":  # time spent running since the last record (not the time between sessions)
-        elapsed += max(0.0, now - float(prev.get("updated", now)))
-    text = json.dumps({"state": state, "step": int(step), "elapsed_s": round(elapsed, 3), "updated": now, "message": message,
-                       "pid": os.getpid(), "host": socket.gethostname()})
-    atomic_write_bytes(Path(run_dir) / "status.json", text.encode("utf-8"))
-
-
-def read_status(run_dir: str | Path) -> dict:
-    """The run's own ``status.json`` when it wrote one, else {}."""
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

@@ -9,21 +9,20 @@
 """
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
+from workbench.core import projector
 from workbench.core.config import tomllib
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
-from workbench.core.runs import atomic_write_bytes, atomic_write_text
+from workbench.core.runfolder import config_path, tensorboard_dir
 
 TRAIN = ("loss", "lr", "images_per_s", "epoch")
 EVAL = tuple(EVAL_METRICS)
 PROJECTOR_POINTS = 1000  # each evaluation writes a TSV of points x dims; this keeps it to a few MB
-SPRITE_PX = 8192  # TensorBoard's limit on a sprite's side
 
 
 def tag(column: str) -> str | None:
@@ -45,11 +44,10 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("eval.tensorboard needs the tensorboard package: pip install tensorboard") from None
-        self.run_dir, self.logdir = Path(run_dir), Path(run_dir) / "tensorboard"
+        self.run_dir, self.logdir = Path(run_dir), tensorboard_dir(run_dir)
         self.writer = SummaryWriter(str(self.logdir))
         self.final: dict[str, float] = {}
-        self.embeddings: list[tuple[str, str, int]] = []  # (tensor name, folder, sprite tile side) per entry, oldest first
-        self._read_projector_config()
+        self.embeddings = projector.read_config(self.logdir)  # one entry per evaluation, oldest first (a resumed run's too)
 
     def write(self, row: dict) -> None:
         """One metrics.csv row (dict with ``step``) as grouped scalars."""
@@ -65,15 +63,10 @@ class TensorBoardLog:
         """Projector entry for one evaluation: embeddings (N, D) float, labels (N,) int (-1 unknown), images (N, C, H, W) uint8."""
         n = min(len(embeddings), PROJECTOR_POINTS)
         folder = f"projector/{step:08d}"
-        out = self.logdir / folder
-        names = [classes[y] if 0 <= y < len(classes) else "unlabeled" for y in labels[:n].tolist()]
-        atomic_write_text(out / "vectors.tsv", "".join("\t".join(f"{v:.5g}" for v in r) + "\n" for r in embeddings[:n].tolist()))
-        rows = "".join(f"{int(y)}\t{c}\n" for y, c in zip(labels[:n], names, strict=True))
-        atomic_write_text(out / "metadata.tsv", "label\tclass\n" + rows)
-        cell = atomic_sprite(out / "sprite.png", images[:n])
+        cell = projector.write_entry(self.logdir / folder, embeddings[:n], labels[:n], classes, images[:n])
         name = f"eval/embedding@{step}"
-        self.embeddings = [e for e in self.embeddings if e[0] != name] + [(name, folder, cell)]
-        self._write_projector_config()
+        self.embeddings = [e for e in self.embeddings if e.name != name] + [projector.Entry(name, folder, cell)]
+        projector.write_config(self.logdir, self.embeddings)
 
     def close(self) -> None:
         """Record the hyperparameters with the final metrics, then flush and close the event file."""
@@ -84,54 +77,11 @@ class TensorBoardLog:
                 self.writer.file_writer.add_summary(summary)
         self.writer.close()
 
-    def _write_projector_config(self) -> None:
-        parts = []
-        for name, folder, cell in self.embeddings:
-            parts.append(f'embeddings {{\n  tensor_name: "{name}"\n  tensor_path: "{folder}/vectors.tsv"\n'
-                         f'  metadata_path: "{folder}/metadata.tsv"\n  sprite {{\n    image_path: "{folder}/sprite.png"\n'
-                         f'    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n')
-        atomic_write_text(self.logdir / "projector_config.pbtxt", "".join(parts))
-
-    def _read_projector_config(self) -> None:
-        """Keep the entries of earlier sessions of a resumed run."""
-        path = self.logdir / "projector_config.pbtxt"
-        if not path.is_file():
-            return
-        from google.protobuf import text_format
-        from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-
-        try:
-            cfg = text_format.Parse(path.read_text(encoding="utf-8"), ProjectorConfig())
-        except text_format.ParseError:
-            return
-        for e in cfg.embeddings:
-            folder = e.tensor_path.rsplit("/", 1)[0]
-            if (self.logdir / e.tensor_path).is_file():
-                self.embeddings.append((e.tensor_name, folder, e.sprite.single_image_dim[0] if e.sprite.single_image_dim else 28))
-
-
-def atomic_sprite(path: Path, images: np.ndarray) -> int:
-    """Write images (N, C, H, W) uint8 as one square sprite PNG (row-major tiles); returns the tile side in pixels."""
-    from PIL import Image
-
-    n = max(1, len(images))
-    side = math.ceil(math.sqrt(n))
-    cell = max(1, min(max(images.shape[-2:]), SPRITE_PX // side))
-    sprite = Image.new("RGB", (side * cell, side * cell))
-    for i, im in enumerate(images):
-        arr = im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0)
-        tile = Image.fromarray(np.ascontiguousarray(arr)).convert("RGB").resize((cell, cell))
-        sprite.paste(tile, ((i % side) * cell, (i // side) * cell))
-    buf = io.BytesIO()
-    sprite.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return cell
-
 
 def run_hparams(run_dir: Path) -> dict:
     """The run's config.toml as flat ``section.key`` -> bool/int/float/str (lists and tables as text)."""
     try:
-        raw = tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
+        raw = tomllib.loads(config_path(run_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     out = {}

@@ -11,7 +11,7 @@ an ErrorEvent carrying the full traceback, which run.log keeps too. ``control`` 
 between steps and between evaluation batches: stop saves a checkpoint and ends with
 DoneEvent("stopped"); pause blocks until resumed.
 
-The loop (``train``) reads top to bottom; ``Run`` holds what moves (step, epoch, random stream,
+The loop (``train``) reads top to bottom; ``Training`` holds what moves (step, epoch, random stream,
 files) and does one thing per method: ``train_step``, ``log``, ``evaluate``, ``checkpoint``.
 """
 from __future__ import annotations
@@ -29,7 +29,8 @@ import torch
 
 from workbench.core import distributed as ddp
 from workbench.core import metrics as M
-from workbench.core import runs
+from workbench.core import runfolder, runs
+from workbench.core.resume import check_resume, resume_notes, state_mismatch
 from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
 from workbench.core.config import Config, read_toml
 from workbench.core.data import ImageData, load_splits, place
@@ -45,6 +46,8 @@ from workbench.core.optim import Schedule, build_optimizer
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
 from workbench.core.runlock import RunLock
+from workbench.core.threads import set_threads
+from workbench.core.timefmt import short
 
 logger = logging.getLogger("workbench")
 
@@ -141,8 +144,7 @@ def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageDa
     state: seed, thread count, flush-denormal (the Python API restores them).
     """
     device = ddp.local_device(device or resolve_device(cfg.train.device))
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
     torch.manual_seed(cfg.train.seed)
@@ -306,7 +308,7 @@ class Guard:
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad < 0)
         self.first_bad = torch.where(bad, step, self.first_bad)
 
-    def check(self, run: Run, weights: bool = False) -> None:
+    def check(self, run: Training, weights: bool = False) -> None:
         bad = int(self.first_bad)  # CPU-GPU sync point: only at log steps, evaluations and checkpoints
         what = f"the loss became non-finite at step {bad}" if bad >= 0 else ""
         if not what and weights:
@@ -317,7 +319,7 @@ class Guard:
             raise FloatingPointError(f"{what} (lr {run.lr:.3g}); training stopped and {kept}; {self.ADVICE}")
 
 
-class Run:
+class Training:
     """One run's moving state: where it is (step, epoch, images into the epoch, training seconds), its
     random stream and its files. Methods advance it and return the events to yield."""
 
@@ -343,20 +345,20 @@ class Run:
         self.lock: RunLock | None = None  # the run folder's owner lock (the main process's)
 
     @classmethod
-    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Run:
+    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Training:
         """Validate everything (config, data, checkpoint), then write the run folder's config.toml."""
         state = None
         if resume is not None:
-            cfg, state = runs.check_resume(resume)
+            cfg, state = check_resume(resume)
         s = prepare(cfg, data=data)
         if state is not None:
             s = same_size_as_trained(s, state)
         cfg = s.cfg  # with augment.preset "auto" resolved: config.toml records what was used
         if resume is not None:
             run_dir = Path(resume)
-            s.notes += runs.resume_notes(state, cfg)
+            s.notes += resume_notes(state, cfg)
         else:
-            run_dir = runs.new_run_dir(runs_root, cfg) if ddp.rank() == 0 else Path(runs_root) / "_rank"
+            run_dir = runfolder.new_run_dir(runs_root, cfg) if ddp.rank() == 0 else Path(runs_root) / "_rank"
             run_dir = Path(ddp.broadcast_object(str(run_dir)))
         lock = RunLock.acquire(run_dir) if ddp.rank() == 0 else None  # one owner: ConfigError when another has it
         try:
@@ -379,9 +381,9 @@ class Run:
                 runs.truncate_metrics(run_dir, run.step)
             shape = f"{s.train.channels}x{s.train.size}x{s.train.size}: {len(s.train)} training, {len(s.test)} held-out images"
             if state is not None:
-                run.notices += data_changed(run_dir / "config.toml", shape)
-            cfg.save(run_dir / "config.toml", meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size(), "data": shape})
-            run.metrics = runs.MetricsLog(run_dir / "metrics.csv", s.method.term_names, cfg.eval.tensorboard)
+                run.notices += data_changed(runfolder.config_path(run_dir), shape)
+            cfg.save(runfolder.config_path(run_dir), meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size(), "data": shape})
+            run.metrics = runs.MetricsLog(run_dir, s.method.term_names, tensorboard_log(run_dir) if cfg.eval.tensorboard else None)
         return run
 
     def restore(self, state: dict) -> None:
@@ -390,8 +392,8 @@ class Run:
             s.net.load_state_dict(state["model"])
             s.method.load_checkpoint_state(state)
         except (RuntimeError, KeyError) as exc:  # named as check_resume names a model that does not fit
-            diff = (runs.state_mismatch(s.net.state_dict(), state["model"])
-                    or (f"the loss's state: {runs.state_mismatch(s.method.loss.state_dict(), state.get('loss') or {})}"
+            diff = (state_mismatch(s.net.state_dict(), state["model"])
+                    or (f"the loss's state: {state_mismatch(s.method.loss.state_dict(), state.get('loss') or {})}"
                         if isinstance(state.get("loss", {}), dict) else "") or str(exc).splitlines()[0])
             raise ConfigError(f"cannot resume '{self.dir}': the checkpoint does not fit config.toml ({diff}); {advice}") from None
         try:
@@ -403,7 +405,7 @@ class Run:
         if state.get("world_size", 1) == ddp.world_size() and "rng" in state:
             self.g.set_state(state["rng"].to(self.g.get_state().device) if s.device.type == "cpu" else state["rng"])
 
-    def started(self, runlog: runs.RunLog | None = None) -> Iterator:
+    def started(self, runlog: runfolder.RunLog | None = None) -> Iterator:
         """RunStarted, then any warning about the set-up (also in run.log, with what the loader said)."""
         s = self.s
         self.clock = (self.elapsed, self.step)  # a resumed run counts images/s from here
@@ -546,8 +548,8 @@ class Run:
         self.cadence_noted = True
         trained = (self.elapsed - self.trained_from) / max(self.epoch - self.started_epoch, 1)
         every = "every epoch" if self.cfg.eval.every == 1 else f"every {self.cfg.eval.every} epochs"
-        note = WarningEvent(f"skipping some of the evaluations asked for ({every}): one takes {_seconds(self.eval_cost)} "
-                            f"against {_seconds(trained)} of training an epoch, and eval.max_share keeps evaluations under "
+        note = WarningEvent(f"skipping some of the evaluations asked for ({every}): one takes {short(self.eval_cost)} "
+                            f"against {short(trained)} of training an epoch, and eval.max_share keeps evaluations under "
                             f"{self.cfg.eval.max_share:.0%} of the training time (1 = every time); the final one always runs",
                             note=True)
         logger.warning(note.message, extra={"note": True})
@@ -645,7 +647,7 @@ class Run:
         self.saved_step = self.step
         if not self.is_main:
             return []
-        path = self.dir / "checkpoints" / "last.pt"
+        path = runfolder.checkpoint_path(self.dir)
         runs.save_checkpoint(path, self.state())
         return [CheckpointEvent(str(path), self.shown_epoch(), self.step)]
 
@@ -661,7 +663,7 @@ class Run:
         """After an evaluation, which fitted the read-out its kNN read: this step's last.pt, written before the
         evaluation, is rewritten in place with it (prev.pt stays the checkpoint before), so what is saved and
         exported reads representations as the kNN did. Training never sees the read-out."""
-        path = self.dir / "checkpoints" / "last.pt"
+        path = runfolder.checkpoint_path(self.dir)
         if not self.is_main or self.saved_step != self.step or not path.is_file():
             return
         try:
@@ -684,11 +686,11 @@ class Run:
         self.recorded = state
         if self.is_main:
             with contextlib.suppress(OSError):
-                runs.write_status(self.dir, state, self.step, message)
+                runfolder.write_status(self.dir, state, self.step, message)
 
     def done_already(self) -> DoneEvent:
         """The DoneEvent of a resumed run that had already finished; it says how to train longer."""
-        config = self.dir / "config.toml"
+        config = runfolder.config_path(self.dir)
         until = (f"its time budget ({self.cfg.train.time_budget_s:g} s)" if self.step < self.s.total_steps
                  else f"train.epochs = {self.cfg.train.epochs}" + (f", train.max_steps = {self.cfg.train.max_steps}"
                                                                    if self.cfg.train.max_steps else ""))
@@ -719,8 +721,11 @@ class Run:
                            self.cfg.loss.params.get("temperature"))
 
 
-def _seconds(t: float) -> str:
-    return f"{t:.1f} s" if t >= 0.1 else f"{1000 * t:.0f} ms"
+def tensorboard_log(run_dir: Path):
+    """The TensorBoard mirror of metrics.csv (grouped tags, hparams and projector embeddings: core/tensorboard.py)."""
+    from workbench.core.tensorboard import TensorBoardLog
+
+    return TensorBoardLog(run_dir)
 
 
 def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",
@@ -728,11 +733,12 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
           raise_errors: bool = False) -> Iterator:
     """Run (or resume) an experiment, yielding events; see the module docstring.
 
-    ``data = (train, test)`` already loaded skips loading; ``raise_errors`` re-raises a failure during
+    ``resume``: the run folder to continue, with its own config.toml (``cfg`` is not used then). ``data = (train,
+    test)`` already loaded skips loading; ``raise_errors`` re-raises a failure during
     training (after run.log has it) instead of yielding ErrorEvent.
     """
     control = control or Control()
-    run = Run.start(cfg, control, runs_root, resume, data)
+    run = Training.start(cfg, control, runs_root, resume, data)
     if run.finished_already:
         run.close()
         yield run.done_already()
@@ -740,9 +746,9 @@ def train(cfg: Config | None, control: Control | None = None, runs_root: str | P
         yield from _events(run, control, raise_errors)
 
 
-def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
+def _events(run: Training, control: Control, raise_errors: bool) -> Iterator:
     """The loop of ``train``: the events of a started run, failures turned into ErrorEvent (or re-raised)."""
-    with runs.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
+    with runfolder.RunLog(run.dir) if run.is_main else contextlib.nullcontext() as runlog, contextlib.closing(run):
         yield from run.started(runlog)
         run.record("running")
         try:
@@ -761,7 +767,7 @@ def _events(run: Run, control: Control, raise_errors: bool) -> Iterator:
             yield error
 
 
-def _steps(run: Run, control: Control) -> Iterator:
+def _steps(run: Training, control: Control) -> Iterator:
     """The training steps of ``_events``, until the run's end or a stop, with the events they give."""
     for idx, x, labels in run.batches():
         if control.paused:

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.config import Config
-from workbench.core.history import read_history, read_view
+from workbench.core.history import read_history
+from workbench.core.runfolder import read_view
 from workbench.core.registry import ConfigError
+from workbench.core.runfolder import config_path
 
 
 class RunActions:
@@ -57,7 +59,7 @@ class RunActions:
             self.show_error("stop the training first: opening a run replaces the curves and the embedding")
             return
         try:
-            cfg = Config.load(Path(run) / "config.toml")
+            cfg = Config.load(config_path(run))
         except ConfigError as exc:
             self.show_error(str(exc))
             return
@@ -131,7 +133,7 @@ class RunActions:
 
     def clone_run(self, run: str):
         try:
-            self.setup.set_config(Config.load(Path(run) / "config.toml"))
+            self.setup.set_config(Config.load(config_path(run)))
         except ConfigError as exc:
             self.show_error(str(exc))
 
@@ -144,7 +146,7 @@ class RunActions:
 
     def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False, readout: bool = False):
         from workbench.core.export import export_run
-        from workbench.core.runs import make_folder
+        from workbench.core.runfolder import make_folder
 
         def work():
             if Path(folder).suffix:  # the dialog names a folder, even one called "v1.2" (made first: left if it fails)

@@ -9,7 +9,6 @@ matches as lines, both maps, the cosine they sum to, and the deletion curve on r
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGridLayout, QHBoxLayo
                                QVBoxLayout, QWidget)
 
 from workbench.core.explain import pair_strip
+from workbench.core.runfolder import checkpoint_path
 from workbench.gui.tasks import Task
 from workbench.gui.widgets import TileGrid
 
@@ -50,7 +50,7 @@ class ExplainService(QObject):
         run = self.run_dir()
         if not run:
             raise ConfigError("train or open a run first: similarity maps need its encoder")
-        ckpt = Path(run) / "checkpoints" / "last.pt"
+        ckpt = checkpoint_path(run)
         if not ckpt.is_file():
             raise ConfigError("similarity maps read the run's checkpoint, and none is written yet (one comes at the end of "
                               "each epoch and every train.checkpoint_minutes)")

@@ -9,14 +9,15 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QLabel, QLineEdit, QToolButton, QVBoxLayout)
 
 from workbench.core.formats import FORMATS, MODEL
+from workbench.core.runfolder import export_dir
 
 
 def would_replace(folder: Path, fmt: str, run: Path | None = None) -> list[str]:
     """Names of the files an export of ``fmt`` into ``folder`` would overwrite (a model card of the same run is
     extended, not replaced)."""
-    from workbench.core.export import export_targets
+    from workbench.core.export import would_replace as replaced
 
-    return sorted({p.name for p in export_targets(fmt, folder, run) if p.exists()})
+    return sorted({p.name for p in replaced(fmt, folder, run)})
 
 
 class ExportDialog(QDialog):
@@ -69,7 +70,7 @@ class ExportDialog(QDialog):
         self.head.setEnabled(fmt in MODEL and not self.readout.isChecked())  # the head is trained on the plain output
         self.readout.setEnabled(bool(self.fitted) and not self.head.isChecked())
         if self._auto:
-            self.folder.setText(str(self.run / "export" / fmt))
+            self.folder.setText(str(export_dir(self.run, fmt)))
         self._check()
 
     def _edited(self, *_):

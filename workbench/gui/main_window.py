@@ -15,8 +15,10 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDia
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from workbench.core.config import Config
-from workbench.core.history import read_history, read_view
+from workbench.core.history import read_history
+from workbench.core.runfolder import read_view
 from workbench.core.registry import ConfigError
+from workbench.core.runfolder import config_path
 from workbench.gui import explain_view, wheel
 from workbench.gui.actions import RunActions
 from workbench.gui.first_run import DONE_KEY, FirstRunGuide
@@ -305,7 +307,7 @@ class MainWindow(RunActions, QMainWindow):
             self.show_error("a sweep is running: stop it in the Sweep tab before starting a single run")
             return
         try:
-            cfg = Config.load(Path(resume) / "config.toml") if resume else self.setup.build_config()
+            cfg = Config.load(config_path(resume)) if resume else self.setup.build_config()
         except ConfigError as exc:
             self.show_error(str(exc))
             return
@@ -317,7 +319,7 @@ class MainWindow(RunActions, QMainWindow):
             self.set_status("waiting for the dataset to finish loading…")
             self.start_btn.setEnabled(False)
             return
-        self._launch(None if resume else cfg, resume, data)
+        self._launch(cfg, resume, data)  # a resumed run trains its own config.toml
 
     def _data_loaded(self, splits):
         for note in dict.fromkeys(splits[0].notes):  # what the loader decided about the data, in the messages list too
@@ -325,7 +327,7 @@ class MainWindow(RunActions, QMainWindow):
         pending, self._pending_start = self._pending_start, None
         if pending is not None and not self.running:
             cfg, resume = pending
-            self._launch(None if resume else cfg, resume, self.setup.loaded_for(cfg))
+            self._launch(cfg, resume, self.setup.loaded_for(cfg))
 
     def _launch(self, cfg, resume, data):
         self.t_start, self.t_first_step = time.perf_counter(), None

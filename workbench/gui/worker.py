@@ -15,7 +15,8 @@ import threading
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from workbench.core import events as E
-from workbench.core.history import read_view, save_view
+from workbench.core.runfolder import read_view, save_view
+from workbench.core.threads import set_threads
 from workbench.core.train import Control, train
 from workbench.gui.jobs import align_shared
 
@@ -120,15 +121,10 @@ class TrainWorker(QObject):
 
     @Slot()
     def run(self):
-        import os
-
-        import torch
-
         if _warm["started"].is_set():
             _warm["done"].wait(120)
-        if self.cfg is None or not self.cfg.train.threads:
-            # leave a core to the window so it stays responsive (CPU training only; a GPU run barely uses them)
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        # leave a core to the window so it stays responsive (CPU training only; a GPU run barely uses them)
+        set_threads(self.cfg.train.threads if self.cfg is not None else 0, leave_free=1)
         try:
             for ev in train(self.cfg, self.control, runs_root=self.runs_root, resume=self.resume, data=self.data):
                 self._route(ev)

@@ -10,23 +10,19 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
 
 from workbench.core import events as E
 from workbench.core.config import Config, tomllib
 from workbench.core.train import Control, train
 from workbench.core.sweep.events import RunEvent, TrialFinished
 from workbench.core.sweep.spec import Trial
-
-if TYPE_CHECKING:
-    from workbench.core.sweep.run import _Sweep
+from workbench.core.sweep.state import SweepState
 
 
 # ----- one process per GPU -----
-def _spawn(st: _Sweep, t: Trial, device: str, lines: queue.Queue) -> subprocess.Popen:
+def _spawn(st: SweepState, t: Trial, device: str, lines: queue.Queue) -> subprocess.Popen:
     resume = st.resume_dir(t)
-    job = {"config": None if resume else t.config.to_toml(), "runs_root": str(st.dir), "resume": str(resume) if resume else None}
+    job = {"config": t.config.to_toml(), "runs_root": str(st.dir), "resume": str(resume) if resume else None}  # resume: its own
     env = os.environ | {"CUDA_VISIBLE_DEVICES": device}
     with open(st.dir / "sweep.log", "a", encoding="utf-8") as errors:  # the child's tracebacks
         proc = subprocess.Popen([sys.executable, "-m", "workbench.core.sweep", json.dumps(job)], stdin=subprocess.PIPE,
@@ -49,7 +45,7 @@ def _tell(proc: subprocess.Popen, what: str) -> None:
         pass
 
 
-def _run_parallel(st: _Sweep, devices: list[str]) -> Iterator:
+def run_parallel(st: SweepState, devices: list[str]) -> Iterator:
     lines: queue.Queue = queue.Queue()
     running: dict[int, tuple] = {}
     free = list(devices)

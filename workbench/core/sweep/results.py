@@ -11,7 +11,7 @@ from typing import Any
 
 
 from workbench.core.registry import ConfigError
-from workbench.core.runs import atomic_write_text
+from workbench.core.files import atomic_write_text
 from workbench.core.sweep.spec import METRICS, Range, STATUSES, SweepSpec, Trial, has_optuna
 
 

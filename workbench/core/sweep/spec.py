@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 
+from workbench.core import keys
 from workbench.core.config import SECTIONS, Config, read_toml
 from workbench.core.registry import ConfigError
 
@@ -37,7 +37,6 @@ NEEDS = {"linear_acc": ("linear_probe", True, "eval.linear_probe = true"),
 STATUSES = ("running", "finished", "pruned", "stopped", "failed")
 SPEC_KEYS = ("params", "method", "count", "metric", "seeds", "max_trials", "prune", "prune_startup", "prune_warmup",
              "sampler_seed")
-NAME_KEYS = ("loss.name", "model.encoder", "augment.preset", "optim.name", "data.name")  # applied before their parameters
 
 
 def has_optuna() -> bool:
@@ -238,15 +237,9 @@ class Trial:
         return " ".join(f"{k}={v}" for k, v in self.params.items()) + f" seed={self.seed}"
 
 
-def toml_literal(value) -> str:
-    return tomli_w.dumps({"v": value})[4:].strip()
-
-
 def trial_config(base: Config, params: dict, seed: int) -> Config:
     """The base config with ``params`` applied as ``--set`` would (names before their parameters)."""
-    items = sorted(params.items(), key=lambda kv: kv[0] not in NAME_KEYS)
-    sets = [f"{k}={toml_literal(v)}" for k, v in items] + [f"train.seed={seed}"]
-    return base.with_overrides(sets)
+    return keys.apply(base, dict(params) | {"train.seed": seed})
 
 
 def points(base: Config, spec: SweepSpec) -> list[dict]:
@@ -289,7 +282,7 @@ def _checked_config(base: Config, params: dict, seed: int) -> Config:
     try:
         return trial_config(base, params, seed)
     except ConfigError as exc:
-        shown = ", ".join(f"{k} = {toml_literal(v)}" for k, v in params.items())
+        shown = ", ".join(f"{k} = {keys.toml_literal(v)}" for k, v in params.items())
         raise ConfigError(f"sweep trial ({shown}): {exc}") from None
 
 

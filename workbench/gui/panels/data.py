@@ -52,7 +52,7 @@ class Loaded:
 def _check(run_dir: str, split: str, k: int, report, cancel) -> Loaded:
     """The background work: features, graph, checks (and their files in the run's checks/ folder)."""
     from workbench.core.inference import RunModel
-    from workbench.core.runs import checks_dir, find_run
+    from workbench.core.runfolder import checks_dir, find_run
 
     rm = RunModel.load(run_dir)
     report(0, 0, "loading the data")

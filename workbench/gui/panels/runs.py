@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from workbench.core.history import run_summary
+from workbench.core.runfolder import config_path, run_folders
 from workbench.gui.tasks import Task
 from workbench.gui.widgets import FlowLayout, clock
 
@@ -81,7 +82,7 @@ def cell_text(key: str, r: dict) -> tuple[str, str, object]:
     elif key == "temperature":
         text = f"{v:g}" if v is not None else ""
     elif key == "duration_s":
-        text = _duration(v)
+        text = clock(v)
     elif key == "epochs":
         text, v = epochs_text(r), r.get("epochs_done", v)
     else:
@@ -89,22 +90,9 @@ def cell_text(key: str, r: dict) -> tuple[str, str, object]:
     return text, tip, v
 
 
-def run_folders(root: Path) -> list[Path]:
-    """The run folders under ``root``, newest first: its own, and each sweep's trials (``sweeps/<sweep>/<run>``), so
-    a trial can be compared, overlaid and exported like any run."""
-    if not root.is_dir():
-        return []
-    found = [p for pattern in ("*", "sweeps/*/*") for p in root.glob(pattern) if (p / "config.toml").is_file()]
-    return sorted(found, key=lambda p: p.name, reverse=True)
-
-
 def budget_text(seconds: float) -> str:
     """A time budget in words: "45 s", "10 min", "2.5 min"."""
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f}".removesuffix(".0") + " min"
-
-
-def _duration(s) -> str:
-    return "" if s is None else clock(s)
 
 
 class Item(QTableWidgetItem):
@@ -128,17 +116,16 @@ class Item(QTableWidgetItem):
 def config_diff(runs: list[str]) -> list[tuple[str, list]]:
     """[(key, [value per run])] for every config key whose value differs between ``runs``."""
     from workbench.core.config import Config
+    from workbench.core.keys import differences
     from workbench.core.registry import ConfigError
 
-    flat = []
+    trees = []
     for run in runs:
         try:
-            d = Config.load(Path(run) / "config.toml").to_dict()
+            trees.append(Config.load(config_path(run)).to_dict())
         except ConfigError as exc:
-            d = {"error": {"config": str(exc)}}
-        flat.append({f"{sec}.{k}": v for sec, body in d.items() if isinstance(body, dict) for k, v in body.items()})
-    keys = sorted(set().union(*flat)) if flat else []
-    return [(k, [f.get(k) for f in flat]) for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+            trees.append({"error": {"config": str(exc)}})
+    return differences(trees)
 
 
 class RunsPanel(QWidget):

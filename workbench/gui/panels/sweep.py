@@ -29,6 +29,7 @@ from workbench.core import sweep as S
 from workbench.core.config import parse_value
 from workbench.core.registry import ConfigError
 from workbench.core.runs import read_metrics
+from workbench.core.threads import set_threads
 from workbench.core.train import Control
 from workbench.gui.panels.plots import COLORS, ema
 
@@ -128,10 +129,7 @@ class SweepWorker(QObject):
 
     @Slot()
     def run(self):
-        import torch
-
-        if not self.base.train.threads:  # leave a core to the window, as the training worker does
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        set_threads(self.base.train.threads, leave_free=1)  # a core left to the window, as the training worker does
         try:
             for ev in S.run_sweep(self.base, self.spec, self.out, self.control, confirm=self.confirm, data=self.data):
                 self._route(ev)
