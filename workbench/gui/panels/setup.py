@@ -445,18 +445,18 @@ class SetupPanel(QScrollArea):
             unit, value = self._length()
             if value <= 0 and unit != "epochs":  # 0 would mean "no limit" in the config: a run of MAX_EPOCHS
                 key = "train.max_steps" if unit == "steps" else "train.time_budget_s"
-                raise ConfigError(f"{key}: a run of 0 {unit} does nothing; give it more than 0 {unit}")
+                raise ConfigError(f"{key}: a run of 0 {unit} does nothing; give it more than 0 {unit}", key)
             self.cfg = self.build_config()
             if self.cfg.train.device == "cuda" and not torch.cuda.is_available():
-                raise ConfigError("train.device: no CUDA GPU on this machine; choose auto or cpu")
+                raise ConfigError("train.device: no CUDA GPU on this machine; choose auto or cpu", "train.device")
             if self.data_cache is None and self.loading is None:
-                raise ConfigError(self.data_info.text() or "dataset: not loaded")
+                raise ConfigError(self.data_info.text() or "dataset: not loaded", "data.root")
             n = len(self.data_cache[0]) if self.data_cache is not None else None  # still loading: Start waits for it
             if n is not None and self.cfg.train.batch_size > n:
-                raise ConfigError(batch_too_large(self.cfg.train.batch_size, n))
+                raise ConfigError(batch_too_large(self.cfg.train.batch_size, n), "train.batch_size")
         except ConfigError as exc:
             self.error.setText(str(exc))
-            self._mark(self.field_for(str(exc)))
+            self._mark(self.field_widget(exc.field))
             self.validityChanged.emit(False, str(exc))
             return
         self.error.setText("")
@@ -464,28 +464,37 @@ class SetupPanel(QScrollArea):
         self.validityChanged.emit(True, "")
         self._update_preview()
 
-    def field_for(self, message: str):
-        """The editor a validation message is about ("train.batch_size: ..." -> the batch size box), or None."""
-        key, _, rest = message.partition(":")
-        if " " in key.strip():  # "loss 'ntxent': temperature must be ..." names the part, then the parameter
-            section, name = key.split()[0], (rest.split() or [""])[0]
-            section = {"encoder": "model", "optimizer": "optim", "optimiser": "optim"}.get(section, section)
-        else:
-            section, _, name = key.strip().partition(".")
-        name = name.split(".")[0].split("[")[0]
+    def field_widget(self, field: str | None):
+        """The editor of a config key ("train.batch_size" -> the batch size box, "loss.temperature" -> its row of the
+        loss form, "augment.recipe[2].p" -> the recipe), or None."""
+        if not field:
+            return None
+        section, _, rest = field.partition(".")
+        name = rest.split(".")[0].split("[")[0]
         fixed = {"data.name": self.dataset, "data.root": self.root, "data.image_size": self.image_size,
                  "data.subset": self.subset, "train.batch_size": self.batch, "train.epochs": self.epochs,
                  "train.max_steps": self.steps, "train.time_budget_s": self.minutes,
                  "train.device": self.device, "optim.lr": self.lr, "optim.name": self.optim, "loss.name": self.loss,
-                 "model.encoder": self.encoder, "model.head_out": self.head_out, "dataset": self.root}
+                 "model.encoder": self.encoder, "model.head_out": self.head_out,
+                 "augment.start_size": self.start_size, "augment.full_size_at": self.full_size_at}
         forms = {"loss": (self.loss_form, self.loss), "model": (self.encoder_form, self.encoder),
-                 "optim": (self.optim_form, self.optim), "augment": (self.step_form, self.recipe_list)}
-        if f"{section}.{name}" in fixed or section in fixed:
-            return fixed.get(f"{section}.{name}", fixed.get(section))
+                 "optim": (self.optim_form, self.optim)}
+        if f"{section}.{name}" in fixed:
+            return fixed[f"{section}.{name}"]
         if section in forms:
             form, fallback = forms[section]
             return form.editors.get(name, fallback)
+        if name == "recipe":
+            return self._recipe_widget(rest)
         return None
+
+    def _recipe_widget(self, rest: str):
+        """"recipe[2].p": the step's editor when that step is the one shown, else the recipe list."""
+        step, _, param = rest.partition("].")
+        shown = self.recipe_list.currentRow()
+        if param and step == f"recipe[{shown}":
+            return self.step_form.editors.get(param, self.recipe_list)
+        return self.recipe_list
 
     def _mark(self, widget):
         """Outline the editor the validation error is about (and only that one)."""
