@@ -128,7 +128,8 @@ class AugmentConfig:
                               f"got {self.recipe!r}", "augment.recipe")
         for i, step in enumerate(self.recipe):
             if not isinstance(step, dict):
-                raise ConfigError(f"augment.recipe[{i}]: expected a table like {{name = \"horizontal_flip\", p = 0.5}}, got {step!r}", "augment.recipe")
+                raise ConfigError(f"augment.recipe[{i}]: expected a table like {{name = \"horizontal_flip\", p = 0.5}}, got {step!r}",
+                                  f"augment.recipe[{i}]")
             _check_finite(step, f"augment.recipe[{i}]")
         self.recipe = check_recipe(self.recipe)
 
