@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDia
                                QGridLayout, QHBoxLayout, QLabel, QLayout, QLineEdit, QPlainTextEdit, QProgressBar, QSlider,
                                QSpinBox, QVBoxLayout, QWidget)
 
-from workbench.gui.tasks import Task  # noqa: F401 - re-exported for panels that import it from here
+from workbench.gui.session import clock  # noqa: F401 - re-exported for panels that import it from here
 
 
 def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:
@@ -380,12 +380,6 @@ class TileGrid:
 
     def shown(self) -> int:
         return len(self.used)
-
-
-def clock(seconds: float) -> str:
-    """A duration as m:ss, or h:mm:ss from an hour (the ETA, a run's duration)."""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class MessagesDialog(QDialog):
