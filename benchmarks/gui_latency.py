@@ -45,15 +45,14 @@ def wait_for(app, cond, timeout=120.0):
 def one_run(app, win, preload: bool) -> dict:
     """Start -> first curve point, then Pause -> paused, Resume, Stop -> finished (seconds)."""
     if preload:
-        wait_for(app, lambda: win.setup.data_cache is not None and win.setup.valid)
+        wait_for(app, lambda: win.session.data.splits is not None and win.setup.valid)
     else:
-        win.setup.data_cache = None  # as if nothing had been loaded: the loop loads the data itself
-        win.setup.data_key = None
+        win.session.data.failed()  # as if nothing had been loaded: the loop loads the data itself
     paused = []
     win.pauseChanged.connect(paused.append)
     t0 = time.perf_counter()
     win.start()
-    t_first = wait_for(app, lambda: win.t_first_step is not None) - t0
+    t_first = wait_for(app, lambda: bool(win.plots.steps)) - t0
     wait_for(app, lambda: len(win.plots.steps) >= 3)
     t0 = time.perf_counter()
     win.pause()

@@ -68,7 +68,7 @@ def main():
     win = MainWindow(cfg, runs_root="/tmp/wb-stall-runs")
     win.resize(1280, 800)
     win.show()
-    while win.setup.data_cache is None or not win.setup.valid:
+    while win.session.data.splits is None or not win.setup.valid:
         app.processEvents()
         time.sleep(0.01)
     idle = measure(app, a.seconds / 3)
@@ -129,7 +129,7 @@ def decode_stalls(app, win, folder: str, idle: np.ndarray) -> None:
     t0 = time.perf_counter()
     win.setup.root.setText(str(Path(folder).resolve()))
     win.setup.dataset.setCurrentText("image_folder")  # what a user does: the panel starts loading in the background
-    busy = measure(app, 0, until=lambda: win.setup.data_cache is not None or win.setup.loading is None)
+    busy = measure(app, 0, until=lambda: win.session.data.splits is not None or win.setup.loading is None)
     took = time.perf_counter() - t0
     for name, s in (("idle window (baseline)", idle), ("while decoding", busy)):
         p50, p99 = np.percentile(s, 50), np.percentile(s, 99)

@@ -19,7 +19,7 @@ def test_a_finished_run_is_checked_and_its_lists_shown(window, qtbot, tmp_path):
     run = _run(window)
     data = window.data
     with qtbot.waitSignal(data.checked, timeout=300000) as got:
-        window.trainingDone.emit(DoneEvent("finished", run, {}, step=4))  # what the worker's DoneEvent leads to
+        window._on_event(DoneEvent("finished", run, {}, step=4))  # the worker's DoneEvent, as the window gets it
         assert not data.run_btn.isEnabled() and data.task is not None  # running in the background
     loaded = got.args[0]
     report = loaded.report

@@ -70,7 +70,7 @@ def qtbot_button():
 def test_getting_started_shows_the_guide_again_and_its_start_trains(window, qtbot):
     window.show_guide()
     assert window.guide.isVisible()
-    qtbot.waitUntil(lambda: window.setup.data_cache is not None, timeout=30000)
+    qtbot.waitUntil(lambda: window.setup.data.splits is not None, timeout=30000)
     with qtbot.waitSignal(window.trainingDone, timeout=120000) as done:
         qtbot.mouseClick(window.guide.start_btn, qtbot_button())
         assert not window.guide.isVisible()
@@ -137,7 +137,7 @@ def test_a_recent_dataset_folder_loads_again(window, qtbot, tmp_path, monkeypatc
         for i in range(12):
             Image.new("RGB", (32, 32), (20 * i, 90 if c == "ants" else 200, 40)).save(tmp_path / "imgs" / c / f"{i}.png")
     s = window.setup
-    qtbot.waitUntil(lambda: s.data_cache is not None, timeout=30000)
+    qtbot.waitUntil(lambda: s.data.splits is not None, timeout=30000)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "imgs"))
     with qtbot.waitSignal(s.dataLoaded, timeout=30000):
         qtbot.mouseClick(s.findChild(type(s.findChild(object, "browse")), "browse"), qtbot_button())

@@ -65,7 +65,7 @@ def test_retrieval_tiles_and_ctrl_click_in_the_embedding_open_the_detail(window,
     dialog = window.explain_dialog
     emb = window.embedding
     row = emb.point_info(3)[0]
-    window._retrieve(row)
+    window.retrieve(row)
     tile = window.inspector.retrieval.tiles[(1, 0)]
     with qtbot.waitSignal(dialog.shown, timeout=60000) as detail:
         qtbot.mouseClick(tile.pic, Qt.LeftButton)
@@ -93,13 +93,13 @@ def test_retrieval_tiles_and_ctrl_click_in_the_embedding_open_the_detail(window,
 
 
 def test_maps_before_any_checkpoint_say_why_there_are_none(window, qtbot, tmp_path):
-    window.run_dir = None
+    window.session.run.folder = None
     failed = []
     window.explainer.explain(np.zeros((1, 1, 28, 28), np.uint8), np.zeros((1, 1, 28, 28), np.uint8), lambda out: None,
                              lambda msg, *_: failed.append(msg))
     qtbot.waitUntil(lambda: bool(failed), timeout=10000)
     assert "train or open a run first" in failed[0]
-    window.run_dir = str(tmp_path)  # a run that has started but written no checkpoint yet
+    window.session.run.folder = str(tmp_path)  # a run that has started but written no checkpoint yet
     window.explainer.explain(np.zeros((1, 1, 28, 28), np.uint8), np.zeros((1, 1, 28, 28), np.uint8), lambda out: None,
                              lambda msg, *_: failed.append(msg))
     qtbot.waitUntil(lambda: len(failed) == 2, timeout=10000)

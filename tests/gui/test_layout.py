@@ -18,7 +18,7 @@ def wheel(widget, steps: int = -3):
 
 
 def loaded(window, qtbot):
-    qtbot.waitUntil(lambda: window.setup.data_cache is not None and window.setup.valid, timeout=30000)
+    qtbot.waitUntil(lambda: window.setup.data.splits is not None and window.setup.valid, timeout=30000)
 
 
 def test_wheel_over_unfocused_controls_scrolls_the_panel_and_changes_nothing(window, qtbot):
@@ -257,7 +257,7 @@ def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot,
     monkeypatch.setattr(train_module, "load_splits", no_second_load)
     window.start()  # pressed while loading: starts as soon as the data are there, with them
     qtbot.waitUntil(lambda: window.running, timeout=60000)
-    assert window.worker.data is not None or window.run_dir is not None
+    assert window.session.data.splits is not None or window.run_dir is not None  # started with the loaded splits
     with qtbot.waitSignal(window.trainingDone, timeout=120000):
         window.stop()
     assert not window.messages or all("load" not in m for m in window.messages)

@@ -33,7 +33,7 @@ def test_pause_and_stop_answer_at_once_and_take_effect_within_a_second(window, q
     from workbench.core.runs import load_run_checkpoint
 
     saved = load_run_checkpoint(done.args[0].run_dir)[0]["step"]
-    assert done.args[0].step == saved and window.progress.format() == f"stopped: step {saved}/{window.total_steps}"
+    assert done.args[0].step == saved and window.progress.format() == f"stopped: step {saved}/{window.session.progress.total_steps}"
     qtbot.waitUntil(lambda: not window.running, timeout=10000)
     assert time.perf_counter() - t0 < 10.0  # a step, a final evaluation on 300 images and a checkpoint
 
@@ -186,8 +186,8 @@ def test_tsne_is_computed_in_a_child_process_and_cancelled_on_reset(window, qtbo
     panel.method.setCurrentText("tsne")
     panel.show_embedding(EmbeddingEvent(0, 1, emb[:, :2].copy(), emb, np.zeros(80, int), np.arange(80)))
     assert "computing t-SNE" in panel.plot.plotItem.titleLabel.text
-    qtbot.waitUntil(lambda: panel.job is not None and panel.job.proc is not None, timeout=10000)
-    proc = panel.job.proc
+    qtbot.waitUntil(lambda: panel.job is not None and panel.job.fn.proc is not None, timeout=10000)
+    proc = panel.job.fn.proc
     panel.reset()
     qtbot.waitUntil(lambda: not proc.is_alive(), timeout=5000)
 

@@ -185,9 +185,9 @@ def test_the_sweep_tab_colours_by_the_swept_parameter_says_each_trials_length_an
     _, spec, _ = panel.build()
     panel._reset(spec)
     assert panel.colour_by.currentText() == "loss.temperature"
-    win._sweep_running(True)
+    win.sweep_running(True)
     assert not win.setup.widget().isEnabled()  # the trials were planned from it: it cannot change under them
-    win._sweep_running(False)
+    win.sweep_running(False)
     assert win.setup.widget().isEnabled()
 
 

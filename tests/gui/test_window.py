@@ -36,7 +36,7 @@ def test_invalid_inputs_disable_start_and_explain(window, qtbot):
 
 def test_recipe_editor_add_edit_reorder_remove(window, qtbot):
     s = window.setup
-    qtbot.waitUntil(lambda: s.data_cache is not None and len(s._recipe) > 1, timeout=30000)  # auto resolves once loaded
+    qtbot.waitUntil(lambda: s.data.splits is not None and len(s._recipe) > 1, timeout=30000)  # auto resolves once loaded
     n = len(s._recipe)
     s.add_op.setCurrentText("solarize")
     from PySide6.QtWidgets import QToolButton as QPushButton
@@ -155,9 +155,12 @@ def test_a_run_that_fails_at_once_still_ends_in_the_window(window, qtbot, monkey
 
     import workbench.gui.main_window as MW
 
+    from workbench.core.events import ErrorEvent
+
     def fail_at_once(worker):  # emitted from another thread, as the worker's are, and over before this returns
         def run():
-            worker.error.emit("loss 'moco': queue_size is larger than the dataset", "Traceback (most recent call last): ...")
+            worker.event.emit(ErrorEvent("loss 'moco': queue_size is larger than the dataset", "",
+                                         "Traceback (most recent call last): ..."))
             worker.finished.emit()
 
         t = threading.Thread(target=run)
@@ -302,7 +305,7 @@ win.start()
 closed = []
 
 def poll():
-    if win.embedding.job is not None and getattr(win.embedding.job, "proc", None) is not None and not closed:
+    if win.embedding.job is not None and getattr(win.embedding.job.fn, "proc", None) is not None and not closed:
         closed.append(time.perf_counter())
         print("CLOSING", flush=True)
         win.close()
@@ -405,7 +408,7 @@ def test_stop_status_says_which_evaluation_its_knn_is_from(window):
     from workbench.core.events import DoneEvent, EvalEvent
 
     window._on_eval(EvalEvent(3, 120, {"knn_acc": 0.782, "alignment": 0.5, "uniformity": -2.0, "eff_rank": 9.0}))
-    window.step, window.total_steps = 157, 400  # where the last step event left the run
+    window.session.progress.step, window.session.progress.total_steps = 157, 400  # where the last step event left the run
     window._on_done(DoneEvent("stopped", "runs/x", {"knn_acc": 0.782}))
     text = window.status.text()
     assert text.startswith("stopped at step 157") and "kNN 0.7820 (epoch 3, step 120)" in text
@@ -572,7 +575,7 @@ def test_held_out_images_of_a_folder_are_named_in_the_tooltips_and_the_retrieval
         row, _ = panel.point_info(i)
         name = shown_file(panel.tip_text(i))
         assert np.array_equal(decode.decode(str(tmp_path / "pets" / "test" / name), 20, 3), window.held_out[row])
-    window._retrieve(panel.point_info(5)[0])
+    window.retrieve(panel.point_info(5)[0])
     tips = [t.pic.toolTip() for t in window.inspector.retrieval.tiles.values() if t.isVisible()]
     assert len(tips) == 11 and tips[0] == panel.files[panel.point_info(5)[0]] and all(t.endswith(".png") for t in tips)
 
@@ -599,7 +602,7 @@ def test_a_recheck_of_the_form_never_replaces_a_message(window, qtbot):
     """An error or a long note stays in the status bar when the set-up is re-checked with the same verdict (as when
     the background data load ends on a busy machine); a new verdict, or a newer message, replaces it."""
     s = window.setup
-    qtbot.waitUntil(lambda: s.data_cache is not None, timeout=30000)
+    qtbot.waitUntil(lambda: s.data.splits is not None, timeout=30000)
     qtbot.waitUntil(window.start_btn.isEnabled)
     window.show_error("loss 'moco': queue_size 100000 is larger than the dataset")
     s._validate()  # the same verdict: valid
@@ -607,7 +610,7 @@ def test_a_recheck_of_the_form_never_replaces_a_message(window, qtbot):
     note = "augment.preset auto -> simclr_small_grey: " + "a long explanation " * 20
     window._on_warning(note, True)
     s._load_data()  # already loaded: nothing to do, as when a load ends
-    s.dataLoaded.emit(s.data_cache)
+    s.dataLoaded.emit(s.data.splits)
     s._validate()
     assert window.status.text() == f"note: {note}"
     s.batch.setValue(1)  # a new verdict is news
@@ -642,7 +645,7 @@ def test_an_evaluation_under_way_shows_its_progress_and_stop_ends_it(window, qtb
     assert "Press Start" in window.embedding.hint.textItem.toPlainText()
     with qtbot.waitSignal(window.evaluationShown, timeout=10000, check_params_cb=lambda e: e.stage == "knn"):
         window._launch(Config(), None, None)
-    assert window.evaluating
+    assert window.session.progress.evaluating
     assert window.progress.format() == "evaluation at step 10: kNN 3,000 / 10,000"
     assert window.status.text() == "evaluation under way at step 10: training goes on when it ends; Stop ends it"
     assert (window.progress.value(), window.progress.maximum()) == (3000, 10000)
@@ -654,17 +657,17 @@ def test_an_evaluation_under_way_shows_its_progress_and_stop_ends_it(window, qtb
     with qtbot.waitSignal(window.trainingDone, timeout=10000) as done:
         asked.set()
     qtbot.waitUntil(lambda: not window.running, timeout=10000)
-    assert done.args[0].reason == "stopped" and not window.evaluating
+    assert done.args[0].reason == "stopped" and not window.session.progress.evaluating
     assert window.status.text().startswith("stopped at step 10") and window.progress.format() == "stopped: step 10/40"
     assert window.progress.maximum() == 40 and "Press Start" in hint.textItem.toPlainText()
 
 
 def test_the_worker_hands_on_only_the_latest_evaluation_progress(qtbot):
     from workbench.core.events import EvalProgressEvent
-    from workbench.gui.worker import TrainWorker
+    from workbench.gui.worker import training_worker
 
-    w = TrainWorker(None, "runs")
-    with qtbot.waitSignal(w.evalProgress):
+    w = training_worker(None, "runs")
+    with qtbot.waitSignal(w.latestReady):
         for done in range(5):
-            w._route(EvalProgressEvent(3, "queries", done, 5))
-    assert w.take_progress() == EvalProgressEvent(3, "queries", 4, 5) and w.take_progress() is None
+            w.report(EvalProgressEvent(3, "queries", done, 5))
+    assert w.take_latest() == EvalProgressEvent(3, "queries", 4, 5) and w.take_latest() is None

@@ -411,12 +411,12 @@ def resolve_preset(channels: int, size: int) -> str:
 def check_recipe(recipe) -> list[dict]:
     """Validate a recipe (list of {name, p, ...}) and return it with every parameter written out."""
     if not isinstance(recipe, (list, tuple)):
-        raise ConfigError(f"augment.recipe: expected a list of steps, got {recipe!r}")
+        raise ConfigError(f"augment.recipe: expected a list of steps, got {recipe!r}", "augment.recipe")
     out = []
     for i, step in enumerate(recipe):
         where = f"augment.recipe[{i}]"
         if not isinstance(step, dict) or "name" not in step:
-            raise ConfigError(f"{where}: each step needs a name, e.g. {{name = \"horizontal_flip\", p = 0.5}}")
+            raise ConfigError(f"{where}: each step needs a name, e.g. {{name = \"horizontal_flip\", p = 0.5}}", where)
         step = dict(step)
         name = step.pop("name")
         entry = AUGMENTS.get(name)
@@ -424,11 +424,11 @@ def check_recipe(recipe) -> list[dict]:
         full = {p.name: p.default for p in entry.params}
         full.update(params)
         if not 0.0 <= full["p"] <= 1.0:
-            raise ConfigError(f"{where}.p: probability must be in [0, 1], got {full['p']}")
+            raise ConfigError(f"{where}.p: probability must be in [0, 1], got {full['p']}", f"{where}.p")
         try:
             AUGMENTS.build(name, full)
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}", f"{where}.{exc.field}" if exc.field else where) from None
         out.append({"name": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}})
     return out
 

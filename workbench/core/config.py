@@ -34,14 +34,14 @@ def _check_fields(obj, section: str) -> None:
         if kind is not None:
             value = coerce(getattr(obj, f.name), kind, f"{section}.{f.name}")
             if kind is float and not math.isfinite(value):
-                raise ConfigError(f"{section}.{f.name}: must be a finite number, got {value}")
+                raise ConfigError(f"{section}.{f.name}: must be a finite number, got {value}", f"{section}.{f.name}")
             setattr(obj, f.name, value)
 
 
 def _check_finite(value, where: str) -> None:
     """Reject NaN / infinity anywhere in a registry parameter value (numbers, lists, tables)."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: must be a finite number, got {value}")
+        raise ConfigError(f"{where}: must be a finite number, got {value}", where)
     if isinstance(value, (list, tuple)):
         for v in value:
             _check_finite(v, where)
@@ -63,7 +63,7 @@ def max_threads() -> int:
 
 def _require(cond: bool, where: str, msg: str) -> None:
     if not cond:
-        raise ConfigError(f"{where}: {msg}")
+        raise ConfigError(f"{where}: {msg}", where)
 
 
 def _choice(value, choices: tuple, where: str):
@@ -72,7 +72,7 @@ def _choice(value, choices: tuple, where: str):
     for c in choices:
         if value is c or (type(value) is type(c) and value == c) or text == str(c).lower():
             return c
-    raise ConfigError(f"{where}: choose from: {', '.join(str(c).lower() for c in choices)}; got {value!r}")
+    raise ConfigError(f"{where}: choose from: {', '.join(str(c).lower() for c in choices)}; got {value!r}", where)
 
 
 @dataclass
@@ -125,10 +125,11 @@ class AugmentConfig:
             self.recipe = copy.deepcopy(PRESETS.get(self.preset, []))
         if not isinstance(self.recipe, list):
             raise ConfigError('augment.recipe: expected a list of steps like [{name = "horizontal_flip", p = 0.5}], '
-                              f"got {self.recipe!r}")
+                              f"got {self.recipe!r}", "augment.recipe")
         for i, step in enumerate(self.recipe):
             if not isinstance(step, dict):
-                raise ConfigError(f"augment.recipe[{i}]: expected a table like {{name = \"horizontal_flip\", p = 0.5}}, got {step!r}")
+                raise ConfigError(f"augment.recipe[{i}]: expected a table like {{name = \"horizontal_flip\", p = 0.5}}, got {step!r}",
+                                  f"augment.recipe[{i}]")
             _check_finite(step, f"augment.recipe[{i}]")
         self.recipe = check_recipe(self.recipe)
 
@@ -174,7 +175,7 @@ class LossConfig:
         try:
             LOSSES.build(self.name, self.params)
         except ConfigError as exc:
-            raise ConfigError(f"loss.{exc}".replace("loss.loss ", "loss ")) from None
+            raise ConfigError(f"loss.{exc}".replace("loss.loss ", "loss "), f"loss.{exc.field or 'name'}") from None
 
 
 @dataclass
@@ -299,7 +300,7 @@ class Config:
         meta = LOSSES.get(self.loss.name).meta
         if meta.get("pairs") and self.train.batch_size % 2:
             raise ConfigError(f"train.batch_size: loss '{self.loss.name}' forms pairs and needs an even batch size, "
-                              f"got {self.train.batch_size}")
+                              f"got {self.train.batch_size}", "train.batch_size")
 
     # ----- dict / TOML round trip -----
     def to_dict(self) -> dict:
@@ -318,7 +319,7 @@ class Config:
         for name in SECTIONS:
             if name in raw and not isinstance(raw[name], dict):
                 raise ConfigError(f"{name}: expected a table ([{name}] with keys below it), got {raw[name]!r}; "
-                                  f"e.g. [{name}] then {_example_key(name)}")
+                                  f"e.g. [{name}] then {_example_key(name)}", name)
         # [sweep] is read and checked by core/sweep.py (workbench sweep); a plain run trains the base config
         unknown = set(raw) - set(SECTIONS) - {"meta", "sweep"}
         if unknown:
@@ -334,7 +335,7 @@ class Config:
             else:
                 bad = [k for k in sec if k not in known]
                 if bad:
-                    raise ConfigError(f"{name}.{bad[0]}: unknown key; choose from: {', '.join(sorted(known))}")
+                    raise ConfigError(f"{name}.{bad[0]}: unknown key; choose from: {', '.join(sorted(known))}", f"{name}.{bad[0]}")
             built[name] = klass(**sec)
         return cls(**built)
 

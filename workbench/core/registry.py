@@ -24,7 +24,14 @@ from typing import Any
 
 
 class ConfigError(ValueError):
-    """A user-facing configuration or input error; its message names what is wrong and what to do."""
+    """A user-facing configuration or input error; its message names what is wrong and what to do.
+
+    ``field`` is the config key it is about ("train.batch_size", "loss.temperature"), or None when it is about no
+    single key (a file, a run folder): a form outlines that key's editor without reading the message."""
+
+    def __init__(self, message: str = "", field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -157,11 +164,12 @@ class Registry:
         for key, value in params.items():
             if key not in declared:
                 choices = ", ".join(declared) or "(none)"
-                raise ConfigError(f"{where}.{key}: unknown parameter of {self.kind} '{name}'; choose from: {choices}")
+                raise ConfigError(f"{where}.{key}: unknown parameter of {self.kind} '{name}'; choose from: {choices}",
+                                  f"{where}.{key}")
             p = declared[key]
             out[key] = coerce(value, p.kind, f"{where}.{key}")
             if p.choices and out[key] not in p.choices:
-                raise ConfigError(f"{where}.{key}: choose from: {', '.join(map(str, p.choices))}; got {out[key]!r}")
+                raise ConfigError(f"{where}.{key}: choose from: {', '.join(map(str, p.choices))}; got {out[key]!r}", f"{where}.{key}")
         return out
 
     def build(self, name: str, params: dict | None = None, **context):
@@ -175,7 +183,7 @@ class Registry:
         except ConfigError:
             raise
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{self.kind} '{name}': {exc}") from None
+            raise ConfigError(f"{self.kind} '{name}': {exc}", _named_param(entry, exc)) from None
 
     def describe(self) -> str:
         """The listing the CLI prints: each entry's first doc line and its parameters."""
@@ -189,12 +197,21 @@ class Registry:
         return "\n".join(lines)
 
 
+def _named_param(entry: Entry, exc: Exception) -> str | None:
+    """The parameter a factory's error is about: its own ``field``, else the declared parameter its message begins
+    with ("temperature must be > 0" -> "temperature"); None when it names none."""
+    if getattr(exc, "field", None):
+        return exc.field
+    words = str(exc).replace(":", " ").split()
+    return words[0] if words and words[0] in {p.name for p in entry.params} else None
+
+
 def _to_bool(value: Any, where: str) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.lower() in ("true", "1", "yes")
-    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    raise ConfigError(f"{where}: expected true or false, got {value!r}", where)
 
 
 def _to_int(value: Any, where: str) -> int:
@@ -207,7 +224,7 @@ def _to_int(value: Any, where: str) -> int:
             return int(value)
         except ValueError:
             pass
-    raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    raise ConfigError(f"{where}: expected an integer, got {value!r}", where)
 
 
 def _to_float(value: Any, where: str) -> float:
@@ -218,7 +235,7 @@ def _to_float(value: Any, where: str) -> float:
             return float(value)
         except ValueError:
             pass
-    raise ConfigError(f"{where}: expected a number, got {value!r}")
+    raise ConfigError(f"{where}: expected a number, got {value!r}", where)
 
 
 def _to_tuple(value: Any, where: str) -> tuple:
@@ -228,14 +245,14 @@ def _to_tuple(value: Any, where: str) -> tuple:
         try:
             return tuple(float(v) if not isinstance(v, (int, float)) else v for v in value)
         except ValueError:
-            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}") from None
-    raise ConfigError(f"{where}: expected a list such as [0.2, 1.0], got {value!r}")
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}", where) from None
+    raise ConfigError(f"{where}: expected a list such as [0.2, 1.0], got {value!r}", where)
 
 
 def _to_str(value: Any, where: str) -> str:
     if isinstance(value, str):
         return value
-    raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: expected a string, got {value!r}", where)
 
 
 _COERCE = {bool: _to_bool, int: _to_int, float: _to_float, tuple: _to_tuple, str: _to_str}

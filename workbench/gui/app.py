@@ -71,7 +71,7 @@ def check_then_close(win) -> None:
         app.exit(1)
 
     def poll():  # neither loading nor loaded: the loader said why in the set-up
-        if win.setup.loading is None and win.setup.data_cache is None:
+        if win.setup.loading is None and win.session.data.splits is None:
             failed()
 
     win.setup.dataLoaded.connect(report)

@@ -1,6 +1,6 @@
 """Why are these two similar? The window's similarity maps (core/explain.py) and their detail dialog.
 
-``ExplainService`` computes maps in the background (``tasks.Task``) through the shown run's last checkpoint, the
+``ExplainService`` computes maps in the background (``worker.task``) through the shown run's last checkpoint, the
 backbone representation that kNN and retrieval read (not the projection head the loss sees). The Pairs tab's
 "similarity maps" toggle draws each pair's maps over its images; a click on a pair, on a retrieval tile, or
 Ctrl+click on a second point of the embedding opens ``ExplainDialog``: both images with the strongest location
@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGridLayout, QHBoxLayo
 
 from workbench.core.explain import pair_strip
 from workbench.core.runfolder import checkpoint_path
-from workbench.gui.tasks import Task
+from workbench.gui.worker import EventWorker, task
 from workbench.gui.widgets import TileGrid
 
 MAP_SIDE = 64  # pixels a side of each image in a pair tile (explain.pair_strip's default)
@@ -60,7 +60,7 @@ class ExplainService(QObject):
                 self._model, self._key = RunModel.load(run), key
             return self._model
 
-    def explain(self, a: np.ndarray, b: np.ndarray, done, failed=None, strips: bool = True) -> Task:
+    def explain(self, a: np.ndarray, b: np.ndarray, done, failed=None, strips: bool = True) -> EventWorker:
         def work():
             import torch
 
@@ -69,9 +69,9 @@ class ExplainService(QObject):
             maps = explain_run(self.model(), torch.from_numpy(np.asarray(a)), torch.from_numpy(np.asarray(b)))
             return maps, [pair_strip(a[k], b[k], maps, k) for k in range(len(maps))] if strips else []
 
-        return Task(work, done, failed).start()
+        return task(work, done, failed)
 
-    def figure(self, a: np.ndarray, b: np.ndarray, lines: int, done, failed=None) -> Task:
+    def figure(self, a: np.ndarray, b: np.ndarray, lines: int, done, failed=None) -> EventWorker:
         """The detail figure of one pair: done((maps, rgb (H, W, 3)))."""
         def work():
             import torch
@@ -81,9 +81,9 @@ class ExplainService(QObject):
             maps = explain_run(self.model(), torch.from_numpy(np.asarray(a)[None]), torch.from_numpy(np.asarray(b)[None]))
             return maps, maps.figure(0, size=190, lines=lines)
 
-        return Task(work, done, failed).start()
+        return task(work, done, failed)
 
-    def deletion(self, a: np.ndarray, b: np.ndarray, done, failed=None) -> Task:
+    def deletion(self, a: np.ndarray, b: np.ndarray, done, failed=None) -> EventWorker:
         def work():
             import torch
 
@@ -92,7 +92,7 @@ class ExplainService(QObject):
             return deletion_run(self.model(), torch.from_numpy(np.asarray(a)[None]), torch.from_numpy(np.asarray(b)[None]),
                                 orders=16)  # one pair: its random baseline averaged over 16 orders
 
-        return Task(work, done, failed).start()
+        return task(work, done, failed)
 
 
 class ExplainDialog(QDialog):
@@ -284,7 +284,7 @@ def install(window) -> ExplainService:
     the embedding all open one ``ExplainDialog`` (``window.explain_dialog``)."""
     service = ExplainService(lambda: window.run_dir, window)
     dialog = window.explain_dialog = ExplainDialog(service, window)
-    dialog.failed.connect(lambda msg: window.set_status(f"similarity maps: {msg}", "#c0392b"))
+    dialog.failed.connect(lambda msg: window.set_status(f"similarity maps: {msg}", "error"))
 
     def open_points(row_a: int, row_b: int):
         if window.held_out is not None:

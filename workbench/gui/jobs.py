@@ -2,7 +2,29 @@
 child process imports this module only)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import traceback
+
 import numpy as np
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def child_main(conn, fn, args):
+    """A child process's work (``worker.in_child``): ``fn(*args)`` at low priority, its result or its error sent
+    back through ``conn``. It lives here, beside plain numpy, so that the child starts without importing torch."""
+    with contextlib.suppress(OSError):
+        os.nice(10)  # yield the CPU to training and to the window
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as exc:  # noqa: BLE001 - sent back to the window
+        conn.send(("error", (first_line(exc), traceback.format_exc())))
+    finally:
+        conn.close()
 
 
 def project(method: str, x: np.ndarray, prev: np.ndarray | None, seed: int = 0) -> np.ndarray:

@@ -1,10 +1,16 @@
-"""The workbench window: composition of panels and the wiring of the training worker's signals."""
+"""The workbench window: the session's state shown, the tabs composed from ``PANELS``, and the one worker's
+events handed to every tab.
+
+What the window knows lives in ``self.session`` (``gui/session.py``, no Qt); ``self.signals`` re-emits its
+changes, which the status bar, the progress bar and the messages button follow. A tab is a ``Panel``
+(``gui/panel.py``): one file, plus one entry in ``PANELS``; the window tells every tab the same three things
+(``reset``, ``on_event``, ``run_opened``) and never reaches into one by name.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
 import shlex
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -14,15 +20,16 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QInputDia
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
 
+from workbench.core import events as E
 from workbench.core.config import Config
 from workbench.core.history import read_history
-from workbench.core.runfolder import read_view
+from workbench.core.runfolder import config_path, read_view
 from workbench.core.registry import ConfigError
-from workbench.core.runfolder import config_path
 from workbench.gui import explain_view, wheel
-from workbench.gui.actions import RunActions
+from workbench.gui.bridge import SessionSignals
 from workbench.gui.first_run import DONE_KEY, FirstRunGuide
 from workbench.gui.menus import Menus
+from workbench.gui.panel import EvaluationEnded, HeldOut, Overlay, Retrieve, RunEnded, RunsRoot
 from workbench.gui.panels.data import DataPanel
 from workbench.gui.panels.embedding import EmbeddingPanel
 from workbench.gui.panels.inspector import InspectorPanel
@@ -31,12 +38,17 @@ from workbench.gui.panels.runs import RunsPanel
 from workbench.gui.panels.setup import SetupPanel
 from workbench.gui.panels.sweep import SweepPanel
 from workbench.gui.paths import app_icon, default_runs_root
-from workbench.gui.tasks import Task
-from workbench.gui.widgets import ElidedLabel, MessagesDialog, TextBar, clock
-from workbench.gui.worker import TrainWorker, start_worker, warm_up
+from workbench.gui.session import Session
+from workbench.gui.widgets import ElidedLabel, MessagesDialog, TextBar
+from workbench.gui.worker import EventWorker, start_worker, task, training_worker, warm_up
+
+# The tabs, in order: a tab is one file (a ``Panel``) plus its entry here. Each is ``window.<name>``, its class's
+# name without "Panel" in lower case (``window.plots``).
+PANELS = [PlotsPanel, EmbeddingPanel, InspectorPanel, RunsPanel, SweepPanel, DataPanel]
 
 CLOSE_WAIT_MS = 15000
 INVALID_WIDTH = 460  # px of the toolbar's validation message (whole in its tooltip)
+COLOURS = {"warning": "#b35900", "error": "#c0392b"}  # the status line's colour by the kind of message
 
 
 def _action(tb: QToolBar, text: str, slot, keys: str) -> QAction:
@@ -54,18 +66,17 @@ def settings() -> QSettings:
     return QSettings("ContrastiveWorkbench", "workbench")
 
 
+def panel_name(cls) -> str:
+    """The window's attribute for a tab: ``PlotsPanel`` -> ``plots``."""
+    return cls.__name__.removesuffix("Panel").lower()
+
+
 BAR_WIDTH = 120  # px of the progress bar itself; its text is beside it
 PROGRESS_TEXT_MIN = 330  # px the progress text keeps at the least (1024 px wide: the status text gets the rest)
 WIDEST_PROGRESS = "epoch 999  step 99999  99,999 img/s  trained 59:59 of 60:00  ETA 59:59"
-BOXED_TIP = ("A run given in minutes counts training time: evaluations come on top (at most eval.max_share of it), "
-             "so on the clock it takes longer. The bar fills with the training time; the ETA includes the evaluations.")
 
 
-def _message_line(t: str, kind: str, msg: str) -> str:
-    return f"{t}  {kind}: {msg}"
-
-
-class MainWindow(RunActions, QMainWindow):
+class MainWindow(QMainWindow):
     # re-emitted on the GUI thread once the window has shown the event
     epochEvaluated = Signal(object)
     stepsShown = Signal(int)  # latest step drawn into the curves
@@ -76,6 +87,7 @@ class MainWindow(RunActions, QMainWindow):
     runOpened = Signal(str)
     exported = Signal(list)
     errorShown = Signal(str, str)
+    setupChecked = Signal(bool, str)  # the set-up re-checked: (valid, why not)
 
     def __init__(self, cfg: Config | None = None, runs_root: str | None = None):
         super().__init__()
@@ -89,48 +101,32 @@ class MainWindow(RunActions, QMainWindow):
         first_run = not self.settings.allKeys()  # the very first launch: the bundled data and the guide
         if cfg is None:
             cfg = self._last_config()
+        self.session = Session()
+        self.signals = SessionSignals(self.session, self)
         self.runs_root = str(self.settings.value("runs_root", runs_root or default_runs_root()))  # documents, not the cwd
-        self.setup = SetupPanel(cfg)
+        self.setup = SetupPanel(cfg, self.session.data)
         dock = QDockWidget("Set-up", self)
         dock.setObjectName("setup_dock")
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
         dock.setWidget(self.setup)
         self.addDockWidget(Qt.LeftDockWidgetArea, dock)
         self.tabs = QTabWidget()
-        self.plots = PlotsPanel()
-        self.embedding = EmbeddingPanel()
-        self.inspector = InspectorPanel()
-        self.runs = RunsPanel(self.runs_root)
-        self.sweep = SweepPanel(self.setup.build_config, lambda: self.runs_root, busy=lambda: self.running,
-                                loaded_for=self.setup.loaded_for)
-        self.data = DataPanel()
-        for w, name in ((self.plots, "Curves"), (self.embedding, "Embedding"), (self.inspector, "Pairs"), (self.runs, "Runs"),
-                        (self.sweep, "Sweep"), (self.data, "Data")):
-            self.tabs.addTab(w, name)
+        self.panels = [self._add_panel(cls) for cls in PANELS]
         self.setCentralWidget(self.tabs)
         self._toolbar()
         self.setWindowIcon(app_icon())
         self.menus = Menus(self)  # File (configs, examples, run folders, recent lists, Quit) and Help
         self.guide: FirstRunGuide | None = None
         self.worker = self.thread = None
-        self._running = False  # set by start(), cleared when the worker thread's finished signal arrives
         self._closing = False
+        self._sweeping = False  # a sweep runs (in the Sweep tab): Start waits for it
         self._pending_start = None  # Start pressed while the dataset was still loading
-        self._verdict = None  # the set-up's last (valid, message), so a re-check that finds the same says nothing
-        self.run_dir = None
-        self.total_steps, self.step, self.boxed, self.budget_s = 1, 0, False, 0.0
-        self.evaluating = False  # an evaluation under way: the bar counts its work until the next step or result
-        self._bar_at = (0, "")  # the bar's value and text at the last step, to return to after an evaluation
-        self.messages: list[str] = []  # this run's notes, warnings and errors
-        self.message_log: list[tuple[str, str, str]] = []  # the session's (time, kind, text), for the messages list
         self.messages_box: MessagesDialog | None = None  # the messages window, once opened
-        self.held_out = None
-        self.classes: list = []
-        self.t_start = self.t_first_step = None
-        self.last_eval = None  # the latest EvalEvent shown (its epoch and step label the kNN quoted at the end)
         self._wire()
+        for panel in self.panels:
+            panel.attach(self)
         self.explainer = explain_view.install(self)  # similarity maps: Pairs toggle, clicks on pairs and retrieval tiles
-        Task(warm_up, lambda _: None).start()
+        task(warm_up, lambda _: None)
         self._set_running(False)
         self._validity(self.setup.valid, self.setup.error.text())
         geo = self.settings.value("geometry")
@@ -144,6 +140,34 @@ class MainWindow(RunActions, QMainWindow):
                 self.setWindowState(Qt.WindowMaximized)  # a laptop screen: use all of it, title bar and status bar included
         if first_run and not self.settings.value(DONE_KEY, False, type=bool):
             self.show_guide()
+
+    # ----- tabs -----
+    def _add_panel(self, cls):
+        """Make the tab, add it (with its shortcut) and name it on the window."""
+        panel = cls.create(self)
+        name = panel_name(cls)
+        assert not hasattr(self, name), f"a tab called {name!r} would hide the window's own attribute"
+        setattr(self, name, panel)
+        self.tabs.addTab(panel, cls.title or name.title())
+        if cls.shortcut:
+            show = QAction(self)
+            show.setShortcut(QKeySequence(cls.shortcut))
+            show.triggered.connect(lambda _=False, p=panel: self.show_panel(p))
+            self.addAction(show)
+            self.tabs.setTabToolTip(self.tabs.count() - 1, cls.shortcut)
+        return panel
+
+    def show_panel(self, panel) -> None:
+        self.tabs.setCurrentWidget(panel)
+
+    def broadcast(self, ev) -> None:
+        """Hand ``ev`` to every tab (on the GUI thread)."""
+        for panel in self.panels:
+            panel.on_event(ev)
+
+    def _reset_panels(self, training: bool) -> None:
+        for panel in self.panels:
+            panel.reset(training)
 
     # ----- first run, runs folder -----
     def tab_names(self) -> list[str]:
@@ -162,8 +186,7 @@ class MainWindow(RunActions, QMainWindow):
         """Where the window's new runs and sweeps go from now on (kept in the settings; the Runs tab lists it)."""
         self.runs_root = str(folder)
         self.settings.setValue("runs_root", self.runs_root)
-        self.runs.root = Path(folder)
-        self.runs.refresh()
+        self.broadcast(RunsRoot(self.runs_root))
         if self.guide is not None:
             self.guide.set_runs_root(self.tab_names(), self.runs_root)
         self.set_status(f"new runs go to {folder}")
@@ -197,7 +220,7 @@ class MainWindow(RunActions, QMainWindow):
         self.progress.label.setMaximumWidth(widest + 12)
         self.progress.label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         self.progress.setFormat("")
-        self.status = ElidedLabel("ready")
+        self.status = ElidedLabel(self.session.messages.status.text)
         self.status.setObjectName("status")
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long text ends in "…" in the bar, whole in the tooltip
         self.log_btn = QToolButton()
@@ -212,54 +235,66 @@ class MainWindow(RunActions, QMainWindow):
 
     def _wire(self):
         self.setup.validityChanged.connect(self._validity)
-        self.setup.validityChanged.connect(lambda *_: self.sweep.validate(quiet=True))  # its trials' length
+        self.setup.validityChanged.connect(self.setupChecked)
         self.setup.dataLoaded.connect(self._data_loaded)
-        self.inspector.captureRequested.connect(self.capture_batch)
-        self.embedding.pointSelected.connect(self._retrieve)
-        self.runs.openRun.connect(self.open_run)
-        self.runs.overlayRuns.connect(self.overlay_runs)
-        self.runs.resumeRun.connect(lambda r: self.start(resume=r))
-        self.runs.cloneRun.connect(self.clone_run)
-        self.runs.exportRun.connect(self.export_dialog)
-        self.sweep.openRun.connect(self.open_run)
-        self.sweep.runningChanged.connect(self._sweep_running)
-        self.trainingDone.connect(self.data.run_finished)  # checked on its final evaluation
-        self.runOpened.connect(self.data.set_run)  # checked on request
-        self.data.checked.connect(lambda got: [self.log("data", line) for line in got.report.findings])
+        self.signals.status.connect(self._show_status)
+        self.signals.log.connect(self._show_log)
+        self.signals.progress.connect(self._show_progress)
 
-    def _sweep_running(self, running: bool):
-        """The status bar follows a sweep too: its trials and curves are in the Sweep tab."""
-        self.progress.setRange(0, 0 if running else 1)  # busy while it runs
-        self.progress.setValue(0)
-        self.progress.setFormat("sweep running" if running else "sweep ended")
-        self.set_status("a sweep is running: its trials and curves are in the Sweep tab" if running else "ready")
-        self.start_btn.setEnabled(not running and self.setup.valid)
-        self.setup.set_locked(running)  # the trials were planned from it: it reads, greyed, what they train
+    # ----- the session shown -----
+    def set_status(self, text: str, kind: str = "info"):
+        self.session.messages.say(text, kind)
 
-    def set_status(self, text: str, colour: str = ""):
-        self.status.setText(text)
-        self.status.setToolTip(text)
-        self.status.setStyleSheet(f"color: {colour}" if colour else "")
+    def _show_status(self, messages):
+        m = messages.status
+        self.status.setText(m.text)
+        self.status.setToolTip(m.text)
+        self.status.setStyleSheet(f"color: {COLOURS[m.kind]}" if m.kind in COLOURS else "")
 
     def log(self, kind: str, msg: str):
         """Keep a note, warning or error for the messages list (the status bar shows only the latest, cut to fit)."""
-        self.messages.append(msg)
-        self.message_log = (self.message_log + [(time.strftime("%H:%M:%S"), kind, msg)])[-1000:]
-        problems = sum(k != "note" for _, k, _ in self.message_log)
-        self.log_btn.setText(f"messages ({len(self.message_log)})" + (f" ⚠ {problems}" if problems else ""))
+        self.session.messages.add(kind, msg)
+
+    def _show_log(self, messages):
+        n, problems = len(messages.log), messages.problems
+        self.log_btn.setText(f"messages ({n})" + (f" ⚠ {problems}" if problems else ""))
         if self.messages_box is not None:
-            self.messages_box.add(_message_line(*self.message_log[-1]), len(self.message_log))
+            self.messages_box.add(messages.log[-1].line, n)
+
+    @property
+    def messages(self) -> list[str]:
+        """This run's notes, warnings and errors."""
+        return self.session.messages.run
+
+    @property
+    def message_log(self) -> list[tuple[str, str, str]]:
+        """The session's (time, kind, text), for the messages list."""
+        return [(m.at, m.kind, m.text) for m in self.session.messages.log]
 
     def messages_text(self) -> str:
-        return "\n".join(_message_line(*m) for m in self.message_log) or "no messages yet"
+        return self.session.messages.text()
 
     def show_messages(self):
         """The messages window (not modal: it stays open while training goes on, and grows)."""
         if self.messages_box is None:
             self.messages_box = MessagesDialog(self)
-        self.messages_box.set_lines([_message_line(*m) for m in self.message_log])
+        self.messages_box.set_lines([m.line for m in self.session.messages.log])
         self.messages_box.show()
         self.messages_box.raise_()
+
+    def _show_progress(self, p):
+        self.progress.setRange(0, p.maximum)
+        self.progress.setValue(p.value)
+        self.progress.setFormat(p.text)
+        self.progress.setToolTip(p.tip)
+
+    def sweep_running(self, running: bool):
+        """The status bar follows a sweep too: its trials and curves are in the Sweep tab."""
+        self._sweeping = running
+        self.session.progress.set(0, 0 if running else 1, "sweep running" if running else "sweep ended")
+        self.set_status("a sweep is running: its trials and curves are in the Sweep tab" if running else "ready")
+        self.start_btn.setEnabled(not running and self.setup.valid)
+        self.setup.set_locked(running)  # the trials were planned from it: it reads, greyed, what they train
 
     # ----- state -----
     def _last_config(self) -> Config:
@@ -276,7 +311,17 @@ class MainWindow(RunActions, QMainWindow):
     @property
     def running(self) -> bool:
         """True from Start until the worker thread has finished and the buttons say so."""
-        return self._running
+        return self.session.run.busy
+
+    @property
+    def run_dir(self) -> str | None:
+        """The folder of the run shown (training or opened)."""
+        return self.session.run.folder
+
+    @property
+    def held_out(self):
+        """The held-out images (N, C, H, W) uint8 the embedding shows."""
+        return self.session.run.held_out
 
     def _set_running(self, running: bool, paused: bool = False):
         self.start_btn.setEnabled(not running and self.setup.valid)
@@ -287,23 +332,21 @@ class MainWindow(RunActions, QMainWindow):
 
     def _validity(self, ok: bool, message: str):
         """The set-up re-checked (an edit, the data loaded): Start and the line beside it follow at once; the status
-        text only when the verdict is news. A re-check that finds what the last one found (e.g. when the background
-        data load ends) leaves the status as it was: an error or a note stays until a newer message replaces it."""
+        line only when the verdict is news (``Messages.verdict``): an error or a note stays until a newer message."""
         text = f"set-up: {message}" if not ok else ""
         self.invalid.setToolTip(text)
         self.invalid.setText(self.invalid.fontMetrics().elidedText(text, Qt.ElideRight, INVALID_WIDTH))
         self.invalid_action.setVisible(not ok)
-        verdict, self._verdict = self._verdict, (ok, message)
-        if not self.running and self._pending_start is None and not self.sweep.running:
+        quiet = self.running or self._pending_start is not None or self._sweeping
+        if not quiet:
             self.start_btn.setEnabled(ok)
-            if verdict != (ok, message):
-                self.set_status("ready" if ok else f"set-up invalid: {message}")
+        self.session.messages.verdict(ok, message, quiet=quiet)
 
     # ----- training -----
     def start(self, resume: str | None = None):
         if self.running:
             return
-        if getattr(self, "sweep", None) is not None and self.sweep.running:
+        if self._sweeping:
             self.show_error("a sweep is running: stop it in the Sweep tab before starting a single run")
             return
         try:
@@ -313,7 +356,7 @@ class MainWindow(RunActions, QMainWindow):
             return
         if resume:
             self.setup.set_config(cfg)  # the greyed panel shows what the resumed run trains (loads its data if they differ)
-        data = self.setup.loaded_for(cfg)
+        data = self.session.data.for_config(cfg)
         if data is None and self.setup.loading is not None:
             self._pending_start = (cfg, resume)  # starts as soon as the panel has loaded the data
             self.set_status("waiting for the dataset to finish loading…")
@@ -327,33 +370,19 @@ class MainWindow(RunActions, QMainWindow):
         pending, self._pending_start = self._pending_start, None
         if pending is not None and not self.running:
             cfg, resume = pending
-            self._launch(cfg, resume, self.setup.loaded_for(cfg))
+            self._launch(cfg, resume, self.session.data.for_config(cfg))
 
     def _launch(self, cfg, resume, data):
-        self.t_start, self.t_first_step = time.perf_counter(), None
-        self.plots.reset()
-        self.embedding.reset()
-        self.embedding.show_activity(training=True)
-        self.inspector.reset(training=True)
-        self.messages = []
-        self.last_eval = None
-        self.evaluating = False
-        self.progress.setRange(0, 0)  # busy until the run reports its length
-        self.progress.setFormat("starting…")
-        self.worker = TrainWorker(cfg, self.runs_root, resume, data)
-        w = self.worker
-        w.started.connect(self._on_started)
-        w.stepsReady.connect(self._on_steps)
-        w.evalProgress.connect(self._on_eval_progress)
-        w.evaluated.connect(self._on_eval)
-        w.embedding.connect(self.embedding.show_embedding)
-        w.batch.connect(self._on_batch)
-        w.paused.connect(self._on_paused)
-        w.warning.connect(self._on_warning)
-        w.error.connect(self.show_error)
-        w.done.connect(self._on_done)
+        self._reset_panels(training=True)
+        self.session.messages.new_run()
+        self.session.run.starting()
+        self.session.progress.busy("starting…")  # until the run reports its length
+        self.worker = w = training_worker(cfg, self.runs_root, resume, data)
+        w.event.connect(self._on_event)
+        w.batchReady.connect(self._on_steps)
+        w.latestReady.connect(self._on_eval_progress)
+        w.failed.connect(lambda exc, _tb: self._on_event(E.ErrorEvent.from_exception(exc, self.run_dir or "")))
         w.finished.connect(self._on_finished)  # before the thread starts: a run that fails at once still ends here
-        self._running = True
         self.thread = start_worker(w)
         self._set_running(True)
         self.set_status("resuming…" if resume else "starting…")
@@ -377,32 +406,33 @@ class MainWindow(RunActions, QMainWindow):
             self.pause_btn.setEnabled(False)
             self.resume_btn.setEnabled(False)
             self.stop_btn.setEnabled(False)
-            if self.evaluating:  # the evaluation ends at its next batch: say so, the bar stops counting it
-                self.progress.setFormat("stopping: ending the evaluation…")
+            self.session.run.set_state("stopping")
+            if self.session.progress.evaluating:  # the evaluation ends at its next batch: say so, the bar stops counting it
+                self.session.progress.stopping()
                 self.set_status("stopping: the evaluation ends at its next batch, then a checkpoint is saved…")
             else:
                 self.set_status("stopping at the end of this step… (saving a checkpoint)")
 
+    # ----- the training worker's events (queued onto the GUI thread) -----
+    def _on_event(self, ev):
+        handler = {E.RunStarted: self._on_started, E.EvalEvent: self._on_eval, E.PausedEvent: self._on_paused,
+                   E.WarningEvent: lambda w: self._on_warning(w.message, w.note), E.DoneEvent: self._on_done,
+                   E.ErrorEvent: lambda e: self.show_error(e.message, e.traceback), E.BatchEvent: self._on_batch,
+                   E.EmbeddingEvent: self._on_embedding}.get(type(ev), self.broadcast)
+        handler(ev)
+
     def _on_started(self, ev):
-        self.run_dir = ev.run_dir
-        self.total_steps, self.step = max(1, ev.total_steps), ev.start_step
-        self.budget_s = float(ev.config["train"].get("time_budget_s") or 0)
-        self.boxed = bool(self.budget_s)  # a time budget ends it: the bar follows its clock
-        self.progress.setToolTip(BOXED_TIP if self.boxed else "")
-        self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
-        self.progress.setValue(0 if self.boxed else ev.start_step)
-        self.progress.setFormat(f"step {self._steps_text()}")
-        self._bar_at = (self.progress.value(), self.progress.format())
+        budget_s = float(ev.config["train"].get("time_budget_s") or 0)  # a time budget ends it: the bar follows its clock
+        self.session.run.started(ev.run_dir, ev.config, ev.held_out_images, ev.classes)
+        self.session.progress.run_started(ev.total_steps, ev.start_step, budget_s)
         self.set_status(f"training on {ev.device}: {ev.n_train:,} images, run folder {ev.run_dir}")
-        self.classes = ev.classes
-        self.held_out = ev.held_out_images
-        self.embedding.set_dataset(self.held_out, ev.classes)
+        resumed = ev.start_step > 0
+        self.broadcast(HeldOut(ev.held_out_images, ev.classes, reference=read_view(ev.run_dir) if resumed else None))
         if ev.held_out_source:
             self.name_held_out(ev.held_out_source, ev.held_out_indices)
-        if ev.start_step > 0:  # resumed: show what the run did before
-            self._show_history(ev.run_dir)
-            self.embedding.set_reference(read_view(ev.run_dir))
-        self.runs.set_running(ev.run_dir)
+        if resumed:  # show what the run did before
+            self._replay(ev.run_dir)
+        self.broadcast(ev)
 
     def name_held_out(self, source: str, indices):
         """List the held-out images' folder in the background, for the embedding's tooltips (a failure is said in
@@ -410,133 +440,105 @@ class MainWindow(RunActions, QMainWindow):
         from workbench.core.data import file_names
 
         images = self.held_out
-        Task(lambda: file_names(source, indices), lambda names: self.embedding.set_files(images, names),
-             lambda msg, tb: self.log("warning", f"could not list the held-out images' files in '{source}': {msg}")).start()
 
-    def _show_history(self, run_dir):
+        def listed(names):
+            if images is self.held_out:  # not another run's meanwhile
+                self.session.run.files = names
+                self.broadcast(HeldOut(images, self.session.run.classes, files=names))
+
+        task(lambda: file_names(source, indices), listed,
+             lambda msg, tb: self.log("warning", f"could not list the held-out images' files in '{source}': {msg}"))
+
+    def _replay(self, run_dir):
+        """A run's history (its metrics.csv as StepEvents and EvalEvents) through every tab, as if it came live."""
         for e in read_history(run_dir):
-            (self.plots.add_step if hasattr(e, "loss") else self.plots.add_eval)(e)
-            if not hasattr(e, "loss"):
-                self.last_eval = e
-        self.plots.redraw()
+            self.broadcast(e)
+            if isinstance(e, E.EvalEvent):
+                self.session.run.last_eval = e
 
     def _on_eval_progress(self):
         """An evaluation under way (minutes on a large bank): what it does and how far, in the status bar, the bar
-        and the Embedding tab, instead of a frozen step count."""
-        ev = self.worker.take_progress() if self.worker is not None else None
+        and the tabs, instead of a frozen step count."""
+        ev = self.worker.take_latest() if self.worker is not None else None
         if ev is None:
             return
-        self.evaluating = True
-        self.embedding.show_activity(ev.text)
-        self.progress.setRange(0, ev.total if ev.total > 0 else 0)  # busy while its size is unknown
-        self.progress.setValue(min(ev.done, ev.total) if ev.total > 0 else 0)
-        if self.worker.control.stopped:  # Stop pressed: the stop message stays
-            self.progress.setFormat("stopping: ending the evaluation…")
+        stopping = self.worker.control.stopped  # Stop pressed: the stop message stays
+        self.session.progress.evaluation(ev, stopping)
+        self.broadcast(ev)
+        if stopping:
             return
-        self.progress.setFormat(ev.text)
         after = "the run ends" if ev.final else "training goes on"
         self.set_status(f"{'final ' if ev.final else ''}evaluation under way at step {ev.step}: {after} when it ends; "
                         "Stop ends it")
         self.evaluationShown.emit(ev)
 
     def _end_evaluation(self):
-        """Back to the training bar (its range, value and text at the last step) once an evaluation has ended."""
-        if not self.evaluating:
-            return
-        self.evaluating = False
-        self.embedding.show_activity(training=self.running)
-        self.progress.setRange(0, 1000 if self.boxed else self.total_steps)
-        self.progress.setValue(self._bar_at[0])
-        self.progress.setFormat(self._bar_at[1])
+        """Back to the training bar once an evaluation has ended."""
+        if self.session.progress.end_evaluation():
+            self.broadcast(EvaluationEnded())
 
     def _on_steps(self):
-        if self.worker is None:
-            return
-        steps = self.worker.take_steps()
+        steps = self.worker.take_batch() if self.worker is not None else []
         if not steps:
             return
         self._end_evaluation()
         for ev in steps:
-            self.plots.add_step(ev)
-        ev = steps[-1]
-        if self.t_first_step is None:
-            self.t_first_step = time.perf_counter()
-            self.plots.redraw()  # the first point shows at once, not at the next timer tick
-        self.step = ev.step
-        self.progress.setValue(round(1000 * ev.progress) if self.boxed else ev.step)
-        if self.worker.control.paused or self.worker.control.stopped:
-            self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}")  # the curves' last step; no rate
-            self._bar_at = (self.progress.value(), self.progress.format())
-            return
-        trained = f"trained {clock(ev.progress * self.budget_s)} of {clock(self.budget_s)}  " if self.boxed else ""
-        self.progress.setFormat(f"epoch {ev.epoch}  step {self._steps_text()}  {ev.images_per_s:,.0f} img/s  "
-                                f"{trained}ETA {clock(ev.eta_s)}")
-        self._bar_at = (self.progress.value(), self.progress.format())
-        self.stepsShown.emit(ev.step)
+            self.broadcast(ev)
+        quiet = self.worker.control.paused or self.worker.control.stopped  # the curves' last step; no rate
+        self.session.progress.stepped(steps[-1], quiet)
+        if not quiet:
+            self.stepsShown.emit(steps[-1].step)
 
     def _on_eval(self, ev):
         self._end_evaluation()
-        self.plots.add_eval(ev)
-        self.last_eval = ev
+        self.session.run.last_eval = ev
         m = ev.metrics
         self.set_status(f"epoch {ev.epoch}: kNN {m['knn_acc']:.4f}, alignment {m['alignment']:.3f}, "
                         f"uniformity {m['uniformity']:.3f}, eff. rank {m['eff_rank']:.1f}")
+        self.broadcast(ev)
         if self.worker:
             self.worker.control.request_batch()  # keep the similarity history growing
-        if self.runs.isVisible():
-            self.runs.refresh()  # the running run's kNN (read in the background)
         self.epochEvaluated.emit(ev)
 
-    # slots are methods of this window so Qt queues them onto the GUI thread
-    def _on_paused(self, paused: bool):
+    def _on_embedding(self, ev):
+        self.session.run.embedding = ev
+        self.broadcast(ev)
+
+    def _on_paused(self, ev):
         if self.worker is not None and self.worker.control.stopped:
             return
-        self._set_running(True, paused)
-        self.set_status("paused: Resume continues, Stop saves a checkpoint" if paused else "training")
-        self.pauseChanged.emit(paused)
+        self.session.run.set_state("paused" if ev.paused else "training")
+        self._set_running(True, ev.paused)
+        self.set_status("paused: Resume continues, Stop saves a checkpoint" if ev.paused else "training")
+        self.pauseChanged.emit(ev.paused)
 
     def _on_batch(self, ev):
-        self.inspector.show_batch(ev)
+        self.broadcast(ev)
         self.batchShown.emit(ev)
 
     def _on_finished(self):
-        self._running = False
+        self.session.run.set_state("ended")
         self._end_evaluation()
-        self.embedding.show_activity()  # no longer "training: ..." where no embedding came
         self._set_running(False)
         self._on_steps()
-        self.plots.fit()  # the live view's headroom for steps that never came goes
         self.worker = None
-        self.runs.set_running(None)
-        self.sweep.validate()  # a "stop the training first" it showed no longer holds
-
-    def _steps_text(self) -> str:
-        """"120/160", or "120" in a run a time budget ends (its step count is no measure of the end)."""
-        return f"{self.step}" if self.boxed else f"{self.step}/{self.total_steps}"
+        self.broadcast(RunEnded())
 
     def _on_warning(self, msg: str, note: bool = False):
         """A note (a decision stated) or a warning (a problem, in orange): in the status text beside the progress
         bar, which stays in view, and whole in the messages list."""
         self.log("note" if note else "warning", msg)
-        self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "" if note else "#b35900")
+        self.set_status(f"note: {msg}" if note else f"⚠ warning: {msg}", "note" if note else "warning")
 
     def _on_done(self, ev):
         self._end_evaluation()
-        if ev.reason == "already finished":  # a resumed run with nothing left to do: the bar leaves its busy state
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1)
-            self.progress.setFormat(ev.reason)
+        self.session.progress.run_done(ev)
+        if ev.reason == "already finished":  # a resumed run with nothing left to do
             self.set_status(ev.message or ev.text)
-            self.trainingDone.emit(ev)
-            return
-        self.step = ev.step if ev.step >= 0 else self.step  # the checkpoint's step, not the last one logged
-        if not self.boxed:
-            self.progress.setValue(min(self.step, self.progress.maximum()))
-        if ev.reason in ("finished", "budget"):  # its end reached: the last logged step may be a little before it
-            self.progress.setValue(self.progress.maximum())
-        self.progress.setFormat(f"{'finished' if ev.reason == 'budget' else ev.reason}: step {self._steps_text()}")
-        self.set_status(f"{ev.words} at step {self.step}{self._knn_note(ev.metrics)}: "
-                        f"checkpoint and metrics in {ev.run_dir}")
+        else:
+            self.set_status(f"{ev.words} at step {self.session.progress.step}{self._knn_note(ev.metrics)}: "
+                            f"checkpoint and metrics in {ev.run_dir}")
+        self.broadcast(ev)
         self.trainingDone.emit(ev)
 
     def _knn_note(self, metrics: dict) -> str:
@@ -544,15 +546,15 @@ class MainWindow(RunActions, QMainWindow):
         knn = metrics.get("knn_acc")
         if knn is None:
             return ""
-        ev = self.last_eval
+        ev = self.session.run.last_eval
         where = f" (epoch {ev.epoch}, step {ev.step})" if ev is not None and ev.metrics.get("knn_acc") == knn else ""
         return f", last kNN {knn:.4f}{where}"
 
     def show_error(self, msg: str, details: str = ""):
         self.log("error", msg)
-        self.set_status(f"error: {msg}", "#c0392b")
+        self.set_status(f"error: {msg}", "error")
         if self.running:  # a run that ended in an error; a refused action leaves the bar as it was
-            self.progress.setFormat("error")
+            self.session.progress.set(text="error")
         self.errorShown.emit(msg, details)
         if not os.environ.get("WORKBENCH_NO_DIALOGS"):
             box = QMessageBox(QMessageBox.Warning, "Contrastive Workbench", msg, QMessageBox.Ok, self)
@@ -581,7 +583,125 @@ class MainWindow(RunActions, QMainWindow):
             self.set_status("ready")
             on_done(result)
 
-        return Task(fn, done, self.show_error).start()
+        return task(fn, done, self.show_error)
+
+    # ----- runs -----
+    def open_run(self, run: str):
+        """Show a run folder: its curves at once, its embedding once computed in the background (``runOpened``)."""
+        if self.running:
+            self.show_error("stop the training first: opening a run replaces the curves and the embedding")
+            return
+        try:
+            cfg = Config.load(config_path(run))
+        except ConfigError as exc:
+            self.show_error(str(exc))
+            return
+        self.session.run.opened(run, cfg)
+        self._reset_panels(training=False)
+        self._replay(run)
+        self.session.progress.set(0, 1, f"opened {Path(run).name}")
+        for panel in self.panels:
+            panel.run_opened(run)
+        self._show_run_embedding(run, cfg)
+
+    def _show_run_embedding(self, run, cfg):
+        import numpy as np
+
+        from workbench.core.inference import RunModel
+        from workbench.core.projection import pca_2d
+
+        view = read_view(run)
+
+        def work():
+            rm = RunModel.load(run)
+            _, test = rm.splits()
+            if view is not None and int(view[1].max(initial=-1)) < len(test):
+                rows = view[1]  # the points the live view showed, so the picture matches it
+            else:
+                rows = np.arange(min(cfg.eval.embed_points or 2000, len(test)))
+            emb = rm.embed(test.images[rows])  # the backbone's output, as the live view and the kNN read it
+            ev = E.EmbeddingEvent(-1, -1, pca_2d(emb), emb, test.labels[rows].numpy(), np.asarray(rows))
+            return test, ev, test.file_names()
+
+        def show(result):
+            test, ev, files = result
+            images = test.images.numpy()
+            self.session.run.show_held_out(images, test.classes, files)
+            self.broadcast(HeldOut(images, test.classes, files, view))
+            self._on_embedding(ev)
+            self.runOpened.emit(run)
+
+        self.background(work, show, "embedding the held-out set")
+
+    def overlay_runs(self, runs: list):
+        """Other runs' curves over the shown run's."""
+        self.broadcast(Overlay(list(runs), self.run_dir))
+
+    def clone_run(self, run: str):
+        try:
+            self.setup.set_config(Config.load(config_path(run)))
+        except ConfigError as exc:
+            self.show_error(str(exc))
+
+    def export_dialog(self, run: str):
+        from workbench.gui.export_dialog import ExportDialog
+
+        dlg = ExportDialog(run, self)
+        if dlg.exec() == ExportDialog.Accepted:
+            self.export_run(run, *dlg.choice())
+
+    def export_run(self, run: str, fmt: str, folder: str, include_head: bool = False, readout: bool = False):
+        from workbench.core.export import export_run
+        from workbench.core.runfolder import make_folder
+
+        def work():
+            if Path(folder).suffix:  # the dialog names a folder, even one called "v1.2" (made first: left if it fails)
+                make_folder(folder, "export folder")
+            return export_run(run, fmt, folder, include_head=include_head, what="export folder", readout=readout)
+
+        def done(paths):
+            names = ", ".join(Path(p).name for p in paths)
+            self.set_status(f"exported {len(paths)} file(s) to {folder}: {names}")
+            self.exported.emit([str(p) for p in paths])
+
+        self.background(work, done, f"exporting {fmt}")
+
+    # ----- retrieval -----
+    def retrieve(self, row: int):
+        """The nearest held-out images of held-out row ``row`` (a click in the embedding), in the Pairs tab."""
+        run = self.session.run
+        if run.embedding is not None and run.held_out is not None:
+            self.broadcast(Retrieve(row, run.embedding, run.held_out, run.classes, run.files))
+
+    def retrieve_file(self, path: str):
+        """The nearest held-out images of an image file (dropped on the window)."""
+        from workbench.core.inference import RunModel, load_image_file
+
+        ev, run = self.session.run.embedding, self.run_dir
+        if ev is None or not run:
+            self.show_error("train or open a run first: retrieval needs an embedding")
+            return
+
+        def work():
+            rm = RunModel.load(run)
+            img = load_image_file(path, rm.channels, rm.image_size)
+            return img[0].numpy(), rm.embed(img)[0]
+
+        def show(result):
+            image, vec = result
+            r = self.session.run
+            self.broadcast(Retrieve(-1, ev, r.held_out, r.classes, r.files, vector=vec, image=image, query_file=path))
+
+        self.background(work, show, "embedding the image")
+
+    def dragEnterEvent(self, e):  # noqa: N802 - Qt's name
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e):  # noqa: N802 - Qt's name
+        urls = e.mimeData().urls()
+        if urls:
+            self.retrieve_file(urls[0].toLocalFile())
 
     # ----- configs -----
     def load_config(self):
@@ -642,7 +762,7 @@ class MainWindow(RunActions, QMainWindow):
             self._closing = True
             self.stop(quick=True)
         self.setup.cancel_loading(quiet=True)
-        Task.cancel_all()
+        EventWorker.cancel_all()
         self.embedding.tip.hide()
         with contextlib.suppress(ConfigError):
             self.settings.setValue("last_config", self.setup.build_config().to_toml())

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDia
                                QSpinBox, QVBoxLayout, QWidget)
 
 from workbench.core.timefmt import clock  # noqa: F401 - re-exported: the one way durations read
-from workbench.gui.tasks import Task  # noqa: F401 - re-exported for panels that import it from here
 
 
 def to_pixmap(img: np.ndarray, size: int = 64) -> QPixmap:

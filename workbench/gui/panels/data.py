@@ -19,7 +19,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxL
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from workbench.core import checks
-from workbench.gui.tasks import Task
+from workbench.core import events as E
+from workbench.gui.panel import Panel
+from workbench.gui.worker import EventWorker, task
 from workbench.gui.widgets import to_pixmap
 
 SHOWN = 300  # rows a list shows (the CSV export has all of them)
@@ -145,7 +147,10 @@ def _cell(v) -> str:
     return str(v)
 
 
-class DataPanel(QWidget):
+class DataPanel(Panel, QWidget):
+    """Checks of a run's data (duplicates, leaks, outliers, label issues) from one kNN graph."""
+    title, shortcut = "Data", "Alt+6"
+
     checked = Signal(object)  # Loaded, once shown
     rethresholded = Signal(float)  # the near-duplicate distance a drag set, once the lists show it
 
@@ -153,7 +158,7 @@ class DataPanel(QWidget):
         super().__init__()
         self.run_dir: str | None = None
         self.loaded: Loaded | None = None
-        self.task: Task | None = None
+        self.task: EventWorker | None = None
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
         self.run_label = QLabel("no run yet: train one, or open one from the Runs tab")
@@ -242,6 +247,16 @@ class DataPanel(QWidget):
         shown = self.loaded is not None and self.loaded.run_dir == self.run_dir
         self.run_label.setText(f"run {Path(run_dir).name}" + ("" if shown else ": press Check the data"))
 
+    def attach(self, window):
+        self.checked.connect(lambda got: [window.log("data", line) for line in got.report.findings])
+
+    def on_event(self, ev):
+        if isinstance(ev, E.DoneEvent):
+            self.run_finished(ev)  # checked on its final evaluation
+
+    def run_opened(self, run: str):
+        self.set_run(run)  # checked on request
+
     def run_finished(self, ev):
         """A DoneEvent: a run that reached its final evaluation is checked at once."""
         self.set_run(ev.run_dir)
@@ -260,8 +275,8 @@ class DataPanel(QWidget):
         self.progress.setFormat("starting…")
         self.run_btn.setEnabled(False)
         split, k = self.split.currentText(), self.k.value()
-        self.task = Task(lambda report, cancel: _check(run, split, k, report, cancel), self._done, self._failed,
-                         progress=self._progress).start()
+        self.task = task(lambda report, cancel: _check(run, split, k, report, cancel), self._done, self._failed,
+                         progress=self._progress)
 
     def _progress(self, done: int, total: int, message: str):
         self.progress.setRange(0, max(total, 0))
@@ -370,7 +385,7 @@ class DataPanel(QWidget):
         radius = max(float(self.line.value()), 0.0)
         factor = radius / max(float(np.median(r.graph.nearest)), 1e-12)
         loaded = self.loaded
-        Task(lambda: r.with_factor(factor), lambda new: self._rethresholded(loaded, new)).start()
+        task(lambda: r.with_factor(factor), lambda new: self._rethresholded(loaded, new))
 
     def _rethresholded(self, loaded: Loaded, report: checks.Report):
         if loaded is not self.loaded:

@@ -18,9 +18,11 @@ from PySide6.QtGui import QColor, QCursor, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy, QSplitter,
                                QVBoxLayout, QWidget)
 
+from workbench.core import events as E
 from workbench.gui import jobs
+from workbench.gui.panel import EvaluationEnded, HeldOut, Panel, Retrieve, RunEnded
 from workbench.gui.panels.plots import COLORS
-from workbench.gui.tasks import ProcessTask, Task
+from workbench.gui.worker import EventWorker, in_child, task
 from workbench.gui.widgets import to_pixmap
 
 NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -71,7 +73,10 @@ class ImageTip(QWidget):
         self.show()
 
 
-class EmbeddingPanel(QWidget):
+class EmbeddingPanel(Panel, QWidget):
+    """The held-out set's embedding, live; a click retrieves a point's neighbours (``Retrieve``), Ctrl+click
+    explains a pair."""
+    title, shortcut = "Embedding", "Alt+2"
     pointSelected = Signal(int)  # row of the held-out split
     pairSelected = Signal(int, int)  # Ctrl+click: the point clicked before and this one (held-out rows): why similar?
     drawn = Signal()
@@ -122,10 +127,34 @@ class EmbeddingPanel(QWidget):
         self.reference = None  # (xy, indices) a saved layout to keep the orientation of
         self.correct = None
         self.pca_xy = None
-        self.job: Task | None = None
+        self.job: EventWorker | None = None
         self.selected: int | None = None  # the held-out row clicked last
         self.method.currentTextChanged.connect(lambda *_: self.latest is not None and self.show_embedding(self.latest))
         self.colour_by.currentTextChanged.connect(lambda *_: self._colour())
+
+    def attach(self, window):
+        self.pointSelected.connect(lambda row: self._retrieve(window, row))
+
+    def _retrieve(self, window, row: int):
+        if self.latest is not None and self.images is not None:
+            window.broadcast(Retrieve(row, self.latest, self.images, self.classes, self.files))
+
+    def on_event(self, ev):
+        if isinstance(ev, HeldOut):
+            if ev.files is not None and ev.images is self.images:  # the file names, listed in the background
+                self.set_files(ev.images, ev.files)
+                return
+            self.set_dataset(ev.images, ev.classes)
+            self.set_files(ev.images, ev.files)
+            self.set_reference(ev.reference)
+        elif isinstance(ev, E.EmbeddingEvent):
+            self.show_embedding(ev)
+        elif isinstance(ev, E.EvalProgressEvent):
+            self.show_activity(ev.text)
+        elif isinstance(ev, EvaluationEnded):
+            self.show_activity(training=True)
+        elif isinstance(ev, RunEnded):
+            self.show_activity()  # no longer "training: ..." where no embedding came
 
     def show_activity(self, text: str = "", training: bool = False):
         """What the run is doing while no new embedding is drawn: an evaluation under way (``text``, e.g. "evaluation
@@ -170,8 +199,7 @@ class EmbeddingPanel(QWidget):
             self._title(f"{NAMES[self.shown_method]} (computing {NAMES[m]}…)")
             prev = self.prev.get(m)
             prev = prev if prev is not None and len(prev) == len(ev.embeddings) else None
-            self.job = ProcessTask(jobs.project, (m, ev.embeddings, prev), lambda out: self._projected(out, m, ev), self._failed)
-            self.job.start()
+            self.job = task(in_child(jobs.project, m, ev.embeddings, prev), lambda out: self._projected(out, m, ev), self._failed)
         if self.colour_by.currentText() != "class":
             self._start_knn()
 
@@ -236,7 +264,7 @@ class EmbeddingPanel(QWidget):
         ev = self.latest
         if ev is None:
             return
-        Task(lambda: jobs.knn_correct(ev.embeddings, np.asarray(ev.labels)), lambda ok: self._knn_done(ev, ok)).start()
+        task(lambda: jobs.knn_correct(ev.embeddings, np.asarray(ev.labels)), lambda ok: self._knn_done(ev, ok))
 
     def _knn_done(self, ev, ok):
         if ev is self.latest:
@@ -312,7 +340,12 @@ class EmbeddingPanel(QWidget):
         self.tip.hide()
         super().hideEvent(e)
 
-    def reset(self):
+    def reset(self, training: bool = False):
+        self._reset()
+        if training:
+            self.show_activity(training=True)
+
+    def _reset(self):
         if self.job is not None:
             self.job.cancel()
             self.job = None

@@ -11,7 +11,9 @@ from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPus
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from workbench.core.inspector import anchor_rows, pos_neg_similarities, positive_probability, retrieve, view_image, view_labels
+from workbench.core import events as E
 from workbench.gui.explain_view import PairGrid
+from workbench.gui.panel import Panel, Retrieve
 from workbench.gui.widgets import FlowLayout, LogSlider, TileGrid
 
 
@@ -35,7 +37,10 @@ def density_histogram(values, bins: np.ndarray) -> np.ndarray:
 POS, NEG = "#2ca02c", "#d62728"  # positives green, negatives red, in every view
 
 
-class InspectorPanel(QWidget):
+class InspectorPanel(Panel, QWidget):
+    """The pairs the loss sees in a batch, their similarities over the run, and retrieval."""
+    title, shortcut = "Pairs", "Alt+3"
+
     captureRequested = Signal()
     pairClicked = Signal(object)  # (image a, image b (C, H, W) uint8, title, note): explain this pair
     mapsShown = Signal(object)  # PairMaps of the pairs the grid shows
@@ -196,6 +201,24 @@ class InspectorPanel(QWidget):
         self.info.setText("training: capture a batch, or wait for the end of the epoch, to see the pairs the loss sees"
                           if training else self.intro)
         self.prob_label.setText("")
+
+    def _show_tab(self):
+        """Bring this tab to the front (the window's, once attached)."""
+
+    def attach(self, window):
+        self.captureRequested.connect(window.capture_batch)
+        self._show_tab = lambda: window.show_panel(self)
+
+    def on_event(self, ev):
+        if isinstance(ev, E.BatchEvent):
+            self.show_batch(ev)
+        elif isinstance(ev, Retrieve):
+            self._show_tab()
+            if ev.vector is None:
+                self.show_retrieval(ev.row, ev.embedding, ev.images, ev.classes, files=ev.files)
+            else:
+                self.show_query(ev.vector, ev.image, -1, ev.embedding, ev.images, ev.classes, files=ev.files,
+                                query_file=ev.query_file)
 
     def show_batch(self, ev):
         if ev.similarity is None:

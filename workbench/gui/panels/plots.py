@@ -8,11 +8,16 @@ times per run rather than at every redraw.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGridLayout, QWidget
+
+from workbench.core import events as E
+from workbench.core.history import read_history
+from workbench.gui.panel import Overlay, Panel, RunEnded
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -93,7 +98,10 @@ class GrowingRange:
             self.vb.setRange(xRange=xr, yRange=yr, padding=0)
 
 
-class PlotsPanel(QWidget):
+class PlotsPanel(Panel, QWidget):
+    """Loss, learning rate, loss terms and kNN of the run, live; other runs' curves overlaid."""
+    title, shortcut = "Curves", "Alt+1"
+
     def __init__(self):
         super().__init__()
         pg.setConfigOptions(antialias=False, background="w", foreground="k")
@@ -135,7 +143,8 @@ class PlotsPanel(QWidget):
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
 
-    def reset(self):
+    def reset(self, training: bool = False):
+        self._first_step = training  # the first point of a run shows at once, not at the next timer tick
         self.steps, self.losses, self.lrs = [], [], []
         self.epochs, self.knn = [], []
         self.terms: dict[str, list] = {}
@@ -149,6 +158,55 @@ class PlotsPanel(QWidget):
         for r in self.ranges.values():
             r.follow, r.placed = True, False
         self.clear_overlays()  # a new run's curves stand alone (the legend lists only them)
+
+    def on_event(self, ev):
+        if isinstance(ev, E.StepEvent):
+            self.add_step(ev)
+            if self._first_step:
+                self._first_step = False
+                self.redraw()
+        elif isinstance(ev, E.EvalEvent):
+            self.add_eval(ev)
+        elif isinstance(ev, E.RunStarted):
+            self._first_step = True
+            self.redraw()  # a resumed run's history at once
+        elif isinstance(ev, RunEnded):
+            self.fit()  # the live view's headroom for steps that never came goes
+        elif isinstance(ev, Overlay):
+            self.overlay_runs(ev.runs, ev.shown)
+
+    def attach(self, window):
+        self._show_tab = lambda: window.show_panel(self)
+
+    def _show_tab(self):
+        """Bring this tab to the front (the window's, once attached)."""
+
+    def overlay_runs(self, runs: list, shown: str | None = None):
+        """Other runs' curves over the shown run's (``shown``, already drawn, so not overlaid on itself)."""
+        self.clear_overlays()
+        shown = Path(shown).resolve() if shown and self.steps else None
+        others = [r for r in runs if Path(r).resolve() != shown]
+        if shown is not None and others:
+            self.name_base(shown.name)  # the shown run named in the legends as the others are
+        for i, run in enumerate(others):
+            events = read_history(run)
+            steps = [e for e in events if isinstance(e, E.StepEvent)]
+            evals = [e for e in events if isinstance(e, E.EvalEvent) and "knn_acc" in e.metrics]
+            terms: dict = {}
+            for e in steps:
+                for k, v in e.terms.items():
+                    xs, ys = terms.setdefault(k, ([], []))
+                    xs.append(e.step)
+                    ys.append(v)
+            self.overlay(Path(run).name, [e.step for e in steps], [e.loss for e in steps],
+                         [e.epoch for e in evals], [e.metrics["knn_acc"] for e in evals], i + 1,
+                         lrs=[e.lr for e in steps], terms=terms)
+        self._show_tab()
+
+    def run_opened(self, run: str):
+        self.redraw()
+        self.fit()
+        self._show_tab()
 
     def add_step(self, ev):
         self.steps.append(ev.step)

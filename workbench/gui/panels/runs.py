@@ -2,7 +2,7 @@
 final and best kNN, duration), sortable and filterable. Select one run to open, resume, clone, export
 or delete it; select two or more to overlay their curves or see how their configs differ.
 
-Run folders are read in a background Task (``refreshed`` fires when the table is filled).
+Run folders are read in a background task (``refreshed`` fires when the table is filled).
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from workbench.core.history import run_summary
 from workbench.core.runfolder import config_path, run_folders
-from workbench.gui.tasks import Task
+from workbench.core import events as E
+from workbench.gui.panel import Panel, RunEnded, RunsRoot
+from workbench.gui.worker import task
 from workbench.gui.widgets import FlowLayout, clock
 
 COLUMNS = [("status", "status"), ("date", "date"), ("dataset", "dataset"), ("loss", "loss"), ("T", "temperature"),
@@ -128,7 +130,10 @@ def config_diff(runs: list[str]) -> list[tuple[str, list]]:
     return differences(trees)
 
 
-class RunsPanel(QWidget):
+class RunsPanel(Panel, QWidget):
+    """The run folders under the runs folder: open, overlay, resume, clone, export, delete."""
+    title, shortcut = "Runs", "Alt+4"
+
     openRun = Signal(str)
     overlayRuns = Signal(list)
     resumeRun = Signal(str)
@@ -204,6 +209,28 @@ class RunsPanel(QWidget):
         if self.running_run and self.isVisible() and self._task is None:
             self.refresh()
 
+    @classmethod
+    def create(cls, window):
+        return cls(window.runs_root)
+
+    def attach(self, window):
+        self.openRun.connect(window.open_run)
+        self.overlayRuns.connect(window.overlay_runs)
+        self.resumeRun.connect(lambda r: window.start(resume=r))
+        self.cloneRun.connect(window.clone_run)
+        self.exportRun.connect(window.export_dialog)
+
+    def on_event(self, ev):
+        if isinstance(ev, E.RunStarted):
+            self.set_running(ev.run_dir)
+        elif isinstance(ev, RunEnded):
+            self.set_running(None)
+        elif isinstance(ev, RunsRoot):
+            self.root = Path(ev.folder)
+            self.refresh()
+        elif isinstance(ev, E.EvalEvent) and self.running_run and self.isVisible():
+            self.refresh()  # the running run's kNN (read in the background)
+
     def set_running(self, run_dir: str | None):
         self.running_run = run_dir
         self._selection_changed()
@@ -219,7 +246,7 @@ class RunsPanel(QWidget):
 
         if self._task is not None:
             self._task.cancel()
-        self._task = Task(scan, self._fill, lambda msg, *_: self.label.setText(f"cannot read {root}: {msg}")).start()
+        self._task = task(scan, self._fill, lambda msg, *_: self.label.setText(f"cannot read {root}: {msg}"))
 
     def _fill(self, rows: list[dict]):
         self._task = None

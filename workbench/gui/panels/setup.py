@@ -2,8 +2,9 @@
 
 Every edit rebuilds a Config through the same validation the CLI uses; the first error is shown
 (wrapped) under the form and ``validityChanged(False, message)`` keeps Start disabled. The dataset
-loads in a background Task with a progress bar and Cancel; the form stays usable meanwhile and
-``dataLoaded`` hands the loaded splits to whoever starts training (no second load).
+loads in a background task with a progress bar and Cancel; the form stays usable meanwhile. The loaded splits
+go into the session's ``LoadedData`` (the window's, shared with training and sweeps: no second load), and
+``dataLoaded`` says they are there.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
 from workbench.core.train import batch_too_large
-from workbench.gui.tasks import Task
+from workbench.gui.session import LoadedData, Session
+from workbench.gui.worker import EventWorker, task
 from workbench.gui.widgets import FloatBox, LogSlider, ParamForm, TileGrid
 
 CUSTOM = "custom"
@@ -96,7 +98,7 @@ class SetupPanel(QScrollArea):
     validityChanged = Signal(bool, str)
     dataLoaded = Signal(object)  # (train, test)
 
-    def __init__(self, cfg: Config | None = None):
+    def __init__(self, cfg: Config | None = None, data: LoadedData | None = None):
         super().__init__()
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the form fits the width; nothing hides to the right
@@ -105,9 +107,8 @@ class SetupPanel(QScrollArea):
         lay = QVBoxLayout(body)
         self._building = True
         self.cfg = cfg or Config()
-        self.data_cache = None  # (train, test) for self.data_key
-        self.data_key = None
-        self.loading: Task | None = None
+        self.data = data if data is not None else Session().data  # the loaded splits: the panel loads, others read
+        self.loading: EventWorker | None = None
         lay.addWidget(self._data_box())
         lay.addWidget(self._augment_box())
         lay.addWidget(self._loss_box())
@@ -445,18 +446,18 @@ class SetupPanel(QScrollArea):
             unit, value = self._length()
             if value <= 0 and unit != "epochs":  # 0 would mean "no limit" in the config: a run of MAX_EPOCHS
                 key = "train.max_steps" if unit == "steps" else "train.time_budget_s"
-                raise ConfigError(f"{key}: a run of 0 {unit} does nothing; give it more than 0 {unit}")
+                raise ConfigError(f"{key}: a run of 0 {unit} does nothing; give it more than 0 {unit}", key)
             self.cfg = self.build_config()
             if self.cfg.train.device == "cuda" and not torch.cuda.is_available():
-                raise ConfigError("train.device: no CUDA GPU on this machine; choose auto or cpu")
-            if self.data_cache is None and self.loading is None:
-                raise ConfigError(self.data_info.text() or "dataset: not loaded")
-            n = len(self.data_cache[0]) if self.data_cache is not None else None  # still loading: Start waits for it
+                raise ConfigError("train.device: no CUDA GPU on this machine; choose auto or cpu", "train.device")
+            if self.data.splits is None and self.loading is None:
+                raise ConfigError(self.data_info.text() or "dataset: not loaded", "data.root")
+            n = self.data.train_size  # None while still loading: Start waits for it
             if n is not None and self.cfg.train.batch_size > n:
-                raise ConfigError(batch_too_large(self.cfg.train.batch_size, n))
+                raise ConfigError(batch_too_large(self.cfg.train.batch_size, n), "train.batch_size")
         except ConfigError as exc:
             self.error.setText(str(exc))
-            self._mark(self.field_for(str(exc)))
+            self._mark(self.field_widget(exc.field))
             self.validityChanged.emit(False, str(exc))
             return
         self.error.setText("")
@@ -464,28 +465,37 @@ class SetupPanel(QScrollArea):
         self.validityChanged.emit(True, "")
         self._update_preview()
 
-    def field_for(self, message: str):
-        """The editor a validation message is about ("train.batch_size: ..." -> the batch size box), or None."""
-        key, _, rest = message.partition(":")
-        if " " in key.strip():  # "loss 'ntxent': temperature must be ..." names the part, then the parameter
-            section, name = key.split()[0], (rest.split() or [""])[0]
-            section = {"encoder": "model", "optimizer": "optim", "optimiser": "optim"}.get(section, section)
-        else:
-            section, _, name = key.strip().partition(".")
-        name = name.split(".")[0].split("[")[0]
+    def field_widget(self, field: str | None):
+        """The editor of a config key ("train.batch_size" -> the batch size box, "loss.temperature" -> its row of the
+        loss form, "augment.recipe[2].p" -> the recipe), or None."""
+        if not field:
+            return None
+        section, _, rest = field.partition(".")
+        name = rest.split(".")[0].split("[")[0]
         fixed = {"data.name": self.dataset, "data.root": self.root, "data.image_size": self.image_size,
                  "data.subset": self.subset, "train.batch_size": self.batch, "train.epochs": self.epochs,
                  "train.max_steps": self.steps, "train.time_budget_s": self.minutes,
                  "train.device": self.device, "optim.lr": self.lr, "optim.name": self.optim, "loss.name": self.loss,
-                 "model.encoder": self.encoder, "model.head_out": self.head_out, "dataset": self.root}
+                 "model.encoder": self.encoder, "model.head_out": self.head_out,
+                 "augment.start_size": self.start_size, "augment.full_size_at": self.full_size_at}
         forms = {"loss": (self.loss_form, self.loss), "model": (self.encoder_form, self.encoder),
-                 "optim": (self.optim_form, self.optim), "augment": (self.step_form, self.recipe_list)}
-        if f"{section}.{name}" in fixed or section in fixed:
-            return fixed.get(f"{section}.{name}", fixed.get(section))
+                 "optim": (self.optim_form, self.optim)}
+        if f"{section}.{name}" in fixed:
+            return fixed[f"{section}.{name}"]
         if section in forms:
             form, fallback = forms[section]
             return form.editors.get(name, fallback)
+        if name == "recipe":
+            return self._recipe_widget(rest)
         return None
+
+    def _recipe_widget(self, rest: str):
+        """"recipe[2].p": the step's editor when that step is the one shown, else the recipe list."""
+        step, _, param = rest.partition("].")
+        shown = self.recipe_list.currentRow()
+        if param and step == f"recipe[{shown}":
+            return self.step_form.editors.get(param, self.recipe_list)
+        return self.recipe_list
 
     def _mark(self, widget):
         """Outline the editor the validation error is about (and only that one)."""
@@ -534,7 +544,7 @@ class SetupPanel(QScrollArea):
 
     def loaded_for(self, cfg: Config):
         """The splits already loaded for ``cfg.data``, or None when they are still loading or differ."""
-        return self.data_cache if self.data_cache is not None and self.data_key == cfg.data else None
+        return self.data.for_config(cfg)
 
     def _load_data(self):
         try:
@@ -542,18 +552,17 @@ class SetupPanel(QScrollArea):
         except ConfigError as exc:
             self._loaded_error(str(exc))
             return
-        if self.data_cache is not None and self.data_key == dcfg:
+        if self.data.holds(dcfg):
             return
         self.cancel_loading(quiet=True)
-        self.data_cache, self.data_key = None, None
+        self.data.start_loading(dcfg)
         self._update_preview()  # no views of the previous dataset while this one loads
         self.data_info.setText(f"loading {dcfg.name}…")
         self.load_bar.setRange(0, 0)
         self.load_bar.setFormat("loading…")
         self.load_host.setVisible(True)
-        self.loading = Task(lambda report, cancel: load_splits(dcfg, progress=report, cancel=cancel),
+        self.loading = task(lambda report, cancel: load_splits(dcfg, progress=report, cancel=cancel),
                             lambda splits: self._loaded(dcfg, splits), lambda msg, *_: self._loaded_error(msg), self._progress)
-        self.loading.start()
 
     def cancel_loading(self, *_, quiet: bool = False):
         if self.loading is not None:
@@ -574,7 +583,7 @@ class SetupPanel(QScrollArea):
         self.loading = None
         self.load_host.setVisible(False)
         train, test = splits
-        self.data_cache, self.data_key = (train, test), dcfg
+        self.data.loaded(dcfg, (train, test))
         labels = f"{len(train.classes)} classes" if train.has_labels else "unlabeled"
         skipped = f", {len(train.skipped)} unreadable files skipped" if train.skipped else ""
         note = ""
@@ -593,7 +602,7 @@ class SetupPanel(QScrollArea):
     def _loaded_error(self, msg: str):
         self.loading = None
         self.load_host.setVisible(False)
-        self.data_cache = None
+        self.data.failed()
         self.data_info.setText(msg)
         self._show_thumbs(None)
         self.changed()
@@ -659,7 +668,8 @@ class SetupPanel(QScrollArea):
 
     def _auto_preset(self) -> str | None:
         """The preset "auto" stands for with the loaded data (None while nothing is loaded)."""
-        return resolve_preset(self.data_cache[0].channels, self.data_cache[0].size) if self.data_cache else None
+        train = self.data.splits[0] if self.data.splits is not None else None
+        return resolve_preset(train.channels, train.size) if train is not None else None
 
     def _apply_preset(self, name: str):
         self._set_preset(name)
@@ -699,10 +709,10 @@ class SetupPanel(QScrollArea):
         """Original / view 1 / view 2 of the loaded training split's first images (none while nothing is loaded).
         New random views only when the recipe or the images change, not on unrelated edits (a temperature, a run
         length)."""
-        if self.data_cache is None:
+        if self.data.splits is None:
             self._show_preview(None)
             return
-        train = self.data_cache[0]
+        train = self.data.splits[0]
         recipe = (self.cfg.augment.recipe or self._recipe) if recipe is None else recipe  # auto: the recipe it resolves to
         key = (id(train), repr(recipe))
         if key == self._previewed and self.preview.shown():

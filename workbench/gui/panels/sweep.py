@@ -3,23 +3,20 @@ worker thread, and compare them: a live table of trials, every trial's curves ov
 a chosen parameter, and the ranking metric against that parameter (a point per seed, a line through
 the means). A double-click on a trial opens its run like the Runs tab does.
 
-The worker follows ``gui/worker.py``: one QObject in its own QThread iterating the core's
-``run_sweep`` generator, signals only; step events are coalesced so a fast trial never floods the
-GUI thread; plots redraw with ``setData`` on a timer.
+The sweep runs in the window's one worker type (``gui/worker.py``) over the core's ``run_sweep`` generator;
+step events are coalesced so a fast trial never floods the GUI thread; plots redraw with ``setData`` on a timer.
 """
 from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
-import traceback
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
                                QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSizePolicy, QSpinBox,
                                QSplitter,                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -29,9 +26,9 @@ from workbench.core import sweep as S
 from workbench.core.config import parse_value
 from workbench.core.registry import ConfigError
 from workbench.core.runs import read_metrics
-from workbench.core.threads import set_threads
-from workbench.core.train import Control
+from workbench.gui.panel import Panel, RunEnded
 from workbench.gui.panels.plots import COLORS, ema
+from workbench.gui.worker import EventWorker, leave_a_core, first_line, start_worker
 
 
 def sweepable() -> dict[str, tuple]:
@@ -79,65 +76,18 @@ def _shown(vals) -> str:
     return ", ".join(str(v) for v in vals)
 
 
-class SweepWorker(QObject):
-    """Iterates ``run_sweep`` in its own thread and re-emits its events as signals."""
-    sweepStarted = Signal(object)  # SweepStarted
-    trialStarted = Signal(object)  # TrialStarted
-    runStarted = Signal(int, str)  # trial id, run folder
-    evaluated = Signal(int, object)  # trial id, EvalEvent
-    stepsReady = Signal()  # take_steps() -> [(trial id, StepEvent)]
-    trialFinished = Signal(object)  # TrialFinished
-    done = Signal(object)  # SweepDone
-    error = Signal(str, str)  # one line, full traceback
-    finished = Signal()
+def sweep_job(base, spec, out: str, data=None):
+    """The sweep as a worker's job: ``run_sweep``'s events (the trials' own events wrapped in ``RunEvent``)."""
+    def job(control, _report):
+        leave_a_core(base)
+        yield from S.run_sweep(base, spec, out, control, confirm=True, data=data)
 
-    def __init__(self, base, spec, out: str, confirm: bool, data=None):
-        super().__init__()
-        self.base, self.spec, self.out, self.confirm, self.data = base, spec, out, confirm, data
-        self.control = Control()
-        self._lock = threading.Lock()
-        self._steps: list = []
-        self._signalled = False
+    return job
 
-    def take_steps(self) -> list:
-        with self._lock:
-            out, self._steps, self._signalled = self._steps, [], False
-        return out
 
-    def _push_step(self, trial: int, ev) -> None:
-        with self._lock:
-            self._steps.append((trial, ev))
-            if self._signalled:
-                return
-            self._signalled = True
-        self.stepsReady.emit()
-
-    def _route(self, ev) -> None:
-        if isinstance(ev, S.RunEvent):
-            inner = ev.event
-            if isinstance(inner, E.StepEvent):
-                self._push_step(ev.trial, inner)
-            elif isinstance(inner, E.EvalEvent):
-                self.evaluated.emit(ev.trial, inner)
-            elif isinstance(inner, E.RunStarted):
-                self.runStarted.emit(ev.trial, inner.run_dir)
-            return
-        signal = {S.SweepStarted: self.sweepStarted, S.TrialStarted: self.trialStarted,
-                  S.TrialFinished: self.trialFinished, S.SweepDone: self.done}.get(type(ev))
-        if signal is not None:
-            signal.emit(ev)
-
-    @Slot()
-    def run(self):
-        set_threads(self.base.train.threads, leave_free=1)  # a core left to the window, as the training worker does
-        try:
-            for ev in S.run_sweep(self.base, self.spec, self.out, self.control, confirm=self.confirm, data=self.data):
-                self._route(ev)
-        except Exception as exc:  # noqa: BLE001 - shown as one line; the traceback goes to Details
-            self.error.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, traceback.format_exc())
-        finally:
-            self.data = None
-            self.finished.emit()
+def is_trial_step(ev) -> bool:
+    """A trial's step event: coalesced by the worker, so a fast trial never floods the GUI thread."""
+    return isinstance(ev, S.RunEvent) and isinstance(ev.event, E.StepEvent)
 
 
 class SweepEditor(QWidget):
@@ -273,8 +223,9 @@ class SweepEditor(QWidget):
         return d
 
 
-class SweepPanel(QWidget):
+class SweepPanel(Panel, QWidget):
     openRun = Signal(str)
+    title, shortcut = "Sweep", "Alt+5"
     sweepDone = Signal(object)  # SweepDone, once the window has shown it
     runningChanged = Signal(bool)  # a sweep started (True) or its thread ended (False)
 
@@ -338,6 +289,20 @@ class SweepPanel(QWidget):
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
         self.validate()
+
+    @classmethod
+    def create(cls, window):
+        return cls(window.setup.build_config, lambda: window.runs_root, busy=lambda: window.running,
+                   loaded_for=window.session.data.for_config)
+
+    def attach(self, window):
+        self.openRun.connect(window.open_run)
+        self.runningChanged.connect(window.sweep_running)
+        window.setupChecked.connect(lambda *_: self.validate(quiet=True))  # its trials' length
+
+    def on_event(self, ev):
+        if isinstance(ev, RunEnded):
+            self.validate()  # a "stop the training first" it showed no longer holds
 
     def _build_results(self) -> QWidget:
         right = QWidget()
@@ -438,21 +403,12 @@ class SweepPanel(QWidget):
         opened = self._opened[2] if self._opened is not None else None
         self.sweep_dir = out or opened or str(Path(self.runs_root()) / "sweeps" / time.strftime("%Y-%m-%d_%H%M%S"))
         self._reset(spec)
-        self.worker = w = SweepWorker(base, spec, self.sweep_dir, confirm=True, data=self.loaded_for(base))
-        w.sweepStarted.connect(self._on_sweep_started)
-        w.trialStarted.connect(self._on_trial_started)
-        w.runStarted.connect(self._on_run_started)
-        w.stepsReady.connect(self._on_steps)
-        w.evaluated.connect(self._on_eval)
-        w.trialFinished.connect(self._on_trial_finished)
-        w.done.connect(self._on_done)
-        w.error.connect(lambda msg, _tb: self._show_error(msg))
-        self.thread = QThread()
-        w.moveToThread(self.thread)
-        self.thread.started.connect(w.run)
-        w.finished.connect(self.thread.quit, Qt.DirectConnection)
-        self.thread.finished.connect(self._on_finished)
-        self.thread.start()
+        self.worker = w = EventWorker(sweep_job(base, spec, self.sweep_dir, self.loaded_for(base)), batched=is_trial_step)
+        w.event.connect(self._on_sweep_event)
+        w.batchReady.connect(self._on_steps)
+        w.failed.connect(lambda exc, _tb: self._show_error(first_line(exc)))
+        w.finished.connect(self._on_finished)
+        self.thread = start_worker(w)
         self._set_running(True)
 
     def _pick_sweep(self):
@@ -511,7 +467,7 @@ class SweepPanel(QWidget):
         self.runningChanged.emit(running)
 
     def _on_finished(self):
-        self.thread.deleteLater()
+        self.thread.wait()  # its job has returned: the thread is ending
         self.thread = None
         self._set_running(False)
         shown = self.status.text()  # the sweep's outcome stays in view
@@ -547,6 +503,19 @@ class SweepPanel(QWidget):
         self.metric_plot.setLabel("left", spec.metric)
         self.dirty = True
 
+    def _on_sweep_event(self, ev):
+        """An event of the sweep (a trial's own events come wrapped in ``RunEvent``)."""
+        if isinstance(ev, S.RunEvent):
+            if isinstance(ev.event, E.EvalEvent):
+                self._on_eval(ev.trial, ev.event)
+            elif isinstance(ev.event, E.RunStarted):
+                self._on_run_started(ev.trial, ev.event.run_dir)
+            return
+        handler = {S.SweepStarted: self._on_sweep_started, S.TrialStarted: self._on_trial_started,
+                   S.TrialFinished: self._on_trial_finished, S.SweepDone: self._on_done}.get(type(ev))
+        if handler is not None:
+            handler(ev)
+
     def _on_sweep_started(self, ev):
         note = f"; {ev.note}" if ev.note else ""
         self.status.setText(f"sweep folder {ev.sweep_dir}: {ev.n_trials} trials, {ev.done} already done{note}")
@@ -566,7 +535,8 @@ class SweepPanel(QWidget):
             self._show_trial(t)
 
     def _on_steps(self):
-        for trial, ev in self.worker.take_steps() if self.worker else []:
+        for wrapped in self.worker.take_batch() if self.worker else []:
+            trial, ev = wrapped.trial, wrapped.event
             c = self._curve(trial)
             c["steps"].append(ev.step)
             c["loss"].append(ev.loss)
