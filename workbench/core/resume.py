@@ -30,10 +30,10 @@ POLICY: dict[str, tuple[str, str]] = {
     "train.batch_size": (REFUSE, "the steps in an epoch, the epoch counter and the learning-rate schedule depend on it"),
     "train.seed": (REFUSE, "the data order and the random views depend on it"),
 }
-SECTION_DEFAULT = {"data": REFUSE, "model": REFUSE, "loss": REFUSE, "augment": NOTE, "optim": NOTE, "train": NOTE,
-                   "eval": NOTE}
-NAMED = {"loss.name": "the loss", "model.encoder": "the encoder", "optim.name": "the optimiser"}
-STATE_SECTIONS = ("model", "loss")  # every key compared, present in the checkpoint's config or not
+SECTION_DEFAULT = {"data": REFUSE, "model": REFUSE, "loss": REFUSE, "method": REFUSE, "augment": NOTE, "optim": NOTE,
+                   "train": NOTE, "eval": NOTE}
+NAMED = {"loss.name": "the loss", "method.name": "the method", "model.encoder": "the encoder", "optim.name": "the optimiser"}
+STATE_SECTIONS = ("model", "loss", "method")  # every key compared, present in the checkpoint's config or not
 
 
 def policy(field: str) -> tuple[str, str]:

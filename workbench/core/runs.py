@@ -473,10 +473,24 @@ def config_change(saved: dict, now: dict, network_only: bool = False) -> str:
     return resume_policy.refused(saved, now, resume_policy.STATE_SECTIONS if network_only else None)
 
 
-def resume_notes(state: dict, cfg) -> list[str]:
-    """The line that states what config.toml changed since the checkpoint and resume allows (none: [])."""
+def saved_config(state: dict) -> dict | None:
+    """The config a checkpoint was written with, as a dict brought up to date (``config.upgrade``), or None."""
+    from workbench.core.config import upgrade
+
     saved = state.get("config")
-    return resume_policy.allowed(saved, cfg.to_dict(), int(state.get("step", 0))) if isinstance(saved, dict) else []
+    return upgrade(saved)[0] if isinstance(saved, dict) else None
+
+
+def resume_notes(state: dict, cfg) -> list[str]:
+    """The lines that state what reading the checkpoint's config brought up to date (a run from an older version)
+    and what config.toml changed since the checkpoint and resume allows (none: [])."""
+    from workbench.core.config import upgrade
+
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return []
+    notes = [f"resume: this run was written by an older version: {n}" for n in upgrade(saved)[1]]
+    return notes + resume_policy.allowed(saved_config(state), cfg.to_dict(), int(state.get("step", 0)))
 
 
 def state_mismatch(expected: dict, found: dict) -> str:
@@ -514,8 +528,8 @@ def load_run_config(run: Path):
 def checkpoint_mismatch(run: Path, cfg, state: dict, verb: str) -> str:
     """Why ``state`` (a run's checkpoint) does not fit ``cfg`` (its config.toml), as the one message resume, embed and
     export give ("cannot VERB 'RUN': ...; what to do"), or "" when it fits. ``verb``: resume | embed | export."""
-    saved = state.get("config")
-    change = config_change(saved, cfg.to_dict(), network_only=verb != "resume") if isinstance(saved, dict) else ""
+    saved = saved_config(state)
+    change = config_change(saved, cfg.to_dict(), network_only=verb != "resume") if saved is not None else ""
     if not change:
         expected = _model_shapes(cfg, state)
         diff = state_mismatch(expected, state["model"]) if expected is not None else ""

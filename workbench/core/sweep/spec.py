@@ -37,7 +37,7 @@ NEEDS = {"linear_acc": ("linear_probe", True, "eval.linear_probe = true"),
 STATUSES = ("running", "finished", "pruned", "stopped", "failed")
 SPEC_KEYS = ("params", "method", "count", "metric", "seeds", "max_trials", "prune", "prune_startup", "prune_warmup",
              "sampler_seed")
-NAME_KEYS = ("loss.name", "model.encoder", "augment.preset", "optim.name", "data.name")  # applied before their parameters
+NAME_KEYS = ("loss.name", "method.name", "model.encoder", "augment.preset", "optim.name", "data.name")  # applied before their parameters
 
 
 def has_optuna() -> bool:
