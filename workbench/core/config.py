@@ -394,7 +394,7 @@ class Config:
     def load_noted(cls, path: str | Path) -> tuple[Config, list[str]]:
         """``load`` with the note of what reading it brought up to date (none: [])."""
         raw = read_toml(path)
-        return cls.from_dict(raw), [f"'{path}': {n}" for n in upgrade(raw)[1]]
+        return cls.from_dict(raw), [f"'{path}': {n}; saving the config writes them there" for n in upgrade(raw)[1]]
 
     def with_overrides(self, overrides: list[str]) -> Config:
         """Apply ``section.key=value`` overrides; values are parsed as TOML literals when they can be."""
@@ -487,8 +487,7 @@ def upgrade(raw: dict) -> tuple[dict, list[str]]:
     if not moved:
         return out, []
     keys = ", ".join(moved)
-    return out, [f"the method's settings ({keys}) moved from [loss] to [method] (method '{method_name}'); "
-                 f"saving the config writes them there"]
+    return out, [f"the method's settings ({keys}) moved from [loss] to [method] (method '{method_name}')"]
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:

@@ -489,7 +489,7 @@ def resume_notes(state: dict, cfg) -> list[str]:
     saved = state.get("config")
     if not isinstance(saved, dict):
         return []
-    notes = [f"resume: this run was written by an older version: {n}" for n in upgrade(saved)[1]]
+    notes = [f"resume: this run was written by an older version: {n}; config.toml is written so" for n in upgrade(saved)[1]]
     return notes + resume_policy.allowed(saved_config(state), cfg.to_dict(), int(state.get("step", 0)))
 
 
