@@ -148,6 +148,14 @@ def test_each_loss_keeps_the_method_it_trained_with_and_a_method_may_take_anothe
     assert Config().with_overrides(["loss.name=byol", "method.name=byol", "loss.name=moco"]).method.name == "moco"  # cannot feed it
 
 
+def test_the_python_api_takes_the_method_and_its_parameters_in_any_order():
+    import workbench
+
+    cfg = workbench.config(**{"method.queue_size": 64, "method.name": "moco", "loss.name": "dcl"})
+    assert (cfg.loss.name, cfg.method.name, cfg.method.params.queue_size) == ("dcl", "moco", 64)
+    assert workbench.config({"loss": {"name": "byol"}, "method": {"momentum": 0.9}}).method.params.momentum == 0.9
+
+
 def test_typed_params_are_checked_on_construction():
     params = METHODS.get("moco").typed
     assert params(queue_size="16").queue_size == 16  # coerced like a value from --set

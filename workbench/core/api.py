@@ -34,7 +34,7 @@ from workbench.core.registry import ConfigError
 from workbench.core.runs import find_run, python_resume_message, read_metrics
 from workbench.core.train import Control, train
 
-FIRST_KEYS = ("loss.name", "model.encoder", "augment.preset")  # applied first: they reset dependent keys
+FIRST_KEYS = ("loss.name", "method.name", "model.encoder", "augment.preset")  # applied first: they reset dependent keys
 
 
 # ----- configs -----

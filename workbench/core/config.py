@@ -464,7 +464,7 @@ def upgrade(raw: dict) -> tuple[dict, list[str]]:
     (none: the dict itself and []). Before ``[method]`` existed, a method's parameters were keys of ``[loss]``
     (``loss.queue_size``, ``loss.momentum``, DINO's ``loss.out_dim`` ...): a ``[loss]`` key the loss does not
     declare but the method does moves to ``[method]`` (winning over a value there: it is the newer one, as
-    after ``--set loss.momentum=...``), and a config without ``[method]`` gets its loss's method."""
+    after ``--set loss.momentum=...``), and a config whose ``[method]`` names none gets its loss's method."""
     from workbench.core.methods import METHODS, default_method
 
     loss = raw.get("loss")
@@ -479,7 +479,7 @@ def upgrade(raw: dict) -> tuple[dict, list[str]]:
         return raw, []
     own, theirs = _param_keys("loss", loss_name), _param_keys("method", method_name)
     moved = [k for k in loss if k != "name" and k not in own and k in theirs]
-    if not moved and "method" in raw:
+    if not moved and "name" in method:
         return raw, []
     out = dict(raw)
     out["loss"] = {k: v for k, v in loss.items() if k not in moved}
