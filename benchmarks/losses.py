@@ -21,7 +21,7 @@ from workbench.core.events import DoneEvent, StepEvent, WarningEvent  # noqa: E4
 from workbench.core.losses import LOSSES  # noqa: E402
 from workbench.core.train import evaluate, prepare, train  # noqa: E402
 
-EXTRA = {"moco": ["loss.queue_size=4096"], "margin_contrastive": [], "supcon": []}
+EXTRA = {"moco": ["method.queue_size=4096"], "margin_contrastive": [], "supcon": []}
 
 
 def main():

@@ -74,10 +74,11 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(args, needle, tmp_path)
 
 def test_registry_listings():
     for name, needle in (("losses", "ntxent"), ("datasets", "image_folder"), ("models", "resnet18_cifar"),
-                         ("augmentations", "random_resized_crop")):
+                         ("augmentations", "random_resized_crop"), ("methods", "queue_size = 4096")):
         res = wb(name)
         assert res.returncode == 0 and needle in res.stdout
-    assert "temperature = 0.2" in wb("losses").stdout
+    assert "temperature = 0.2" in wb("losses").stdout and "queue_size" not in wb("losses").stdout.split("\n\n")[0]
+    assert "  moco               moco" in wb("methods").stdout  # the method each loss trains with by default
     assert "in_memory = 'auto'" in wb("datasets").stdout  # the [data] settings every dataset shares
     assert "augment.start_size" in wb("augmentations").stdout  # progressive resolution, beside the presets
 
@@ -97,6 +98,17 @@ def test_neighbours_returns_the_image_itself_first(trained_run, tmp_path):
     assert int(first[1]) == int(train.indices[7]) and float(first[2]) > 0.999
     bad = wb("neighbours", str(run), "--image", str(tmp_path / "nope.png"))
     assert bad.returncode != 0 and "does not exist" in bad.stderr
+
+
+def test_training_a_config_from_before_the_method_section_says_what_moved_once(tmp_path):
+    from tests.core.test_method_config import OLD_MOCO_TOML
+
+    (tmp_path / "old.toml").write_text(OLD_MOCO_TOML, encoding="utf-8")
+    res = wb("train", str(tmp_path / "old.toml"), *QUICK, "--set", "train.max_steps=2", "--out", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("note: ") >= 1 and res.stderr.count("moved from [loss] to [method] (method 'moco')") == 1
+    (run,) = (tmp_path / "runs").iterdir()
+    assert '[method]\nname = "moco"\nmomentum = 0.9\nqueue_size = 64\n' in (run / "config.toml").read_text(encoding="utf-8")
 
 
 def test_neighbours_of_an_image_folder_run_name_the_files(tmp_path, capsys):

@@ -8,7 +8,7 @@
     workbench export RUN_DIR --format onnx [--out DIR] [--force]
     workbench explain RUN_DIR A.png B.png --out pair.png [--lines 5] [--deletion] [--force]
     workbench check RUN_DIR [--split train|test|both] [--out DIR] [-k 10] [--subset N]
-    workbench datasets | augmentations | losses | models
+    workbench datasets | augmentations | losses | methods | models
     workbench install-shortcut | uninstall-shortcut     the current user's menu entry for the window
     workbench --version
 
@@ -204,7 +204,10 @@ def cmd_train(args) -> int:
     else:
         if not args.config:
             raise ConfigError("train: give a CONFIG.toml (see examples/) or --resume RUN_DIR")
-        cfg = Config.load(args.config).with_overrides(args.set or [])
+        cfg, notes = Config.load_noted(args.config)
+        for note in notes:  # a config from an older version, brought up to date
+            log.warning(note, extra={"note": True})
+        cfg = cfg.with_overrides(args.set or [])
         check_runs_root(args.out, "--out")  # before decoding: a bad --out costs no wait
     control = Control()
     out = Progress(0) if main else None
@@ -488,10 +491,15 @@ def cmd_list(args) -> int:
     from workbench.core.config import DataConfig
     from workbench.core.data import DATASETS
     from workbench.core.losses import LOSSES
+    from workbench.core.methods import METHODS, default_method
     from workbench.core.models import ENCODERS
 
-    reg = {"datasets": DATASETS, "augmentations": AUGMENTS, "losses": LOSSES, "models": ENCODERS}[args.command]
+    reg = {"datasets": DATASETS, "augmentations": AUGMENTS, "losses": LOSSES, "methods": METHODS, "models": ENCODERS}[args.command]
     print(reg.describe())
+    if args.command in ("losses", "methods"):
+        print("\nthe method each loss trains with unless [method] names another (method.name):")
+        for name in LOSSES.names():
+            print(f"  {name:<18} {default_method(name)}")
     if args.command == "datasets":
         print("\nsettings every dataset reads ([data] section; --set data.KEY=VALUE):")
         for f in dataclasses.fields(DataConfig):
@@ -629,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subset", type=positive_int, default=0, metavar="N", help="also pick N diverse training images (subset.txt)")
     c.add_argument("--subset-distance", type=float, default=0.0, metavar="D", help="... or as many as are D apart (cosine)")
     c.add_argument("--set", action="append", metavar="data.KEY=VALUE", help="check another dataset (e.g. data.root=...)")
-    for name in ("datasets", "augmentations", "losses", "models"):
+    for name in ("datasets", "augmentations", "losses", "methods", "models"):
         sub.add_parser(name, parents=[verbose], help=f"list the {name} and their parameters")
     sub.add_parser("install-shortcut", parents=[verbose], help="add the window to your applications menu (this user only)")
     sub.add_parser("uninstall-shortcut", parents=[verbose], help="remove that menu entry")
@@ -664,7 +672,7 @@ def gui_main() -> int:
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "embed": cmd_embed, "neighbours": cmd_neighbours, "export": cmd_export,
             "explain": cmd_explain, "check": cmd_check, "datasets": cmd_list, "augmentations": cmd_list, "losses": cmd_list,
-            "models": cmd_list, "gui": cmd_gui, "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
+            "methods": cmd_list, "models": cmd_list, "gui": cmd_gui, "install-shortcut": cmd_shortcut, "uninstall-shortcut": cmd_shortcut}
 
 
 def _crash_log(run_dir) -> Path:

@@ -268,7 +268,7 @@ def test_byol_and_simsiam_match_formulas():
 def test_moco_matches_reference():
     z1, z2 = rand(4)
     v = full_views(z1, z2)
-    out = LOSSES.build("moco", {"temperature": 0.2, "queue_size": 6})(v)
+    out = LOSSES.build("moco", {"temperature": 0.2})(v)
     assert out.loss.item() == pytest.approx(ref_moco(z1, z2, v.t1, v.t2, v.negatives, 0.2), rel=1e-5)
     with pytest.raises(ValueError, match="queue"):
         LOSSES.build("moco")(Views(z1, z2, t1=z1, t2=z2))
@@ -293,8 +293,7 @@ def test_gradients_are_finite(name, case, dtype):
     z2 = z2.to(dtype).requires_grad_(True)
     labels = torch.zeros(8, dtype=torch.long)  # one class in the batch
     labels[0] = 1
-    params = {"queue_size": 16} if name == "moco" else {}
-    loss = LOSSES.build(name, params)
+    loss = LOSSES.build(name)
     v = Views(z1, z2, p1=z1 * 1.5, p2=z2 * 0.5, t1=z1.detach().float(), t2=z2.detach().float(), labels=labels,
               negatives=F.normalize(torch.randn(16, 6), dim=1))
     out = loss(v, report=True)
@@ -309,8 +308,7 @@ def test_gradients_are_finite(name, case, dtype):
 def test_temperature_at_its_bounds_is_finite(name, t):
     z1, z2 = rand(8)
     z1.requires_grad_(True)
-    params = {"temperature": t} | ({"queue_size": 16} if name == "moco" else {})
-    out = LOSSES.build(name, params)(full_views(z1, z2, labels=torch.arange(8) % 3))
+    out = LOSSES.build(name, {"temperature": t})(full_views(z1, z2, labels=torch.arange(8) % 3))
     out.loss.backward()
     assert torch.isfinite(out.loss) and torch.isfinite(z1.grad).all()
 
@@ -318,8 +316,7 @@ def test_temperature_at_its_bounds_is_finite(name, t):
 def test_reporting_costs_nothing_unless_asked():
     z1, z2 = rand(8)
     for name in LOSSES.names():
-        params = {"queue_size": 16} if name == "moco" else {}
-        out = LOSSES.build(name, params)(full_views(z1, z2, labels=torch.arange(8) % 2))
+        out = LOSSES.build(name)(full_views(z1, z2, labels=torch.arange(8) % 2))
         assert out.similarity is None and out.per_sample is None and out.hardest_negative is None
 
 
@@ -328,8 +325,7 @@ def test_hardest_negative_is_the_most_similar_non_positive_for_every_loss():
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     sim = z @ z.T
     for name in LOSSES.names():
-        params = {"queue_size": 16} if name == "moco" else {}
-        out = LOSSES.build(name, params)(full_views(z1, z2, labels=torch.arange(6)), report=True)
+        out = LOSSES.build(name)(full_views(z1, z2, labels=torch.arange(6)), report=True)
         for i in range(12):
             cand = [k for k in range(12) if k not in (i, out.positive[i].item())]
             best = max(cand, key=lambda k: sim[i, k].item())
@@ -343,7 +339,8 @@ def test_hardest_negative_is_the_most_similar_non_positive_for_every_loss():
     (["loss.name=triplet", "loss.mining=hardest"], "loss.mining: choose from: batch_all, batch_hard, semi_hard; got .hardest."),
     (["loss.similarity=cosin"], "loss.similarity: choose from: cosine, dot; got .cosin."),
     (["loss.name=margin_contrastive", "train.batch_size=63"], "even batch size"),
-    (["loss.name=moco", "loss.momentum=1.5"], "momentum"),
+    (["loss.name=moco", "method.momentum=1.5"], r"method.momentum: must be in \[0, 1\), got 1.5"),
+    (["loss.name=moco", "loss.momentum=1.5"], "method.momentum"),  # the spelling from before [method]
     (["loss.learnable_temperature=true", "loss.temperature=2.0"], r"learnable temperature must start inside \(0.01, 1\), got 2.0"),
 ])
 def test_bad_loss_settings_are_rejected_by_the_config(overrides, needle):
@@ -361,6 +358,6 @@ def test_label_loss_on_unlabeled_data_and_oversized_queue_fail_before_training(t
     cfg = Config().with_overrides(["data.name=image_folder", f"data.root={tmp_path}", "loss.name=supcon", "train.batch_size=8"])
     with pytest.raises(ConfigError, match="needs labels"):
         prepare(cfg)
-    cfg = Config().with_overrides(["loss.name=moco", "loss.queue_size=65536"])
-    with pytest.raises(ConfigError, match="queue_size"):
+    cfg = Config().with_overrides(["loss.name=moco", "method.queue_size=65536"])
+    with pytest.raises(ConfigError, match="method.queue_size: 65536 is larger than"):
         prepare(cfg)

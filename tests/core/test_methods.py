@@ -7,7 +7,7 @@ import torch
 
 from workbench.core.config import Config
 from workbench.core.losses import LOSSES, Views
-from workbench.core.methods import METHODS, Method, build_method, build_network
+from workbench.core.methods import METHODS, build_method, build_network, default_method
 from workbench.core.methods.base import momentum_update
 from workbench.core.methods.dino import Prototypes
 
@@ -79,10 +79,11 @@ def test_dino_teacher_entropy_term_spans_collapse_modes():
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    (["loss.name=dino", "loss.center_momentum=1.0"], "center_momentum"),
-    (["loss.name=dino", "loss.out_dim=1"], "out_dim"),
-    (["loss.name=dino", "loss.local_scale=[0.5, 0.1]"], "local_scale"),
+    (["loss.name=dino", "method.center_momentum=1.0"], "method.center_momentum"),
+    (["loss.name=dino", "method.out_dim=1"], "method.out_dim"),
+    (["loss.name=dino", "method.local_scale=[0.5, 0.1]"], "method.local_scale"),
     (["loss.name=dino", "loss.teacher_temp=0"], "teacher_temp"),
+    (["loss.name=dino", "method.warmup_teacher_temp=0"], "method.warmup_teacher_temp"),
 ])
 def test_bad_dino_settings_are_rejected_by_the_config(overrides, needle):
     from workbench.core.registry import ConfigError
@@ -99,13 +100,14 @@ def cfg_for(loss, *extra):
 
 @pytest.mark.parametrize("loss", LOSSES.names())
 def test_every_loss_has_one_method_and_a_network(loss):
-    cfg = cfg_for(loss, "loss.queue_size=16") if loss == "moco" else cfg_for(loss)
+    cfg = cfg_for(loss, "method.queue_size=16") if loss == "moco" else cfg_for(loss)
     method = build_method(cfg)
-    assert isinstance(method, METHODS.get(loss, Method)) and method.term_names == tuple(method.loss.term_names)
+    assert cfg.method.name == default_method(loss) == (loss if loss in METHODS.names() else "simclr")
+    assert type(method) is METHODS.get(cfg.method.name).factory and method.term_names == tuple(method.loss.term_names)
     net = build_network(cfg, 1, 28, method)
     h, z, p = net(torch.randn(4, 1, 28, 28))
     assert z.shape == (4, 16)
-    want = {"byol": 16, "simsiam": 16, "dino": cfg.loss.params.get("out_dim")}.get(loss)
+    want = {"byol": 16, "simsiam": 16, "dino": cfg.method.params.out_dim if loss == "dino" else 0}.get(loss)
     if want is None:
         assert isinstance(net.predictor, torch.nn.Identity)
     else:
@@ -120,17 +122,17 @@ def test_momentum_update_is_an_exponential_moving_average():
 
 
 def test_byol_momentum_rises_to_one_on_a_cosine():
-    method = build_method(cfg_for("byol", "loss.momentum=0.9"))
+    method = build_method(cfg_for("byol", "method.momentum=0.9"))
     assert method.momentum_at(0.0) == pytest.approx(0.9)
     assert method.momentum_at(0.5) == pytest.approx(0.95)
     assert method.momentum_at(1.0) == pytest.approx(1.0)
-    assert build_method(cfg_for("moco", "loss.momentum=0.9")).momentum_at(0.7) == 0.9  # MoCo keeps it constant
+    assert build_method(cfg_for("moco", "method.momentum=0.9")).momentum_at(0.7) == 0.9  # MoCo keeps it constant
 
 
 def dino_setup(*extra):
     from workbench.core.augment import Augmenter
 
-    cfg = cfg_for("dino", "loss.out_dim=10", *extra)
+    cfg = cfg_for("dino", "method.out_dim=10", *extra)
     method = build_method(cfg)
     net = build_network(cfg, 1, 28, method)
     method.attach(net, Augmenter(cfg.augment.recipe, [0.5], [0.25]))
@@ -139,7 +141,7 @@ def dino_setup(*extra):
 
 def test_dino_after_step_moves_teacher_and_centre():
     """Centre: c <- m c + (1 - m) mean of the batch's teacher logits; teacher: EMA of the student."""
-    _, method, net = dino_setup("loss.center_momentum=0.8", "loss.momentum=0.5", "loss.local_crops=2")
+    _, method, net = dino_setup("method.center_momentum=0.8", "method.momentum=0.5", "method.local_crops=2")
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
     crops = method.views(x, g)
@@ -159,7 +161,7 @@ def test_dino_after_step_moves_teacher_and_centre():
 
 
 def test_dino_teacher_temperature_warms_up_linearly():
-    _, method, _ = dino_setup("loss.warmup_teacher_temp=0.02", "loss.teacher_temp=0.06", "loss.warmup_teacher_temp_frac=0.5")
+    _, method, _ = dino_setup("method.warmup_teacher_temp=0.02", "loss.teacher_temp=0.06", "method.warmup_teacher_temp_frac=0.5")
     assert [method.teacher_temp_at(p) for p in (0.0, 0.25, 0.5, 1.0)] == pytest.approx([0.02, 0.04, 0.06, 0.06])
 
 
@@ -179,7 +181,7 @@ def test_checkpoint_state_round_trips_teacher_and_centre():
 def test_moco_queue_takes_the_keys_after_the_step_first_in_first_out_and_is_checkpointed():
     from workbench.core.augment import Augmenter
 
-    cfg = cfg_for("moco", "loss.queue_size=6")
+    cfg = cfg_for("moco", "method.queue_size=6")
     method = build_method(cfg)
     net = build_network(cfg, 1, 28, method)
     method.attach(net, Augmenter(cfg.augment.recipe, [0.5], [0.25]))
@@ -232,7 +234,7 @@ def test_inspector_batch_from_a_checkpoint_uses_the_saved_teacher_and_centre(tmp
     from workbench.core.runs import load_checkpoint
     from workbench.core.train import train
 
-    cfg = quick_cfg("loss.name=dino", "loss.out_dim=32", "train.max_steps=3", "loss.momentum=0.5")
+    cfg = quick_cfg("loss.name=dino", "method.out_dim=32", "train.max_steps=3", "method.momentum=0.5")
     run_dir = list(train(cfg, runs_root=tmp_path))[0].run_dir
     rm = RunModel.load(run_dir)
     state = load_checkpoint(f"{run_dir}/checkpoints/last.pt")

@@ -134,8 +134,8 @@ def test_inspector_shows_true_hardest_negatives_and_retrieval(window, qtbot):
 
 def test_errors_in_training_show_in_the_window(window, qtbot):
     window.setup.loss.setCurrentText("moco")
-    window.setup.loss_form.editors["queue_size"].setValue(100000)  # valid on its own, larger than the dataset
-    qtbot.waitUntil(lambda: window.setup.cfg.loss.params.get("queue_size") == 100000)
+    window.setup.method_form.editors["queue_size"].setValue(100000)  # valid on its own, larger than the dataset
+    qtbot.waitUntil(lambda: getattr(window.setup.cfg.method.params, "queue_size", 0) == 100000)
     qtbot.waitUntil(window.start_btn.isEnabled)
     window.start_btn.trigger()
     with qtbot.waitSignal(window.errorShown, timeout=60000) as err:

@@ -1,9 +1,10 @@
 """Typed experiment configuration: dataclass sections that validate on construction,
 name the bad field in every error, reject unknown keys, and round-trip through TOML.
 
-Losses, encoders and augmentation steps carry their own parameters as flat keys beside
-``name`` (e.g. ``[loss] name = "ntxent"  temperature = 0.5``); those are checked against the
-registry entry's declared parameters.
+Losses, methods, encoders and augmentation steps carry their own parameters as flat keys beside
+``name`` (e.g. ``[loss] name = "ntxent"  temperature = 0.5``, ``[method] name = "moco"  queue_size = 4096``);
+those are checked against the registry entry's declared parameters. A config from an older version is
+brought up to date on reading (``upgrade``), which says what it moved in one note.
 """
 from __future__ import annotations
 
@@ -179,6 +180,23 @@ class LossConfig:
 
 
 @dataclass
+class MethodConfig:
+    """The learning method (``core/methods/``) and its typed parameters (its ``Params`` dataclass, ``params``);
+    a config that names none gets its loss's method (``methods.default_method``)."""
+
+    name: str = "simclr"
+    params: Any = None  # the method's Params (a dict of its values is accepted and checked)
+
+    def __post_init__(self):
+        _check_fields(self, "method")
+        from workbench.core.methods import METHODS
+
+        given = self.params if isinstance(self.params, dict) else dataclasses.asdict(self.params) if self.params else {}
+        _check_finite(given, "method")
+        self.params = METHODS.typed(self.name, given, "method")
+
+
+@dataclass
 class OptimConfig:
     name: str = "adamw"
     lr: float = 2e-3  # AdamW at batch 256; chosen by the study in benchmarks/learn_per_second.py
@@ -277,11 +295,12 @@ SECTIONS = {
     "augment": AugmentConfig,
     "model": ModelConfig,
     "loss": LossConfig,
+    "method": MethodConfig,
     "optim": OptimConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
 }
-FLAT_PARAMS = {"model": "params", "loss": "params"}  # sections whose extra keys are registry parameters
+FLAT_PARAMS = {"model": "params", "loss": "params", "method": "params"}  # sections whose extra keys are registry parameters
 
 
 @dataclass
@@ -290,17 +309,24 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
         from workbench.core.losses import LOSSES
+        from workbench.core.methods import default_method, missing_inputs
 
         meta = LOSSES.get(self.loss.name).meta
         if meta.get("pairs") and self.train.batch_size % 2:
             raise ConfigError(f"train.batch_size: loss '{self.loss.name}' forms pairs and needs an even batch size, "
                               f"got {self.train.batch_size}", "train.batch_size")
+        missing = missing_inputs(self.method.name, self.loss.name)
+        if missing:
+            raise ConfigError(f"method.name: loss '{self.loss.name}' reads {', '.join(missing)}, which method "
+                              f"'{self.method.name}' does not give; choose method '{default_method(self.loss.name)}'",
+                              "method.name")
 
     # ----- dict / TOML round trip -----
     def to_dict(self) -> dict:
@@ -314,8 +340,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Config:
+        """The config of a dict as ``to_dict`` or a TOML file gives it (an older version's brought up to date)."""
         if not isinstance(raw, dict):
             raise ConfigError("config: expected a table of sections")
+        raw = upgrade(raw)[0]
         for name in SECTIONS:
             if name in raw and not isinstance(raw[name], dict):
                 raise ConfigError(f"{name}: expected a table ([{name}] with keys below it), got {raw[name]!r}; "
@@ -364,6 +392,12 @@ class Config:
     def load(cls, path: str | Path) -> Config:
         return cls.from_dict(read_toml(path))
 
+    @classmethod
+    def load_noted(cls, path: str | Path) -> tuple[Config, list[str]]:
+        """``load`` with the note of what reading it brought up to date (none: [])."""
+        raw = read_toml(path)
+        return cls.from_dict(raw), [f"'{path}': {n}; saving the config writes them there" for n in upgrade(raw)[1]]
+
     def with_overrides(self, overrides: list[str]) -> Config:
         """Apply ``section.key=value`` overrides; values are parsed as TOML literals when they can be."""
         d = self.to_dict()
@@ -374,9 +408,14 @@ class Config:
             section, name = key.strip().split(".", 1)
             if section not in SECTIONS:
                 raise ConfigError(f"--set '{item}': unknown section '{section}'; choose from: {', '.join(SECTIONS)}")
+            old_loss = d["loss"]["name"]
             d[section][name] = parse_value(value.strip())
-            if section == "loss" and name == "name":  # a different loss has different parameters
-                d["loss"] = {"name": d["loss"]["name"], **{k: v for k, v in d["loss"].items() if k in _loss_keys(d["loss"]["name"])}}
+            if section == "loss" and name == "name":  # a different loss has different parameters, maybe another method
+                d["method"] = method_for_loss(d["loss"]["name"], old_loss, d["method"])
+                keep = _param_keys("loss", d["loss"]["name"]) | _param_keys("method", d["method"]["name"])
+                d["loss"] = {"name": d["loss"]["name"], **{k: v for k, v in d["loss"].items() if k in keep}}
+            if section == "method" and name == "name":
+                d["method"] = {k: v for k, v in d["method"].items() if k == "name" or k in _param_keys("method", d["method"]["name"])}
             if section == "model" and name == "encoder":
                 d["model"] = {k: v for k, v in d["model"].items() if k in {f.name for f in fields(ModelConfig)}}
             if section == "augment" and name == "preset":
@@ -391,13 +430,66 @@ class Config:
 
 def _example_key(section: str) -> str:
     return {"data": 'name = "bundled"', "augment": 'preset = "simclr_small_grey"', "model": 'encoder = "small_cnn"',
-            "loss": 'name = "ntxent"', "optim": "lr = 0.001", "train": "epochs = 10", "eval": "every = 1"}[section]
+            "loss": 'name = "ntxent"', "method": 'name = "simclr"', "optim": "lr = 0.001", "train": "epochs = 10",
+            "eval": "every = 1"}[section]
 
 
-def _loss_keys(name: str) -> set[str]:
+def _registry(section: str):
     from workbench.core.losses import LOSSES
+    from workbench.core.methods import METHODS
 
-    return {p.name for p in LOSSES.get(name).params}
+    return {"loss": LOSSES, "method": METHODS}[section]
+
+
+def _param_keys(section: str, name: Any) -> set[str]:
+    """The parameter names of ``name`` in the ``loss`` or ``method`` registry (none for an unknown name)."""
+    reg = _registry(section)
+    return {p.name for p in reg.get(name).params} if isinstance(name, str) and name in reg else set()
+
+
+def method_for_loss(loss: str, old_loss: str, method: dict) -> dict:
+    """The ``[method]`` table after the loss changed from ``old_loss`` to ``loss``: the loss's own method when
+    the method was the old loss's (or cannot give what the new one reads), else the method chosen."""
+    from workbench.core.losses import LOSSES
+    from workbench.core.methods import METHODS, default_method, missing_inputs
+
+    name = method.get("name")
+    if loss not in LOSSES or name not in METHODS:
+        return method
+    if old_loss in LOSSES and name == default_method(old_loss) or missing_inputs(name, loss):
+        return {"name": default_method(loss)}
+    return method
+
+
+def upgrade(raw: dict) -> tuple[dict, list[str]]:
+    """A config dict as an older version wrote it, brought up to date, and the one note that says what moved
+    (none: the dict itself and []). Before ``[method]`` existed, a method's parameters were keys of ``[loss]``
+    (``loss.queue_size``, ``loss.momentum``, DINO's ``loss.out_dim`` ...): a ``[loss]`` key the loss does not
+    declare but the method does moves to ``[method]`` (winning over a value there: it is the newer one, as
+    after ``--set loss.momentum=...``), and a config whose ``[method]`` names none gets its loss's method."""
+    from workbench.core.methods import METHODS, default_method
+
+    loss = raw.get("loss")
+    if not isinstance(loss, dict) or not isinstance(loss.get("name", "ntxent"), str):
+        return raw, []
+    loss_name = loss.get("name", "ntxent")
+    if loss_name not in _registry("loss"):
+        return raw, []
+    method = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+    method_name = method.get("name", default_method(loss_name))
+    if method_name not in METHODS:
+        return raw, []
+    own, theirs = _param_keys("loss", loss_name), _param_keys("method", method_name)
+    moved = [k for k in loss if k != "name" and k not in own and k in theirs]
+    if not moved and "name" in method:
+        return raw, []
+    out = dict(raw)
+    out["loss"] = {k: v for k, v in loss.items() if k not in moved}
+    out["method"] = {"name": method_name, **{k: v for k, v in method.items() if k != "name"}, **{k: loss[k] for k in moved}}
+    if not moved:
+        return out, []
+    keys = ", ".join(moved)
+    return out, [f"the method's settings ({keys}) moved from [loss] to [method] (method '{method_name}')"]
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:

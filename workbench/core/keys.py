@@ -11,7 +11,7 @@ from typing import Any
 import tomli_w
 
 # applied before their parameters: choosing a loss, an encoder or a preset resets the keys that depend on it
-NAME_KEYS = ("loss.name", "model.encoder", "augment.preset", "optim.name", "data.name")
+NAME_KEYS = ("loss.name", "method.name", "model.encoder", "augment.preset", "optim.name", "data.name")
 UNSET = "(unset)"  # the value shown for a key a config does not have
 
 

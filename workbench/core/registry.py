@@ -1,26 +1,34 @@
-"""Named registries of pluggable parts (datasets, augmentations, losses, encoders, optimisers).
+"""Named registries of pluggable parts (datasets, augmentations, losses, methods, encoders, optimisers).
+
+One registration style: the decorator on the factory where it is defined,
+
+    @LOSSES.register("ntxent")
+    class NTXent(nn.Module): ...
 
 One contract for every registry: a factory is called as ``factory(**context, **params)``.
 
 - ``context`` is what the caller supplies, declared once per registry (a dataset's ``split``,
-  an encoder's ``in_channels`` / ``image_size``, an optimiser's ``model``);
+  an encoder's ``in_channels`` / ``image_size``, an optimiser's ``model``, a method's ``loss``);
 - ``params`` are the factory's other keyword parameters, each with a default: they are the
   user-facing parameters. Their type comes from the default, their allowed values from a
   ``Literal[...]`` annotation and their help text from the docstring's ``name: text`` lines
   (Google style, under "Args:" or anywhere). The CLI lists them, the window builds its forms
   (combo boxes for choices, tooltips from help) and the config validates against them.
+  A factory may instead declare them as a ``Params`` dataclass (a ``TypedParams``: fields with
+  defaults, checked on construction); it is then called as ``factory(**context, params=Params(...))``.
 
 Callers go through ``build(name, params, **context)``; ``select(name, section)`` picks an
 entry's parameters from a config section.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ConfigError(ValueError):
@@ -50,6 +58,7 @@ class Entry:
     doc: str
     params: tuple[Param, ...]
     meta: dict
+    typed: type | None = None  # the factory's ``Params`` dataclass, when it declares one
 
     @property
     def summary(self) -> str:
@@ -104,17 +113,55 @@ def params_of(factory: Callable, context: tuple[str, ...], doc: str = "") -> tup
         if p.default is inspect.Parameter.empty:
             continue
         default = tuple(p.default) if isinstance(p.default, list) else p.default
-        kind = type(default) if default is not None else str
+        kind = _kind(default)
         out.append(Param(p.name, default, kind, helps.get(p.name, ""), _choices(p.annotation)))
     return tuple(out)
 
 
-def _doc(factory: Callable) -> str:
-    """The factory's docstring, plus its ``__init__``'s for a class (where Args are often listed)."""
+def _doc(factory: Callable, typed: type | None = None) -> str:
+    """The factory's docstring, plus its ``__init__``'s for a class (where Args are often listed) and its
+    ``Params`` dataclass's (where typed parameters are described)."""
     doc = inspect.getdoc(factory) or ""
     if inspect.isclass(factory) and factory.__init__.__doc__:
         doc += "\n\n" + inspect.cleandoc(factory.__init__.__doc__)
+    if typed is not None and typed.__doc__ and not typed.__doc__.startswith(typed.__name__ + "("):  # not the generated one
+        doc += "\n\n" + inspect.cleandoc(typed.__doc__)
     return doc
+
+
+def _typed(factory: Callable) -> type | None:
+    """The factory's ``Params`` dataclass, or None when its keyword parameters are its parameters."""
+    typed = getattr(factory, "Params", None)
+    return typed if inspect.isclass(typed) and dataclasses.is_dataclass(typed) else None
+
+
+def _kind(default: Any) -> type:
+    return type(default) if default is not None else str
+
+
+@dataclass
+class TypedParams:
+    """Base of a factory's typed parameters (``factory.Params``): each field has a default, and construction
+    coerces every value to its default's type and runs ``check``; a bad value raises ConfigError naming
+    ``SECTION.field`` (e.g. ``method.queue_size``). Document the fields as ``name: text`` lines in the docstring."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            setattr(self, f.name, coerce(getattr(self, f.name), _kind(default), self.where(f.name)))
+        self.check()
+
+    def check(self) -> None:
+        """Range checks of the subclass (``self.require(...)``); none here."""
+
+    def where(self, name: str) -> str:
+        return f"{self.section}.{name}" if self.section else name
+
+    def require(self, cond: bool, name: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"{self.where(name)}: {msg}")
 
 
 class Registry:
@@ -131,8 +178,10 @@ class Registry:
 
     def register(self, name: str, **meta):
         def deco(factory):
-            doc = _doc(factory)
-            self._entries[name] = Entry(name, factory, doc, params_of(factory, self.context, doc), meta)
+            typed = _typed(factory)
+            doc = _doc(factory, typed)
+            params = params_of(typed, (), doc) if typed else params_of(factory, self.context, doc)
+            self._entries[name] = Entry(name, factory, doc, params, meta, typed)
             return factory
 
         return deco
@@ -172,6 +221,14 @@ class Registry:
                 raise ConfigError(f"{where}.{key}: choose from: {', '.join(map(str, p.choices))}; got {out[key]!r}", f"{where}.{key}")
         return out
 
+    def typed(self, name: str, params: dict, where: str):
+        """``name``'s ``Params`` dataclass built from ``params`` (checked as ``check_params`` does, then by its own
+        ``check``); ConfigError naming the bad key. For an entry without one: TypeError."""
+        entry = self.get(name)
+        if entry.typed is None:
+            raise TypeError(f"{self.kind} '{name}' declares no Params dataclass")
+        return entry.typed(**self.check_params(name, params, where))
+
     def build(self, name: str, params: dict | None = None, **context):
         """``factory(**context, **params)``; a ValueError/TypeError from the factory becomes a ConfigError."""
         entry = self.get(name)
@@ -179,6 +236,9 @@ class Registry:
         if missing:
             raise TypeError(f"building {self.kind} '{name}' needs {', '.join(missing)}")
         try:
+            if entry.typed is not None:
+                given = params if isinstance(params, entry.typed) else entry.typed(**(params or {}))
+                return entry.factory(**context, params=given)
             return entry.factory(**context, **(params or {}))
         except ConfigError:
             raise

@@ -49,10 +49,10 @@ POLICY: dict[str, tuple[str, str]] = {
     "train.batch_size": (REFUSE, "the steps in an epoch, the epoch counter and the learning-rate schedule depend on it"),
     "train.seed": (REFUSE, "the data order and the random views depend on it"),
 }
-SECTION_DEFAULT = {"data": REFUSE, "model": REFUSE, "loss": REFUSE, "augment": NOTE, "optim": NOTE, "train": NOTE,
-                   "eval": NOTE}
-NAMED = {"loss.name": "the loss", "model.encoder": "the encoder", "optim.name": "the optimiser"}
-STATE_SECTIONS = ("model", "loss")  # every key compared, present in the checkpoint's config or not
+SECTION_DEFAULT = {"data": REFUSE, "model": REFUSE, "loss": REFUSE, "method": REFUSE, "augment": NOTE, "optim": NOTE,
+                   "train": NOTE, "eval": NOTE}
+NAMED = {"loss.name": "the loss", "method.name": "the method", "model.encoder": "the encoder", "optim.name": "the optimiser"}
+STATE_SECTIONS = ("model", "loss", "method")  # every key compared, present in the checkpoint's config or not
 
 
 def policy(field: str) -> tuple[str, str]:
@@ -104,10 +104,24 @@ def config_change(saved: dict, now: dict, network_only: bool = False) -> str:
     return refused(saved, now, STATE_SECTIONS if network_only else None)
 
 
-def resume_notes(state: dict, cfg) -> list[str]:
-    """The line that states what config.toml changed since the checkpoint and resume allows (none: [])."""
+def saved_config(state: dict) -> dict | None:
+    """The config a checkpoint was written with, as a dict brought up to date (``config.upgrade``), or None."""
+    from workbench.core.config import upgrade
+
     saved = state.get("config")
-    return allowed(saved, cfg.to_dict(), int(state.get("step", 0))) if isinstance(saved, dict) else []
+    return upgrade(saved)[0] if isinstance(saved, dict) else None
+
+
+def resume_notes(state: dict, cfg) -> list[str]:
+    """The lines that state what reading the checkpoint's config brought up to date (a run from an older version)
+    and what config.toml changed since the checkpoint and resume allows (none: [])."""
+    from workbench.core.config import upgrade
+
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return []
+    notes = [f"resume: this run was written by an older version: {n}; config.toml is written so" for n in upgrade(saved)[1]]
+    return notes + allowed(saved_config(state), cfg.to_dict(), int(state.get("step", 0)))
 
 
 def state_mismatch(expected: dict, found: dict) -> str:
@@ -129,8 +143,8 @@ def state_mismatch(expected: dict, found: dict) -> str:
 def checkpoint_mismatch(run: Path, cfg, state: dict, verb: str) -> str:
     """Why ``state`` (a run's checkpoint) does not fit ``cfg`` (its config.toml), as the one message resume, embed and
     export give ("cannot VERB 'RUN': ...; what to do"), or "" when it fits. ``verb``: resume | embed | export."""
-    saved = state.get("config")
-    change = config_change(saved, cfg.to_dict(), network_only=verb != "resume") if isinstance(saved, dict) else ""
+    saved = saved_config(state)
+    change = config_change(saved, cfg.to_dict(), network_only=verb != "resume") if saved is not None else ""
     if not change:
         expected = _model_shapes(cfg, state)
         diff = state_mismatch(expected, state["model"]) if expected is not None else ""

@@ -253,10 +253,7 @@ def check_fits(cfg: Config, train_data: ImageData) -> int:
     global_batch = cfg.train.batch_size * world
     if global_batch > len(train_data):
         raise ConfigError(batch_too_large(global_batch, len(train_data), world))
-    queue = cfg.loss.params.get("queue_size", 0)
-    if queue and queue > len(train_data):
-        raise ConfigError(f"loss.queue_size: {queue} is larger than the {len(train_data)} training images; "
-                          f"lower it (e.g. {len(train_data) // 2})")
+    cfg.method.params.check_images(len(train_data))
     return global_batch
 
 

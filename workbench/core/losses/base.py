@@ -7,12 +7,20 @@ them, predictor outputs, momentum-target projections, labels and further views);
 also fills in what it computed for the inspector: the similarity matrix it used, a per-sample
 loss, each anchor's positive and its hardest negative. With ``report=False`` none of that is
 materialised beyond what the loss itself needs.
+
+A loss reads z1, z2 (and labels); the other Views fields it reads are listed in its class attribute
+``needs`` (``("p", "t")`` for predictor outputs and targets, ``"negatives"`` for a queue, ...): the config
+pairs it only with a method whose ``gives`` holds them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
+
+from workbench.core.registry import Registry
+
+LOSSES = Registry("loss")
 
 
 @dataclass

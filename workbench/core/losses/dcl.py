@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, check_temperature, hardest_excluding
+from workbench.core.losses.base import LOSSES, LossOut, Views, check_temperature, hardest_excluding
 from workbench.core.losses.ntxent import pair_logits
 
 
+@LOSSES.register("dcl")
 class DCL(nn.Module):
     """NT-Xent with the positive removed from the denominator:
 
@@ -52,6 +53,7 @@ class DCL(nn.Module):
         return out
 
 
+@LOSSES.register("dclw")
 class DCLW(DCL):
     """DCL with the von Mises-Fisher weighting of positive pairs (Yeh et al. 2022).
 

@@ -7,10 +7,11 @@ import math
 import torch
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, check_temperature, hardest_excluding
+from workbench.core.losses.base import LOSSES, LossOut, Views, check_temperature, hardest_excluding
 from workbench.core.losses.ntxent import pair_logits
 
 
+@LOSSES.register("hcl")
 class HCL(nn.Module):
     """NT-Xent whose negatives are importance-weighted towards the hard ones and debiased for false negatives.
 

@@ -1,39 +1,35 @@
-"""MoCo v2: momentum encoder and a queue of negatives (He et al. 2020, arXiv:1911.05722;
-Chen et al. 2020, arXiv:2003.04297)."""
+"""MoCo v2's loss: InfoNCE of queries against momentum keys and a queue of negatives (He et al. 2020,
+arXiv:1911.05722; Chen et al. 2020, arXiv:2003.04297)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, cross_view_report
+from workbench.core.losses.base import LOSSES, l2n, LossOut, Views, check_temperature, cross_view_report
 
 
-class MoCo(nn.Module):
+@LOSSES.register("moco", method="moco")
+class MoCoLoss(nn.Module):
     """InfoNCE of online queries against momentum-encoder keys, with K past keys as negatives:
 
         l(q, k+) = -log( exp(q.k+/tau) / (exp(q.k+/tau) + sum_{k- in queue} exp(q.k-/tau)) ),
 
     symmetrised over the two views (q1 with k2, q2 with k1), averaged over the 2N queries. The
     keys t1, t2 come from the momentum encoder and the queue from ``views.negatives``: both are
-    kept by the MoCo method (``methods/moco.py``), which also updates them after each step.
+    kept by a method (``methods/moco.py``: its ``queue_size`` and ``momentum``), which also updates them after each step.
     Shapes: z1, z2, t1, t2 (N, D), negatives (K, D) L2-normalised -> scalar. Report: similarity
     (2N, 2N) of queries against the batch's keys, per_sample (2N,), mined["queue_similarity"] (2N, K).
 
     temperature: softmax temperature tau, in [0.001, 10].
-    queue_size: K, the number of past keys kept as negatives (>= 1).
-    momentum: m of the key encoder's update, in [0, 1).
     """
 
     term_names = ("pos_sim", "queue_sim")
+    needs = ("t", "negatives")
 
-    def __init__(self, temperature: float = 0.2, queue_size: int = 4096, momentum: float = 0.99):
+    def __init__(self, temperature: float = 0.2):
         super().__init__()
         check_temperature(temperature)
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.temperature = temperature
 
     def forward(self, views: Views, report: bool = False) -> LossOut:

@@ -9,35 +9,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import l2n, LossOut, Views, cross_view_report
+from workbench.core.losses.base import LOSSES, l2n, LossOut, Views, cross_view_report
 
 
 def _neg_cos(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -(l2n(p.float()) * l2n(z.float())).sum(1)
 
 
-class BYOL(nn.Module):
+@LOSSES.register("byol", method="byol")
+class BYOLLoss(nn.Module):
     """BYOL (Grill et al. 2020, arXiv:2006.07733): online predictions regress momentum-target projections,
 
         L = mean_n [ (2 - 2 cos(p1_n, t2_n)) + (2 - 2 cos(p2_n, t1_n)) ],   range [0, 8],
 
-    target momentum raised from ``momentum`` to 1 on a cosine schedule (methods/byol.py). Shapes: p1, p2, t1, t2 (N, D) -> scalar.
+    the targets from a momentum network (methods/byol.py). Shapes: p1, p2, t1, t2 (N, D) -> scalar.
 
     Convention: the official code's (deepmind-research ``byol/byol_experiment.py``: ``regression_loss``
     ||l2n(p) - l2n(t)||^2 = 2 - 2 cos, summed over the two directions, mean over the batch; paper Eq. 2-3). Its loss
     and gradient are 4x lightly's form ``0.5 * (NegativeCosineSimilarity(p1, t2) + NegativeCosineSimilarity(p2, t1))``
     (up to the constant 4): a learning rate tuned with lightly's BYOL corresponds to one 4x smaller here (with SGD).
-
-    momentum: the target network's starting momentum, in [0, 1); it rises to 1 over the run.
     """
 
     term_names = ("cos_p1_t2", "cos_p2_t1")
-
-    def __init__(self, momentum: float = 0.99):
-        super().__init__()
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.momentum = momentum
+    needs = ("p", "t")
 
     def forward(self, views: Views, report: bool = False) -> LossOut:
         if views.p1 is None or views.t1 is None:
@@ -48,7 +42,8 @@ class BYOL(nn.Module):
         return cross_view_report(out, views.z1, views.z2, per) if report else out
 
 
-class SimSiam(nn.Module):
+@LOSSES.register("simsiam", method="simsiam")
+class SimSiamLoss(nn.Module):
     """SimSiam (Chen & He 2021, arXiv:2011.10566): predictions regress the other view's stopped-gradient projection,
 
         L = D(p1, sg(z2))/2 + D(p2, sg(z1))/2,  D(p, z) = -cos(p, z);  minimum -1.
@@ -57,9 +52,7 @@ class SimSiam(nn.Module):
     """
 
     term_names = ("cos",)
-
-    def __init__(self):
-        super().__init__()
+    needs = ("p",)
 
     def forward(self, views: Views, report: bool = False) -> LossOut:
         if views.p1 is None:
@@ -69,6 +62,7 @@ class SimSiam(nn.Module):
         return cross_view_report(out, views.z1, views.z2, per) if report else out
 
 
+@LOSSES.register("barlow_twins")
 class BarlowTwins(nn.Module):
     """Barlow Twins (Zbontar et al. 2021, arXiv:2103.03230): the cross-correlation C of the batch-standardised
     projections is pushed to the identity,
@@ -105,6 +99,7 @@ class BarlowTwins(nn.Module):
         return out
 
 
+@LOSSES.register("vicreg")
 class VICReg(nn.Module):
     """VICReg (Bardes, Ponce & LeCun 2022, arXiv:2105.04906): invariance between the views' projections, with a
     variance floor and decorrelation within each view keeping them from collapsing:

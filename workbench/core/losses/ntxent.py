@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, gather_all, hardest_excluding
+from workbench.core.losses.base import LOSSES, l2n, LossOut, Views, check_temperature, gather_all, hardest_excluding
 
 
 def pair_logits(views: Views, similarity: str, temperature: torch.Tensor):
@@ -70,6 +70,7 @@ class Temperature(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+@LOSSES.register("ntxent")
 class NTXent(nn.Module):
     """NT-Xent / InfoNCE over 2N views.
 

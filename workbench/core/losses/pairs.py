@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.losses.base import LossOut, Views, cross_view_report, instance_labels, l2n
+from workbench.core.losses.base import LOSSES, LossOut, Views, cross_view_report, instance_labels, l2n
 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -32,6 +32,7 @@ def _check_margin(margin):
         raise ValueError(f"margin must be > 0, got {margin}")
 
 
+@LOSSES.register("margin_contrastive", pairs=True)
 class MarginContrastive(nn.Module):
     """Pairs from the batch: (z1_i, z2_i) is similar (y=1); (z1_i, z2_{i+N/2 mod N}) is dissimilar (y=0)
     (a different image, or with ``use_labels`` only when its label differs).
@@ -78,6 +79,7 @@ class MarginContrastive(nn.Module):
         return out
 
 
+@LOSSES.register("triplet")
 class Triplet(nn.Module):
     """Triplet loss over the 2N views, positives = same image (or same class with ``use_labels``):
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workbench.core.losses.base import l2n, LossOut, Views, check_temperature, instance_labels
+from workbench.core.losses.base import LOSSES, l2n, LossOut, Views, check_temperature, instance_labels
 
 
+@LOSSES.register("supcon", labels=True)
 class SupCon(nn.Module):
     """Supervised contrastive loss (Khosla et al. 2020, L_out): every other view of the same class is a positive.
 

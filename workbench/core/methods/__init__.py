@@ -1,32 +1,39 @@
-"""One learning method per file; ``METHODS`` maps a loss name to the method that feeds it.
+"""Learning methods: one file per method, each a class with ``@METHODS.register("name")`` and its
+typed ``Params`` (the config's ``[method]`` section).
 
-Adding a method: a file here with a ``Method`` subclass and one line in ``METHODS`` (a loss that
-needs nothing but two views of a shared network needs no method: ``Method`` is the default).
+Adding a method: a module here with a ``Method`` subclass carrying the decorator, and its import below
+(the order of the imports is the order the window and the CLI list them). A method may train with any
+loss whose ``needs`` its ``gives`` covers; a loss names the method it trains with by default (registry
+meta ``method``, else ``simclr``: two views of one shared network).
 """
 from __future__ import annotations
 
 from torch import nn
 
 from workbench.core.losses import LOSSES
-from workbench.core.methods.base import Method, MomentumMethod  # noqa: F401
-from workbench.core.methods.byol import BYOL
-from workbench.core.methods.dino import DINO
-from workbench.core.methods.moco import MoCo
-from workbench.core.methods.simsiam import SimSiam
+from workbench.core.methods.base import METHODS, Method, MethodParams, MomentumMethod, MomentumParams  # noqa: F401
+from workbench.core.methods import simsiam, byol, moco, dino  # noqa: F401 (registers them)
 from workbench.core.models import ENCODERS, Network, mlp
 
-METHODS: dict[str, type[Method]] = {
-    "simsiam": SimSiam,
-    "byol": BYOL,
-    "moco": MoCo,
-    "dino": DINO,
-}
+DEFAULT_METHOD = "simclr"
+
+
+def default_method(loss: str) -> str:
+    """The method a config pairs ``loss`` with when it names none (as every config did before ``[method]``)."""
+    return LOSSES.get(loss).meta.get("method", DEFAULT_METHOD)
+
+
+def missing_inputs(method: str, loss: str) -> tuple[str, ...]:
+    """The Views fields loss ``loss`` reads that method ``method`` does not fill (() when they fit)."""
+    needs = getattr(LOSSES.get(loss).factory, "needs", ())
+    gives = METHODS.get(method).factory.gives
+    return tuple(n for n in needs if n not in gives)
 
 
 def build_method(cfg) -> Method:
-    """The method for ``cfg.loss.name`` holding its loss (built from ``cfg.loss.params``)."""
+    """``cfg.method``'s method holding ``cfg.loss``'s loss."""
     loss = LOSSES.build(cfg.loss.name, cfg.loss.params)
-    return METHODS.get(cfg.loss.name, Method)(loss, cfg)
+    return METHODS.build(cfg.method.name, cfg.method.params, loss=loss, predictor_hidden=cfg.model.predictor_hidden)
 
 
 SMALL_CNN_HEAD = 256

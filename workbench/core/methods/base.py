@@ -6,7 +6,7 @@ after each optimiser step (momentum update, centre update) and its checkpoint st
 holds is pure maths: ``method.loss(views, report) -> LossOut``. The loop, ``build_network``,
 inference and the inspector call only this interface:
 
-    method = build_method(cfg)                      # Method holding its loss
+    method = build_method(cfg)                      # cfg.method's Method holding cfg.loss's loss
     net = build_network(cfg, channels, size, method)  # asks method.predictor(dim)
     method.attach(net, aug)                         # once: momentum teacher, extra augmenters
     crops = method.views(x_u8, g)                   # list of (B, C, S, S) float views, two or more
@@ -16,19 +16,48 @@ inference and the inspector call only this interface:
     method.after_step(net, progress)                # momentum update, centre update
 
 ``progress`` is the fraction of the run done, in [0, 1]; a method's schedules follow it.
+
+A method's hyperparameters are its ``Params`` dataclass (the config's ``[method]`` section, checked on
+construction); ``gives`` lists the Views fields beyond z1, z2 it fills, so any loss whose ``needs`` they
+cover can train with it. Methods register with ``@METHODS.register("name")`` on the class.
 """
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from workbench.core import distributed as ddp
 from workbench.core.losses.base import Views
+from workbench.core.registry import Registry, TypedParams
+
+METHODS = Registry("method", context=("loss", "predictor_hidden"))
 
 
+@dataclass
+class MethodParams(TypedParams):
+    """A method's hyperparameters: the ``[method]`` section beside ``name``; errors name ``method.FIELD``."""
+
+    section = "method"
+
+    def check_images(self, n: int) -> None:
+        """Refuse (ConfigError) settings that ``n`` training images cannot feed; none here."""
+
+
+@dataclass
+class MomentumParams(MethodParams):
+    """momentum: m of the teacher's update theta_t <- m theta_t + (1 - m) theta_s, in [0, 1)."""
+
+    momentum: float = 0.99
+
+    def check(self) -> None:
+        self.require(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+
+
+@METHODS.register("simclr")
 class Method(nn.Module):
     """Two augmented views of each image through one shared network (SimCLR, Chen et al. 2020).
 
@@ -36,11 +65,14 @@ class Method(nn.Module):
     labels, for losses that use them). Subclasses override the parts they change.
     """
 
-    def __init__(self, loss: nn.Module, cfg):
+    Params = MethodParams
+    gives: tuple[str, ...] = ()  # Views fields filled beyond z1, z2 and labels
+
+    def __init__(self, loss: nn.Module, predictor_hidden: int = 512, params: MethodParams | None = None):
         super().__init__()
         self.loss = loss
-        self.params = dict(cfg.loss.params)
-        self.predictor_hidden = cfg.model.predictor_hidden
+        self.params = params if params is not None else self.Params()
+        self.predictor_hidden = predictor_hidden
         self.teacher: nn.Module | None = None
         self.aug = None
 
@@ -103,15 +135,18 @@ class MomentumMethod(Method):
 
         theta_t <- m theta_t + (1 - m) theta_s   (parameters; buffers copied),
 
-    with ``m = momentum_at(progress)`` (the loss parameter ``momentum`` unless a subclass schedules it).
+    with ``m = momentum_at(progress)`` (``method.momentum`` unless a subclass schedules it).
     """
+
+    Params = MomentumParams
+    params: MomentumParams
 
     def attach(self, net: nn.Module, aug) -> None:
         super().attach(net, aug)
         self.teacher = copy.deepcopy(net).requires_grad_(False)
 
     def momentum_at(self, progress: float) -> float:
-        return self.params["momentum"]
+        return self.params.momentum
 
     @torch.no_grad()
     def teach(self, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,14 +1,34 @@
 """MoCo v2 (He et al. 2020, arXiv:1911.05722; Chen et al. 2020, arXiv:2003.04297): momentum keys and a queue."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from workbench.core import distributed as ddp
 from workbench.core.losses.base import Views
-from workbench.core.methods.base import MomentumMethod
+from workbench.core.methods.base import METHODS, MomentumMethod, MomentumParams
 
 
+@dataclass
+class MoCoParams(MomentumParams):
+    """momentum: m of the key encoder's update (constant over the run), in [0, 1).
+    queue_size: K, the number of past keys kept as negatives (>= 1; at most the training images).
+    """
+
+    queue_size: int = 4096
+
+    def check(self) -> None:
+        super().check()
+        self.require(self.queue_size >= 1, "queue_size", f"must be >= 1, got {self.queue_size}")
+
+    def check_images(self, n: int) -> None:
+        self.require(self.queue_size <= n, "queue_size", f"{self.queue_size} is larger than the {n} training images; "
+                     f"lower it (e.g. {n // 2})")
+
+
+@METHODS.register("moco")
 class MoCo(MomentumMethod):
     """Queries z1, z2 (N, D) from the online network, keys t1, t2 (N, D) from the momentum teacher
     (constant ``momentum``), and the queue (K, D) of past L2-normalised keys as ``views.negatives``.
@@ -17,11 +37,16 @@ class MoCo(MomentumMethod):
     view 1's keys, then view 2's, as in the reference implementation (moco/builder.py,
     ``_dequeue_and_enqueue``). The queue starts as random unit vectors (seeded) and is saved with
     the method in the checkpoint; the pointer stays on the device, so there is no host sync a step.
+    Any loss that reads keys and negatives can train with it (``moco``'s InfoNCE is the default).
     """
 
-    def __init__(self, loss, cfg):
-        super().__init__(loss, cfg)
-        self.queue_size = self.params["queue_size"]
+    Params = MoCoParams
+    params: MoCoParams
+    gives = ("t", "negatives")
+
+    def __init__(self, loss, predictor_hidden: int = 512, params: MoCoParams | None = None):
+        super().__init__(loss, predictor_hidden, params)
+        self.queue_size = self.params.queue_size
         self.register_buffer("queue", torch.zeros(0, 0))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self._keys: tuple[torch.Tensor, ...] = ()

@@ -1,4 +1,4 @@
-"""Set-up panel: dataset, augmentation recipe with live two-view preview, loss, encoder, optimiser, device.
+"""Set-up panel: dataset, augmentation recipe with live two-view preview, loss and method, encoder, optimiser, device.
 
 Every edit rebuilds a Config through the same validation the CLI uses; the first error is shown
 (wrapped) under the form and ``validityChanged(False, message)`` keeps Start disabled. The dataset
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import re
 
 import torch
@@ -19,9 +20,10 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout
                                QToolButton, QVBoxLayout, QWidget)
 
 from workbench.core.augment import AUGMENTS, AUTO, PRESETS, Augmenter, resolve_preset
-from workbench.core.config import Config
+from workbench.core.config import Config, method_for_loss
 from workbench.core.data import DATASETS, load_splits
 from workbench.core.losses import LOSSES
+from workbench.core.methods import METHODS
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
@@ -329,11 +331,21 @@ class SetupPanel(QScrollArea):
         g = QGroupBox("Loss")
         v = QVBoxLayout(g)
         self.loss = _combo(LOSSES.names(), "loss")
+        self._loss_name = self.loss.currentText()  # the loss the method was chosen for (method_for_loss)
         self.loss_doc = _wrap_label("loss_doc")
         self.loss_form = ParamForm()
         v.addWidget(self.loss)
         v.addWidget(self.loss_doc)
         v.addWidget(self.loss_form)
+        row = QHBoxLayout()  # the method that feeds the loss, with its own parameters (the [method] section)
+        self.method = _combo(METHODS.names(), "method")
+        self.method.setToolTip("the learning method: what it adds to the network (predictor, momentum teacher, queue) "
+                               "and what it gives the loss")
+        row.addWidget(QLabel("method"))
+        row.addWidget(self.method, 1)
+        v.addLayout(row)
+        self.method_form = ParamForm()
+        v.addWidget(self.method_form)
         return g
 
     def _train_box(self) -> QGroupBox:
@@ -371,8 +383,9 @@ class SetupPanel(QScrollArea):
         self.recipe_list.currentRowChanged.connect(self._select_step)
         self.step_form.changed.connect(self._step_edited)
         self.loss.currentTextChanged.connect(self._loss_changed)
+        self.method.currentTextChanged.connect(self._method_changed)
         self.encoder.currentTextChanged.connect(self._encoder_changed)
-        for w in (self.loss_form, self.encoder_form):
+        for w in (self.loss_form, self.method_form, self.encoder_form):
             w.changed.connect(self.changed)
         for w in (self.head_out, self.batch, self.epochs, self.steps, self.minutes, self.start_size, self.full_size_at):
             w.valueChanged.connect(self.changed)
@@ -405,6 +418,9 @@ class SetupPanel(QScrollArea):
         self.loss.setCurrentText(cfg.loss.name)
         self.loss_form.set_params(LOSSES.get(cfg.loss.name).params, cfg.loss.params)
         self.loss_doc.setText(plain_doc(LOSSES.get(cfg.loss.name).doc))
+        self._loss_name = cfg.loss.name
+        self.method.setCurrentText(cfg.method.name)
+        self.method_form.set_params(METHODS.get(cfg.method.name).params, dataclasses.asdict(cfg.method.params))
         self.encoder.setCurrentText(cfg.model.encoder)
         self.encoder_form.set_params(ENCODERS.get(cfg.model.encoder).params, cfg.model.params)
         self.head_out.setValue(cfg.model.head_out)
@@ -430,6 +446,7 @@ class SetupPanel(QScrollArea):
             if w.value() != round(100 * d["augment"][w.objectName()]):
                 d["augment"][w.objectName()] = w.value() / 100
         d["loss"] = {"name": self.loss.currentText(), **self.loss_form.values()}
+        d["method"] = {"name": self.method.currentText(), **self.method_form.values()}
         d["model"] = {k: v for k, v in d["model"].items() if k in ("head_layers", "head_hidden", "head_bn", "predictor_hidden", "sync_bn")}
         d["model"].update(encoder=self.encoder.currentText(), head_out=self.head_out.value(), **self.encoder_form.values())
         d["optim"].update(name=self.optim.currentText(), lr=self.lr.value(), **self.optim_form.values())
@@ -476,9 +493,9 @@ class SetupPanel(QScrollArea):
                  "data.subset": self.subset, "train.batch_size": self.batch, "train.epochs": self.epochs,
                  "train.max_steps": self.steps, "train.time_budget_s": self.minutes,
                  "train.device": self.device, "optim.lr": self.lr, "optim.name": self.optim, "loss.name": self.loss,
-                 "model.encoder": self.encoder, "model.head_out": self.head_out,
+                 "method.name": self.method, "model.encoder": self.encoder, "model.head_out": self.head_out,
                  "augment.start_size": self.start_size, "augment.full_size_at": self.full_size_at}
-        forms = {"loss": (self.loss_form, self.loss), "model": (self.encoder_form, self.encoder),
+        forms = {"loss": (self.loss_form, self.loss), "method": (self.method_form, self.method), "model": (self.encoder_form, self.encoder),
                  "optim": (self.optim_form, self.optim)}
         if f"{section}.{name}" in fixed:
             return fixed[f"{section}.{name}"]
@@ -743,6 +760,16 @@ class SetupPanel(QScrollArea):
             return
         self.loss_form.set_params(LOSSES.get(name).params)
         self.loss_doc.setText(plain_doc(LOSSES.get(name).doc))
+        old, self._loss_name = self._loss_name, name
+        method = method_for_loss(name, old, {"name": self.method.currentText()})["name"]
+        if method != self.method.currentText():
+            self.method.setCurrentText(method)  # its parameters follow (_method_changed)
+        self.changed()
+
+    def _method_changed(self, name: str):
+        if self._building:
+            return
+        self.method_form.set_params(METHODS.get(name).params)
         self.changed()
 
     def _set_optim_params(self, name: str, values: dict):

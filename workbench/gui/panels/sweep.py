@@ -35,20 +35,22 @@ def sweepable() -> dict[str, tuple]:
     """Parameters a sweep can vary: key -> allowed values (a choice) or () (numbers typed as a list)."""
     from workbench.core.augment import PRESETS
     from workbench.core.losses import LOSSES
+    from workbench.core.methods import METHODS
     from workbench.core.models import ENCODERS
     from workbench.core.optim import OPTIMIZERS
 
-    out = {"loss.name": tuple(LOSSES.names()), "augment.preset": tuple(PRESETS), "model.encoder": tuple(ENCODERS.names()),
-           "optim.name": tuple(OPTIMIZERS.names()), "optim.schedule": ("cosine", "constant")}
+    out = {"loss.name": tuple(LOSSES.names()), "method.name": tuple(METHODS.names()), "augment.preset": tuple(PRESETS),
+           "model.encoder": tuple(ENCODERS.names()), "optim.name": tuple(OPTIMIZERS.names()), "optim.schedule": ("cosine", "constant")}
     for key in ("optim.lr", "optim.weight_decay", "optim.warmup_epochs", "train.batch_size", "train.epochs",
                 "model.head_out", "model.head_layers"):
         out[key] = ()
-    for name in LOSSES.names():
-        for p in LOSSES.get(name).params:
-            if p.choices or p.kind is bool:
-                out.setdefault(f"loss.{p.name}", tuple(p.choices) or (True, False))
-            elif p.kind in (int, float):
-                out.setdefault(f"loss.{p.name}", ())
+    for section, reg in (("loss", LOSSES), ("method", METHODS)):
+        for name in reg.names():
+            for p in reg.get(name).params:
+                if p.choices or p.kind is bool:
+                    out.setdefault(f"{section}.{p.name}", tuple(p.choices) or (True, False))
+                elif p.kind in (int, float):
+                    out.setdefault(f"{section}.{p.name}", ())
     return out
 
 
