@@ -198,7 +198,8 @@ def test_the_old_spelling_on_the_command_line_still_works():
 def test_a_run_folder_written_before_the_method_section_resumes_and_exports(tmp_path, quick_cfg):
     from workbench.core.config import tomli_w
     from workbench.core.inference import RunModel
-    from workbench.core.runs import check_resume, load_checkpoint
+    from workbench.core.resume import check_resume
+    from workbench.core.runs import load_checkpoint
     from workbench.core.train import Control
 
     cfg = quick_cfg("loss.name=moco", "method.queue_size=128", "method.momentum=0.9", "train.max_steps=3",
