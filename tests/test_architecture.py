@@ -114,3 +114,15 @@ def test_the_core_layers_name_every_core_module():
     modules = {m.name for m in pkgutil.iter_modules(core.__path__)}
     assert modules - named == set(), f"not in the layers of pyproject.toml: {sorted(modules - named)}"
     assert named - modules == set(), f"named in the layers but not in workbench/core: {sorted(named - modules)}"
+
+
+def test_no_two_classes_share_a_name():
+    """A class name says which class it is: none is defined twice in the package (tests may define their own)."""
+    import ast
+
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "workbench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                seen.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: where for name, where in seen.items() if len(where) > 1} == {}

@@ -216,11 +216,11 @@ def _umask() -> int:
 def test_progress_line_of_a_time_boxed_run_follows_its_clock():
     import io
 
-    from workbench.cli import Progress
+    from workbench.cli import TerminalProgress
     from workbench.core.events import StepEvent
 
     buf = io.StringIO()
-    out = Progress(10**6, buf)
+    out = TerminalProgress(10**6, buf)
     out.boxed = True  # a time budget ends the run long before its million steps
     out.update(StepEvent(1, 50, 1.0, 1e-3, 100.0, 30.0, {}, 0.5))
     assert "step 50 [" + "#" * 15 + " " * 15 + "]" in buf.getvalue()

@@ -76,7 +76,7 @@ def _silence_stdout() -> None:
         pass
 
 
-class Progress:
+class TerminalProgress:
     """One-line progress bar on stderr: on a terminal redrawn in place, otherwise a line every 5 s."""
 
     def __init__(self, total: int, stream=None):
@@ -177,7 +177,7 @@ class CtrlC:
             signal.signal(sig, handler)
 
 
-def load_data(cfg, progress: Progress | None, cancel: threading.Event | None):
+def load_data(cfg, progress: TerminalProgress | None, cancel: threading.Event | None):
     """Decode the config's splits, drawing ``progress`` while it runs (an interrupt cancels it)."""
     from workbench.core.data import load_splits
 
@@ -210,7 +210,7 @@ def cmd_train(args) -> int:
         cfg = cfg.with_overrides(args.set or [])
         check_runs_root(args.out, "--out")  # before decoding: a bad --out costs no wait
     control = Control()
-    out = Progress(0) if main else None
+    out = TerminalProgress(0) if main else None
     with CtrlC(control, say=out.message if out else None, text=CtrlC.LOADING) as ctrl_c:
         data = load_data(cfg, out, ctrl_c.cancel)  # decoded once here, with a progress bar, and handed over
         if ctrl_c.presses:
@@ -221,7 +221,7 @@ def cmd_train(args) -> int:
     return 130 if ctrl_c.presses and not status else status  # stopped by Ctrl-C or SIGTERM (checkpoint saved): not a finish
 
 
-def _follow(events, args, out: Progress | None, main: bool) -> int:
+def _follow(events, args, out: TerminalProgress | None, main: bool) -> int:
     """Print the training events; returns the exit status (1 after an ErrorEvent)."""
     from workbench.core.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, EvalProgressEvent, RunStarted,
                                        StepEvent, WarningEvent)
@@ -332,7 +332,7 @@ def cmd_embed(args) -> int:
     out = _check_out_file(args.out, args.force, ".npz", binary=True)
     rm = RunModel.load(args.run_dir)
     cfg = run_data(rm, args.set)
-    bar = Progress(0)
+    bar = TerminalProgress(0)
     with CtrlC(say=bar.message, text=CtrlC.LOADING) as ctrl_c:
         train, test = load_data(cfg, bar, ctrl_c.cancel)
     if ctrl_c.presses:
@@ -360,7 +360,7 @@ def cmd_neighbours(args) -> int:
     out = _check_out_file(args.out, args.force, ".csv") if args.out and args.out != "-" else args.out
     rm = RunModel.load(args.run_dir)
     cfg = run_data(rm, args.set)
-    train, _ = load_data(cfg, Progress(0), None)
+    train, _ = load_data(cfg, TerminalProgress(0), None)
     q = rm.embed(load_image_file(args.image, rm.channels, rm.image_size))
     bank = rm.embed(train.images)
     _finite_or_refuse(bank, args.run_dir)
@@ -469,7 +469,7 @@ def cmd_check(args) -> int:
 
     out = Path(args.out) if args.out else checks_dir(find_run(args.run_dir))
     check_folder(out, "--out")
-    bar = Progress(0)
+    bar = TerminalProgress(0)
     with CtrlC(say=bar.message, text="stopping: cancelling the checks; nothing has been written yet") as ctrl_c:
         report = check_run(args.run_dir, args.split, args.k, args.factor, args.subset, args.subset_distance,
                            overrides=data_overrides(args.set), progress=bar.decode, cancel=ctrl_c.cancel)

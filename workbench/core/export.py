@@ -437,7 +437,7 @@ def write_projector(folder: Path, embeddings: np.ndarray, labels: np.ndarray, cl
     """TensorBoard projector files (``core/projector.py``): vectors.tsv, metadata.tsv (with header), sprite.png,
     projector_config.pbtxt."""
     cell = projector.write_entry(folder, embeddings, labels, classes, images)
-    return [folder / f for f in projector.FILES] + [projector.write_config(folder, [projector.Entry("", "", cell)])]
+    return [folder / f for f in projector.FILES] + [projector.write_config(folder, [projector.ProjectorEntry("", "", cell)])]
 
 
 def model_path(fmt: str, out: Path) -> Path:

@@ -3,7 +3,7 @@ entry per evaluation): ``vectors.tsv`` (N, D), ``metadata.tsv`` (label and class
 images as square tiles, row-major) and ``projector_config.pbtxt`` naming them.
 
     cell = write_entry(folder, embeddings, labels, classes, images)   # the three data files; the tile side
-    write_config(folder, [Entry("", "", cell)])                          # projector_config.pbtxt for those entries
+    write_config(folder, [ProjectorEntry("", "", cell)])                   # projector_config.pbtxt for those entries
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ CONFIG = "projector_config.pbtxt"
 
 
 @dataclass(frozen=True)
-class Entry:
+class ProjectorEntry:
     """One embedding in projector_config.pbtxt: its tensor name ("" for none), the folder of its files relative to
     the config ("" for the config's own), and its sprite's tile side in pixels."""
 
@@ -70,7 +70,7 @@ def write_entry(folder: Path, embeddings: np.ndarray, labels: np.ndarray, classe
     return cell
 
 
-def config_text(entries: list[Entry]) -> str:
+def config_text(entries: list[ProjectorEntry]) -> str:
     """projector_config.pbtxt naming each entry's files."""
     parts = []
     for e in entries:
@@ -81,13 +81,13 @@ def config_text(entries: list[Entry]) -> str:
     return "".join(parts)
 
 
-def write_config(folder: Path, entries: list[Entry]) -> Path:
+def write_config(folder: Path, entries: list[ProjectorEntry]) -> Path:
     path = Path(folder) / CONFIG
     atomic_write_text(path, config_text(entries))
     return path
 
 
-def read_config(folder: Path) -> list[Entry]:
+def read_config(folder: Path) -> list[ProjectorEntry]:
     """The entries of an existing projector_config.pbtxt whose vectors are still there ([] when none can be read)."""
     path = Path(folder) / CONFIG
     if not path.is_file():
@@ -99,5 +99,6 @@ def read_config(folder: Path) -> list[Entry]:
         cfg = text_format.Parse(path.read_text(encoding="utf-8"), ProjectorConfig())
     except text_format.ParseError:
         return []
-    return [Entry(e.tensor_name, e.tensor_path.rpartition("/")[0], e.sprite.single_image_dim[0] if e.sprite.single_image_dim else 28)
+    return [ProjectorEntry(e.tensor_name, e.tensor_path.rpartition("/")[0],
+                           e.sprite.single_image_dim[0] if e.sprite.single_image_dim else 28)
             for e in cfg.embeddings if (Path(folder) / e.tensor_path).is_file()]

@@ -65,7 +65,7 @@ class TensorBoardLog:
         folder = f"projector/{step:08d}"
         cell = projector.write_entry(self.logdir / folder, embeddings[:n], labels[:n], classes, images[:n])
         name = f"eval/embedding@{step}"
-        self.embeddings = [e for e in self.embeddings if e.name != name] + [projector.Entry(name, folder, cell)]
+        self.embeddings = [e for e in self.embeddings if e.name != name] + [projector.ProjectorEntry(name, folder, cell)]
         projector.write_config(self.logdir, self.embeddings)
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ class _Part:
         self._announce(self.topic, self)
 
 
-class Run(_Part):
+class ShownRun(_Part):
     """The run the window shows: its folder, the config it trains, its state, and the held-out images its
     embedding and retrieval show ((N, C, H, W) uint8, with the class names)."""
 
@@ -193,7 +193,7 @@ BOXED_TIP = ("A run given in minutes counts training time: evaluations come on t
 BOXED_RANGE = 1000  # the bar of a run a time budget ends counts thousandths of its budget
 
 
-class Progress(_Part):
+class ProgressBar(_Part):
     """The progress bar: ``value`` out of ``maximum`` (0 with ``maximum`` 0: busy, size unknown), its ``text`` and
     ``tip``; and the training run's place in it: ``step`` of ``total_steps`` (or of a time budget, ``boxed``), and
     whether an evaluation is under way (the bar then counts its work, and returns to the step after it)."""
@@ -296,10 +296,10 @@ class Session:
 
     def __init__(self):
         self._listeners: list[Listener] = []
-        self.run = Run(self._announce)
+        self.run = ShownRun(self._announce)
         self.data = LoadedData(self._announce)
         self.messages = Messages(self._announce)
-        self.progress = Progress(self._announce)
+        self.progress = ProgressBar(self._announce)
 
     def listen(self, fn: Listener) -> None:
         self._listeners.append(fn)

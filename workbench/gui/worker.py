@@ -38,7 +38,7 @@ from workbench.gui.jobs import align_shared, child_main, first_line
 
 
 @dataclass(frozen=True)
-class Progress:
+class TaskProgress:
     """A task's progress: ``done`` of ``total`` (0: unknown), and what it is doing."""
     done: int
     total: int
@@ -180,10 +180,10 @@ def task(fn, on_done, on_failed=None, progress=None) -> EventWorker:
     ``report(done, total, message)`` from its thread and ``cancel`` a ``threading.Event`` to poll."""
     def job(_control, report):
         if _takes_two(fn):
-            return fn(lambda d, t, m="": report(Progress(int(d), int(t), str(m))), worker.cancel_event)
+            return fn(lambda d, t, m="": report(TaskProgress(int(d), int(t), str(m))), worker.cancel_event)
         return fn()
 
-    worker = EventWorker(job, latest=lambda ev: isinstance(ev, Progress))
+    worker = EventWorker(job, latest=lambda ev: isinstance(ev, TaskProgress))
     worker.fn = fn
     worker.result.connect(lambda out: None if worker.cancelled else on_done(out))  # cancelled while it was queued
     if on_failed is not None:
