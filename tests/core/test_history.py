@@ -3,7 +3,8 @@ import pytest
 
 from workbench.core.config import Config
 from workbench.core.events import EvalEvent, StepEvent
-from workbench.core.history import read_history, read_view, run_summary, save_view, write_status
+from workbench.core.history import read_history, run_summary
+from workbench.core.runfolder import read_view, save_view, write_status
 
 
 def write_run(tmp_path, epochs=2):

@@ -20,7 +20,8 @@ def old_run(tmp_path):
 
 def test_an_old_run_folder_opens(old_run):
     import workbench as wb
-    from workbench.core.history import read_history, read_view, run_summary
+    from workbench.core.history import read_history, run_summary
+    from workbench.core.runfolder import read_view
 
     run = wb.load_run(old_run)
     assert run.config.train.epochs == 2 and run.config.model.params["width"] == 4

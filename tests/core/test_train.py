@@ -10,7 +10,7 @@ import torch
 from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent, PausedEvent,
                                    RunStarted, StepEvent, WarningEvent)
 from workbench.core.registry import ConfigError
-from workbench.core.history import read_status
+from workbench.core.runfolder import read_status
 from workbench.core.runs import load_checkpoint, read_metrics
 from workbench.core.config import Config
 from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train

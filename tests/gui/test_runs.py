@@ -47,7 +47,8 @@ def _train_some(window, steps: int):
 
 def test_resumed_run_shows_its_whole_history(window, qtbot, monkeypatch):
     import workbench.core.train as train_module
-    from workbench.core.history import read_history, write_status
+    from workbench.core.history import read_history
+    from workbench.core.runfolder import write_status
 
     from workbench.core.config import Config
 
@@ -199,7 +200,7 @@ def test_runs_table_shows_a_killed_window_run_as_interrupted_and_a_cli_runs_dura
     import sys
 
     from workbench.core.config import Config
-    from workbench.core.history import write_status
+    from workbench.core.runfolder import write_status
     from workbench.gui.panels.runs import COLUMNS, RunsPanel
 
     killed, cli = tmp_path / "2026-11-22_140000_bundled-ntxent", tmp_path / "2026-11-22_150000_bundled-ntxent"
@@ -253,7 +254,8 @@ def test_the_image_tooltip_stays_on_the_screen_near_its_edges(qtbot):
 def test_a_run_ended_before_its_final_evaluation_says_where_its_knn_is_from(tmp_path):
     """status.json "budget" at step 69, the last evaluation at step 39: the table's kNN names step 39."""
     from workbench.core.config import Config
-    from workbench.core.history import run_summary, write_status
+    from workbench.core.history import run_summary
+    from workbench.core.runfolder import write_status
     from workbench.gui.panels.runs import knn_text
 
     run = tmp_path / "2026-11-22_143015_bundled-ntxent"

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from workbench.core.events import EvalEvent, StepEvent
 from workbench.core.metrics import EVAL_METRICS
-from workbench.core.runfolder import (CHECK_SUMMARY, checks_dir, read_status, read_view, run_date, run_state, save_view,  # noqa: F401
-                                      write_status)  # (status and view: re-exported)
+from workbench.core.runfolder import CHECK_SUMMARY, checks_dir, read_status, run_date, run_state
 from workbench.core.runs import load_run_config, read_metrics
 
 EVAL_KEYS = tuple(EVAL_METRICS)
