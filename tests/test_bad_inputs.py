@@ -19,7 +19,8 @@ from workbench.core.config import Config
 from workbench.core.methods import build_network
 from workbench.core.registry import ConfigError
 from workbench.core.resume import check_resume
-from workbench.core.runs import CHECKPOINT_KEYS, check_runs_root, new_run_dir
+from workbench.core.runfolder import check_runs_root, new_run_dir
+from workbench.core.runs import CHECKPOINT_KEYS
 
 CFG = str(ROOT / "examples" / "bundled_quick.toml")
 
@@ -432,7 +433,7 @@ def test_train_out_that_is_a_file_or_inside_one(capsys, tmp_path):
 
 def test_train_out_that_is_a_run_folder_is_refused(capsys, tmp_path):
     """A new run is not nested inside an existing run folder: the line says to give the folder above or --resume."""
-    from workbench.core.runs import write_status
+    from workbench.core.runfolder import write_status
 
     run = make_run(tmp_path)
     write_status(run, "stopped")

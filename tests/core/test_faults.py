@@ -19,7 +19,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from tests.conftest import ROOT
 from workbench.cli import main
-from workbench.core import runs
+from workbench.core import runfolder, runs
 from workbench.core.resume import check_resume
 from workbench.core.events import CheckpointEvent, DoneEvent, ErrorEvent, StepEvent, explain
 from workbench.core.registry import ConfigError
@@ -458,8 +458,8 @@ def test_run_folders_made_at_the_same_second_never_collide(tmp_path, monkeypatch
     from workbench.core.config import Config
 
     cfg = Config()
-    monkeypatch.setattr(runs.time, "strftime", lambda fmt, *a: "2026-12-07_120000")
-    first = runs.new_run_dir(tmp_path, cfg)
+    monkeypatch.setattr(runfolder.time, "strftime", lambda fmt, *a: "2026-12-07_120000")
+    first = runfolder.new_run_dir(tmp_path, cfg)
     real_exists = Path.exists
     # another process makes the next name between a check and the mkdir: only mkdir itself can tell
     monkeypatch.setattr(Path, "exists", lambda p: False if p.name.startswith("2026-12-07") else real_exists(p))
@@ -469,7 +469,7 @@ def test_run_folders_made_at_the_same_second_never_collide(tmp_path, monkeypatch
     def make():
         try:
             for _ in range(10):
-                made.append(runs.new_run_dir(tmp_path, cfg))
+                made.append(runfolder.new_run_dir(tmp_path, cfg))
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
@@ -492,12 +492,12 @@ def test_leaving_the_loop_over_a_stream_stops_the_run_with_a_checkpoint(tmp_path
         if isinstance(ev, StepEvent) and ev.step == 3:
             break
     run = next(tmp_path.iterdir())
-    status = runs.read_status(run)
+    status = runfolder.read_status(run)
     assert (status["state"], status["step"]) == ("stopped", 3)
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
     assert owner(run) == {}
     done = wb_api.fit(resume=run, data=x)  # and it resumes from there
-    assert done.reason == "finished" and runs.read_status(run)["state"] == "finished"
+    assert done.reason == "finished" and runfolder.read_status(run)["state"] == "finished"
 
 
 def test_a_temp_file_a_killed_export_left_is_removed_by_the_next_export(tmp_path):

@@ -28,8 +28,6 @@ from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write
 from workbench.core import runfolder as layout
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
-from workbench.core.runfolder import (CHECK_SUMMARY, RunLog, check_folder, check_runs_root, checks_dir, find_run,  # noqa: F401
-                                      is_run_folder, make_folder, new_run_dir, read_status, write_status)  # (re-exported)
 
 METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", *EVAL_METRICS]
 # metrics.csv written before the field's kNN protocol became the headline has no such column: its "knn_acc" was read
