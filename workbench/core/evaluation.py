@@ -26,6 +26,7 @@ from collections.abc import Generator
 import torch
 
 from workbench.core import metrics as M
+from workbench.core.neighbours import Index
 
 MAX_AUTO_BANK = 100_000  # eval.bank_size = 0 takes every training image up to this many (a random subset beyond)
 EVAL_VIEWS = 1024  # held-out images whose two views give alignment, uniformity, std and effective rank
@@ -165,6 +166,9 @@ def _knn(bank, bank_labels, feats, test_labels, e, check):
         return float("nan")
     correct, n = 0, int(keep.sum())
     queries, labels = feats[keep], test_labels[keep]
+    labelled = bank_labels >= 0
+    bank = Index(bank if labelled.all() else bank[labelled])  # prepared once for every slice
+    bank_labels = bank_labels[labelled]
     for i in range(0, n, KNN_SLICE):
         yield "knn", i, n
         acc = M.knn_accuracy(bank, bank_labels, queries[i:i + KNN_SLICE], labels[i:i + KNN_SLICE], e.knn_k, e.knn_temperature,

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.core.neighbours import Index, rows_topk
+
 
 # What an evaluation reports: metrics.csv's column -> the name users read. One list for the CSV, the runs table,
 # TensorBoard and sweeps. "kNN" is the field's protocol (below); a read-out's kNN is reported beside it.
@@ -58,33 +60,14 @@ def describe(metrics: dict, eval_cfg=None) -> str:
     return ", ".join(parts)
 
 
-@torch.no_grad()
-def cosine_topk(bank: torch.Tensor, query: torch.Tensor, k: int, check=None, exclude_self: bool = False,
+def cosine_topk(bank, query: torch.Tensor, k: int, check=None, exclude_self: bool = False,
                 chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` nearest bank rows of each query by cosine, exact fp32: bank (N, D), query (Q, D) -> (sims (Q, k),
-    indices (Q, k)), most similar first. ``exclude_self``: query i is bank row i and is left out (leave-one-out).
-
-    No (Q, N) matrix is held: queries go in chunks of about 128 MB of similarities (up to 1,024 queries, one large
-    matmul each, which is where the time goes); ``check()`` runs before each chunk (it may raise to abandon the
-    search, e.g. when training is stopped).
-    """
-    bank, query = F.normalize(bank.float(), dim=1), F.normalize(query.float(), dim=1)
-    k = min(k, len(bank) - int(exclude_self))
-    chunk = chunk or max(1, min(1024, 2 ** 25 // max(len(bank), 1)))
-    sims, idxs = [], []
-    for start in range(0, len(query), chunk):
-        if check is not None:
-            check()
-        s = query[start:start + chunk] @ bank.T
-        if exclude_self:
-            rows = torch.arange(len(s), device=s.device)
-            s[rows, rows + start] = -float("inf")
-        sim, idx = s.topk(k, dim=1)
-        sims.append(sim)
-        idxs.append(idx)
-    if not sims:
-        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
-    return torch.cat(sims), torch.cat(idxs)
+    """The ``k`` nearest bank rows of each query by cosine: bank (N, D) or a prepared ``neighbours.Index``, query
+    (Q, D) -> (sims (Q, k), indices (Q, k)), most similar first, float32. ``exclude_self``: query i is bank row i
+    and is left out (leave-one-out). ``check()`` runs before each query chunk (it may raise to abandon the search,
+    e.g. when training is stopped). ``neighbours`` says how the search is done."""
+    index = bank if isinstance(bank, Index) else Index(bank)
+    return index.topk(query, k, check, exclude_self, chunk)
 
 
 def nearest(query, bank, k: int = 10, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +94,7 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tens
     rows each vote for their class with weight exp(cosine / temperature); no centring, no whitening.
     """
     n_classes = n_classes or int(bank_labels.max()) + 1
-    sim, idx = cosine_topk(bank, query, k, check, chunk=chunk)
+    sim, idx = cosine_topk(bank, query, k, check, chunk=chunk)  # bank: (N, D) or a prepared neighbours.Index
     votes = torch.zeros(len(query), n_classes, device=query.device).scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
     return votes.argmax(1)
 
@@ -123,7 +106,7 @@ def knn_accuracy(bank, bank_labels, query, query_labels, k=20, temperature=0.07,
         return float("nan")
     n_classes = int(max(bank_labels.max(), query_labels.max())) + 1
     if not keep.all():
-        bank, bank_labels = bank[keep], bank_labels[keep]
+        bank, bank_labels = bank.take(keep) if isinstance(bank, Index) else bank[keep], bank_labels[keep]
     if not qkeep.all():
         query, query_labels = query[qkeep], query_labels[qkeep]
     pred = knn_predict(bank, bank_labels, query, k, temperature, n_classes, check=check)
@@ -150,7 +133,7 @@ def retrieval(x: torch.Tensor, labels: torch.Tensor, k: int = 5, check=None) -> 
     if len(labels) < 2 or int(r.max()) < 1:
         return {"precision_at_1": float("nan"), "recall_at_k": float("nan"), "map_at_r": float("nan")}
     depth = min(len(x) - 1, max(int(r.max()), k))
-    _, idx = cosine_topk(x, x, depth, check, exclude_self=True)
+    _, idx = rows_topk(x, depth, check)
     hit = (labels[idx] == labels[:, None]).float()  # (N, depth)
     ranks = torch.arange(1, depth + 1, device=x.device, dtype=torch.float32)
     within = ranks[None, :] <= r[:, None]
