@@ -197,6 +197,34 @@ def test_close_during_training_is_quick_keeps_checkpoint_and_remembers_config(wi
     assert again.setup.epochs.value() == 5 and again.setup.subset.value() == 1024
 
 
+def test_the_close_question_says_so_when_training_ends_while_it_is_open(window, qtbot):
+    """The question "Stop training and close?" is about a running training: when the training ends while it is
+    open, it asks only whether to close; "No" keeps the window."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    from workbench.gui.main_window import MainWindow
+
+    window.setup.epochs.setValue(50)
+    qtbot.waitUntil(lambda: window.setup.cfg.train.epochs == 50)
+    window.start_btn.trigger()
+    qtbot.waitUntil(lambda: window.plots.steps != [], timeout=120000)
+    seen = []
+
+    def answer():
+        box = window._close_question
+        seen.append(box.text())
+        window.stop()
+        qtbot.waitUntil(lambda: not window.running, timeout=60000)
+        seen.append(box.text())
+        box.button(QMessageBox.No).click()
+
+    QTimer.singleShot(0, answer)
+    assert MainWindow.confirm_close(window) is False and window._close_question is None
+    assert seen[0].startswith("Stop training and close?") and seen[1].startswith("Training has ended")
+    assert window.isVisible()
+
+
 def read_terms(run) -> set:
     from workbench.core.history import read_history
 

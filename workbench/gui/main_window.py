@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         self.guide: FirstRunGuide | None = None
         self.worker = self.thread = None
         self._closing = False
+        self._close_question: QMessageBox | None = None  # the "stop training and close?" question while it is open
         self._sweeping = False  # a sweep runs (in the Sweep tab): Start waits for it
         self._pending_start = None  # Start pressed while the dataset was still loading
         self.messages_box: MessagesDialog | None = None  # the messages window, once opened
@@ -523,6 +524,7 @@ class MainWindow(QMainWindow):
         self._on_steps()
         self.worker = None
         self.broadcast(RunEnded())
+        self._close_question_outdated()
 
     def _on_warning(self, msg: str, note: bool = False):
         """A note (a decision stated) or a warning (a problem, in orange): in the status text beside the progress
@@ -741,8 +743,22 @@ class MainWindow(QMainWindow):
 
     # ----- closing -----
     def confirm_close(self) -> bool:
-        return QMessageBox.question(self, "Training is running",
-                                    "Stop training and close? The checkpoint is kept and the run can be resumed.") == QMessageBox.Yes
+        """Ask before stopping a running training; if the training ends while the question is open, the
+        question says so (there is nothing left to stop)."""
+        box = QMessageBox(QMessageBox.Question, "Training is running",
+                          "Stop training and close? The checkpoint is kept and the run can be resumed.",
+                          QMessageBox.Yes | QMessageBox.No, self)
+        self._close_question = box
+        try:
+            return box.exec() == QMessageBox.Yes
+        finally:
+            self._close_question = None
+
+    def _close_question_outdated(self) -> None:
+        box = self._close_question
+        if box is not None:
+            box.setWindowTitle("Training has ended")
+            box.setText("Training has ended and its checkpoint is saved. Close the window?")
 
     def terminate(self) -> None:
         """Close without asking (SIGTERM, or Ctrl-C in the terminal that launched the window): a running training
