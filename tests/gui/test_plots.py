@@ -175,3 +175,19 @@ def test_an_overlay_names_the_shown_run_and_covers_the_learning_rate_and_the_los
     assert [label.text for _, label in panel.loss_plot.plotItem.legend.items] == ["loss", "smoothed"]
     assert panel.lr_plot.listDataItems() == [panel.lr_curve] and "pos (140000_bundled-dcl)" not in [
         label.text for _, label in panel.terms_plot.plotItem.legend.items]
+
+
+def test_the_knn_plot_names_the_protocol_of_the_run_it_shows(qtbot):
+    """The kNN plot's title gives the run's k and T (lightly's k=200, T=0.1 reads differently from the default),
+    short enough for the 1024-pixel window."""
+    from workbench.core.config import Config
+    from workbench.core.events import RunStarted
+
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    cfg = Config().with_overrides(["eval.knn_k=200", "eval.knn_temperature=0.1"]).to_dict()
+    panel.on_event(RunStarted("run", cfg, 100, 10, 10, 40, "cpu", ["a", "b"]))
+    title = panel.knn_plot.plotItem.titleLabel.text
+    assert "k=200" in title and "T=0.1" in title and len(title) <= 32
+    panel.on_event(RunStarted("run", {"eval": {"knn_k": "twenty"}}, 100, 10, 10, 40, "cpu", ["a", "b"]))
+    assert panel.knn_plot.plotItem.titleLabel.text == "kNN accuracy, held-out"

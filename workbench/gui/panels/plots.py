@@ -15,8 +15,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from workbench.core.config import Config, ConfigError
 from workbench.core import events as E
 from workbench.core.history import read_history
+from workbench.core.metrics import metric_label
 from workbench.gui.panel import Overlay, Panel, RunEnded
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -98,6 +100,18 @@ class GrowingRange:
             self.vb.setRange(xRange=xr, yRange=yr, padding=0)
 
 
+KNN_TITLE = "kNN accuracy, held-out"
+
+
+def knn_title(config: dict) -> str:
+    """The kNN plot's title with the run's protocol settings: "kNN (k=20, T=0.07), held-out"."""
+    try:
+        eval_cfg = Config.from_dict(config).eval
+    except ConfigError:  # a config this version cannot read: the plain title
+        return KNN_TITLE
+    return f"{metric_label('knn_acc', eval_cfg)}, held-out"
+
+
 class PlotsPanel(Panel, QWidget):
     """Loss, learning rate, loss terms and kNN of the run, live; other runs' curves overlaid."""
     title, shortcut = "Curves", "Alt+1"
@@ -108,7 +122,9 @@ class PlotsPanel(Panel, QWidget):
         lay = QGridLayout(self)
         self.loss_plot = pg.PlotWidget(title="loss")
         self.lr_plot = pg.PlotWidget(title="learning rate")
-        self.knn_plot = pg.PlotWidget(title="kNN accuracy (held-out; the field's protocol)")
+        self.knn_plot = pg.PlotWidget(title=KNN_TITLE)
+        self.knn_plot.setToolTip("The field's kNN protocol: a weighted vote of the k nearest training images by cosine "
+                                 "on L2-normalised backbone features (no read-out), on the held-out split")
         self.terms_plot = pg.PlotWidget(title="loss terms")
         for p in (self.loss_plot, self.lr_plot, self.knn_plot, self.terms_plot):
             p.showGrid(x=True, y=True, alpha=0.3)
@@ -168,6 +184,7 @@ class PlotsPanel(Panel, QWidget):
         elif isinstance(ev, E.EvalEvent):
             self.add_eval(ev)
         elif isinstance(ev, E.RunStarted):
+            self.knn_plot.setTitle(knn_title(ev.config))
             self._first_step = True
             self.redraw()  # a resumed run's history at once
         elif isinstance(ev, RunEnded):
