@@ -10,12 +10,14 @@ split (10,000) once, with the encoder of ``--run`` (a trained run on that data) 
   bank (covariance of 20,000 rows, eigendecomposition in float64) and applied to both splits, the weighted kNN on
   the whitened features (fp32, 64 MB query chunks), and the display's PCA by a full SVD of 2,000 held-out
   features in float64 after undoing the read-out;
-- **after**: the weighted kNN on the plain backbone features (exact fp32, 128 MB query chunks), retrieval
-  metrics (P@1, R@5, mAP@R), and the display's PCA by randomised subspace iteration.
+- **after**: the weighted kNN on the plain backbone features (``core/neighbours.py``: on a CPU an int8 screen and
+  an exact float32 re-rank), retrieval metrics (P@1, R@5, mAP@R; exact, each pair of blocks multiplied once), and
+  the display's PCA by randomised subspace iteration.
 
 Both add the embedding seconds measured once. Printed: each part's seconds, the two totals and their ratio, the
 standard kNN (k=20, T=0.07 and k=200, T=0.1) by the new search and by the old one on the same plain features
-(their difference), and the whitened kNN (the old headline).
+(their difference), how many queries' top-20 lists differ from the exact float32 search's and whether those are
+ties (the same similarities), and the whitened kNN (the old headline).
 """
 from __future__ import annotations
 
@@ -45,6 +47,20 @@ def old_knn(bank, bank_labels, query, k=20, temperature=0.07):
         votes = torch.zeros(len(q), n_classes).scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
+
+
+def same_lists(bank, query, k=20):
+    """(queries whose k neighbours are the exact search's, how many of the others tie: the same similarities)."""
+    from workbench.core.neighbours import Index
+
+    index = Index(bank)
+    sim, idx = index.topk(query, k)
+    q = F.normalize(query.float(), dim=1)
+    exact = [(c @ index.unit.T).topk(k, dim=1) for c in q.split(512)]  # the plain search, float32
+    want_sim, want_idx = torch.cat([e.values for e in exact]), torch.cat([e.indices for e in exact])
+    same = (idx.sort(1).values == want_idx.sort(1).values).all(1)
+    ties = torch.isclose(sim[~same].sum(1), want_sim[~same].sum(1), atol=1e-5).sum()
+    return int(same.sum()), int(ties)
 
 
 def old_pca(x: np.ndarray) -> np.ndarray:
@@ -116,6 +132,9 @@ def main() -> None:
     old200 = (old_knn(bank, bank_labels, query, 200, 0.1) == labels).float().mean().item()
     print(f"kNN k=20 T=0.07: {acc:.4f} (the old search on the same features {old:.4f}; |diff| {abs(acc - old):.4f})")
     print(f"kNN k=200 T=0.1: {acc200:.4f} (the old search {old200:.4f}; |diff| {abs(acc200 - old200):.4f})")
+    same, ties = same_lists(bank, query)
+    print(f"top-20 lists: {len(query) - same:,} of {len(query):,} differ from the exact fp32 search's, "
+          f"{ties} of them ties (the same similarities)")
     print(f"kNN through the whitened read-out (the old headline), k=20: {(pred_w == labels).float().mean().item():.4f}")
     print("retrieval on the held-out split: " + ", ".join(f"{k} {v:.4f}" for k, v in ret.items()))
 

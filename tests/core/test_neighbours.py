@@ -37,10 +37,16 @@ def same_neighbours(got, want) -> float:
     return same.float().mean().item()
 
 
+def screen(monkeypatch):
+    """Searches of any size go through the screen (whether this CPU's int8 product pays is timed: not here)."""
+    monkeypatch.setattr(N, "SCREEN_MIN_WORK", 0)
+    monkeypatch.setattr(N, "int8_pays", lambda: True)
+
+
 @pytest.mark.parametrize("k", [1, 20, 64])
 def test_the_int8_screen_finds_the_plain_search_s_neighbours(features, monkeypatch, k):
     bank, query = features
-    monkeypatch.setattr(N, "SCREEN_MIN_WORK", 0)
+    screen(monkeypatch)
     index = N.Index(bank)
     assert index.screened(len(query), k)
     assert same_neighbours(index.topk(query, k, chunk=300), plain(bank, query, k)) > 0.998  # exact ties may swap
@@ -50,7 +56,7 @@ def test_a_search_too_small_or_too_deep_for_the_screen_is_exact(features, monkey
     bank, query = features
     index = N.Index(bank)
     assert not index.screened(len(query), 20)  # 1000 x 9000 x 256 products: the float32 search is as quick
-    monkeypatch.setattr(N, "SCREEN_MIN_WORK", 0)
+    screen(monkeypatch)
     assert not index.screened(len(query), N.SCREEN_MAX_K + 1) and not N.Index(bank[:30]).screened(10, 20)
     calls = []
     monkeypatch.setattr(N, "_quantised", lambda *a: calls.append(1))  # the screen would quantise: it must not run
@@ -59,7 +65,7 @@ def test_a_search_too_small_or_too_deep_for_the_screen_is_exact(features, monkey
 
 def test_the_screen_asks_before_each_chunk_and_a_taken_index_searches_its_rows(features, monkeypatch):
     bank, query = features
-    monkeypatch.setattr(N, "SCREEN_MIN_WORK", 0)
+    screen(monkeypatch)
     asked = []
     N.Index(bank).topk(query, 5, check=lambda: asked.append(1), chunk=400)
     assert len(asked) == 3
@@ -78,3 +84,19 @@ def test_the_symmetric_leave_one_out_search_is_the_plain_one(features, monkeypat
     monkeypatch.setattr(N, "SYMMETRIC_MAX_ROWS", 100)
     assert same_neighbours(N.rows_topk(x, 300), want) > 0.998
     assert not (N.rows_topk(x[:50], 49)[1] == torch.arange(50)[:, None]).any()  # never itself
+
+
+def test_without_a_working_int8_product_every_search_is_exact(features, monkeypatch):
+    bank, query = features
+
+    def missing(*_):
+        raise RuntimeError("no int8 product in this build")
+
+    monkeypatch.setattr(torch, "_int_mm", missing)
+    monkeypatch.setattr(N, "SCREEN_MIN_WORK", 0)
+    N.int8_pays.cache_clear()
+    try:
+        assert not N.int8_pays() and not N.Index(bank).screened(len(query), 20)
+        assert same_neighbours(N.Index(bank).topk(query, 20), plain(bank, query, 20)) > 0.998
+    finally:
+        N.int8_pays.cache_clear()

@@ -5,22 +5,26 @@ similarities, most similar first. Two ways, the same answer:
 
 - **exact**: float32 products of query chunks with the whole bank (about 128 MB of similarities a chunk, never the
   whole (Q, N) matrix), top-k of each row. Used on a GPU, for small problems and for deep lists (k > SCREEN_MAX_K).
-- **screened** (large searches on a CPU): an int8 screen picks ``k + EXTRA`` candidates a query, then each
-  candidate's similarity is recomputed exactly in float32 and the k best are kept. The screen works on centred unit
-  rows r = u - c (c the bank's mean unit row; u_i.u_j = r_i.r_j + t_i + t_j with t = u.c - |c|^2 / 2), each row
-  quantised to int8 with its own scale (max |r| / 127), and one int8 x int8 -> int32 product (``torch._int_mm``,
-  VNNI on x86): about 5x fewer seconds than the float32 product on two cores. Centring shrinks the rows that
-  features of one network share (ReLU features lie in one orthant), so the quantisation error, relative to the
-  similarities' spread, shrinks with them. The returned similarities are the exact ones; only a neighbour that the
-  screen ranks below ``k + EXTRA`` could be missed, which the tests and ``benchmarks/eval_cost.py`` measure
-  (none in 10,000 queries of a 60,000-image Fashion-MNIST bank).
+- **screened** (large searches on a CPU whose int8 product is at least twice as quick as its float32 one,
+  ``int8_pays``: VNNI or AVX2 on x86): an int8 screen picks ``k + EXTRA`` candidates a query, then each candidate's
+  similarity is recomputed exactly in float32 and the k best are kept. The screen works on centred unit rows
+  r = u - c (c the bank's mean unit row; u_i.u_j = r_i.r_j + t_i + t_j with t = u.c - |c|^2 / 2), each row
+  quantised to int8 with its own scale (max |r| / 127), and one int8 x int8 -> int32 product (``torch._int_mm``):
+  about 5x quicker than the float32 product on this project's 2-core test machine. Centring shrinks the rows
+  that features of one network share (ReLU features lie in one orthant), so the quantisation error, relative to
+  the similarities' spread, shrinks with them. The returned similarities are the exact ones; only a neighbour
+  that the screen ranks below ``k + EXTRA`` could be missed: on 10,000 queries of trained encoders' 2,048-d
+  features (Fashion-MNIST bank 60,000, CIFAR-10 50,000) the lists differ from the exact search's only where two
+  bank images tie (``benchmarks/eval_cost.py`` counts them).
 
 ``rows_topk(x, depth)`` is the leave-one-out search within one set (retrieval's), exact, using the symmetry of
 x x^T to multiply each pair of blocks once.
 """
 from __future__ import annotations
 
+import functools
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -33,15 +37,27 @@ RERANK_QUERIES = 128  # queries a re-rank chunk: their candidates' rows (128 x (
 SYMMETRIC_MAX_ROWS = 11_585  # rows_topk keeps the whole (N, N) float32 matrix up to 512 MB
 
 
-def _int_mm_works() -> bool:
+@functools.cache
+def int8_pays() -> bool:
+    """Whether this CPU multiplies int8 at least twice as fast as float32 (VNNI or AVX2 on x86; not every CPU
+    has a fast int8 kernel): timed once, on the first large search, best of three of a 256 x 2048 x 4096 product."""
     try:
-        a = torch.ones(17, 8, dtype=torch.int8)
-        return bool(torch._int_mm(a, a.T)[0, 0] == 8)
-    except (RuntimeError, AttributeError):
+        a8, b8 = torch.ones(256, 2048, dtype=torch.int8), torch.ones(4096, 2048, dtype=torch.int8)
+        a, b = a8.float(), b8.float()
+        if int(torch._int_mm(a8, b8.T)[0, 0]) != 2048:
+            return False
+    except (RuntimeError, AttributeError):  # no int8 product in this build
         return False
 
+    def best(fn) -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
 
-INT8 = _int_mm_works()
+    return best(lambda: torch._int_mm(a8, b8.T)) * 2 <= best(lambda: a @ b.T)
 
 
 class Index:
@@ -74,8 +90,8 @@ class Index:
     def screened(self, n_queries: int, k: int) -> bool:
         """Whether a search of ``n_queries`` for ``k`` neighbours goes through the int8 screen."""
         n, d = self.unit.shape
-        return (INT8 and self.unit.device.type == "cpu" and 0 < k <= SCREEN_MAX_K and k + EXTRA < n
-                and n_queries * n * d >= SCREEN_MIN_WORK)
+        return (self.unit.device.type == "cpu" and 0 < k <= SCREEN_MAX_K and k + EXTRA < n
+                and n_queries * n * d >= SCREEN_MIN_WORK and int8_pays())
 
     def _chunk(self, chunk: int) -> int:
         return chunk or max(1, min(1024, CHUNK_ELEMENTS // max(len(self), 1)))
