@@ -57,7 +57,7 @@ def test_a_search_too_small_or_too_deep_for_the_screen_is_exact(features, monkey
     index = N.Index(bank)
     assert not index.screened(len(query), 20)  # 1000 x 9000 x 256 products: the float32 search is as quick
     screen(monkeypatch)
-    assert not index.screened(len(query), N.SCREEN_MAX_K + 1) and not N.Index(bank[:30]).screened(10, 20)
+    assert not index.screened(len(query), N.SCREEN_MAX_K + 1) and not N.Index(bank[:20 + N.extra(20)]).screened(10, 20)
     calls = []
     monkeypatch.setattr(N, "_quantised", lambda *a: calls.append(1))  # the screen would quantise: it must not run
     assert same_neighbours(index.topk(query, 100), plain(bank, query, 100)) > 0.998 and not calls
