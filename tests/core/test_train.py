@@ -13,7 +13,8 @@ from workbench.core.registry import ConfigError
 from workbench.core.runfolder import read_status
 from workbench.core.runs import load_checkpoint, read_metrics
 from workbench.core.config import Config
-from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train
+from workbench.core.control import Control
+from workbench.core.train import evaluate, forward_views, make_views, prepare, train
 
 
 def run_all(cfg, control=None, **kw):

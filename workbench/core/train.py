@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from workbench.core import runfolder, runs
 from workbench.core.resume import check_resume, resume_notes, state_mismatch
 from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
 from workbench.core.config import Config, read_toml
+from workbench.core.control import Control
 from workbench.core.data import ImageData, load_splits, place
 from workbench.core.evaluation import (EVAL_VIEWS, MAX_AUTO_BANK, Interrupted, autocast, embed, evaluation,  # noqa: F401
                                        evaluate, held_out_count)
@@ -50,60 +50,6 @@ from workbench.core.threads import set_threads
 from workbench.core.timefmt import short
 
 logger = logging.getLogger("workbench")
-
-
-class Control:
-    """Thread-safe stop / pause / inspect flags shared between a consumer and the loop."""
-
-    def __init__(self):
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-        self._batch = threading.Event()
-        self.quick = False
-        self.notify = None  # a client's callback(paused: bool) for pauses where the loop cannot yield (evaluations)
-
-    def stop(self, quick: bool = False):
-        """Stop at the next step (or evaluation batch) and save; ``quick`` also skips the final evaluation."""
-        self.quick = self.quick or quick
-        self._stop.set()
-        self._running.set()
-
-    def pause(self):
-        self._running.clear()
-
-    def resume(self):
-        self._running.set()
-
-    def request_batch(self):
-        self._batch.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def take_batch_request(self) -> bool:
-        if self._batch.is_set():
-            self._batch.clear()
-            return True
-        return False
-
-    def wait_while_paused(self, poll: float = 0.1) -> None:
-        while not self._running.wait(poll):
-            pass
-
-    def hold(self) -> None:
-        """Wait while paused where no PausedEvent can be yielded (inside an evaluation), telling ``notify`` that the
-        loop is paused and when it goes on: a window waiting for the event would otherwise never offer Resume."""
-        if self.notify is not None:
-            self.notify(True)
-        self.wait_while_paused()
-        if self.notify is not None:
-            self.notify(False)
 
 
 def resolve_device(name: str) -> torch.device:
