@@ -14,7 +14,9 @@ from workbench.core.runfolder import read_status
 from workbench.core.runs import load_checkpoint, read_metrics
 from workbench.core.config import Config
 from workbench.core.control import Control
-from workbench.core.train import evaluate, forward_views, make_views, prepare, train
+from workbench.core.evaluation import evaluate
+from workbench.core.setup import prepare
+from workbench.core.train import forward_views, make_views, train
 
 
 def run_all(cfg, control=None, **kw):
@@ -705,6 +707,21 @@ def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick
     assert sum(isinstance(e, EvalEvent) for e in events) == 2
 
 
+def test_the_config_is_resolved_once(quick_cfg, monkeypatch):
+    """The automatic settings the data decide (the preset, the start size, the head's width) are written into the
+    config at once: one validation, which builds the loss once, not once per setting."""
+    from workbench.core.config import Config
+
+    cfg, built = quick_cfg("train.time_budget_s=60"), []
+    real = Config.from_dict.__func__
+    monkeypatch.setattr(Config, "from_dict", classmethod(lambda cls, d: built.append(d) or real(cls, d)))
+    s = prepare(cfg)
+    assert len(built) == 1
+    assert (s.cfg.augment.preset, s.cfg.augment.start_size, s.cfg.model.head_hidden) == ("simclr_small_grey", 0.5, 256)
+    assert any(n.startswith("augment.preset auto -> simclr_small_grey") for n in s.notes)
+    assert any(n.startswith("progressive resolution (augment.start_size auto, a time-boxed run)") for n in s.notes)
+
+
 @pytest.mark.parametrize("train_labels, test_labels, needle", [
     ([-1] * 40, [-1] * 8, "no labels (no class folders), so kNN accuracy is not measured"),
     ([0] * 40, [0] * 8, "only one class is labelled, so kNN accuracy is 1 whatever"),
@@ -714,7 +731,7 @@ def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick
 ])
 def test_a_kNN_that_means_little_is_said_at_the_start(train_labels, test_labels, needle):
     from workbench.core.data import ImageData
-    from workbench.core.train import label_notes
+    from workbench.core.setup import label_notes
 
     def split(labels):
         return ImageData(torch.zeros(len(labels), 1, 8, 8, dtype=torch.uint8), torch.tensor(labels), ["a", "b"])
@@ -727,7 +744,7 @@ def test_a_stop_during_the_knn_search_ends_the_evaluation(quick_cfg):
     """The search over a large bank takes seconds on a CPU: it asks between query chunks, as embedding does between
     batches, so a stop does not wait for it."""
     from workbench.core import metrics as M
-    from workbench.core.train import Interrupted
+    from workbench.core.evaluation import Interrupted
 
     s = prepare(quick_cfg())
     asked, chunks = [], []

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,199 +28,25 @@ import torch
 from workbench.core import distributed as ddp
 from workbench.core import metrics as M
 from workbench.core import runfolder, runs
-from workbench.core.resume import check_resume, resume_notes, state_mismatch
-from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
-from workbench.core.config import Config, read_toml
+from workbench.core.augment import view_side
+from workbench.core.config import Config
 from workbench.core.control import Control
-from workbench.core.data import ImageData, load_splits, place
-from workbench.core.evaluation import (EVAL_VIEWS, MAX_AUTO_BANK, Interrupted, autocast, embed, evaluation,  # noqa: F401
-                                       evaluate, held_out_count)
+from workbench.core.data import ImageData
+from workbench.core.evaluation import EVAL_VIEWS, Interrupted, autocast, embed, evaluation, held_out_count
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
                                    EvalProgressEvent, PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.inspector import batch_event
-from workbench.core.losses import LOSSES, Views
-from workbench.core.methods import Method, build_method, build_network, head_hidden
-from workbench.core.models import Network, Readout
-from workbench.core.optim import Schedule, build_optimizer
+from workbench.core.losses import Views
+from workbench.core.models import Readout
+from workbench.core.optim import Schedule
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
+from workbench.core.resume import check_resume, resume_notes, state_mismatch
 from workbench.core.runlock import RunLock
-from workbench.core.threads import set_threads
+from workbench.core.setup import Setup, data_changed, prepare, same_size_as_trained
 from workbench.core.timefmt import short
 
 logger = logging.getLogger("workbench")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("train.device: CUDA was asked for but no GPU is available; use device = \"auto\" or \"cpu\"")
-    return torch.device(name)
-
-
-@dataclass
-class Setup:
-    cfg: Config
-    device: torch.device
-    train: ImageData
-    test: ImageData
-    aug: Augmenter
-    net: Network
-    model: torch.nn.Module  # net, possibly DDP-wrapped or compiled
-    method: Method  # what the learning method adds; holds the loss (method.loss)
-    opt: torch.optim.Optimizer
-    steps_per_epoch: int
-    total_steps: int
-    global_batch: int
-    notes: list = field(default_factory=list)  # decisions made for this data (e.g. the preset "auto" chose), said at the start
-    loader_notes: list = field(default_factory=list)  # what the loader said while decoding (already said then): for run.log
-    readout: str = ""  # what the last evaluation fitted: "whitened", or "centred" (too wide, or degenerate)
-
-    @property
-    def loss(self) -> torch.nn.Module:
-        return self.method.loss
-
-
-def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageData, ImageData] | None = None) -> Setup:
-    """Build data, model, method and optimiser; raise ConfigError for anything that cannot work.
-
-    ``data = (train, test)`` already loaded (e.g. by the window) skips loading. Changes torch's global
-    state: seed, thread count, flush-denormal (the Python API restores them).
-    """
-    device = ddp.local_device(device or resolve_device(cfg.train.device))
-    set_threads(cfg.train.threads)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
-    torch.manual_seed(cfg.train.seed)
-    train_data, test_data = data if data is not None else load_splits(cfg.data)
-    if cfg.data.root and not Path(cfg.data.root).is_absolute():  # config.toml must find the data from any folder
-        cfg = cfg.replace("data", root=str(Path(cfg.data.root).expanduser().resolve()))
-    cfg, notes = resolve_augment(cfg, train_data.channels, train_data.size)
-    global_batch = check_fits(cfg, train_data)
-    loader_notes = train_data.notes
-    aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
-    train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
-    method = build_method(cfg)
-    net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
-    if not cfg.model.head_hidden:  # auto, written out so config.toml says what was built
-        cfg = cfg.replace("model", head_hidden=head_hidden(cfg.model, net.encoder.out_dim))
-    cfg, note = resolve_progressive(cfg, aug.out_size(train_data.size))
-    notes += note + label_notes(train_data, test_data)
-    if not cfg.eval.bank_size and len(train_data) > MAX_AUTO_BANK:
-        notes.append(f"eval: the kNN bank is a random {MAX_AUTO_BANK:,} of the {len(train_data):,} training images "
-                     "(set eval.bank_size to choose)")
-    method.attach(net, aug)
-    method.to(device)
-    opt = build_optimizer(torch.nn.ModuleList([net, method.loss]), cfg.optim)
-    model = ddp.wrap(net, device)
-    if cfg.train.compile:
-        model = torch.compile(model)
-    spe = len(train_data) // global_batch
-    total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
-    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes, loader_notes)
-
-
-def data_changed(config: Path, shape: str) -> list[WarningEvent]:
-    """A warning when a resumed run's data are not what it trained on (``[meta] data`` of its config.toml)."""
-    try:
-        before = read_toml(config).get("meta", {}).get("data")
-    except ConfigError:
-        return []
-    if not before or before == shape:
-        return []
-    return [WarningEvent(f"data: this run trained on {before}; it resumes on {shape} (the folder changed?)")]
-
-
-def label_notes(train: ImageData, test: ImageData) -> list[str]:
-    """What makes the kNN accuracy of these splits mean little: no labels, one class, very uneven classes."""
-    labels = test.labels[test.labels >= 0].cpu()
-    if len(labels) == 0:
-        return ["data: the held-out images have no labels (no class folders), so kNN accuracy is not measured; "
-                "the loss, alignment, uniformity and effective rank still are"]
-    counts = torch.bincount(train.labels[train.labels >= 0].cpu(), minlength=len(train.classes))
-    present = counts[counts > 0]
-    if len(present) == 1:  # every neighbour has that class (a held-out split of one class among many is fine)
-        return ["data: only one class is labelled, so kNN accuracy is 1 whatever the encoder learns"]
-    if int(present.max()) > 20 * int(present.min()):
-        return [f"data: classes range from {int(present.min())} to {int(present.max())} training images: kNN accuracy "
-                "favours the large classes"]
-    return []
-
-
-def same_size_as_trained(s: Setup, state: dict) -> Setup:
-    """A resumed run whose automatic image size (``data.image_size = 0``) now resolves to another side than it
-    was trained at (a newer version's limit, a machine without the GPU) goes on at the side it was trained at."""
-    trained, now = int(state.get("image_size", 0)), s.aug.out_size(s.train.size)
-    channels = int(state.get("channels", s.train.channels))
-    if s.cfg.data.name == "python" and (now != trained or s.train.channels != channels):  # cannot be loaded again
-        raise ConfigError(f"cannot resume: this run was trained on {channels}-channel {trained}x{trained} images and the "
-                          f"images given are {s.train.channels}-channel {now}x{now}; pass the images it was trained on")
-    if s.cfg.data.image_size or not trained or now == trained:
-        return s
-    note = (f"data: this run was trained on {trained}x{trained} images and the automatic size now gives {now}x{now}: "
-            f"resuming at {trained}x{trained} (data.image_size = {trained} in config.toml)")
-    s = prepare(s.cfg.replace("data", image_size=trained))
-    s.notes.append(note)
-    return s
-
-
-def resolve_augment(cfg: Config, channels: int, size: int) -> tuple[Config, list[str]]:
-    """``cfg`` with augment.preset = "auto" (and no recipe of its own) replaced by the preset that fits
-    ``channels`` x ``size`` x ``size`` images, and the line that says so; any other config unchanged."""
-    if cfg.augment.preset != AUTO or cfg.augment.recipe:
-        return cfg, []
-    name = resolve_preset(channels, size)
-    return cfg.replace("augment", preset=name, recipe=[]), [f"augment.preset auto -> {name} ({channels}-channel {size}x{size} images)"]
-
-
-def resolve_progressive(cfg: Config, full: int) -> tuple[Config, list[str]]:
-    """``cfg`` with augment.start_size = 0 (auto) resolved (half size for a time-boxed run, else full size),
-    and the line that states progressive resolution when the run uses it (views of side ``full`` at the end)."""
-    auto = cfg.augment.start_size == 0
-    if auto:
-        cfg = cfg.replace("augment", start_size=TIME_BOXED_START if cfg.train.time_budget_s else 1.0)
-    a = cfg.augment
-    start = view_side(a.start_size, a.full_size_at, full, 0.0)
-    if not start or start == full:
-        return cfg, []
-    why = "augment.start_size auto, a time-boxed run" if auto else f"augment.start_size = {a.start_size:g}"
-    return cfg, [f"progressive resolution ({why}): views grow from {start} to {full} px over the first "
-                 f"{a.full_size_at:.0%} of the run; augment.start_size = 1 trains at full size throughout"]
-
-
-def check_fits(cfg: Config, train_data: ImageData) -> int:
-    """The global batch size, after checking the data can feed this config (ConfigError otherwise)."""
-    if LOSSES.get(cfg.loss.name).meta.get("labels") and not train_data.has_labels:
-        raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); "
-                          "choose a self-supervised loss such as ntxent")
-    world = ddp.world_size()
-    global_batch = cfg.train.batch_size * world
-    if global_batch > len(train_data):
-        raise ConfigError(batch_too_large(global_batch, len(train_data), world))
-    cfg.method.params.check_images(len(train_data))
-    return global_batch
-
-
-def batch_too_large(batch: int, n: int, world: int = 1) -> str:
-    """The message for a batch larger than the training split, with a batch size that fits (a few steps an epoch)."""
-    if n < 2 * world:
-        return (f"train.batch_size: {batch} is larger than the {n} training images, and a contrastive batch needs at "
-                f"least 2 images on each of the {world} process(es); add images" + (" or run fewer processes" if world > 1 else ""))
-    fits = max(2, 1 << max(1, (n // (2 * world))).bit_length() - 1)
-    procs, steps = f" (x{world} processes)" if world > 1 else "", max(1, n // (fits * world))
-    return (f"train.batch_size: {batch}{procs} is larger than the {n} training images; "
-            f"lower it (e.g. {fits}: {steps} step{'s' if steps > 1 else ''} an epoch)")
-
-
-def network(cfg: Config, channels: int, size: int, method: Method, device: torch.device) -> Network:
-    net = build_network(cfg, channels, size, method).to(device)
-    if cfg.model.sync_bn and ddp.world_size() > 1:
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        else:
-            logger.warning("model.sync_bn needs GPUs (NCCL); on the CPU each process keeps its own BatchNorm statistics")
-    return net.to(memory_format=torch.channels_last) if cfg.train.channels_last else net
 
 
 def make_views(s: Setup, images_u8: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
