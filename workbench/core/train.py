@@ -12,7 +12,9 @@ between steps and between evaluation batches: stop saves a checkpoint and ends w
 DoneEvent("stopped"); pause blocks until resumed.
 
 The loop (``train``) reads top to bottom; ``Training`` holds what moves (step, epoch, random stream,
-files) and does one thing per method: ``train_step``, ``log``, ``evaluate``, ``checkpoint``.
+files) and does one thing per method: ``train_step``, ``log``, ``evaluate``, ``checkpoint``. It asks its
+``Cadence`` (core/cadence.py) when to log, embed, save and evaluate, times everything on an injected clock
+and writes metric rows to its sinks (core/sinks.py); the set-up it runs is core/setup.py's.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from workbench.core import distributed as ddp
 from workbench.core import metrics as M
 from workbench.core import runfolder, runs
 from workbench.core.augment import view_side
+from workbench.core.cadence import Cadence, Clock
 from workbench.core.config import Config
 from workbench.core.control import Control
 from workbench.core.data import ImageData
@@ -44,7 +47,7 @@ from workbench.core.registry import ConfigError
 from workbench.core.resume import check_resume, resume_notes, state_mismatch
 from workbench.core.runlock import RunLock
 from workbench.core.setup import Setup, data_changed, prepare, same_size_as_trained
-from workbench.core.timefmt import short
+from workbench.core.sinks import Sink
 
 logger = logging.getLogger("workbench")
 
@@ -91,15 +94,16 @@ class Training:
     """One run's moving state: where it is (step, epoch, images into the epoch, training seconds), its
     random stream and its files. Methods advance it and return the events to yield."""
 
-    def __init__(self, s: Setup, run_dir: Path, control: Control):
+    def __init__(self, s: Setup, run_dir: Path, control: Control, clock: Clock = time, sinks: list[Sink] = ()):
         cfg = s.cfg
-        self.s, self.cfg, self.dir, self.control = s, cfg, run_dir, control
+        self.s, self.cfg, self.dir, self.control, self.clock = s, cfg, run_dir, control, clock
         self.is_main = ddp.rank() == 0
         self.g = torch.Generator(device=s.device).manual_seed(cfg.train.seed * 1000 + ddp.rank())
         self.step, self.epoch, self.images_done, self.elapsed = 0, 0, 0, 0.0
         self.reason, self.final, self.evaluated_step, self.saved_step = "finished", {}, -1, -1
         self.guard = Guard(s.device)
-        self.metrics = None
+        self.sinks = list(sinks)  # where metric rows go: metrics.csv and TensorBoard are added on the main process
+        self.cadence = Cadence(cfg, s.total_steps, s.global_batch, clock)  # when to log, embed, save, evaluate
         self.projector = StableProjector("pca", cfg.train.seed)
         n_eval = held_out_count(s, final=False)  # the embedding view's points are in every evaluation's sample
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
@@ -107,13 +111,14 @@ class Training:
         warning = self.schedule.warning
         self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
         self.lr, self.logged_loss = cfg.optim.lr, float("nan")
-        self.clock = (0.0, 0)  # (training time, step) of the last log line
-        self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
+        self.readout_noted = False  # the note that the read-out only centred is given once
+        self.recorded = "running"  # the state status.json was last given
         self.finished_already = False  # a resumed run that had already reached its end
         self.lock: RunLock | None = None  # the run folder's owner lock (the main process's)
 
     @classmethod
-    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Training:
+    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data, clock: Clock = time,
+              sinks: list[Sink] = ()) -> Training:
         """Validate everything (config, data, checkpoint), then write the run folder's config.toml."""
         state = None
         if resume is not None:
@@ -130,7 +135,7 @@ class Training:
             run_dir = Path(ddp.broadcast_object(str(run_dir)))
         lock = RunLock.acquire(run_dir) if ddp.rank() == 0 else None  # one owner: ConfigError when another has it
         try:
-            run = cls(s, run_dir, control)
+            run = cls(s, run_dir, control, clock, sinks)
             run.lock = lock
             if state is not None:
                 run.restore(state)
@@ -151,7 +156,7 @@ class Training:
             if state is not None:
                 run.notices += data_changed(runfolder.config_path(run_dir), shape)
             cfg.save(runfolder.config_path(run_dir), meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size(), "data": shape})
-            run.metrics = runs.MetricsLog(run_dir, s.method.term_names, tensorboard_log(run_dir) if cfg.eval.tensorboard else None)
+            run.sinks[:0] = [runs.MetricsLog(run_dir, s.method.term_names)] + ([tensorboard_log(run_dir)] if cfg.eval.tensorboard else [])
         return run
 
     def restore(self, state: dict) -> None:
@@ -176,9 +181,7 @@ class Training:
     def started(self, runlog: runfolder.RunLog | None = None) -> Iterator:
         """RunStarted, then any warning about the set-up (also in run.log, with what the loader said)."""
         s = self.s
-        self.clock = (self.elapsed, self.step)  # a resumed run counts images/s from here
-        self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
-        self.eval_time, self.eval_cost, self.cadence_noted, self.readout_noted = 0.0, 0.0, False, False
+        self.cadence.start(self.elapsed, self.step, self.epoch)  # a resumed run counts images/s and shares from here
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy(),
                          s.test.source, s.test.indices.cpu().numpy())
@@ -230,23 +233,13 @@ class Training:
             self.reason = "stopped" if self.control.stopped else "budget"
         return self.reason != "finished"
 
-    def log_due(self) -> bool:
-        # step 1 too: the curve starts after one step instead of after train.log_every of them
-        return self.step == 1 or self.step % self.cfg.train.log_every == 0 or self.step == self.s.total_steps
-
-    def embed_due(self) -> bool:
-        return bool(self.cfg.eval.embed_every_steps) and self.step % self.cfg.eval.embed_every_steps == 0
-
     def epoch_done(self) -> bool:
         return self.images_done >= self.s.steps_per_epoch * self.s.global_batch
-
-    def save_due(self) -> bool:
-        return time.monotonic() >= self.next_save
 
     # ----- what the run does -----
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, report: bool):
         """One optimiser step on a batch (a host sync only on the steps that are logged); returns (crops, LossOut)."""
-        t0, s = time.perf_counter(), self.s
+        t0, s = self.clock.perf_counter(), self.s
         progress = self.progress()
         self.lr = self.cfg.optim.lr * self.schedule(self.step + 1, self.progress(ahead=1))
         for group in s.opt.param_groups:
@@ -261,32 +254,25 @@ class Training:
         self.step += 1
         self.images_done += s.global_batch
         self.guard.record(out.loss, self.step)
-        if self.log_due():  # CPU-GPU sync point, only every train.log_every steps; the wait is training time too
+        if self.cadence.log_due(self.step):  # CPU-GPU sync point, only every train.log_every steps; the wait is training time too
             self.logged_loss = out.loss.item()
-        self.elapsed += time.perf_counter() - t0
+        self.elapsed += self.clock.perf_counter() - t0
         return crops, out
 
     def log(self, out) -> StepEvent:
-        """The StepEvent of this step: images/s over training time only (evaluations and checkpoints between two
-        log lines do not count); ETA = training time left (the steps left at the recent pace, or what is left of
-        the budget) plus the evaluations to come at the share they have taken so far."""
-        loss = self.logged_loss
+        """The StepEvent of this step (its pace: Cadence.pace), and its row to every sink."""
         self.guard.check(self)
-        then_elapsed, then_step = self.clock
-        train_s = max(self.elapsed - then_elapsed, 1e-9)
-        ips = (self.step - then_step) * self.s.global_batch / train_s
-        self.clock = (self.elapsed, self.step)
-        left = (self.s.total_steps - self.step) * train_s / max(self.step - then_step, 1)
-        if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
-            left = min(left, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
-        share = self.eval_time / max(self.elapsed - self.trained_from, 1e-9)
-        share = min(share, self.cfg.eval.max_share) if self.cfg.eval.max_share < 1 else share  # 1: none skipped
-        eta = left * (1 + share) + self.eval_cost  # evaluations recur at their pace, within their share; then the final one
+        ips, eta = self.cadence.pace(self.step, self.elapsed)
         terms = {k: float(v) for k, v in out.terms.items()}
         epoch = self.shown_epoch()
-        if self.metrics:
-            self.metrics.write(epoch=epoch, step=self.step, loss=loss, lr=self.lr, images_per_s=ips, terms=terms)
-        return StepEvent(epoch, self.step, loss, self.lr, ips, eta, terms, self.progress())
+        self.write(epoch=epoch, step=self.step, loss=self.logged_loss, lr=self.lr, images_per_s=ips, terms=terms)
+        return StepEvent(epoch, self.step, self.logged_loss, self.lr, ips, eta, terms, self.progress())
+
+    def write(self, terms: dict | None = None, **values) -> None:
+        """One metric row to every sink (core/sinks.py): the time, then ``values``, then the loss's ``terms``."""
+        row = {"time": round(self.clock.time(), 3), **values} | {f"term_{k}": v for k, v in (terms or {}).items()}
+        for sink in self.sinks:
+            sink.write(row)
 
     def pause(self) -> Iterator:
         yield PausedEvent(self.step, True)
@@ -300,28 +286,11 @@ class Training:
         done = self.step >= self.s.total_steps
         if self.epoch % self.cfg.train.checkpoint_every == 0 or done:
             yield from self.checkpoint()
-        if done or self.epoch % self.cfg.eval.every == 0 and self.evaluation_affordable():
+        if done or self.cadence.evaluation_due(self.epoch, self.elapsed):
             yield from self.evaluate(final=done)  # the run's last: all the held-out images (eval.quick_size is for the others)
-        elif self.epoch % self.cfg.eval.every == 0 and not self.cadence_noted:
-            yield self.cadence_note()
-
-    def evaluation_affordable(self) -> bool:
-        """Whether evaluations, this one included (costing as much as the last), stay within ``eval.max_share`` of
-        the training time. The first of a session and the final one always run."""
-        share, spent = self.cfg.eval.max_share, self.eval_time + self.eval_cost
-        return share >= 1 or not ddp.any_flag(spent > share * (self.elapsed - self.trained_from))  # all ranks alike
-
-    def cadence_note(self) -> WarningEvent:
-        """The note, given once, that evaluations are being skipped (also in run.log)."""
-        self.cadence_noted = True
-        trained = (self.elapsed - self.trained_from) / max(self.epoch - self.started_epoch, 1)
-        every = "every epoch" if self.cfg.eval.every == 1 else f"every {self.cfg.eval.every} epochs"
-        note = WarningEvent(f"skipping some of the evaluations asked for ({every}): one takes {short(self.eval_cost)} "
-                            f"against {short(trained)} of training an epoch, and eval.max_share keeps evaluations under "
-                            f"{self.cfg.eval.max_share:.0%} of the training time (1 = every time); the final one always runs",
-                            note=True)
-        logger.warning(note.message, extra={"note": True})
-        return note
+        elif note := self.cadence.skip_note(self.epoch, self.elapsed):
+            logger.warning(note, extra={"note": True})  # run.log keeps it too
+            yield WarningEvent(note, note=True)
 
     def evaluate(self, final: bool = False) -> Iterator:
         """EvalProgressEvents while it runs, then EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing
@@ -337,12 +306,12 @@ class Training:
             if final:
                 return c.quick
             if c.paused:
-                t = time.perf_counter()
+                t = self.clock.perf_counter()
                 c.hold()
-                paused += time.perf_counter() - t
+                paused += self.clock.perf_counter() - t
             return c.stopped
 
-        t0 = time.perf_counter()
+        t0 = self.clock.perf_counter()
         steps = evaluation(self.s, interrupt, final=final)
         try:
             while True:
@@ -354,22 +323,21 @@ class Training:
                 yield EvalProgressEvent(self.step, stage, done, total, final)
         except Interrupted:
             return
-        self.eval_cost = time.perf_counter() - t0 - paused
-        self.eval_time += self.eval_cost
+        self.cadence.evaluated(self.clock.perf_counter() - t0 - paused)
         yield from self.evaluated(metrics, feats)
 
     def evaluated(self, metrics: dict, feats: torch.Tensor) -> Iterator:
         """What follows a finished evaluation: the row in metrics.csv, the events, the collapse warning."""
         self.save_readout()
         self.final, self.evaluated_step = metrics, self.step
-        if self.metrics:
-            self.metrics.write(epoch=self.shown_epoch(), step=self.step, **metrics)
+        self.write(epoch=self.shown_epoch(), step=self.step, **metrics)
         yield EvalEvent(self.shown_epoch(), self.step, metrics)
         view = self.embedding(feats[self.embed_idx.to(feats.device)])
         yield view
-        if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
+        if self.sinks:  # e.g. TensorBoard's projector, as the window's embedding view
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
-            self.metrics.tb.embedding(self.step, view.embeddings, view.labels, images, self.s.test.classes)
+            for sink in self.sinks:
+                sink.embedding(self.step, view.embeddings, view.labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
         warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(metrics["eval_queries"], EVAL_VIEWS))
         yield from self.readout_note()
@@ -408,7 +376,7 @@ class Training:
 
     def checkpoint(self) -> list:
         """Save last.pt (previous one kept as prev.pt) unless this step is saved already; [CheckpointEvent]."""
-        self.next_save = time.monotonic() + 60 * self.cfg.train.checkpoint_minutes
+        self.cadence.saved()
         if self.saved_step == self.step:
             return []
         self.guard.check(self, weights=True)
@@ -467,15 +435,15 @@ class Training:
         return DoneEvent("already finished", str(self.dir), {}, text)
 
     def close(self) -> None:
-        if self.metrics:
-            self.metrics.close()
+        for sink in self.sinks:
+            sink.close()
         if self.lock is not None:
             self.lock.release()
 
     def abandon(self) -> None:
         """The consumer stopped reading events (broke out of the loop, closed the generator): save as a stop does and
         record the run as stopped at its step, so status.json never says "running" for a run nobody trains."""
-        if getattr(self, "recorded", "running") != "running":  # it had ended (DoneEvent, ErrorEvent) already
+        if self.recorded != "running":  # it had ended (DoneEvent, ErrorEvent) already
             return
         if self.epoch_done():  # left after an epoch's last step, before its end: the checkpoint is of the next epoch
             self.epoch, self.images_done = self.epoch + 1, 0
@@ -498,15 +466,17 @@ def tensorboard_log(run_dir: Path):
 
 def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",
           resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None,
-          raise_errors: bool = False) -> Iterator:
+          raise_errors: bool = False, clock: Clock = time, sinks: list[Sink] = ()) -> Iterator:
     """Run (or resume) an experiment, yielding events; see the module docstring.
 
     ``resume``: the run folder to continue, with its own config.toml (``cfg`` is not used then). ``data = (train,
     test)`` already loaded skips loading; ``raise_errors`` re-raises a failure during
-    training (after run.log has it) instead of yielding ErrorEvent.
+    training (after run.log has it) instead of yielding ErrorEvent. ``clock`` times training, evaluations and
+    checkpoints (core/cadence.py; the ``time`` module); ``sinks`` receive every metric row metrics.csv receives
+    (core/sinks.py) and are closed when the run ends.
     """
     control = control or Control()
-    run = Training.start(cfg, control, runs_root, resume, data)
+    run = Training.start(cfg, control, runs_root, resume, data, clock, sinks)
     if run.finished_already:
         run.close()
         yield run.done_already()
@@ -546,11 +516,11 @@ def _steps(run: Training, control: Control) -> Iterator:
         crops, out = run.train_step(x, labels, report)
         if report:
             yield run.batch_event(idx, crops, labels, out)
-        if run.log_due():
+        if run.cadence.log_due(run.step):
             yield run.log(out)
-        if run.embed_due():
+        if run.cadence.embed_due(run.step):
             yield run.embedding()
         if run.epoch_done():
             yield from run.end_epoch()
-        elif run.save_due():
+        elif run.cadence.save_due():
             yield from run.checkpoint()
