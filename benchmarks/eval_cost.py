@@ -71,7 +71,7 @@ def old_pca(x: np.ndarray) -> np.ndarray:
 def features(args):
     from workbench.core.config import Config
     from workbench.core.evaluation import embed
-    from workbench.core.train import prepare
+    from workbench.core.setup import prepare
 
     overrides = DATA[args.data] + ["eval.bank_size=0", f"eval.test_size={args.test_size}"]
     if args.run:

@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT))
 from workbench.core.config import Config  # noqa: E402
 from workbench.core.events import DoneEvent, StepEvent, WarningEvent  # noqa: E402
 from workbench.core.losses import LOSSES  # noqa: E402
-from workbench.core.train import evaluate, prepare, train  # noqa: E402
+from workbench.core.evaluation import evaluate  # noqa: E402
+from workbench.core.setup import prepare  # noqa: E402
+from workbench.core.train import train  # noqa: E402
 
 EXTRA = {"moco": ["method.queue_size=4096"], "margin_contrastive": [], "supcon": []}
 

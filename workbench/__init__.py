@@ -16,7 +16,7 @@ _API = {
     "config": "workbench.core.api", "fit": "workbench.core.api", "stream": "workbench.core.api",
     "load_run": "workbench.core.api", "Run": "workbench.core.api", "Stream": "workbench.core.api",
     "Config": "workbench.core.config", "ConfigError": "workbench.core.registry",
-    "Control": "workbench.core.train", "ImageData": "workbench.core.data",
+    "Control": "workbench.core.control", "ImageData": "workbench.core.data",
     "RunStarted": "workbench.core.events", "StepEvent": "workbench.core.events", "EvalEvent": "workbench.core.events",
     "EmbeddingEvent": "workbench.core.events", "BatchEvent": "workbench.core.events",
     "CheckpointEvent": "workbench.core.events", "PausedEvent": "workbench.core.events",

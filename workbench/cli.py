@@ -190,7 +190,8 @@ def cmd_train(args) -> int:
     from workbench.core.resume import check_resume
     from workbench.core.runfolder import check_runs_root
     from workbench.core.runs import python_resume_message
-    from workbench.core.train import Control, train
+    from workbench.core.control import Control
+    from workbench.core.train import train
 
     ddp.init_from_env()
     main = ddp.rank() == 0

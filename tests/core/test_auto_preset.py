@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from workbench.core import setup as S
 from workbench.core import train as T
 from workbench.core.augment import PRESET_HELP, PRESETS
 from workbench.core.config import Config
@@ -15,17 +16,20 @@ from workbench.core.events import DoneEvent, WarningEvent
                                                         (3, 32, "simclr_cifar"), (3, 64, "simclr_cifar"),
                                                         (3, 96, "simclr_imagenet")])
 def test_auto_resolves_from_channels_and_size(channels, size, name):
-    cfg, notes = T.resolve_augment(Config(), channels, size)
+    changes, notes = S.resolve_augment(Config(), channels, size)
     assert Config().augment.preset == "auto" and Config().augment.recipe == []
+    assert changes == {"preset": name, "recipe": []}
+    cfg = S.resolved(Config(), {"augment": changes})
     assert cfg.augment.preset == name and cfg.augment.recipe == Config.from_dict({"augment": {"preset": name}}).augment.recipe
     assert notes == [f"augment.preset auto -> {name} ({channels}-channel {size}x{size} images)"]
 
 
 def test_a_chosen_preset_or_recipe_is_never_changed():
     grey = Config().with_overrides(["augment.preset=simclr_small_grey"])
-    assert T.resolve_augment(grey, 3, 32) == (grey, [])
+    assert S.resolve_augment(grey, 3, 32) == ({}, [])
     own = Config.from_dict({"augment": {"recipe": [{"name": "vertical_flip", "p": 0.5}]}})
-    cfg, notes = T.resolve_augment(own, 3, 32)
+    changes, notes = S.resolve_augment(own, 3, 32)
+    cfg = S.resolved(own, {"augment": changes})
     assert cfg is own and notes == [] and [s["name"] for s in cfg.augment.recipe] == ["vertical_flip"]
 
 

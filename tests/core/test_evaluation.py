@@ -153,7 +153,8 @@ def test_a_run_folder_from_before_the_protocol_keeps_its_whitened_knn_under_its_
     resumes with that read-out reported beside the field's kNN, and metrics.csv is rewritten once with aligned rows."""
     from workbench.core.events import DoneEvent, EvalEvent, StepEvent
     from workbench.core.runs import read_metrics
-    from workbench.core.train import Control, train
+    from workbench.core.control import Control
+    from workbench.core.train import train
 
     control = Control()
     for ev in train(quick_cfg("train.max_steps=4", "train.log_every=1"), control, runs_root=tmp_path):

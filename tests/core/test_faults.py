@@ -252,16 +252,14 @@ def test_nan_between_log_steps_never_reaches_a_checkpoint(tmp_path, quick_cfg):
     assert "FloatingPointError" in (run / "run.log").read_text()
 
 
-def test_a_checkpoint_is_written_before_the_first_epoch_ends(tmp_path, quick_cfg, monkeypatch):
-    import itertools
+def test_a_checkpoint_is_written_before_the_first_epoch_ends(tmp_path, quick_cfg):
+    from tests.core.fakes import FakeClock
 
-    from workbench.core import train as loop
-
-    clock = itertools.count()  # each reading 10 s after the last: a machine fast enough to finish the epoch in the
-    monkeypatch.setattr(loop.time, "monotonic", lambda: 10.0 * next(clock))  # first 0.6 s still gets its checkpoint
+    clock = FakeClock(monotonic_tick=10.0)  # each reading 10 s after the last: a machine fast enough to finish the
+    # epoch in the first 0.6 s still gets its checkpoint
     cfg = quick_cfg("data.subset=2048", "train.batch_size=32", "train.checkpoint_minutes=0.01", "train.log_every=1")
     saved = []
-    for ev in train(cfg, runs_root=tmp_path):
+    for ev in train(cfg, runs_root=tmp_path, clock=clock):
         if isinstance(ev, CheckpointEvent):
             saved.append(ev.step)
         if isinstance(ev, StepEvent) and saved:

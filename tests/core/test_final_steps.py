@@ -5,6 +5,7 @@ from workbench.core import train as T
 from workbench.core.events import CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent
 from workbench.core.projection import StableProjector, pca_2d
 from workbench.core.runs import load_checkpoint
+from workbench.core.sinks import Sink
 
 
 def test_pca_of_rows_with_nan_places_them_at_the_origin_and_fits_the_rest():
@@ -36,12 +37,13 @@ def test_pca_of_degenerate_input_never_raises(monkeypatch):
     assert np.isfinite(proj(x + 1)).all()  # the Procrustes alignment falls back too
 
 
-def test_final_checkpoint_is_written_before_a_failing_final_evaluation(tmp_path, quick_cfg, monkeypatch):
-    def broken(s, interrupt=None, final=True):
-        raise RuntimeError("evaluation broke")
+def test_final_checkpoint_is_written_before_a_failing_final_evaluation(tmp_path, quick_cfg):
+    class Broken(Sink):  # the final evaluation fails as its row is written
+        def write(self, row):
+            if "knn_acc" in row:
+                raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(T, "evaluation", broken)
-    events = list(T.train(quick_cfg("train.max_steps=1"), runs_root=tmp_path))
+    events = list(T.train(quick_cfg("train.max_steps=1"), runs_root=tmp_path, sinks=[Broken()]))
     kinds = [type(e) for e in events]
     assert kinds.index(CheckpointEvent) < kinds.index(ErrorEvent) and DoneEvent not in kinds
     state = load_checkpoint(events[kinds.index(CheckpointEvent)].path)

@@ -351,7 +351,7 @@ def test_bad_loss_settings_are_rejected_by_the_config(overrides, needle):
 def test_label_loss_on_unlabeled_data_and_oversized_queue_fail_before_training(tmp_path):
     from PIL import Image
 
-    from workbench.core.train import prepare
+    from workbench.core.setup import prepare
 
     for i in range(40):
         Image.new("L", (12, 12), i * 5).save(tmp_path / f"{i}.png")

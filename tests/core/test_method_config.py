@@ -200,7 +200,7 @@ def test_a_run_folder_written_before_the_method_section_resumes_and_exports(tmp_
     from workbench.core.inference import RunModel
     from workbench.core.resume import check_resume
     from workbench.core.runs import load_checkpoint
-    from workbench.core.train import Control
+    from workbench.core.control import Control
 
     cfg = quick_cfg("loss.name=moco", "method.queue_size=128", "method.momentum=0.9", "train.max_steps=3",
                     "train.log_every=1")

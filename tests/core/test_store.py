@@ -82,7 +82,7 @@ def test_training_on_the_streamed_path_repeats_the_in_memory_run(tmp_path, quick
 
 def test_streamed_run_stopped_and_resumed_repeats_the_straight_run(tmp_path, quick_cfg):
     from workbench.core.events import RunStarted
-    from workbench.core.train import Control
+    from workbench.core.control import Control
 
     root = noise_folder(tmp_path / "imgs", n=60, size=16)
     c = quick_cfg("data.name=image_folder", f"data.root={root}", "data.in_memory=false", "data.subset=0",

@@ -1,19 +1,22 @@
 import math
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent, PausedEvent,
-                                   RunStarted, StepEvent, WarningEvent)
+from workbench.core.events import (CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent, EvalProgressEvent,
+                                   PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.registry import ConfigError
 from workbench.core.runfolder import read_status
 from workbench.core.runs import load_checkpoint, read_metrics
 from workbench.core.config import Config
-from workbench.core.train import Control, evaluate, forward_views, make_views, prepare, train
+from workbench.core.control import Control
+from workbench.core.evaluation import evaluate
+from workbench.core.setup import prepare
+from workbench.core.train import forward_views, make_views, train
+from tests.core.fakes import FakeClock, RecordingSink, evaluations_taking
 
 
 def run_all(cfg, control=None, **kw):
@@ -384,18 +387,12 @@ def test_dino_with_local_crops_stops_and_resumes_exactly(tmp_path, quick_cfg):
     assert first + rest == straight and len(straight) == 6
 
 
-def test_checkpoints_on_a_time_cadence_before_the_first_epoch_ends(tmp_path, quick_cfg, monkeypatch):
-    import time
-    import types
-
-    import workbench.core.train as train_module
-
-    clock = iter(range(0, 10**6, 1))  # the loop's clock advances 1 s per look: 0.6 s cadence, whatever the machine's speed
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock)),
-                                                                     perf_counter=time.perf_counter))
+def test_checkpoints_on_a_time_cadence_before_the_first_epoch_ends(tmp_path, quick_cfg):
+    clock = FakeClock(monotonic_tick=1.0)  # the loop's clock advances 1 s per look: 0.6 s cadence, whatever the machine's speed
     control = Control()
     saved = []
-    for ev in train(quick_cfg("train.checkpoint_minutes=0.01", "train.log_every=1"), control, runs_root=tmp_path):
+    for ev in train(quick_cfg("train.checkpoint_minutes=0.01", "train.log_every=1"), control, runs_root=tmp_path,
+                    clock=clock):
         if isinstance(ev, CheckpointEvent):
             saved.append(ev.step)
             control.stop(quick=True)
@@ -428,25 +425,12 @@ def test_lr_schedule_is_a_fraction_of_the_run():
     assert frac == 0.5 and "optim.warmup_epochs = 1 is 100% of this run" in warning
 
 
-class StepClock:
-    """A clock for the loop whose perf_counter advances 25 ms a call (train_step reads it twice a step)."""
-    t = 0.0
-    monotonic = staticmethod(time.monotonic)
-
-    def perf_counter(self):
-        self.t += 0.025
-        return self.t
-
-
-def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, monkeypatch):
+def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg):
     """With a clock where every training step takes 25 ms, a 0.49 s budget is 20 steps of a 3,200-step plan:
     the cosine follows the clock, not the step count, and the last step's lr is near the floor."""
-    import workbench.core.train as T
-
-    monkeypatch.setattr(T, "time", StepClock())
     cfg = quick_cfg("train.epochs=200", "train.time_budget_s=0.49", "train.log_every=1", "optim.min_lr_ratio=0.1",
                     "optim.warmup_epochs=0", "optim.lr=0.001", "eval.every=100")  # no evaluation before the end
-    events = run_all(cfg, runs_root=tmp_path)
+    events = run_all(cfg, runs_root=tmp_path, clock=FakeClock(perf_tick=0.025))
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert events[-1].reason == "budget" and len(steps) == 20
     expected = [0.001 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * max(k / 3200, (k - 1) * 0.025 / 0.49)))) for k in range(1, 21)]
@@ -455,16 +439,13 @@ def test_time_boxed_run_ends_at_the_bottom_of_its_schedule(tmp_path, quick_cfg, 
     assert [e.eta_s for e in steps] == pytest.approx([max(0.0, 0.49 - k * 0.025) for k in range(1, 21)], abs=1e-6)
 
 
-def test_a_run_given_in_time_warms_up_over_its_warm_up_steps(tmp_path, quick_cfg, monkeypatch):
+def test_a_run_given_in_time_warms_up_over_its_warm_up_steps(tmp_path, quick_cfg):
     """A run ended by train.time_budget_s plans 200 epochs (3,200 steps) as a ceiling: one epoch of warm-up is its 16
     steps, not 0.5% of the ceiling (which the clock passes by the third step). 25 ms a step, a 10 s budget."""
-    import workbench.core.train as T
-
-    monkeypatch.setattr(T, "time", StepClock())
     cfg = quick_cfg("train.epochs=200", "train.time_budget_s=10", "train.log_every=1", "optim.min_lr_ratio=0.1",
                     "optim.warmup_epochs=1", "optim.lr=0.001", "eval.every=100")
     control, steps = Control(), []
-    for ev in train(cfg, control, runs_root=tmp_path):
+    for ev in train(cfg, control, runs_root=tmp_path, clock=FakeClock(perf_tick=0.025)):
         if isinstance(ev, StepEvent):
             steps.append(ev)
             if ev.step == 12:
@@ -586,58 +567,70 @@ def test_a_run_from_before_progressive_resolution_resumes_at_full_size(tmp_path,
     assert check_resume(run_dir)[0].augment.start_size == 1.0
 
 
-def test_images_per_second_counts_training_time_only(tmp_path, quick_cfg, monkeypatch):
+def test_images_per_second_counts_training_time_only(tmp_path, quick_cfg):
     """Evaluations between two log lines (here made to take 1,000 s of the clock) and the time before a
-    resumed run starts do not dilute images/s; the ETA, on the wall clock, does include the evaluations."""
-    import types
-
-    import workbench.core.train as T
-
-    shift = [0.0]
-    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0], monotonic=time.monotonic)
-    monkeypatch.setattr(T, "time", clock)
-    monkeypatch.setattr(T, "evaluation", slowed(T.evaluation, shift, 1000.0))
+    resumed run starts do not dilute images/s; the ETA, on the wall clock, does include the evaluations.
+    Each training step takes 10 ms of the clock, so images/s is exactly 64 / 0.01."""
+    clock = FakeClock(perf_tick=0.01)
     cfg = quick_cfg("train.epochs=3", "train.log_every=5", "eval.max_share=1")  # 16 steps an epoch: logs at 20 and 35 span an evaluation
     control, steps = Control(), []
     events = []
-    for ev in train(cfg, control, runs_root=tmp_path):
+    for ev in evaluations_taking(1000.0, clock, train(cfg, control, runs_root=tmp_path, clock=clock)):
         events.append(ev)
         if isinstance(ev, StepEvent) and ev.step == 35:
             control.stop()
     steps = {e.step: e for e in events if isinstance(e, StepEvent)}
     assert all(steps[n].images_per_s > 100 * 5 * 64 / 1000 for n in (20, 35))  # 5 steps of 64 images, not over 1,000 s
+    assert all(steps[n].images_per_s == pytest.approx(64 / 0.01) for n in (20, 35))
     assert steps[35].eta_s > 500  # 13 steps to go, and evaluations have taken 1,000 s an epoch
-    shift[0] += 5000.0  # time passes, then the run is resumed
-    resumed = [e for e in train(None, runs_root=tmp_path, resume=events[0].run_dir) if isinstance(e, StepEvent)]
+    clock.advance(5000.0)  # time passes, then the run is resumed
+    resumed = [e for e in train(None, runs_root=tmp_path, resume=events[0].run_dir, clock=clock) if isinstance(e, StepEvent)]
     typical = sorted(e.images_per_s for e in steps.values())[len(steps) // 2]
     assert resumed[0].step == 40 and resumed[0].images_per_s < 3 * typical  # 5 steps' images, not the run's 40
+    assert resumed[0].images_per_s == pytest.approx(64 / 0.01)
 
 
-def slowed(evaluation, shift: list, seconds: float):
-    """``evaluation`` (a generator) that takes ``seconds`` on the shifted clock (``shift[0]``) each call, however long
-    it really takes (a second after other tests in the same process made the note read 11.0 s)."""
-    def slow(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return (yield from evaluation(*args, **kwargs))
-        finally:
-            shift[0] += seconds - (time.perf_counter() - t)
-    return slow
+def test_the_cadence_paces_on_training_time_and_keeps_evaluations_to_their_share():
+    """Hand-computed: 10 steps of 64 images in 2 s of training, then an evaluation of 3 s (a share of 3 / 4 s of
+    training, capped at eval.max_share = 0.5 for the ETA, and too much for another evaluation)."""
+    from workbench.core.cadence import Cadence
+
+    cfg = Config().with_overrides(["train.log_every=5", "eval.max_share=0.5", "train.checkpoint_minutes=2"])
+    clock = FakeClock(monotonic_tick=30.0)
+    c = Cadence(cfg, total_steps=100, global_batch=64, clock=clock)  # the first checkpoint a minute after the start
+    c.start(elapsed=0.0, step=0, epoch=0)
+    assert [c.log_due(n) for n in (1, 2, 5, 7, 100)] == [True, False, True, False, True]
+    assert c.save_due() is False and c.save_due() is True  # 30 s, then 60 s: due
+    c.saved()  # at 90 s: the next at 210 s
+    assert [c.save_due() for _ in range(4)] == [False, False, False, True]
+    assert c.pace(step=10, elapsed=2.0) == pytest.approx((320.0, 90 * 0.2))
+    assert c.evaluation_due(epoch=1, elapsed=2.0)  # the first of a session always runs
+    c.evaluated(3.0)
+    assert c.pace(step=20, elapsed=4.0) == pytest.approx((320.0, 80 * 0.2 * 1.5 + 3.0))
+    assert not c.evaluation_due(epoch=2, elapsed=4.0)  # 3 s spent and 3 s to come against 0.5 x 4 s
+    assert c.skip_note(epoch=2, elapsed=4.0).startswith("skipping some of the evaluations asked for (every epoch): "
+                                                        "one takes 3.0 s against 2.0 s of training an epoch")
+    assert c.skip_note(epoch=3, elapsed=6.0) == ""  # said once
+
+
+def test_a_sink_given_to_train_receives_the_rows_metrics_csv_gets(tmp_path, quick_cfg):
+    """Every logged step and every evaluation, value for value (metrics.csv keeps 6 significant digits), then closed."""
+    sink = RecordingSink()
+    events = run_all(quick_cfg("train.epochs=2", "train.log_every=4", "eval.max_share=1"), runs_root=tmp_path, sinks=[sink])
+    assert isinstance(events[-1], DoneEvent) and sink.closed
+    kept = [{k: v for k, v in row.items() if v is not None} for row in read_metrics(events[0].run_dir)]
+    assert [sorted(r) for r in sink.rows] == [sorted(r) for r in kept]
+    assert sink.rows == [pytest.approx(r, rel=1e-5) for r in kept]
+    assert sum("knn_acc" in r for r in sink.rows) == 2 and sum("loss" in r for r in sink.rows) == 9  # steps 1, 4, ..., 32
 
 
 @pytest.mark.parametrize("share", [0.2, 1.0])
-def test_evaluations_keep_to_their_share_of_the_training_time(tmp_path, quick_cfg, monkeypatch, share):
+def test_evaluations_keep_to_their_share_of_the_training_time(tmp_path, quick_cfg, share):
     """Evaluations that take 10 s against well under a second of training an epoch: with the default share the
     first runs, the next are skipped with one note, the final one runs; ``eval.max_share = 1`` evaluates every epoch."""
-    import types
-
-    import workbench.core.train as T
-
-    shift = [0.0]
-    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0],
-                                                         monotonic=time.monotonic))
-    monkeypatch.setattr(T, "evaluation", slowed(T.evaluation, shift, 10.0))
-    events = run_all(quick_cfg("train.epochs=4", f"eval.max_share={share}"), runs_root=tmp_path)
+    clock = FakeClock(perf_tick=0.01)  # 16 steps of 10 ms an epoch
+    cfg = quick_cfg("train.epochs=4", f"eval.max_share={share}")
+    events = list(evaluations_taking(10.0, clock, train(cfg, runs_root=tmp_path, clock=clock)))
     evaluated = [e.epoch for e in events if isinstance(e, EvalEvent)]
     notes = [e for e in events if isinstance(e, WarningEvent) and "eval.max_share" in e.message]
     assert evaluated == ([1, 4] if share < 1 else [1, 2, 3, 4])
@@ -674,34 +667,41 @@ def test_a_resumed_run_keeps_the_image_size_it_was_trained_at(tmp_path, monkeypa
     assert Config.load(f"{run_dir}/config.toml").data.image_size == 96
 
 
-def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick_cfg, monkeypatch):
+def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick_cfg):
     """Paused for 1,000 s of the clock in the middle of each evaluation: the ETA after it (which counts the
     evaluations to come at the pace of those done) is not swollen by the pause."""
-    import types
+    clock = FakeClock(perf_tick=0.01)
 
-    import workbench.core.train as T
+    class ResumedLater(Control):
+        def wait_while_paused(self, poll=0.1):  # the user presses Resume 1,000 s of the clock later
+            if self.paused:
+                clock.advance(1000.0)
+                self.resume()
 
-    shift, control = [0.0], Control()
-    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + shift[0],
-                                                         monotonic=time.monotonic))
-
-    def paused_a_while(poll=0.1):
-        if control.paused:
-            shift[0] += 1000.0
-            control.resume()
-
-    monkeypatch.setattr(control, "wait_while_paused", paused_a_while)
-    evaluation = T.evaluation
-
-    def pause_then_evaluate(s, interrupt=None, final=True):
-        control.pause()  # the user presses Pause while the evaluation runs
-        return (yield from evaluation(s, interrupt, final))
-
-    monkeypatch.setattr(T, "evaluation", pause_then_evaluate)
-    events = list(train(quick_cfg("train.epochs=2", "train.log_every=4", "eval.max_share=1"), control, runs_root=tmp_path))
+    control, events = ResumedLater(), []
+    for ev in train(quick_cfg("train.epochs=2", "train.log_every=4", "eval.max_share=1"), control, runs_root=tmp_path,
+                    clock=clock):
+        if isinstance(ev, EvalProgressEvent) and not any(isinstance(e, EvalProgressEvent) and e.step == ev.step for e in events):
+            control.pause()  # the user presses Pause while the evaluation runs
+        events.append(ev)
     after = [e for e in events if isinstance(e, StepEvent) and 16 < e.step < 32]
     assert after and all(e.eta_s < 100 for e in after), [e.eta_s for e in after]
     assert sum(isinstance(e, EvalEvent) for e in events) == 2
+
+
+def test_the_config_is_resolved_once(quick_cfg, monkeypatch):
+    """The automatic settings the data decide (the preset, the start size, the head's width) are written into the
+    config at once: one validation, which builds the loss once, not once per setting."""
+    from workbench.core.config import Config
+
+    cfg, built = quick_cfg("train.time_budget_s=60"), []
+    real = Config.from_dict.__func__
+    monkeypatch.setattr(Config, "from_dict", classmethod(lambda cls, d: built.append(d) or real(cls, d)))
+    s = prepare(cfg)
+    assert len(built) == 1
+    assert (s.cfg.augment.preset, s.cfg.augment.start_size, s.cfg.model.head_hidden) == ("simclr_small_grey", 0.5, 256)
+    assert any(n.startswith("augment.preset auto -> simclr_small_grey") for n in s.notes)
+    assert any(n.startswith("progressive resolution (augment.start_size auto, a time-boxed run)") for n in s.notes)
 
 
 @pytest.mark.parametrize("train_labels, test_labels, needle", [
@@ -713,7 +713,7 @@ def test_a_pause_during_an_evaluation_is_not_counted_as_its_cost(tmp_path, quick
 ])
 def test_a_kNN_that_means_little_is_said_at_the_start(train_labels, test_labels, needle):
     from workbench.core.data import ImageData
-    from workbench.core.train import label_notes
+    from workbench.core.setup import label_notes
 
     def split(labels):
         return ImageData(torch.zeros(len(labels), 1, 8, 8, dtype=torch.uint8), torch.tensor(labels), ["a", "b"])
@@ -726,7 +726,7 @@ def test_a_stop_during_the_knn_search_ends_the_evaluation(quick_cfg):
     """The search over a large bank takes seconds on a CPU: it asks between query chunks, as embedding does between
     batches, so a stop does not wait for it."""
     from workbench.core import metrics as M
-    from workbench.core.train import Interrupted
+    from workbench.core.evaluation import Interrupted
 
     s = prepare(quick_cfg())
     asked, chunks = [], []

@@ -249,12 +249,12 @@ def test_data_load_in_the_background_cancel_and_start_reuses_them(window, qtbot,
     qtbot.waitUntil(lambda: not window.start_btn.isEnabled())
     s.subset.setValue(90)  # any data edit loads again
     assert s.loading is not None
-    import workbench.core.train as train_module
+    import workbench.core.setup as setup_module
 
     def no_second_load(*a, **k):
         raise AssertionError("the loop loaded the data a second time")
 
-    monkeypatch.setattr(train_module, "load_splits", no_second_load)
+    monkeypatch.setattr(setup_module, "load_splits", no_second_load)
     window.start()  # pressed while loading: starts as soon as the data are there, with them
     qtbot.waitUntil(lambda: window.running, timeout=60000)
     assert window.session.data.splits is not None or window.run_dir is not None  # started with the loaded splits

@@ -46,7 +46,7 @@ def _train_some(window, steps: int):
 
 
 def test_resumed_run_shows_its_whole_history(window, qtbot, monkeypatch):
-    import workbench.core.train as train_module
+    import workbench.core.setup as setup_module
     from workbench.core.history import read_history
     from workbench.core.runfolder import write_status
 
@@ -65,7 +65,7 @@ def test_resumed_run_shows_its_whole_history(window, qtbot, monkeypatch):
     def no_second_load(*a, **k):
         raise AssertionError("the resumed run loaded the data although the panel had them")
 
-    monkeypatch.setattr(train_module, "load_splits", no_second_load)
+    monkeypatch.setattr(setup_module, "load_splits", no_second_load)
     window.start(resume=run)
     assert s.loss.currentText() == "ntxent" and s.epochs.value() == 3  # the greyed panel shows what is trained
     qtbot.waitUntil(lambda: window.run_dir == run, timeout=60000)

@@ -556,17 +556,19 @@ def test_a_note_leaves_the_progress_bar_in_view_and_a_warning_takes_the_status_b
 def test_a_pause_that_lands_in_an_evaluation_offers_resume(window, qtbot, monkeypatch):
     """Pause pressed just before an epoch's evaluation: the loop waits inside it, where it yields no event;
     the window must still learn it is paused (Resume enabled), and Resume must carry the run on."""
-    import workbench.core.train as T
+    import workbench.gui.worker as W
+    from workbench.core.events import EvalProgressEvent
 
-    real, pressed = T.evaluation, []
+    real, pressed = W.train, []
 
-    def pause_then_evaluate(s, interrupt=None, final=True):
-        if not pressed:
-            pressed.append(True)
-            window.worker.control.pause()  # as if the user pressed Pause as the evaluation began
-        return (yield from real(s, interrupt, final))
+    def pause_as_the_evaluation_begins(cfg, control, *args, **kwargs):  # in the worker's thread, between two batches
+        for event in real(cfg, control, *args, **kwargs):
+            if isinstance(event, EvalProgressEvent) and not pressed:
+                pressed.append(True)
+                control.pause()  # as if the user pressed Pause as the evaluation began
+            yield event
 
-    monkeypatch.setattr(T, "evaluation", pause_then_evaluate)
+    monkeypatch.setattr(W, "train", pause_as_the_evaluation_begins)
     with qtbot.waitSignal(window.pauseChanged, timeout=120000, check_params_cb=lambda p: p is True):
         window.start_btn.trigger()
     assert window.resume_btn.isEnabled() and not window.pause_btn.isEnabled()

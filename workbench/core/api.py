@@ -33,7 +33,8 @@ from workbench.core.events import DoneEvent, RunStarted
 from workbench.core.registry import ConfigError
 from workbench.core.runfolder import config_path, find_run
 from workbench.core.runs import python_resume_message, read_metrics
-from workbench.core.train import Control, train
+from workbench.core.control import Control
+from workbench.core.train import train
 
 # ----- configs -----
 def config(source: Config | dict | str | Path | None = None, overrides: dict | None = None, **keys: Any) -> Config:

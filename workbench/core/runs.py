@@ -28,6 +28,7 @@ from workbench.core.files import DiskFullError, atomic_write_bytes, atomic_write
 from workbench.core import runfolder as layout
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
+from workbench.core.sinks import Sink
 
 METRIC_COLUMNS = ["time", "epoch", "step", "loss", "lr", "images_per_s", *EVAL_METRICS]
 # metrics.csv written before the field's kNN protocol became the headline has no such column: its "knn_acc" was read
@@ -210,13 +211,12 @@ def python_resume_message(run: Path) -> str:
             f"workbench.fit(resume={str(run)!r}, data=images, labels=labels)")
 
 
-class MetricsLog:
+class MetricsLog(Sink):
     """Append-only metrics.csv of the run folder ``run_dir`` with a fixed header (METRIC_COLUMNS + the loss's own
-    terms); each row also goes to ``mirror`` when given (``write(row)``, ``close()``: core/tensorboard.py's log)."""
+    terms): the training loop's sink of record (core/sinks.py)."""
 
-    def __init__(self, run_dir: str | Path, terms: tuple[str, ...], mirror=None):
+    def __init__(self, run_dir: str | Path, terms: tuple[str, ...]):
         self.path = path = layout.metrics_path(run_dir)
-        self.tb = mirror
         self.columns = METRIC_COLUMNS + [f"term_{t}" for t in terms]
         new = not path.exists() or path.stat().st_size == 0
         if not new:
@@ -226,12 +226,7 @@ class MetricsLog:
         if new:
             self._w.writeheader()
 
-    def write(self, **row) -> None:
-        for k, v in row.pop("terms", {}).items():
-            row[f"term_{k}"] = v
-        row.setdefault("time", round(time.time(), 3))
-        if self.tb is not None:
-            self.tb.write(row)
+    def write(self, row: dict) -> None:
         # 6 significant digits for values; the timestamp keeps its milliseconds (durations are read from it)
         self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k != "time" else v) for k, v in row.items()})
         self._f.flush()
@@ -255,8 +250,6 @@ class MetricsLog:
 
     def close(self) -> None:
         self._f.close()
-        if self.tb is not None:
-            self.tb.close()
 
 
 def is_metrics_header(cols: list[str]) -> bool:

@@ -19,6 +19,7 @@ from workbench.core.config import tomllib
 from workbench.core.metrics import EVAL_METRICS
 from workbench.core.registry import ConfigError
 from workbench.core.runfolder import config_path, tensorboard_dir
+from workbench.core.sinks import Sink
 
 TRAIN = ("loss", "lr", "images_per_s", "epoch")
 EVAL = tuple(EVAL_METRICS)
@@ -36,8 +37,9 @@ def tag(column: str) -> str | None:
     return f"eval/{column}" if column in EVAL else f"other/{column}"
 
 
-class TensorBoardLog:
-    """Event files, hparams and projector files for one run folder ``run_dir``."""
+class TensorBoardLog(Sink):
+    """Event files, hparams and projector files for one run folder ``run_dir``: a sink of the training loop
+    (core/sinks.py)."""
 
     def __init__(self, run_dir: Path):
         try:

@@ -12,15 +12,15 @@ between steps and between evaluation batches: stop saves a checkpoint and ends w
 DoneEvent("stopped"); pause blocks until resumed.
 
 The loop (``train``) reads top to bottom; ``Training`` holds what moves (step, epoch, random stream,
-files) and does one thing per method: ``train_step``, ``log``, ``evaluate``, ``checkpoint``.
+files) and does one thing per method: ``train_step``, ``log``, ``evaluate``, ``checkpoint``. It asks its
+``Cadence`` (core/cadence.py) when to log, embed, save and evaluate, times everything on an injected clock
+and writes metric rows to its sinks (core/sinks.py); the set-up it runs is core/setup.py's.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,252 +30,26 @@ import torch
 from workbench.core import distributed as ddp
 from workbench.core import metrics as M
 from workbench.core import runfolder, runs
-from workbench.core.resume import check_resume, resume_notes, state_mismatch
-from workbench.core.augment import AUTO, TIME_BOXED_START, Augmenter, resolve_preset, view_side
-from workbench.core.config import Config, read_toml
-from workbench.core.data import ImageData, load_splits, place
-from workbench.core.evaluation import (EVAL_VIEWS, MAX_AUTO_BANK, Interrupted, autocast, embed, evaluation,  # noqa: F401
-                                       evaluate, held_out_count)
+from workbench.core.augment import view_side
+from workbench.core.cadence import Cadence, Clock
+from workbench.core.config import Config
+from workbench.core.control import Control
+from workbench.core.data import ImageData
+from workbench.core.evaluation import EVAL_VIEWS, Interrupted, autocast, embed, evaluation, held_out_count
 from workbench.core.events import (BatchEvent, CheckpointEvent, DoneEvent, EmbeddingEvent, ErrorEvent, EvalEvent,
                                    EvalProgressEvent, PausedEvent, RunStarted, StepEvent, WarningEvent)
 from workbench.core.inspector import batch_event
-from workbench.core.losses import LOSSES, Views
-from workbench.core.methods import Method, build_method, build_network, head_hidden
-from workbench.core.models import Network, Readout
-from workbench.core.optim import Schedule, build_optimizer
+from workbench.core.losses import Views
+from workbench.core.models import Readout
+from workbench.core.optim import Schedule
 from workbench.core.projection import StableProjector
 from workbench.core.registry import ConfigError
+from workbench.core.resume import check_resume, resume_notes, state_mismatch
 from workbench.core.runlock import RunLock
-from workbench.core.threads import set_threads
-from workbench.core.timefmt import short
+from workbench.core.setup import Setup, data_changed, prepare, same_size_as_trained
+from workbench.core.sinks import Sink
 
 logger = logging.getLogger("workbench")
-
-
-class Control:
-    """Thread-safe stop / pause / inspect flags shared between a consumer and the loop."""
-
-    def __init__(self):
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-        self._batch = threading.Event()
-        self.quick = False
-        self.notify = None  # a client's callback(paused: bool) for pauses where the loop cannot yield (evaluations)
-
-    def stop(self, quick: bool = False):
-        """Stop at the next step (or evaluation batch) and save; ``quick`` also skips the final evaluation."""
-        self.quick = self.quick or quick
-        self._stop.set()
-        self._running.set()
-
-    def pause(self):
-        self._running.clear()
-
-    def resume(self):
-        self._running.set()
-
-    def request_batch(self):
-        self._batch.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def take_batch_request(self) -> bool:
-        if self._batch.is_set():
-            self._batch.clear()
-            return True
-        return False
-
-    def wait_while_paused(self, poll: float = 0.1) -> None:
-        while not self._running.wait(poll):
-            pass
-
-    def hold(self) -> None:
-        """Wait while paused where no PausedEvent can be yielded (inside an evaluation), telling ``notify`` that the
-        loop is paused and when it goes on: a window waiting for the event would otherwise never offer Resume."""
-        if self.notify is not None:
-            self.notify(True)
-        self.wait_while_paused()
-        if self.notify is not None:
-            self.notify(False)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("train.device: CUDA was asked for but no GPU is available; use device = \"auto\" or \"cpu\"")
-    return torch.device(name)
-
-
-@dataclass
-class Setup:
-    cfg: Config
-    device: torch.device
-    train: ImageData
-    test: ImageData
-    aug: Augmenter
-    net: Network
-    model: torch.nn.Module  # net, possibly DDP-wrapped or compiled
-    method: Method  # what the learning method adds; holds the loss (method.loss)
-    opt: torch.optim.Optimizer
-    steps_per_epoch: int
-    total_steps: int
-    global_batch: int
-    notes: list = field(default_factory=list)  # decisions made for this data (e.g. the preset "auto" chose), said at the start
-    loader_notes: list = field(default_factory=list)  # what the loader said while decoding (already said then): for run.log
-    readout: str = ""  # what the last evaluation fitted: "whitened", or "centred" (too wide, or degenerate)
-
-    @property
-    def loss(self) -> torch.nn.Module:
-        return self.method.loss
-
-
-def prepare(cfg: Config, device: torch.device | None = None, data: tuple[ImageData, ImageData] | None = None) -> Setup:
-    """Build data, model, method and optimiser; raise ConfigError for anything that cannot work.
-
-    ``data = (train, test)`` already loaded (e.g. by the window) skips loading. Changes torch's global
-    state: seed, thread count, flush-denormal (the Python API restores them).
-    """
-    device = ddp.local_device(device or resolve_device(cfg.train.device))
-    set_threads(cfg.train.threads)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # denormal floats appear as training settles and slow CPU kernels by ~25%
-    torch.manual_seed(cfg.train.seed)
-    train_data, test_data = data if data is not None else load_splits(cfg.data)
-    if cfg.data.root and not Path(cfg.data.root).is_absolute():  # config.toml must find the data from any folder
-        cfg = cfg.replace("data", root=str(Path(cfg.data.root).expanduser().resolve()))
-    cfg, notes = resolve_augment(cfg, train_data.channels, train_data.size)
-    global_batch = check_fits(cfg, train_data)
-    loader_notes = train_data.notes
-    aug = Augmenter(cfg.augment.recipe, *train_data.mean_std())
-    train_data = place(train_data, device, cfg.data.in_memory)  # on the GPU when it fits, else streamed by batches()
-    method = build_method(cfg)
-    net = network(cfg, train_data.channels, aug.out_size(train_data.size), method, device)
-    if not cfg.model.head_hidden:  # auto, written out so config.toml says what was built
-        cfg = cfg.replace("model", head_hidden=head_hidden(cfg.model, net.encoder.out_dim))
-    cfg, note = resolve_progressive(cfg, aug.out_size(train_data.size))
-    notes += note + label_notes(train_data, test_data)
-    if not cfg.eval.bank_size and len(train_data) > MAX_AUTO_BANK:
-        notes.append(f"eval: the kNN bank is a random {MAX_AUTO_BANK:,} of the {len(train_data):,} training images "
-                     "(set eval.bank_size to choose)")
-    method.attach(net, aug)
-    method.to(device)
-    opt = build_optimizer(torch.nn.ModuleList([net, method.loss]), cfg.optim)
-    model = ddp.wrap(net, device)
-    if cfg.train.compile:
-        model = torch.compile(model)
-    spe = len(train_data) // global_batch
-    total = min(cfg.train.epochs * spe, cfg.train.max_steps or cfg.train.epochs * spe)
-    return Setup(cfg, device, train_data, test_data, aug, net, model, method, opt, spe, total, global_batch, notes, loader_notes)
-
-
-def data_changed(config: Path, shape: str) -> list[WarningEvent]:
-    """A warning when a resumed run's data are not what it trained on (``[meta] data`` of its config.toml)."""
-    try:
-        before = read_toml(config).get("meta", {}).get("data")
-    except ConfigError:
-        return []
-    if not before or before == shape:
-        return []
-    return [WarningEvent(f"data: this run trained on {before}; it resumes on {shape} (the folder changed?)")]
-
-
-def label_notes(train: ImageData, test: ImageData) -> list[str]:
-    """What makes the kNN accuracy of these splits mean little: no labels, one class, very uneven classes."""
-    labels = test.labels[test.labels >= 0].cpu()
-    if len(labels) == 0:
-        return ["data: the held-out images have no labels (no class folders), so kNN accuracy is not measured; "
-                "the loss, alignment, uniformity and effective rank still are"]
-    counts = torch.bincount(train.labels[train.labels >= 0].cpu(), minlength=len(train.classes))
-    present = counts[counts > 0]
-    if len(present) == 1:  # every neighbour has that class (a held-out split of one class among many is fine)
-        return ["data: only one class is labelled, so kNN accuracy is 1 whatever the encoder learns"]
-    if int(present.max()) > 20 * int(present.min()):
-        return [f"data: classes range from {int(present.min())} to {int(present.max())} training images: kNN accuracy "
-                "favours the large classes"]
-    return []
-
-
-def same_size_as_trained(s: Setup, state: dict) -> Setup:
-    """A resumed run whose automatic image size (``data.image_size = 0``) now resolves to another side than it
-    was trained at (a newer version's limit, a machine without the GPU) goes on at the side it was trained at."""
-    trained, now = int(state.get("image_size", 0)), s.aug.out_size(s.train.size)
-    channels = int(state.get("channels", s.train.channels))
-    if s.cfg.data.name == "python" and (now != trained or s.train.channels != channels):  # cannot be loaded again
-        raise ConfigError(f"cannot resume: this run was trained on {channels}-channel {trained}x{trained} images and the "
-                          f"images given are {s.train.channels}-channel {now}x{now}; pass the images it was trained on")
-    if s.cfg.data.image_size or not trained or now == trained:
-        return s
-    note = (f"data: this run was trained on {trained}x{trained} images and the automatic size now gives {now}x{now}: "
-            f"resuming at {trained}x{trained} (data.image_size = {trained} in config.toml)")
-    s = prepare(s.cfg.replace("data", image_size=trained))
-    s.notes.append(note)
-    return s
-
-
-def resolve_augment(cfg: Config, channels: int, size: int) -> tuple[Config, list[str]]:
-    """``cfg`` with augment.preset = "auto" (and no recipe of its own) replaced by the preset that fits
-    ``channels`` x ``size`` x ``size`` images, and the line that says so; any other config unchanged."""
-    if cfg.augment.preset != AUTO or cfg.augment.recipe:
-        return cfg, []
-    name = resolve_preset(channels, size)
-    return cfg.replace("augment", preset=name, recipe=[]), [f"augment.preset auto -> {name} ({channels}-channel {size}x{size} images)"]
-
-
-def resolve_progressive(cfg: Config, full: int) -> tuple[Config, list[str]]:
-    """``cfg`` with augment.start_size = 0 (auto) resolved (half size for a time-boxed run, else full size),
-    and the line that states progressive resolution when the run uses it (views of side ``full`` at the end)."""
-    auto = cfg.augment.start_size == 0
-    if auto:
-        cfg = cfg.replace("augment", start_size=TIME_BOXED_START if cfg.train.time_budget_s else 1.0)
-    a = cfg.augment
-    start = view_side(a.start_size, a.full_size_at, full, 0.0)
-    if not start or start == full:
-        return cfg, []
-    why = "augment.start_size auto, a time-boxed run" if auto else f"augment.start_size = {a.start_size:g}"
-    return cfg, [f"progressive resolution ({why}): views grow from {start} to {full} px over the first "
-                 f"{a.full_size_at:.0%} of the run; augment.start_size = 1 trains at full size throughout"]
-
-
-def check_fits(cfg: Config, train_data: ImageData) -> int:
-    """The global batch size, after checking the data can feed this config (ConfigError otherwise)."""
-    if LOSSES.get(cfg.loss.name).meta.get("labels") and not train_data.has_labels:
-        raise ConfigError(f"loss '{cfg.loss.name}' needs labels, but dataset '{cfg.data.name}' has none (no class sub-folders); "
-                          "choose a self-supervised loss such as ntxent")
-    world = ddp.world_size()
-    global_batch = cfg.train.batch_size * world
-    if global_batch > len(train_data):
-        raise ConfigError(batch_too_large(global_batch, len(train_data), world))
-    cfg.method.params.check_images(len(train_data))
-    return global_batch
-
-
-def batch_too_large(batch: int, n: int, world: int = 1) -> str:
-    """The message for a batch larger than the training split, with a batch size that fits (a few steps an epoch)."""
-    if n < 2 * world:
-        return (f"train.batch_size: {batch} is larger than the {n} training images, and a contrastive batch needs at "
-                f"least 2 images on each of the {world} process(es); add images" + (" or run fewer processes" if world > 1 else ""))
-    fits = max(2, 1 << max(1, (n // (2 * world))).bit_length() - 1)
-    procs, steps = f" (x{world} processes)" if world > 1 else "", max(1, n // (fits * world))
-    return (f"train.batch_size: {batch}{procs} is larger than the {n} training images; "
-            f"lower it (e.g. {fits}: {steps} step{'s' if steps > 1 else ''} an epoch)")
-
-
-def network(cfg: Config, channels: int, size: int, method: Method, device: torch.device) -> Network:
-    net = build_network(cfg, channels, size, method).to(device)
-    if cfg.model.sync_bn and ddp.world_size() > 1:
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        else:
-            logger.warning("model.sync_bn needs GPUs (NCCL); on the CPU each process keeps its own BatchNorm statistics")
-    return net.to(memory_format=torch.channels_last) if cfg.train.channels_last else net
 
 
 def make_views(s: Setup, images_u8: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
@@ -320,15 +94,16 @@ class Training:
     """One run's moving state: where it is (step, epoch, images into the epoch, training seconds), its
     random stream and its files. Methods advance it and return the events to yield."""
 
-    def __init__(self, s: Setup, run_dir: Path, control: Control):
+    def __init__(self, s: Setup, run_dir: Path, control: Control, clock: Clock = time, sinks: list[Sink] = ()):
         cfg = s.cfg
-        self.s, self.cfg, self.dir, self.control = s, cfg, run_dir, control
+        self.s, self.cfg, self.dir, self.control, self.clock = s, cfg, run_dir, control, clock
         self.is_main = ddp.rank() == 0
         self.g = torch.Generator(device=s.device).manual_seed(cfg.train.seed * 1000 + ddp.rank())
         self.step, self.epoch, self.images_done, self.elapsed = 0, 0, 0, 0.0
         self.reason, self.final, self.evaluated_step, self.saved_step = "finished", {}, -1, -1
         self.guard = Guard(s.device)
-        self.metrics = None
+        self.sinks = list(sinks)  # where metric rows go: metrics.csv and TensorBoard are added on the main process
+        self.cadence = Cadence(cfg, s.total_steps, s.global_batch, clock)  # when to log, embed, save, evaluate
         self.projector = StableProjector("pca", cfg.train.seed)
         n_eval = held_out_count(s, final=False)  # the embedding view's points are in every evaluation's sample
         self.embed_idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(3))[: cfg.eval.embed_points].sort().values
@@ -336,13 +111,14 @@ class Training:
         warning = self.schedule.warning
         self.notices = [WarningEvent(n, note=True) for n in s.notes] + ([WarningEvent(warning)] if warning else [])
         self.lr, self.logged_loss = cfg.optim.lr, float("nan")
-        self.clock = (0.0, 0)  # (training time, step) of the last log line
-        self.next_save = time.monotonic() + 60 * min(1.0, cfg.train.checkpoint_minutes)
+        self.readout_noted = False  # the note that the read-out only centred is given once
+        self.recorded = "running"  # the state status.json was last given
         self.finished_already = False  # a resumed run that had already reached its end
         self.lock: RunLock | None = None  # the run folder's owner lock (the main process's)
 
     @classmethod
-    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data) -> Training:
+    def start(cls, cfg: Config | None, control: Control, runs_root, resume, data, clock: Clock = time,
+              sinks: list[Sink] = ()) -> Training:
         """Validate everything (config, data, checkpoint), then write the run folder's config.toml."""
         state = None
         if resume is not None:
@@ -359,7 +135,7 @@ class Training:
             run_dir = Path(ddp.broadcast_object(str(run_dir)))
         lock = RunLock.acquire(run_dir) if ddp.rank() == 0 else None  # one owner: ConfigError when another has it
         try:
-            run = cls(s, run_dir, control)
+            run = cls(s, run_dir, control, clock, sinks)
             run.lock = lock
             if state is not None:
                 run.restore(state)
@@ -380,7 +156,7 @@ class Training:
             if state is not None:
                 run.notices += data_changed(runfolder.config_path(run_dir), shape)
             cfg.save(runfolder.config_path(run_dir), meta=runs.versions(cfg.train.seed) | {"world_size": ddp.world_size(), "data": shape})
-            run.metrics = runs.MetricsLog(run_dir, s.method.term_names, tensorboard_log(run_dir) if cfg.eval.tensorboard else None)
+            run.sinks[:0] = [runs.MetricsLog(run_dir, s.method.term_names)] + ([tensorboard_log(run_dir)] if cfg.eval.tensorboard else [])
         return run
 
     def restore(self, state: dict) -> None:
@@ -405,9 +181,7 @@ class Training:
     def started(self, runlog: runfolder.RunLog | None = None) -> Iterator:
         """RunStarted, then any warning about the set-up (also in run.log, with what the loader said)."""
         s = self.s
-        self.clock = (self.elapsed, self.step)  # a resumed run counts images/s from here
-        self.trained_from, self.started_epoch = self.elapsed, self.epoch  # this session's, for the evaluation cadence and ETA
-        self.eval_time, self.eval_cost, self.cadence_noted, self.readout_noted = 0.0, 0.0, False, False
+        self.cadence.start(self.elapsed, self.step, self.epoch)  # a resumed run counts images/s and shares from here
         yield RunStarted(str(self.dir), self.cfg.to_dict(), len(s.train), len(s.test), s.steps_per_epoch, s.total_steps,
                          str(s.device), list(s.train.classes), self.step, s.test.images.cpu().numpy(),
                          s.test.source, s.test.indices.cpu().numpy())
@@ -459,23 +233,13 @@ class Training:
             self.reason = "stopped" if self.control.stopped else "budget"
         return self.reason != "finished"
 
-    def log_due(self) -> bool:
-        # step 1 too: the curve starts after one step instead of after train.log_every of them
-        return self.step == 1 or self.step % self.cfg.train.log_every == 0 or self.step == self.s.total_steps
-
-    def embed_due(self) -> bool:
-        return bool(self.cfg.eval.embed_every_steps) and self.step % self.cfg.eval.embed_every_steps == 0
-
     def epoch_done(self) -> bool:
         return self.images_done >= self.s.steps_per_epoch * self.s.global_batch
-
-    def save_due(self) -> bool:
-        return time.monotonic() >= self.next_save
 
     # ----- what the run does -----
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, report: bool):
         """One optimiser step on a batch (a host sync only on the steps that are logged); returns (crops, LossOut)."""
-        t0, s = time.perf_counter(), self.s
+        t0, s = self.clock.perf_counter(), self.s
         progress = self.progress()
         self.lr = self.cfg.optim.lr * self.schedule(self.step + 1, self.progress(ahead=1))
         for group in s.opt.param_groups:
@@ -490,32 +254,25 @@ class Training:
         self.step += 1
         self.images_done += s.global_batch
         self.guard.record(out.loss, self.step)
-        if self.log_due():  # CPU-GPU sync point, only every train.log_every steps; the wait is training time too
+        if self.cadence.log_due(self.step):  # CPU-GPU sync point, only every train.log_every steps; the wait is training time too
             self.logged_loss = out.loss.item()
-        self.elapsed += time.perf_counter() - t0
+        self.elapsed += self.clock.perf_counter() - t0
         return crops, out
 
     def log(self, out) -> StepEvent:
-        """The StepEvent of this step: images/s over training time only (evaluations and checkpoints between two
-        log lines do not count); ETA = training time left (the steps left at the recent pace, or what is left of
-        the budget) plus the evaluations to come at the share they have taken so far."""
-        loss = self.logged_loss
+        """The StepEvent of this step (its pace: Cadence.pace), and its row to every sink."""
         self.guard.check(self)
-        then_elapsed, then_step = self.clock
-        train_s = max(self.elapsed - then_elapsed, 1e-9)
-        ips = (self.step - then_step) * self.s.global_batch / train_s
-        self.clock = (self.elapsed, self.step)
-        left = (self.s.total_steps - self.step) * train_s / max(self.step - then_step, 1)
-        if self.cfg.train.time_budget_s:  # the same clock as progress(): whichever ends the run first
-            left = min(left, max(0.0, self.cfg.train.time_budget_s - self.elapsed))
-        share = self.eval_time / max(self.elapsed - self.trained_from, 1e-9)
-        share = min(share, self.cfg.eval.max_share) if self.cfg.eval.max_share < 1 else share  # 1: none skipped
-        eta = left * (1 + share) + self.eval_cost  # evaluations recur at their pace, within their share; then the final one
+        ips, eta = self.cadence.pace(self.step, self.elapsed)
         terms = {k: float(v) for k, v in out.terms.items()}
         epoch = self.shown_epoch()
-        if self.metrics:
-            self.metrics.write(epoch=epoch, step=self.step, loss=loss, lr=self.lr, images_per_s=ips, terms=terms)
-        return StepEvent(epoch, self.step, loss, self.lr, ips, eta, terms, self.progress())
+        self.write(epoch=epoch, step=self.step, loss=self.logged_loss, lr=self.lr, images_per_s=ips, terms=terms)
+        return StepEvent(epoch, self.step, self.logged_loss, self.lr, ips, eta, terms, self.progress())
+
+    def write(self, terms: dict | None = None, **values) -> None:
+        """One metric row to every sink (core/sinks.py): the time, then ``values``, then the loss's ``terms``."""
+        row = {"time": round(self.clock.time(), 3), **values} | {f"term_{k}": v for k, v in (terms or {}).items()}
+        for sink in self.sinks:
+            sink.write(row)
 
     def pause(self) -> Iterator:
         yield PausedEvent(self.step, True)
@@ -529,28 +286,11 @@ class Training:
         done = self.step >= self.s.total_steps
         if self.epoch % self.cfg.train.checkpoint_every == 0 or done:
             yield from self.checkpoint()
-        if done or self.epoch % self.cfg.eval.every == 0 and self.evaluation_affordable():
+        if done or self.cadence.evaluation_due(self.epoch, self.elapsed):
             yield from self.evaluate(final=done)  # the run's last: all the held-out images (eval.quick_size is for the others)
-        elif self.epoch % self.cfg.eval.every == 0 and not self.cadence_noted:
-            yield self.cadence_note()
-
-    def evaluation_affordable(self) -> bool:
-        """Whether evaluations, this one included (costing as much as the last), stay within ``eval.max_share`` of
-        the training time. The first of a session and the final one always run."""
-        share, spent = self.cfg.eval.max_share, self.eval_time + self.eval_cost
-        return share >= 1 or not ddp.any_flag(spent > share * (self.elapsed - self.trained_from))  # all ranks alike
-
-    def cadence_note(self) -> WarningEvent:
-        """The note, given once, that evaluations are being skipped (also in run.log)."""
-        self.cadence_noted = True
-        trained = (self.elapsed - self.trained_from) / max(self.epoch - self.started_epoch, 1)
-        every = "every epoch" if self.cfg.eval.every == 1 else f"every {self.cfg.eval.every} epochs"
-        note = WarningEvent(f"skipping some of the evaluations asked for ({every}): one takes {short(self.eval_cost)} "
-                            f"against {short(trained)} of training an epoch, and eval.max_share keeps evaluations under "
-                            f"{self.cfg.eval.max_share:.0%} of the training time (1 = every time); the final one always runs",
-                            note=True)
-        logger.warning(note.message, extra={"note": True})
-        return note
+        elif note := self.cadence.skip_note(self.epoch, self.elapsed):
+            logger.warning(note, extra={"note": True})  # run.log keeps it too
+            yield WarningEvent(note, note=True)
 
     def evaluate(self, final: bool = False) -> Iterator:
         """EvalProgressEvents while it runs, then EvalEvent, EmbeddingEvent (and a collapse WarningEvent); nothing
@@ -566,12 +306,12 @@ class Training:
             if final:
                 return c.quick
             if c.paused:
-                t = time.perf_counter()
+                t = self.clock.perf_counter()
                 c.hold()
-                paused += time.perf_counter() - t
+                paused += self.clock.perf_counter() - t
             return c.stopped
 
-        t0 = time.perf_counter()
+        t0 = self.clock.perf_counter()
         steps = evaluation(self.s, interrupt, final=final)
         try:
             while True:
@@ -583,22 +323,21 @@ class Training:
                 yield EvalProgressEvent(self.step, stage, done, total, final)
         except Interrupted:
             return
-        self.eval_cost = time.perf_counter() - t0 - paused
-        self.eval_time += self.eval_cost
+        self.cadence.evaluated(self.clock.perf_counter() - t0 - paused)
         yield from self.evaluated(metrics, feats)
 
     def evaluated(self, metrics: dict, feats: torch.Tensor) -> Iterator:
         """What follows a finished evaluation: the row in metrics.csv, the events, the collapse warning."""
         self.save_readout()
         self.final, self.evaluated_step = metrics, self.step
-        if self.metrics:
-            self.metrics.write(epoch=self.shown_epoch(), step=self.step, **metrics)
+        self.write(epoch=self.shown_epoch(), step=self.step, **metrics)
         yield EvalEvent(self.shown_epoch(), self.step, metrics)
         view = self.embedding(feats[self.embed_idx.to(feats.device)])
         yield view
-        if self.metrics and self.metrics.tb is not None:  # TensorBoard's projector, as the window's embedding view
+        if self.sinks:  # e.g. TensorBoard's projector, as the window's embedding view
             images = self.s.test.images[self.embed_idx.to(self.s.test.images.device)].cpu().numpy()
-            self.metrics.tb.embedding(self.step, view.embeddings, view.labels, images, self.s.test.classes)
+            for sink in self.sinks:
+                sink.embedding(self.step, view.embeddings, view.labels, images, self.s.test.classes)
         head = self.cfg.model.head_out if self.cfg.model.head_layers else self.s.net.encoder.out_dim
         warning = M.collapse_warning(metrics["emb_std"], metrics["eff_rank"], head, min(metrics["eval_queries"], EVAL_VIEWS))
         yield from self.readout_note()
@@ -637,7 +376,7 @@ class Training:
 
     def checkpoint(self) -> list:
         """Save last.pt (previous one kept as prev.pt) unless this step is saved already; [CheckpointEvent]."""
-        self.next_save = time.monotonic() + 60 * self.cfg.train.checkpoint_minutes
+        self.cadence.saved()
         if self.saved_step == self.step:
             return []
         self.guard.check(self, weights=True)
@@ -696,15 +435,15 @@ class Training:
         return DoneEvent("already finished", str(self.dir), {}, text)
 
     def close(self) -> None:
-        if self.metrics:
-            self.metrics.close()
+        for sink in self.sinks:
+            sink.close()
         if self.lock is not None:
             self.lock.release()
 
     def abandon(self) -> None:
         """The consumer stopped reading events (broke out of the loop, closed the generator): save as a stop does and
         record the run as stopped at its step, so status.json never says "running" for a run nobody trains."""
-        if getattr(self, "recorded", "running") != "running":  # it had ended (DoneEvent, ErrorEvent) already
+        if self.recorded != "running":  # it had ended (DoneEvent, ErrorEvent) already
             return
         if self.epoch_done():  # left after an epoch's last step, before its end: the checkpoint is of the next epoch
             self.epoch, self.images_done = self.epoch + 1, 0
@@ -727,15 +466,17 @@ def tensorboard_log(run_dir: Path):
 
 def train(cfg: Config | None, control: Control | None = None, runs_root: str | Path = "runs",
           resume: str | Path | None = None, data: tuple[ImageData, ImageData] | None = None,
-          raise_errors: bool = False) -> Iterator:
+          raise_errors: bool = False, clock: Clock = time, sinks: list[Sink] = ()) -> Iterator:
     """Run (or resume) an experiment, yielding events; see the module docstring.
 
     ``resume``: the run folder to continue, with its own config.toml (``cfg`` is not used then). ``data = (train,
     test)`` already loaded skips loading; ``raise_errors`` re-raises a failure during
-    training (after run.log has it) instead of yielding ErrorEvent.
+    training (after run.log has it) instead of yielding ErrorEvent. ``clock`` times training, evaluations and
+    checkpoints (core/cadence.py; the ``time`` module); ``sinks`` receive every metric row metrics.csv receives
+    (core/sinks.py) and are closed when the run ends.
     """
     control = control or Control()
-    run = Training.start(cfg, control, runs_root, resume, data)
+    run = Training.start(cfg, control, runs_root, resume, data, clock, sinks)
     if run.finished_already:
         run.close()
         yield run.done_already()
@@ -775,11 +516,11 @@ def _steps(run: Training, control: Control) -> Iterator:
         crops, out = run.train_step(x, labels, report)
         if report:
             yield run.batch_event(idx, crops, labels, out)
-        if run.log_due():
+        if run.cadence.log_due(run.step):
             yield run.log(out)
-        if run.embed_due():
+        if run.cadence.embed_due(run.step):
             yield run.embedding()
         if run.epoch_done():
             yield from run.end_epoch()
-        elif run.save_due():
+        elif run.cadence.save_due():
             yield from run.checkpoint()

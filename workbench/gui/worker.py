@@ -33,7 +33,8 @@ from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 from workbench.core import events as E
 from workbench.core.runfolder import read_view, save_view
 from workbench.core.threads import set_threads
-from workbench.core.train import Control, train
+from workbench.core.control import Control
+from workbench.core.train import train
 from workbench.gui.jobs import align_shared, child_main, first_line
 
 

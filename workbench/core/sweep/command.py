@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from workbench.core.events import WarningEvent
-from workbench.core.train import Control
+from workbench.core.control import Control
 from workbench.core.sweep.events import NeedsConfirmation, RunEvent, SweepDone, SweepStarted, TrialFinished, TrialStarted
 from workbench.core.sweep.results import format_table
 from workbench.core.sweep.run import run_sweep

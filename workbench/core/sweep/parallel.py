@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from workbench.core import events as E
 from workbench.core.config import Config, tomllib
-from workbench.core.train import Control, train
+from workbench.core.control import Control
+from workbench.core.train import train
 from workbench.core.sweep.events import RunEvent, TrialFinished
 from workbench.core.sweep.spec import Trial
 from workbench.core.sweep.state import SweepState

@@ -13,7 +13,8 @@ from workbench.core.files import atomic_write_text
 from workbench.core.registry import ConfigError
 from workbench.core.runfolder import check_runs_root
 from workbench.core.runlock import RunLock
-from workbench.core.train import Control, train
+from workbench.core.control import Control
+from workbench.core.train import train
 from workbench.core.sweep.events import NeedsConfirmation, RunEvent, SweepDone, SweepStarted, TrialFinished
 from workbench.core.sweep.parallel import run_parallel
 from workbench.core.sweep.results import make_pruner, ranked

@@ -14,7 +14,7 @@ from workbench.core.config import Config
 from workbench.core.registry import ConfigError
 from workbench.core.runfolder import has_checkpoint
 from workbench.core.runs import read_metrics
-from workbench.core.train import Control
+from workbench.core.control import Control
 from workbench.core.sweep.events import TrialFinished, TrialStarted
 from workbench.core.sweep.results import intermediate, read_trials, run_metric, write_trials
 from workbench.core.sweep.spec import Range, SweepSpec, Trial, _checked_config, seeds_of

@@ -27,7 +27,7 @@ from workbench.core.methods import METHODS
 from workbench.core.models import ENCODERS
 from workbench.core.optim import OPTIMIZERS
 from workbench.core.registry import ConfigError
-from workbench.core.train import batch_too_large
+from workbench.core.setup import batch_too_large
 from workbench.gui.session import LoadedData, Session
 from workbench.gui.worker import EventWorker, task
 from workbench.gui.widgets import FloatBox, LogSlider, ParamForm, TileGrid
