@@ -13,7 +13,9 @@ random rows, extrapolated to all of them and compared row by row with the graph.
 a third resized down and back, a third re-encoded as JPEG at quality 75), 2% of the training labels flipped to
 another class, 0.5% images of the other dataset added to the training split (with a random label); then reads
 everything with the run's encoder (``RunModel.features``) and reports each check's precision and recall against
-what was planted (the datasets' own duplicates and label errors count against precision).
+what was planted (the datasets' own duplicates and label errors count against precision); leaks are counted by
+kind (exact copy, resized or re-encoded, near-duplicate), flipped labels in the 2% least likely by the
+probabilities the label issues are ranked by. ``--no-fingerprints`` leaves the pixels' fingerprints out.
 """
 from __future__ import annotations
 
@@ -108,11 +110,17 @@ def evaluate(report, planted: dict, n_train: int) -> dict:
     train_issue_rows = issues["row"][issues["split"] == "train"]
     labels = report.items.labels
     trainable = np.flatnonzero(~report.items.test & (labels >= 0))
-    quality = report.probs[trainable, labels[trainable]]
+    quality = report.label_probs[trainable, labels[trainable]]  # the probabilities the label issues are ranked by
     top = trainable[np.argsort(quality, kind="stable")[: len(planted["flipped"])]]  # the top-2% list
     dup_rows = report.duplicates["row"]
     kinds = {"exact": test_rows[0::3], "resized": test_rows[1::3], "jpeg": test_rows[2::3]}
+    by_kind = {}
+    if report.leaks is not None:
+        for kind in np.unique(report.leaks["kind"]).tolist():
+            by_kind[kind] = score(leaks[report.leaks["kind"] == kind], test_rows)["found"]
+            by_kind[kind + " (planted)"] = len(set(leaks[report.leaks["kind"] == kind].tolist()) & set(test_rows.tolist()))
     return {"leaks": score(leaks, test_rows), **{f"leak_recall_{k}": score(leaks, v)["recall"] for k, v in kinds.items()},
+            "leaks_by_kind": by_kind,
             "copies_in_duplicate_groups": score(dup_rows[np.isin(dup_rows, planted["copies"])], planted["copies"])["recall"],
             "flipped_top2pct": score(top, planted["flipped"]),
             "flipped_label_issues": score(train_issue_rows, planted["flipped"]),
@@ -197,7 +205,8 @@ def cost(a) -> dict:
     n = len(feats)
     test = np.arange(n) >= n - a.n_test
     items = checks.Items(labels, test, np.arange(n), [str(i) for i in range(10)],
-                         hashes=np.array([f"{i}" for i in range(n)], dtype=object))
+                         hashes=np.array([f"{i}" for i in range(n)], dtype=object),
+                         fingerprints=np.random.default_rng(2).normal(size=(n, 64)).astype(np.float32))  # their search's cost
     torch.set_num_threads(a.threads or torch.get_num_threads())
     with PeakRSS() as mem:
         t = time.perf_counter()
@@ -240,7 +249,8 @@ def faults(a) -> dict:
     n_train = len(p["train_x"])
     items = checks.Items(np.concatenate([p["train_y"], te_y]), np.arange(len(feats)) >= n_train,
                          np.concatenate([np.arange(n_train), np.arange(len(te_x))]), classes,
-                         hashes=np.concatenate([checks.pixel_hashes(p["train_x"]), checks.pixel_hashes(te_x)]))
+                         hashes=np.concatenate([checks.pixel_hashes(p["train_x"]), checks.pixel_hashes(te_x)]),
+                         fingerprints=None if a.no_fingerprints else checks.fingerprints(np.concatenate([p["train_x"], te_x])))
     report = checks.run_checks(feats, items)
     out = {"run": str(a.run), "data": a.data, "train_images": n_train, "test_images": len(te_x), "features_s": t_feat,
            **report.seconds, **evaluate(report, p, n_train), "findings": report.findings,
@@ -263,6 +273,7 @@ def main(argv=None) -> int:
     f.add_argument("run")
     f.add_argument("--data", choices=["fashion", "cifar"], default="fashion")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-fingerprints", action="store_true", help="leave out the resized / re-encoded copies' check")
     a = ap.parse_args(argv)
     print(json.dumps(cost(a) if a.what == "cost" else faults(a), indent=1, default=float))
     return 0

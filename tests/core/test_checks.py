@@ -114,6 +114,23 @@ def test_the_vote_weighs_labelled_neighbours_by_exp_cos_over_t():
     assert p[3] == pytest.approx([w[0] / w.sum(), (w[1] + w[2]) / w.sum()])
 
 
+def test_linear_probabilities_are_out_of_sample():
+    """An image's probabilities come from a model fitted without it: changing its own label changes none of them."""
+    x = clustered(400, 32, seed=4)
+    y = np.random.default_rng(0).integers(0, 3, 400)
+    p = checks.linear_probabilities(x, y, 3, folds=4, dim=16)
+    assert p.shape == (400, 3) and np.allclose(p.sum(1), 1)
+    for i in (0, 17, 399):
+        other = y.copy()
+        other[i] = (y[i] + 1) % 3
+        again = checks.linear_probabilities(x, other, 3, folds=4, dim=16)
+        np.testing.assert_array_equal(again[i], p[i])
+        assert not np.array_equal(again, p)
+    x2 = checks.principal_components(x, 8)
+    assert x2.shape == (400, 8) and np.allclose(x2.mean(0), 0, atol=1e-5)
+    assert (np.diff(x2.var(0)) <= 1e-6).all()  # the directions of largest variance first
+
+
 def test_outliers_follow_the_q3_plus_1_7_iqr_rule():
     from scipy.stats import iqr
 
@@ -142,6 +159,54 @@ def test_farthest_points_against_a_plain_loop():
     assert by_distance.tolist() == chosen[:7]
 
 
+# ----- the perceptual fingerprint -----
+def test_fingerprint_is_the_low_frequency_block_of_the_orthonormal_dct():
+    from PIL import Image
+    from scipy.fft import dctn
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (2, 3, 40, 40), dtype=np.uint8)
+    got = checks.fingerprints(img)
+    grey = (img.astype(np.float32) / 255 * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]).sum(1)
+    small = torch.nn.functional.interpolate(torch.from_numpy(grey)[:, None], size=(32, 32), mode="bilinear",
+                                            antialias=True, align_corners=False)[:, 0].numpy()
+    want = np.stack([dctn(s.astype(np.float64), norm="ortho")[:8, :8].ravel() for s in small])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert got.shape == (2, 64) and checks.fingerprints(img[:0]).shape == (0, 64)
+    grey_img = np.asarray(Image.fromarray(img[0].transpose(1, 2, 0)).convert("L"))[None, None]
+    assert checks.perceptual_distance(checks.fingerprints(grey_img)[0], got[0]) < 0.01  # PIL's luma: the same picture
+
+
+@pytest.mark.parametrize("data", ["fashion", "cifar"])
+def test_fingerprint_matches_resized_and_jpeg_copies_and_not_other_images(data):
+    """Real images: each one's JPEG (quality 75) copy and its copy stored at twice the size and read back are within
+    the radius; of 500 different images, hardly any pair is (Fashion-MNIST has a few near-copies of its own). A copy
+    stored at half the size is not asked for: a 28-pixel silhouette at 14 pixels loses what tells it from others."""
+    from benchmarks.checks import _jpeg, _resized
+
+    if not (SHARED / ("fashion-mnist" if data == "fashion" else "cifar10-jpg")).is_dir():
+        pytest.skip("../shared/data is not here")
+    x = load_fashion()[2][:500] if data == "fashion" else load_cifar_files("test", 500, seed=0)[0]
+    fp = checks.fingerprints(x)
+    for change in (_jpeg, lambda i: _resized(i, 2.0)):
+        copies = checks.fingerprints(np.stack([change(i) for i in x[:100]]))
+        d = checks.perceptual_distance(fp[:100], copies)
+        assert (d < checks.PERCEPTUAL_RADIUS).mean() >= 0.9, np.quantile(d, [0.5, 0.9, 1.0])
+    rows = np.arange(len(x))
+    same = [checks.perceptual_distance(fp[i], np.delete(fp, i, 0)).min() for i in rows]
+    assert (np.array(same) < checks.PERCEPTUAL_RADIUS).sum() <= 5, np.sort(same)[:10]
+
+
+def test_nearest_fingerprints_against_a_plain_search():
+    rng = np.random.default_rng(1)
+    fp = rng.normal(size=(300, 64)).astype(np.float32)
+    queries, bank = np.arange(0, 100), np.arange(100, 300)
+    best, dist = checks.nearest_fingerprints(fp, queries, bank, chunk=7)
+    want = bank[np.linalg.norm(fp[queries, None] - fp[None, bank], axis=2).argmin(1)]
+    np.testing.assert_array_equal(best, want)
+    np.testing.assert_allclose(dist, checks.perceptual_distance(fp[queries], fp[want]))
+
+
 # ----- planted faults in real images -----
 @pytest.fixture(scope="module")
 def fashion_planted():
@@ -156,9 +221,10 @@ def fashion_planted():
     n_train = len(p["train_x"])
     feats = np.concatenate([p["train_x"], te_x[:1000]]).reshape(n_train + 1000, -1).astype(np.float32)
     feats -= feats[:n_train].mean(0)
+    images = np.concatenate([p["train_x"], te_x[:1000]])
     items = checks.Items(np.concatenate([p["train_y"], te_y[:1000]]), np.arange(len(feats)) >= n_train,
-                         np.arange(len(feats)), [str(i) for i in range(10)],
-                         hashes=checks.pixel_hashes(np.concatenate([p["train_x"], te_x[:1000]])))
+                         np.arange(len(feats)), [str(i) for i in range(10)], hashes=checks.pixel_hashes(images),
+                         fingerprints=checks.fingerprints(images))
     return feats, items, p, n_train, checks.run_checks(feats, items)
 
 
@@ -171,8 +237,16 @@ def test_planted_faults_are_found(fashion_planted):
     assert wider["leaks"]["recall"] >= 0.8 and wider["copies_in_duplicate_groups"] >= 0.8, wider
     assert got["flipped_label_issues"]["recall"] >= 0.7, got  # 60 flipped labels
     assert got["flipped_top2pct"]["precision"] >= 0.15, got  # among the 60 least likely labels (chance: 0.02)
+    trainable = np.flatnonzero(~report.items.test & (report.items.labels >= 0))
+    by_vote = trainable[np.argsort(report.probs[trainable, report.items.labels[trainable]], kind="stable")[:60]]
+    vote = len(set(by_vote.tolist()) & set(p["flipped"].tolist())) / 60
+    assert got["flipped_top2pct"]["precision"] >= vote, (got, vote)  # the linear classifier ranks better than the vote
     exact = report.leaks["exact"]
     assert exact.sum() >= 4 and (report.leaks["distance"][exact] == 0).all()  # a third copied as they are: by hash
+    assert (report.leaks["kind"][exact] == checks.EXACT).all()
+    assert got["leak_recall_resized"] == 1 and got["leaks"]["recall"] >= 0.9, got  # by their fingerprints
+    perceptual = report.leaks["kind"] == checks.PERCEPTUAL
+    assert perceptual.sum() >= 6 and (report.leaks["pixel_distance"][perceptual] < checks.PERCEPTUAL_RADIUS).all()
 
 
 def test_a_dragged_threshold_finds_groups_again(fashion_planted):
@@ -211,8 +285,9 @@ def datalab_flags(feats, labels, k=10):
 
 def test_agrees_with_cleanlab_datalab_on_the_same_features(fashion_planted):
     """On the same features the flagged sets overlap: outliers Jaccard >= 0.7, near-duplicates >= 0.8, label issues
-    most of each side's in the other's (our vote is weighted exp(cos / T), Datalab's is not, and Datalab prunes by
-    noise rate where we keep the confident joint's off-diagonal)."""
+    from the neighbours' vote most of each side's in the other's (our vote is weighted exp(cos / T), Datalab's is not,
+    and Datalab prunes by noise rate where we keep the confident joint's off-diagonal); the label issues listed (from
+    the linear classifier's probabilities) hold most of what cleanlab's find_label_issues flags on them."""
     feats, items, _, _, report = fashion_planted
     outlier, near, label = datalab_flags(feats, items.labels)
     overlap = lambda ours, theirs: len(ours & theirs) / max(1, len(ours | theirs))  # noqa: E731
@@ -220,12 +295,19 @@ def test_agrees_with_cleanlab_datalab_on_the_same_features(fashion_planted):
     ours = set(report.outliers["row"].tolist())
     assert overlap(ours, theirs) >= 0.7, (len(ours), len(theirs), len(ours & theirs))
     theirs = set(np.flatnonzero(near).tolist())
-    ours = set(report.duplicates["row"].tolist())
+    dup = checks.near_duplicates(report.graph, report.items, report.radius)  # without the fingerprints' pairs: Datalab has none
+    ours = set(dup["row"].tolist())
     assert overlap(ours, theirs) >= 0.8, (len(ours), len(theirs), len(ours & theirs))
     theirs = set(np.flatnonzero(label).tolist())
-    ours = set(report.label_issues["row"].tolist())
+    ours = set(checks.label_issues(report.probs, items)[0]["row"].tolist())  # the neighbours' vote, as Datalab's
     both = len(ours & theirs)
     assert both / len(ours) >= 0.5 and both / len(theirs) >= 0.5, (len(ours), len(theirs), both)
+    from cleanlab.filter import find_label_issues  # the list itself: the linear classifier's probabilities
+
+    theirs = set(np.flatnonzero(find_label_issues(items.labels, report.label_probs)).tolist())
+    ours = set(report.label_issues["row"].tolist())
+    both = len(ours & theirs)
+    assert both / len(theirs) >= 0.85 and both / len(ours) >= 0.5, (len(ours), len(theirs), both)  # 889 of 981, of 908
 
 
 def test_report_tables_save_as_csv(fashion_planted, tmp_path):
@@ -253,7 +335,7 @@ def test_cifar_planted_leaks_and_foreign_images_by_pixels():
     n_train = len(p["train_x"])
     images = np.concatenate([p["train_x"], te_x])
     items = checks.Items(np.concatenate([p["train_y"], te_y]), np.arange(len(images)) >= n_train, np.arange(len(images)),
-                         hashes=checks.pixel_hashes(images))
+                         hashes=checks.pixel_hashes(images), fingerprints=checks.fingerprints(images))
     report = checks.run_checks(torch.from_numpy(images).flatten(1).float().numpy(), items)
     got = evaluate(report, p, n_train)
     assert got["leak_recall_exact"] == 1 and got["leak_recall_jpeg"] == 1 and got["leaks"]["precision"] >= 0.8, got

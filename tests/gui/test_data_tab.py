@@ -64,3 +64,26 @@ def test_an_opened_run_is_checked_on_request(window, qtbot):
     report = data.loaded.report
     assert len(report.items) == 1024 and report.leaks is None
     assert "both splits" in data.views["leaks"].note.text()
+
+
+def test_the_leak_list_says_which_kind_of_copy_each_is(window):
+    """Exact copies, the same picture resized or re-encoded (found by the pixels' fingerprints) and near-duplicates of
+    the encoder are told apart in the list, with the fingerprints' distance beside the encoder's."""
+    from workbench.core import checks
+
+    class Pictures:
+        def image(self, row):
+            return np.full((1, 8, 8), 40 * row, np.uint8)
+
+    kinds = np.array([checks.EXACT, checks.PERCEPTUAL, checks.NEAR], dtype=object)
+    table = checks.Table(row=np.arange(3), split=np.array(["test"] * 3, dtype=object), index=np.arange(3),
+                         file=np.array([""] * 3, dtype=object), **{"class": np.array(["a"] * 3, dtype=object)},
+                         distance=np.array([0.0, 0.01, 0.002], np.float32), exact=np.array([True, False, False]),
+                         kind=kinds, pixel_distance=np.array([0.0, 0.021, 0.3], np.float32),
+                         train_file=np.array(["x.png"] * 3, dtype=object), train_class=np.array(["a"] * 3, dtype=object))
+    view = window.data.views["leaks"]
+    view.show_table(table, Pictures())
+    headers = [view.table.horizontalHeaderItem(c).text() for c in range(view.table.columnCount())]
+    assert headers[4:7] == ["kind", "distance", "pixel_distance"]
+    assert [view.table.item(r, 4).text() for r in range(3)] == list(kinds)
+    assert view.table.item(1, 6).text() == "0.0210"

@@ -1,5 +1,6 @@
 """What a run's representation says about its data: near-duplicates, train/test leaks, outliers, likely
-label errors and a diverse subset, all read from one exact cosine kNN graph.
+label errors and a diverse subset, read from one exact cosine kNN graph (with the pixels' fingerprints for
+resized or re-encoded copies, and a cross-validated linear classifier for the label probabilities).
 
     report = check_run("runs/2026-12-07_fashion_mnist-ntxent")          # both splits, k = 10
     report.leaks.to_csv("leaks.csv"); print("\\n".join(report.findings))
@@ -14,12 +15,16 @@ candidates by the product's worst-case rounding error is recomputed in float32 a
 
 The checks follow cleanlab's Datalab where it has one (its thresholds, so the figures can be compared):
 - near-duplicates: images closer than ``factor`` x the median nearest-neighbour distance (factor 0.13 as in
-  Datalab's near_duplicate issue), grouped as connected components, plus exact copies by pixel hash;
-- leaks: held-out images with a near- or exact duplicate in the training split;
+  Datalab's near_duplicate issue), grouped as connected components, plus exact copies by pixel hash and the same
+  picture resized or re-encoded by a perceptual fingerprint of the pixels (``fingerprints``: the low frequencies
+  pHash reads, compared as numbers);
+- leaks: held-out images with a near- or exact duplicate, or a resized or re-encoded copy, in the training split;
 - outliers: mean distance to the k neighbours above Q3 + 1.7 IQR of all of them (Datalab's outlier rule);
 - label issues: confident learning (Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty
-  in Dataset Labels", JAIR 2021) on out-of-sample class probabilities from the neighbours' vote (an image's
-  own vote is never in its neighbours), weighted exp(cos / T) as the run's kNN evaluation weighs them;
+  in Dataset Labels", JAIR 2021) on out-of-sample class probabilities of a cross-validated linear classifier on
+  the representations (``linear_probabilities``, the route cleanlab recommends), ranked by the given label's
+  probability; the confusion matrix is the neighbours' vote's (an image's own vote is never in its neighbours),
+  weighted exp(cos / T) as the run's kNN evaluation weighs them;
 - a diverse subset by farthest-point sampling (Gonzalez 1985) to a count or a minimum distance.
 """
 from __future__ import annotations
@@ -48,6 +53,12 @@ BLOCK = 4096  # rows a block of the graph's product: a 4096 x 4096 float32 block
 EXTRA = 38  # candidates a row beyond k kept from the bfloat16 pass
 BF16_U = 2.0 ** -8  # unit roundoff of bfloat16 (8 significant bits)
 EXACT_PASS_SHARE = 0.5  # above this share of undecided rows, one float32 pass over every pair replaces their recomputation
+FINGERPRINT_SIDE = 32  # images are resampled to 32 x 32 greyscale for their fingerprint, as pHash does
+FINGERPRINT_BAND = 8  # the fingerprint: the 8 x 8 lowest frequencies of that resample's 2-D DCT (64 numbers)
+PERCEPTUAL_RADIUS = 0.04  # fingerprints closer than this (relative distance) are the same picture resized or re-encoded
+EXACT, PERCEPTUAL, NEAR = "exact copy", "resized or re-encoded", "near-duplicate"  # the kinds of duplicate
+LINEAR_FOLDS = 5  # the label probabilities: cross-validation folds of the linear classifier
+LINEAR_DIM = 256  # ... on this many principal components of the representations
 
 Progress = Callable[[int, int, str], None]
 
@@ -330,7 +341,8 @@ class Table:
 class Items:
     """The N images of the graph, training rows first: ``labels`` (N,) int64 (-1 = unlabeled), ``test`` (N,)
     bool (held-out), ``index`` (N,) position in the source split, ``files`` (N,) names ("" when not from a
-    folder), ``hashes`` (N,) pixel digests (None: no exact-duplicate check) and the class names."""
+    folder), ``hashes`` (N,) pixel digests (None: no exact-duplicate check), ``fingerprints`` (N, 64) perceptual
+    fingerprints (None: no check for resized or re-encoded copies) and the class names."""
 
     labels: np.ndarray
     test: np.ndarray
@@ -338,12 +350,14 @@ class Items:
     classes: list = field(default_factory=list)
     files: np.ndarray | None = None
     hashes: np.ndarray | None = None
+    fingerprints: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.labels)
         if self.files is None:
             self.files = np.array([""] * n, dtype=object)
-        for name in ("test", "index", "files") + (("hashes",) if self.hashes is not None else ()):
+        optional = tuple(name for name in ("hashes", "fingerprints") if getattr(self, name) is not None)
+        for name in ("test", "index", "files") + optional:
             if len(getattr(self, name)) != n:
                 raise ConfigError(f"checks: {name} has {len(getattr(self, name))} entries for {n} images")
 
@@ -374,6 +388,96 @@ def pixel_hashes(images, chunk: int = 4096) -> np.ndarray:
     return np.array(out, dtype=object)
 
 
+def _dct_matrix(n: int) -> torch.Tensor:
+    """(n, n) orthonormal DCT-II: row f is cos(pi (2 i + 1) f / 2n), scaled so the matrix is orthogonal."""
+    f = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None]
+    d = torch.cos(math.pi * (2 * i + 1) * f / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d.float()
+
+
+def fingerprints(images, chunk: int = 4096) -> np.ndarray:
+    """(N, 64) float32 perceptual fingerprints of uint8 images (N, C, H, W): the 8 x 8 lowest frequencies of the 2-D
+    DCT-II (orthonormal) of the image as 32 x 32 greyscale (ITU-R 601 luma, bilinear with antialiasing, pixels / 255).
+    These are the coefficients pHash (Zauner, "Implementation and Benchmarking of Perceptual Image Hash Functions",
+    2010) thresholds at their median into 64 bits; kept as numbers they tell a copy from a look-alike far better
+    (on Fashion-MNIST the 64-bit hash of one test image in 75 equals a different training image's). Resizing and JPEG
+    re-encoding change the high frequencies and leave these nearly as they were."""
+    dct = _dct_matrix(FINGERPRINT_SIDE)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    out = []
+    for a in range(0, len(images), chunk):
+        x = torch.from_numpy(np.array(images[a:a + chunk], dtype=np.float32)) / 255.0
+        grey = (x * luma).sum(1, keepdim=True) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+        small = torch.nn.functional.interpolate(grey, size=(FINGERPRINT_SIDE,) * 2, mode="bilinear", antialias=True,
+                                                align_corners=False)[:, 0]
+        out.append((dct @ small @ dct.T)[:, :FINGERPRINT_BAND, :FINGERPRINT_BAND].flatten(1))
+    return torch.cat(out).numpy() if out else np.zeros((0, FINGERPRINT_BAND ** 2), np.float32)
+
+
+def perceptual_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Relative distance |a - b| / max(|a|, |b|) of fingerprints (..., 64) row by row: 0 for equal pictures."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = np.maximum(np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1))
+    return (np.linalg.norm(a - b, axis=-1) / np.maximum(scale, 1e-6)).astype(np.float32)
+
+
+def nearest_fingerprints(fp: np.ndarray, queries: np.ndarray, bank: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``queries``' (rows of ``fp``) nearest row of ``bank`` by Euclidean distance, compared with every one (a
+    float32 product, ``chunk`` queries at a time), and the pair's ``perceptual_distance``: (len(queries),) each."""
+    x = torch.from_numpy(np.ascontiguousarray(fp, dtype=np.float32))
+    bank = np.asarray(bank, np.int64)
+    b = x[torch.from_numpy(bank)]
+    nb = (b * b).sum(1)
+    best = np.zeros(len(queries), np.int64)
+    for a in range(0, len(queries), chunk):
+        q = x[torch.as_tensor(queries[a:a + chunk], dtype=torch.int64)]
+        best[a:a + len(q)] = bank[torch.addmm(nb[None], q, b.T, alpha=-2.0).argmin(1).numpy()]  # |b|^2 - 2 q.b
+    return best, perceptual_distance(fp[queries], fp[best])
+
+
+@dataclass
+class Pairs:
+    """Pairs of images that are the same picture resized or re-encoded: rows ``a`` and ``b`` (M,), their fingerprints'
+    ``pixel`` distance and their representations' cosine ``distance`` (M,)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    pixel: np.ndarray
+    distance: np.ndarray
+
+    @classmethod
+    def none(cls) -> Pairs:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32))
+
+
+def perceptual_pairs(features, graph: Graph, items: Items, radius: float = PERCEPTUAL_RADIUS) -> Pairs:
+    """The same picture resized or re-encoded: fingerprints closer than ``radius``, looked for between each image and
+    its k neighbours in the graph and between each held-out image and every training image (a leak must not hide
+    behind look-alikes the encoder puts nearer). Equal pixels are left to the pixel hash. Empty without fingerprints."""
+    fp = items.fingerprints
+    if fp is None:
+        return Pairs.none()
+    a = np.repeat(np.arange(len(items)), graph.k)
+    b = graph.indices.ravel()
+    train, test = np.flatnonzero(~items.test), np.flatnonzero(items.test)
+    if len(train) and len(test):
+        nearest, _ = nearest_fingerprints(fp, test, train)
+        a, b = np.concatenate([a, test]), np.concatenate([b, nearest])
+    pixel = perceptual_distance(fp[a], fp[b])
+    keep = pixel < radius
+    if items.hashes is not None:
+        keep &= items.hashes[a] != items.hashes[b]
+    a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    a, first = np.unique(a * len(items) + b, return_index=True)  # each pair once
+    a, b, pixel = a // len(items), a % len(items), pixel[keep][first]
+    x = _tensor(features)
+    ua, ub = x[torch.from_numpy(a)], x[torch.from_numpy(b)]
+    cos = (ua * ub).sum(1) / (ua.norm(dim=1) * ub.norm(dim=1)).clamp_min(1e-12)
+    return Pairs(a, b, pixel, (1.0 - cos).clamp_(0.0, 2.0).numpy())
+
+
 # ----- near-duplicates and leaks -----
 def duplicate_radius(graph: Graph, factor: float = DUPLICATE_FACTOR) -> float:
     """The near-duplicate distance: ``factor`` x the median nearest-neighbour distance (Datalab's rule)."""
@@ -401,8 +505,9 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         label = new
 
 
-def _duplicate_edges(graph: Graph, items: Items, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges (a, b, distance) of near-duplicates (closer than ``radius``, or exactly 0) and of equal pixel hashes."""
+def _duplicate_edges(graph: Graph, items: Items, radius: float, pairs: Pairs | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges (a, b, distance) of near-duplicates (closer than ``radius``, or exactly 0), of equal pixel hashes and of
+    ``pairs`` (the same picture resized or re-encoded)."""
     close = (graph.distances < radius) | (graph.distances <= 0)
     a = np.repeat(np.arange(len(graph.indices)), graph.k)[close.ravel()]
     b, dist = graph.indices[close], graph.distances[close]
@@ -412,13 +517,17 @@ def _duplicate_edges(graph: Graph, items: Items, radius: float) -> tuple[np.ndar
         a = np.concatenate([a, order[:-1][same]])
         b = np.concatenate([b, order[1:][same]])
         dist = np.concatenate([dist, np.zeros(int(same.sum()), np.float32)])
+    if pairs is not None:
+        a, b, dist = np.concatenate([a, pairs.a]), np.concatenate([b, pairs.b]), np.concatenate([dist, pairs.distance])
     return a, b, dist
 
 
-def near_duplicates(graph: Graph, items: Items, radius: float) -> Table:
-    """Groups of near- or exact duplicates (connected components), largest first: one row per image with its
-    group, the group's size, its distance to its nearest neighbour and whether its pixels equal another's."""
-    a, b, _ = _duplicate_edges(graph, items, radius)
+def near_duplicates(graph: Graph, items: Items, radius: float, pairs: Pairs | None = None) -> Table:
+    """Groups of near- or exact duplicates and of resized or re-encoded copies (``pairs``) (connected components),
+    largest first: one row per image with its group, the group's size, its distance to its nearest neighbour,
+    whether its pixels equal another's and its ``kind``: exact copy, resized or re-encoded (a pair of ``pairs``),
+    else near-duplicate."""
+    a, b, _ = _duplicate_edges(graph, items, radius, pairs)
     label = components(len(items), a, b)
     members = np.unique(np.concatenate([a, b]))
     sizes = np.bincount(label[members], minlength=len(items))
@@ -430,20 +539,33 @@ def near_duplicates(graph: Graph, items: Items, radius: float) -> Table:
     rows = members[order]
     roots = label[rows]
     group = np.cumsum(np.r_[True, roots[1:] != roots[:-1]]) - 1 if len(rows) else np.zeros(0, np.int64)
+    perceptual = np.zeros(len(items), bool)
+    if pairs is not None:
+        perceptual[pairs.a], perceptual[pairs.b] = True, True
+    kind = np.where(exact[rows], EXACT, np.where(perceptual[rows], PERCEPTUAL, NEAR)).astype(object)
     return Table(group=group, size=sizes[roots], **items.describe(rows), distance=graph.nearest[rows],
-                 exact=exact[rows])
+                 exact=exact[rows], kind=kind)
 
 
-def leaks(graph: Graph, items: Items, radius: float) -> Table:
-    """Held-out images with a near-duplicate (closer than ``radius``) or an exact copy in the training split:
-    the nearest such training image, its distance, and whether the pixels are equal."""
+def leaks(graph: Graph, items: Items, radius: float, pairs: Pairs | None = None) -> Table:
+    """Held-out images with a near-duplicate (closer than ``radius``), an exact copy or a resized or re-encoded copy
+    (``pairs``) in the training split: the training image (an exact copy first, then a resized or re-encoded one,
+    else the nearest), the representations' cosine distance, whether the pixels are equal, the ``kind`` of
+    duplicate and the fingerprints' ``pixel_distance`` (NaN without fingerprints)."""
     train_nbr = ~items.test[graph.indices]
     close = train_nbr & ((graph.distances < radius) | (graph.distances <= 0)) & items.test[:, None]
     has = close.any(1)
     first = close.argmax(1)  # distances ascend: the first close training neighbour is the nearest
     partner = np.where(has, graph.indices[np.arange(len(items)), first], -1)
     dist = np.where(has, graph.distances[np.arange(len(items)), first], np.nan).astype(np.float32)
-    exact = np.zeros(len(items), bool)
+    exact, perceptual = np.zeros(len(items), bool), np.zeros(len(items), bool)
+    if pairs is not None:
+        cross = items.test[pairs.a] != items.test[pairs.b]
+        held = np.where(items.test[pairs.a], pairs.a, pairs.b)[cross]
+        other = np.where(items.test[pairs.a], pairs.b, pairs.a)[cross]
+        order = np.argsort(-pairs.pixel[cross], kind="stable")  # the closest pair written last wins
+        partner[held[order]], dist[held[order]] = other[order], pairs.distance[cross][order]
+        perceptual[held] = True
     if items.hashes is not None:
         train_hash = {h: i for i, h in zip(np.flatnonzero(~items.test), items.hashes[~items.test], strict=True)}
         for i in np.flatnonzero(items.test):
@@ -451,10 +573,14 @@ def leaks(graph: Graph, items: Items, radius: float) -> Table:
             if j is not None:
                 partner[i], dist[i], exact[i] = j, 0.0, True
     rows = np.flatnonzero(partner >= 0)
-    rows = rows[np.lexsort((rows, dist[rows]))]
+    rows = rows[np.lexsort((rows, dist[rows], ~perceptual[rows], ~exact[rows]))]
     p = partner[rows]
-    return Table(**items.describe(rows), distance=dist[rows], exact=exact[rows], train_row=p, train_index=items.index[p],
-                 train_file=items.files[p], train_class=items.class_names(items.labels[p]))
+    kind = np.where(exact[rows], EXACT, np.where(perceptual[rows], PERCEPTUAL, NEAR)).astype(object)
+    pixel = (perceptual_distance(items.fingerprints[rows], items.fingerprints[p]) if items.fingerprints is not None
+             else np.full(len(rows), np.nan, np.float32))
+    return Table(**items.describe(rows), distance=dist[rows], exact=exact[rows], kind=kind, pixel_distance=pixel,
+                 train_row=p, train_index=items.index[p], train_file=items.files[p],
+                 train_class=items.class_names(items.labels[p]))
 
 
 # ----- outliers -----
@@ -491,6 +617,67 @@ def vote_probabilities(graph: Graph, labels: np.ndarray, n_classes: int, tempera
     np.add.at(p, (rows[keep], nbr.ravel()[keep]), w.ravel()[keep])
     total = p.sum(1, keepdims=True)
     return np.where(total > 0, p / np.where(total > 0, total, 1), 1.0 / n_classes)
+
+
+def principal_components(features, dim: int = 256) -> np.ndarray:
+    """(N, min(dim, D)) float32: the L2-normalised rows, centred, on their ``dim`` principal directions (the
+    eigenvectors of their covariance with the largest eigenvalues; no labels are read)."""
+    x = _tensor(features)
+    inv = _inverse_norms(x)
+    mean = torch.zeros(x.shape[1], dtype=torch.float64)
+    cov = torch.zeros((x.shape[1],) * 2, dtype=torch.float64)
+    for a in range(0, len(x), 8192):
+        u = x[a:a + 8192] * inv[a:a + 8192, None]
+        mean += u.double().sum(0)
+        cov += (u.T @ u).double()
+    mean /= len(x)
+    cov = cov / len(x) - torch.outer(mean, mean)
+    _, vectors = torch.linalg.eigh(cov)
+    top = vectors[:, -min(dim, x.shape[1]):].flip(1).float()
+    return torch.cat([(x[a:a + 8192] * inv[a:a + 8192, None] - mean.float()) @ top for a in range(0, len(x), 8192)]).numpy()
+
+
+def linear_probabilities(features, labels: np.ndarray, n_classes: int, folds: int = LINEAR_FOLDS, dim: int = LINEAR_DIM,
+                         weight_decay: float = 1e-4, iterations: int = 50, seed: int = 0, progress: Progress | None = None,
+                         cancel=None) -> np.ndarray:
+    """(N, C) out-of-sample class probabilities of a multinomial logistic regression on the representations (their
+    ``dim`` principal components, standardised), by ``folds``-fold cross-validation: each image's probabilities come
+    from the model fitted on the labelled images of the other folds (cleanlab's recommended route to the
+    probabilities confident learning reads; Northcutt et al. 2021, section 4). L-BFGS on the mean cross-entropy plus
+    ``weight_decay`` |W|^2, ``iterations`` steps. Rows of unlabeled images are predicted too."""
+    z = torch.from_numpy(principal_components(features, dim))
+    y = torch.from_numpy(np.asarray(labels, np.int64))
+    fold = torch.from_numpy(np.random.default_rng(seed).integers(0, folds, len(y)))
+    out = np.full((len(y), n_classes), 1.0 / n_classes)
+    for f in range(folds):
+        _tick(progress, cancel, f, folds, "label probabilities")
+        fit, held = (fold != f) & (y >= 0), fold == f
+        if not fit.any() or not held.any():
+            continue
+        mu, sd = z[fit].mean(0), z[fit].std(0) + 1e-6
+        w, b = _logistic_regression((z[fit] - mu) / sd, y[fit], n_classes, weight_decay, iterations)
+        with torch.no_grad():
+            out[held.numpy()] = torch.softmax((z[held] - mu) / sd @ w + b, 1).double().numpy()
+    return out
+
+
+def _logistic_regression(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float,
+                         iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (D, C) and bias (C,) of a multinomial logistic regression of ``y`` on ``x`` (M, D): L-BFGS with a
+    strong Wolfe line search on the mean cross-entropy plus ``weight_decay`` |W|^2."""
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, history_size=10, line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(x @ w + b, y) + weight_decay * (w * w).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():  # callers may read features under no_grad
+        opt.step(loss)
+    return w.detach(), b.detach()
 
 
 def confident_learning(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -578,6 +765,8 @@ class Report:
     probs: np.ndarray | None  # (N, C) the vote's out-of-sample probabilities
     subset: Table | None = None
     seconds: dict = field(default_factory=dict)
+    pairs: Pairs = field(default_factory=Pairs.none)  # the same picture resized or re-encoded (any factor)
+    label_probs: np.ndarray | None = None  # (N, C) the linear classifier's out-of-sample probabilities (label issues)
 
     @property
     def tables(self) -> dict[str, Table]:
@@ -595,17 +784,18 @@ class Report:
         from dataclasses import replace
 
         radius = duplicate_radius(self.graph, factor)
-        return replace(self, radius=radius, factor=factor, duplicates=near_duplicates(self.graph, self.items, radius),
-                       leaks=None if self.leaks is None else leaks(self.graph, self.items, radius))
+        return replace(self, radius=radius, factor=factor,
+                       duplicates=near_duplicates(self.graph, self.items, radius, self.pairs),
+                       leaks=None if self.leaks is None else leaks(self.graph, self.items, radius, self.pairs))
 
     @property
     def findings(self) -> list[str]:
         """Sentences for what is worth a look (empty when nothing is)."""
         out = []
         if self.leaks is not None and len(self.leaks):
-            n = len(self.leaks)
+            n, kind = len(self.leaks), self.leaks["kind"]
             out.append(f"{n} held-out image{'s have' if n > 1 else ' has'} a near-duplicate in the training split "
-                       f"({int(self.leaks['exact'].sum())} exact copies)")
+                       f"({int((kind == EXACT).sum())} exact copies, {int((kind == PERCEPTUAL).sum())} {PERCEPTUAL})")
         if len(self.duplicates):
             groups = int(self.duplicates["group"].max()) + 1
             out.append(f"{len(self.duplicates)} images are in {groups} group{'s' if groups > 1 else ''} of near-duplicates")
@@ -621,7 +811,7 @@ class Report:
         """Counts and thresholds as plain numbers (summary.json)."""
         return {"images": len(self.items), "test_images": int(self.items.test.sum()), "k": self.graph.k,
                 "median_nn_distance": float(np.median(self.graph.nearest)), "duplicate_factor": self.factor,
-                "duplicate_radius": self.radius, "duplicates": len(self.duplicates),
+                "duplicate_radius": self.radius, "perceptual_radius": PERCEPTUAL_RADIUS, "duplicates": len(self.duplicates),
                 "leaks": None if self.leaks is None else len(self.leaks), "outliers": len(self.outliers),
                 "outlier_threshold": self.outlier_threshold,
                 "label_issues": None if self.label_issues is None else len(self.label_issues),
@@ -661,14 +851,17 @@ def run_checks(features, items: Items, k: int = K, factor: float = DUPLICATE_FAC
     both = bool(items.test.any() and (~items.test).any())
     scores = outlier_scores(graph)
     labelled = items.labels >= 0
-    probs = issues = confusion = None
+    probs = issues = confusion = label_probs = None
     if labelled.any():
         n_classes = max(len(items.classes), int(items.labels.max()) + 1)
         probs = vote_probabilities(graph, items.labels, n_classes, temperature)
-        issues, confusion = label_issues(probs, items)
-    report = Report(graph, items, radius, factor, near_duplicates(graph, items, radius),
-                    leaks(graph, items, radius) if both else None, outliers(graph, items, iqr), outlier_threshold(scores, iqr),
-                    issues, confusion, probs)
+        label_probs = linear_probabilities(features, items.labels, n_classes, progress=progress, cancel=cancel)
+        issues, _ = label_issues(label_probs, items)
+        _, confusion = label_issues(probs, items)
+    pairs = perceptual_pairs(features, graph, items)
+    report = Report(graph, items, radius, factor, near_duplicates(graph, items, radius, pairs),
+                    leaks(graph, items, radius, pairs) if both else None, outliers(graph, items, iqr),
+                    outlier_threshold(scores, iqr), issues, confusion, probs, pairs=pairs, label_probs=label_probs)
     report.seconds = {"graph": t1 - t0, "checks": time.perf_counter() - t1}
     return report
 
@@ -691,22 +884,26 @@ def features_of(rm, data, batch: int = 1024, progress: Progress | None = None, c
 
 
 def items_of(splits: list, names: list[str]) -> Items:
-    """Items of the ImageData ``splits`` named ``names`` ("train" / "test"), in that order, with pixel hashes
-    and (for image folders) each file's path."""
-    labels, test, index, files, hashes = [], [], [], [], []
+    """Items of the ImageData ``splits`` named ``names`` ("train" / "test"), in that order, with pixel hashes,
+    fingerprints and (for image folders) each file's path."""
+    labels, test, index, files = [], [], [], []
+    hashes, prints = [np.zeros(0, object)], [np.zeros((0, FINGERPRINT_BAND ** 2), np.float32)]
     for data, name in zip(splits, names, strict=True):
         labels.append(data.labels.cpu().numpy())
         test.append(np.full(len(data), name == "test"))
         index.append(data.indices.cpu().numpy())
         found = data.file_names()
         files.append(np.array([str(Path(data.source) / f) if f else "" for f in found] if found else [""] * len(data), dtype=object))
-        hashes.append(pixel_hashes(_Rows(data)))
+        for a in range(0, len(data), 4096):  # the pixels read once for both
+            block = _Rows(data)[a:a + 4096]
+            hashes.append(pixel_hashes(block))
+            prints.append(fingerprints(block))
     return Items(np.concatenate(labels).astype(np.int64), np.concatenate(test), np.concatenate(index).astype(np.int64),
-                 list(splits[0].classes), np.concatenate(files), np.concatenate(hashes))
+                 list(splits[0].classes), np.concatenate(files), np.concatenate(hashes), np.concatenate(prints))
 
 
 class _Rows:
-    """``data[a:b]`` as uint8 arrays read from memory or the store (for pixel_hashes)."""
+    """``data[a:b]`` as uint8 arrays read from memory or the store (for pixel_hashes and fingerprints)."""
 
     def __init__(self, data):
         self.data = data

@@ -28,8 +28,8 @@ SHOWN = 300  # rows a list shows (the CSV export has all of them)
 THUMB = 48
 LISTS = {  # list name -> its tab title and the columns shown after image, file and class
     "label_issues": ("Label issues", ["suggested", "confidence", "quality"]),
-    "leaks": ("Leaks", ["distance", "exact", "train_file", "train_class"]),
-    "duplicates": ("Duplicates", ["group", "size", "distance", "exact"]),
+    "leaks": ("Leaks", ["kind", "distance", "pixel_distance", "train_file", "train_class"]),
+    "duplicates": ("Duplicates", ["group", "size", "kind", "distance"]),
     "outliers": ("Outliers", ["score", "nearest"]),
     "cell": ("Confusion cell", ["vote", "quality"]),
 }
