@@ -287,7 +287,8 @@ def test_agrees_with_cleanlab_datalab_on_the_same_features(fashion_planted):
     """On the same features the flagged sets overlap: outliers Jaccard >= 0.7, near-duplicates >= 0.8, label issues
     from the neighbours' vote most of each side's in the other's (our vote is weighted exp(cos / T), Datalab's is not,
     and Datalab prunes by noise rate where we keep the confident joint's off-diagonal); the label issues listed (from
-    the linear classifier's probabilities) hold most of what cleanlab's find_label_issues flags on them."""
+    the linear classifier's and the vote's probabilities averaged) and what cleanlab's find_label_issues flags on
+    them hold most of each other's."""
     feats, items, _, _, report = fashion_planted
     outlier, near, label = datalab_flags(feats, items.labels)
     overlap = lambda ours, theirs: len(ours & theirs) / max(1, len(ours | theirs))  # noqa: E731
@@ -307,7 +308,7 @@ def test_agrees_with_cleanlab_datalab_on_the_same_features(fashion_planted):
     theirs = set(np.flatnonzero(find_label_issues(items.labels, report.label_probs)).tolist())
     ours = set(report.label_issues["row"].tolist())
     both = len(ours & theirs)
-    assert both / len(theirs) >= 0.85 and both / len(ours) >= 0.5, (len(ours), len(theirs), both)  # 889 of 981, of 908
+    assert both / len(theirs) >= 0.8 and both / len(ours) >= 0.9, (len(ours), len(theirs), both)  # 397 of 490, of 408
 
 
 def test_report_tables_save_as_csv(fashion_planted, tmp_path):
