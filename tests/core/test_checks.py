@@ -1,6 +1,7 @@
 """The data checks (core/checks.py): the graph against brute force, confident learning against cleanlab, faults planted
 in real Fashion-MNIST and CIFAR-10 images found, and agreement with cleanlab's Datalab on the same features."""
 import math
+import types
 from collections import deque
 
 import numpy as np
@@ -341,3 +342,21 @@ def test_cifar_planted_leaks_and_foreign_images_by_pixels():
     got = evaluate(report, p, n_train)
     assert got["leak_recall_exact"] == 1 and got["leak_recall_jpeg"] == 1 and got["leaks"]["precision"] >= 0.8, got
     assert evaluate(report.with_factor(0.5), p, n_train)["leaks"]["recall"] == 1
+
+
+def test_findings_read_as_sentences_with_thousands_separated():
+    """"7,200 labels look wrong", "1 label looks wrong", "1 image is an outlier": counts as users read them."""
+    r = object.__new__(checks.Report)
+    r.leaks = checks.Table(kind=np.array([checks.EXACT] * 1200 + [checks.PERCEPTUAL] * 34, dtype=object))
+    r.duplicates = checks.Table(group=np.repeat(np.arange(1001), 2))
+    r.label_issues = checks.Table(row=np.arange(7200))
+    r.items = types.SimpleNamespace(labels=np.zeros(60000, np.int64))
+    r.outliers = checks.Table(row=np.arange(1))
+    r.graph, r.outlier_threshold = types.SimpleNamespace(k=10), 0.465
+    assert r.findings == [
+        "1,234 held-out images have a near-duplicate in the training split (1,200 exact copies, 34 resized or re-encoded)",
+        "2,002 images are in 1,001 groups of near-duplicates",
+        "7,200 labels look wrong (12.0% of the labelled images)",
+        "1 image is an outlier (mean distance to its 10 neighbours above 0.465)"]
+    r.label_issues, r.outliers = checks.Table(row=np.arange(1)), checks.Table(row=np.arange(2))
+    assert r.findings[2].startswith("1 label looks wrong") and r.findings[3].startswith("2 images are outliers (mean distance to their")

@@ -816,17 +816,18 @@ class Report:
         out = []
         if self.leaks is not None and len(self.leaks):
             n, kind = len(self.leaks), self.leaks["kind"]
-            out.append(f"{n} held-out image{'s have' if n > 1 else ' has'} a near-duplicate in the training split "
-                       f"({int((kind == EXACT).sum())} exact copies, {int((kind == PERCEPTUAL).sum())} {PERCEPTUAL})")
+            out.append(f"{n:,} held-out image{'s have' if n > 1 else ' has'} a near-duplicate in the training split "
+                       f"({int((kind == EXACT).sum()):,} exact copies, {int((kind == PERCEPTUAL).sum()):,} {PERCEPTUAL})")
         if len(self.duplicates):
             groups = int(self.duplicates["group"].max()) + 1
-            out.append(f"{len(self.duplicates)} images are in {groups} group{'s' if groups > 1 else ''} of near-duplicates")
+            out.append(f"{len(self.duplicates):,} images are in {groups:,} group{'s' if groups > 1 else ''} of near-duplicates")
         if self.label_issues is not None and len(self.label_issues):
-            labelled = int((self.items.labels >= 0).sum())
-            out.append(f"{len(self.label_issues)} labels look wrong ({len(self.label_issues) / labelled:.1%} of the labelled images)")
+            n, labelled = len(self.label_issues), int((self.items.labels >= 0).sum())
+            out.append(f"{n:,} label{'s look' if n > 1 else ' looks'} wrong ({n / labelled:.1%} of the labelled images)")
         if len(self.outliers):
-            out.append(f"{len(self.outliers)} images are outliers (mean distance to their {self.graph.k} neighbours "
-                       f"above {self.outlier_threshold:.3f})")
+            n = len(self.outliers)
+            what = f"{n:,} images are outliers (mean distance to their" if n > 1 else "1 image is an outlier (mean distance to its"
+            out.append(f"{what} {self.graph.k} neighbours above {self.outlier_threshold:.3f})")
         return out
 
     def summary(self) -> dict:
