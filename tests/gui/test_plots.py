@@ -178,16 +178,26 @@ def test_an_overlay_names_the_shown_run_and_covers_the_learning_rate_and_the_los
 
 
 def test_the_knn_plot_names_the_protocol_of_the_run_it_shows(qtbot):
-    """The kNN plot's title gives the run's k and T (lightly's k=200, T=0.1 reads differently from the default),
-    short enough for the 1024-pixel window."""
+    """The kNN plot's title gives the shown run's k and T (lightly's k=200, T=0.1 reads differently from the
+    default), for a run that starts and for a run folder opened; short enough for the 1024-pixel window."""
+    import types
+
     from workbench.core.config import Config
     from workbench.core.events import RunStarted
+    from workbench.gui.session import Session
 
     panel = PlotsPanel()
     qtbot.addWidget(panel)
-    cfg = Config().with_overrides(["eval.knn_k=200", "eval.knn_temperature=0.1"]).to_dict()
-    panel.on_event(RunStarted("run", cfg, 100, 10, 10, 40, "cpu", ["a", "b"]))
+    session = Session()
+    panel.attach(types.SimpleNamespace(show_panel=lambda p: None, session=session))
+    cfg = Config().with_overrides(["eval.knn_k=200", "eval.knn_temperature=0.1"])
+    session.run.started("run", cfg.to_dict())
+    panel.on_event(RunStarted("run", cfg.to_dict(), 100, 10, 10, 40, "cpu", ["a", "b"]))
     title = panel.knn_plot.plotItem.titleLabel.text
     assert "k=200" in title and "T=0.1" in title and len(title) <= 32
-    panel.on_event(RunStarted("run", {"eval": {"knn_k": "twenty"}}, 100, 10, 10, 40, "cpu", ["a", "b"]))
+    session.run.opened("other", Config())
+    panel.run_opened("other")
+    assert panel.knn_plot.plotItem.titleLabel.text == "kNN (k=20, T=0.07), held-out"
+    session.run.started("run", {"eval": {"knn_k": "twenty"}})  # a config this version cannot read
+    panel.on_event(RunStarted("run", {}, 100, 10, 10, 40, "cpu", ["a", "b"]))
     assert panel.knn_plot.plotItem.titleLabel.text == "kNN accuracy, held-out"

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.core.config import Config, ConfigError
 from workbench.core.timefmt import clock
 
 TOPICS = ("run", "data", "status", "log", "progress")
@@ -39,6 +40,16 @@ class _Part:
 
     def changed(self) -> None:
         self._announce(self.topic, self)
+
+
+def _config(config) -> Config | None:
+    """A run's config as a Config: as given, read from a dict, or None when this version cannot read it."""
+    if config is None or isinstance(config, Config):
+        return config
+    try:
+        return Config.from_dict(config)
+    except ConfigError:
+        return None
 
 
 class ShownRun(_Part):
@@ -75,8 +86,8 @@ class ShownRun(_Part):
         self.changed()
 
     def started(self, folder: str, config=None, held_out=None, classes=None) -> None:
-        """The run reported its folder, its config (a dict) and its held-out images and class names."""
-        self.folder, self.config, self.state = folder, config, "training"
+        """The run reported its folder, its config (a dict, kept as a Config) and its held-out images and class names."""
+        self.folder, self.config, self.state = folder, _config(config), "training"
         self.held_out, self.classes, self.files, self.embedding = held_out, list(classes or []), None, None
         self.changed()
 

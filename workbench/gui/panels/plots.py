@@ -8,6 +8,7 @@ times per run rather than at every redraw.
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from workbench.core.config import Config, ConfigError
+from workbench.core.config import Config
 from workbench.core import events as E
 from workbench.core.history import read_history
 from workbench.core.metrics import metric_label
@@ -103,13 +104,10 @@ class GrowingRange:
 KNN_TITLE = "kNN accuracy, held-out"
 
 
-def knn_title(config: dict) -> str:
-    """The kNN plot's title with the run's protocol settings: "kNN (k=20, T=0.07), held-out"."""
-    try:
-        eval_cfg = Config.from_dict(config).eval
-    except ConfigError:  # a config this version cannot read: the plain title
-        return KNN_TITLE
-    return f"{metric_label('knn_acc', eval_cfg)}, held-out"
+def knn_title(config: Config | None) -> str:
+    """The kNN plot's title with the run's protocol settings: "kNN (k=20, T=0.07), held-out"; the plain title for a
+    run whose config is not known."""
+    return KNN_TITLE if config is None else f"{metric_label('knn_acc', config.eval)}, held-out"
 
 
 class PlotsPanel(Panel, QWidget):
@@ -184,7 +182,7 @@ class PlotsPanel(Panel, QWidget):
         elif isinstance(ev, E.EvalEvent):
             self.add_eval(ev)
         elif isinstance(ev, E.RunStarted):
-            self.knn_plot.setTitle(knn_title(ev.config))
+            self.knn_plot.setTitle(knn_title(self._shown().config))
             self._first_step = True
             self.redraw()  # a resumed run's history at once
         elif isinstance(ev, RunEnded):
@@ -194,6 +192,11 @@ class PlotsPanel(Panel, QWidget):
 
     def attach(self, window):
         self._show_tab = lambda: window.show_panel(self)
+        self._shown = lambda: window.session.run
+
+    def _shown(self):
+        """The run the window shows (the window's session, once attached)."""
+        return types.SimpleNamespace(config=None)
 
     def _show_tab(self):
         """Bring this tab to the front (the window's, once attached)."""
@@ -221,6 +224,7 @@ class PlotsPanel(Panel, QWidget):
         self._show_tab()
 
     def run_opened(self, run: str):
+        self.knn_plot.setTitle(knn_title(self._shown().config))
         self.redraw()
         self.fit()
         self._show_tab()
